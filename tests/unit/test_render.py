@@ -1,0 +1,289 @@
+"""Rendering manifests for a release: pure functions, no cluster."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from textwrap import dedent
+from typing import Any
+
+import pytest
+import yaml
+
+from deploybook.errors import RenderError
+from deploybook.render import (
+    Manifest,
+    image_name,
+    load_manifests,
+    manifest_sha256,
+    render_manifests,
+    to_yaml,
+)
+
+GATEWAY_REF = "localhost:5000/dx29/gateway@sha256:" + "a" * 64
+MIGRATE_REF = "localhost:5000/dx29/migrate@sha256:" + "b" * 64
+IMAGES = {"dx29/gateway": GATEWAY_REF, "dx29/migrate": MIGRATE_REF}
+LABELS = {"deploybook.io/environment": "local", "deploybook.io/release": "dx29"}
+ANNOTATIONS = {"deploybook.io/release-id": "local-20260101-1", "deploybook.io/git-sha": "0" * 40}
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: dx29-gateway-deployment
+  namespace: app-ingress
+  labels:
+    app.kubernetes.io/name: gateway
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: dx29-gateway-backend
+  template:
+    metadata:
+      labels:
+        app: dx29-gateway-backend
+    spec:
+      initContainers:
+        - name: migrate
+          image: dx29/migrate:1.0
+      containers:
+        - name: gateway
+          image: dx29/gateway
+"""
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: dx29-gateway
+spec:
+  selector:
+    app: dx29-gateway-backend
+  ports:
+    - port: 80
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def manifest(text: str, source: str = "app.yaml", index: int = 1) -> Manifest:
+    return Manifest(doc=yaml.safe_load(text), source=Path(source), index=index, line=1)
+
+
+def render(manifests: list[Manifest], **overrides: Any) -> list[dict[str, Any]]:
+    options: dict[str, Any] = {
+        "images": IMAGES,
+        "namespace": "dx29-local",
+        "labels": LABELS,
+        "annotations": ANNOTATIONS,
+        "pull_secret": "deploybook-registry",
+        "replicas": {},
+    }
+    options.update(overrides)
+    return render_manifests(manifests, **options)
+
+
+class TestLoadManifests:
+    def test_reads_documents_with_file_index_and_line(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "gateway.yaml", DEPLOYMENT + "---\n" + SERVICE)
+        loaded = load_manifests(path)
+        assert [(m.doc["kind"], m.index, m.line) for m in loaded] == [
+            ("Deployment", 1, 1),
+            ("Service", 2, DEPLOYMENT.count("\n") + 2),
+        ]
+        assert loaded[1].where == f"{path}, document 2 (line {DEPLOYMENT.count(chr(10)) + 2})"
+
+    def test_directory_is_read_recursively_in_sorted_order(self, tmp_path: Path) -> None:
+        (tmp_path / "sub").mkdir()
+        write(tmp_path, "b.yml", SERVICE)
+        write(tmp_path / "sub", "a.yaml", DEPLOYMENT)
+        write(tmp_path, "notes.txt", "not a manifest")
+        names = [m.source.name for m in load_manifests(tmp_path)]
+        assert names == ["b.yml", "a.yaml"]  # "b.yml" < "sub/a.yaml"
+
+    def test_empty_documents_are_skipped_but_counted(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "x.yaml", "---\n# only a comment\n---\n" + SERVICE)
+        (only,) = load_manifests(path)
+        assert only.doc["kind"] == "Service"
+        assert only.index == 2
+
+    def test_malformed_yaml_names_file_and_line(self, tmp_path: Path) -> None:
+        path = write(tmp_path, "bad.yaml", SERVICE + "---\nkind: Service\nmetadata: [unclosed\n")
+        with pytest.raises(RenderError) as info:
+            load_manifests(path)
+        message = str(info.value)
+        assert str(path) in message
+        assert "document 2" in message
+        assert "line 13" in message  # the line after the unclosed bracket
+
+    @pytest.mark.parametrize(
+        ("text", "missing"),
+        [
+            ("apiVersion: v1\nmetadata: {name: x}\n", "'kind'"),
+            ("kind: Service\nmetadata: {name: x}\n", "'apiVersion'"),
+            ("apiVersion: v1\nkind: Service\nmetadata: {}\n", "'metadata.name'"),
+            ("apiVersion: v1\nkind: Service\n", "'metadata.name'"),
+        ],
+    )
+    def test_missing_required_keys_name_the_document(self, tmp_path: Path, text: str, missing: str) -> None:
+        path = write(tmp_path, "m.yaml", SERVICE + "---\n" + text)
+        with pytest.raises(RenderError) as info:
+            load_manifests(path)
+        assert missing in str(info.value)
+        assert f"{path}, document 2 (line {SERVICE.count(chr(10)) + 2})" in str(info.value)
+
+    def test_a_list_document_is_rejected(self, tmp_path: Path) -> None:
+        with pytest.raises(RenderError, match="must be a mapping, not list"):
+            load_manifests(write(tmp_path, "l.yaml", "- a\n- b\n"))
+
+    def test_missing_path_and_empty_directory(self, tmp_path: Path) -> None:
+        with pytest.raises(RenderError, match="does not exist"):
+            load_manifests(tmp_path / "nope")
+        with pytest.raises(RenderError, match="no manifest files"):
+            load_manifests(tmp_path)
+
+
+class TestImages:
+    @pytest.mark.parametrize(
+        ("image", "name"),
+        [
+            ("dx29/gateway", "dx29/gateway"),
+            ("dx29/gateway:1.2", "dx29/gateway"),
+            ("dx29/gateway@sha256:" + "c" * 64, "dx29/gateway"),
+            ("dx29/gateway:1.2@sha256:" + "c" * 64, "dx29/gateway"),
+            ("localhost:5000/dx29/gateway", "localhost:5000/dx29/gateway"),
+            ("localhost:5000/dx29/gateway:3", "localhost:5000/dx29/gateway"),
+        ],
+    )
+    def test_image_name_drops_tag_and_digest_not_port(self, image: str, name: str) -> None:
+        assert image_name(image) == name
+
+    def test_containers_and_init_containers_are_pinned(self) -> None:
+        (deployment,) = render([manifest(DEPLOYMENT)])
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["containers"][0]["image"] == GATEWAY_REF
+        assert spec["initContainers"][0]["image"] == MIGRATE_REF
+
+    def test_unknown_image_names_file_document_and_image(self) -> None:
+        text = DEPLOYMENT.replace("image: dx29/gateway\n", "image: dx29/unknown:2\n")
+        with pytest.raises(RenderError) as info:
+            render([manifest(SERVICE, index=1), manifest(text, "apps/dx29/manifests/gw.yaml", index=2)])
+        message = str(info.value)
+        assert "apps/dx29/manifests/gw.yaml, document 2" in message
+        assert "'dx29/unknown:2'" in message
+        assert "container 'gateway'" in message
+
+    def test_unpinned_reference_is_refused(self) -> None:
+        with pytest.raises(RenderError, match="not pinned to a digest"):
+            render([manifest(DEPLOYMENT)], images={**IMAGES, "dx29/gateway": "localhost:5000/dx29/gateway:1"})
+
+    def test_pod_and_cronjob_specs_are_pinned_too(self) -> None:
+        pod = manifest("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: dx29/gateway}]\n")
+        cron = manifest(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: '* * * * *'\n"
+            "  jobTemplate:\n    spec:\n      template:\n        spec:\n"
+            "          containers: [{name: m, image: 'dx29/migrate:9'}]\n"
+        )
+        rendered_pod, rendered_cron = render([pod, cron])
+        assert rendered_pod["spec"]["containers"][0]["image"] == GATEWAY_REF
+        cron_spec = rendered_cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert cron_spec["containers"][0]["image"] == MIGRATE_REF
+        assert cron_spec["imagePullSecrets"] == [{"name": "deploybook-registry"}]
+
+
+class TestMetadata:
+    def test_namespace_is_set_on_namespaced_kinds_only(self) -> None:
+        namespace = manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n")
+        deployment, service, ns = render([manifest(DEPLOYMENT), manifest(SERVICE), namespace])
+        assert deployment["metadata"]["namespace"] == "dx29-local"  # the manifest's own is replaced
+        assert service["metadata"]["namespace"] == "dx29-local"
+        assert "namespace" not in ns["metadata"]
+
+    def test_objects_get_labels_and_annotations(self) -> None:
+        (service,) = render([manifest(SERVICE)])
+        assert service["metadata"]["labels"] == {**LABELS, "app.kubernetes.io/managed-by": "deploybook"}
+        assert service["metadata"]["annotations"] == ANNOTATIONS
+        assert service["spec"]["selector"] == {"app": "dx29-gateway-backend"}  # untouched
+
+    def test_pod_template_gets_labels_without_touching_selector_keys(self) -> None:
+        labels = {**LABELS, "app": "something-else"}
+        (deployment,) = render([manifest(DEPLOYMENT)], labels=labels)
+        template = deployment["spec"]["template"]["metadata"]
+        assert template["labels"]["app"] == "dx29-gateway-backend"
+        assert template["labels"]["deploybook.io/environment"] == "local"
+        assert template["labels"]["app.kubernetes.io/managed-by"] == "deploybook"
+        assert template["annotations"] == ANNOTATIONS
+        assert deployment["spec"]["selector"] == {"matchLabels": {"app": "dx29-gateway-backend"}}
+        assert deployment["metadata"]["labels"]["app"] == "something-else"  # object labels are free
+
+    def test_existing_labels_and_annotations_are_kept(self) -> None:
+        text = SERVICE.replace("name: dx29-gateway\n", "name: dx29-gateway\n  annotations: {team: dx29}\n")
+        (service,) = render([manifest(text)])
+        assert service["metadata"]["annotations"] == {"team": "dx29", **ANNOTATIONS}
+
+    def test_invalid_label_value_is_refused(self) -> None:
+        with pytest.raises(RenderError, match="not a valid Kubernetes label value"):
+            render([manifest(SERVICE)], labels={"deploybook.io/release": "has spaces"})
+
+    def test_non_string_annotation_is_refused(self) -> None:
+        with pytest.raises(RenderError, match="must be a string"):
+            render([manifest(SERVICE)], annotations={"deploybook.io/attempt": 3})
+
+
+class TestPodSpec:
+    def test_pull_secret_is_added_once(self) -> None:
+        text = DEPLOYMENT.replace("    spec:\n      initContainers", "    spec:\n      imagePullSecrets: [{name: deploybook-registry}]\n      initContainers")
+        (deployment,) = render([manifest(text)])
+        assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "deploybook-registry"}]
+
+    def test_no_pull_secret_when_none(self) -> None:
+        (deployment,) = render([manifest(DEPLOYMENT)], pull_secret=None)
+        assert "imagePullSecrets" not in deployment["spec"]["template"]["spec"]
+
+    def test_replicas_by_workload_name_or_app_name_label(self) -> None:
+        (by_name,) = render([manifest(DEPLOYMENT)], replicas={"dx29-gateway-deployment": 3})
+        (by_label,) = render([manifest(DEPLOYMENT)], replicas={"gateway": 2})
+        assert by_name["spec"]["replicas"] == 3
+        assert by_label["spec"]["replicas"] == 2
+
+    def test_replicas_for_an_unknown_workload_is_refused(self) -> None:
+        with pytest.raises(RenderError, match="matches no Deployment or StatefulSet"):
+            render([manifest(DEPLOYMENT)], replicas={"gatewya": 2})
+
+    def test_negative_replicas_is_refused(self) -> None:
+        with pytest.raises(RenderError, match="non-negative integer"):
+            render([manifest(DEPLOYMENT)], replicas={"gateway": -1})
+
+
+class TestPurity:
+    def test_inputs_are_not_changed_and_output_is_deterministic(self) -> None:
+        manifests = [manifest(DEPLOYMENT), manifest(SERVICE)]
+        before = copy.deepcopy([m.doc for m in manifests])
+        first = render(manifests)
+        second = render(manifests)
+        assert [m.doc for m in manifests] == before
+        assert first == second
+        assert [manifest_sha256(o) for o in first] == [manifest_sha256(o) for o in second]
+
+    def test_sha256_ignores_key_order_but_not_values(self) -> None:
+        assert manifest_sha256({"a": 1, "b": 2}) == manifest_sha256({"b": 2, "a": 1})
+        assert manifest_sha256({"a": 1}) != manifest_sha256({"a": 2})
+        assert len(manifest_sha256({})) == 64
+
+    def test_to_yaml_round_trips(self) -> None:
+        rendered = render([manifest(DEPLOYMENT), manifest(SERVICE)])
+        text = to_yaml(rendered)
+        assert text.startswith("---\napiVersion: apps/v1\n")  # manifest key order kept
+        assert list(yaml.safe_load_all(text)) == rendered
+
+
+def test_rendered_sample_round_trip_through_files(tmp_path: Path) -> None:
+    """load -> render -> YAML, as the apply stage does it."""
+    write(tmp_path, "gateway.yaml", dedent(DEPLOYMENT) + "---\n" + SERVICE)
+    rendered = render(load_manifests(tmp_path))
+    assert [o["kind"] for o in rendered] == ["Deployment", "Service"]
+    assert "dx29/gateway@sha256:" in to_yaml(rendered)
