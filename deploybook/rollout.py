@@ -1,0 +1,445 @@
+"""Rollout status of a workload, watched through the API and failing early with the cause.
+
+`wait_for_rollout` follows the semantics of `kubectl rollout status` (observedGeneration,
+updated, available, old replicas gone) for Deployment, StatefulSet and DaemonSet, and waits for
+the Complete condition of a Job. Unlike kubectl it does not sit through a crash loop until the
+progress deadline: it watches the workload's pods too and stops as soon as one of them shows a
+cause that will not heal by waiting.
+
+Causes carried by `RolloutFailed.cause`:
+
+    CrashLoopBackOff            a container exited non-zero (first crash, see below)
+    ImagePullBackOff            the image cannot be pulled (ErrImagePull, InvalidImageName too)
+    CreateContainerConfigError  a referenced ConfigMap/Secret key is missing
+                                (CreateContainerError and RunContainerError too)
+    OOMKilled                   a container was OOM-killed twice
+    ProgressDeadlineExceeded    the Deployment's Progressing condition says so
+    JobFailed                   the Job's Failed condition is True
+    Timeout                     the deadline passed (e.g. a readiness probe that never passes)
+    NotFound                    the workload does not exist
+
+A container counts as crash-looping after its FIRST non-zero exit. Waiting for the kubelet's
+CrashLoopBackOff state costs a second crash plus back-off, which for a container that runs a
+while before crashing breaks the promise of a verdict within 30 s of the first crash. OOM kills
+are the exception: one can be load-related, two are a pattern. Job pods are left to the Job's
+own backoffLimit and judged by its Failed condition.
+
+The deadline is the smaller of the configured timeout and the workload's
+progressDeadlineSeconds (Deployments only); it is recorded in the result and in the error.
+
+Both the workload and its pods are followed with list+watch streams (one thread each, see
+`deploybook.kubewatch.EventStream`) that resume from the last resourceVersion after a dropped connection and list
+again when the server answers 410 Gone.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from deploybook.kubewatch import EventStream, label_selector, list_raw
+from deploybook.workload_status import (
+    evaluate_workload,
+    pod_failure,
+    pods_of_current_revision,
+)
+
+__all__ = [
+    "WORKLOAD_KINDS",
+    "Evidence",
+    "RolloutFailed",
+    "RolloutResult",
+    "evaluate_workload",
+    "pod_failure",
+    "wait_for_rollout",
+]
+
+# kind -> (attribute of KubeClients, list method); every call here is a read (list/watch/get).
+WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
+    "Deployment": ("apps", "list_namespaced_deployment"),
+    "StatefulSet": ("apps", "list_namespaced_stateful_set"),
+    "DaemonSet": ("apps", "list_namespaced_daemon_set"),
+    "Job": ("batch", "list_namespaced_job"),
+}
+LOG_TAIL_LINES = 40
+EVENT_LIMIT = 25
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What an operator needs to see why a rollout failed."""
+
+    conditions: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    logs: Mapping[str, str] = field(default_factory=dict)  # "pod/container" -> log tail
+
+    def as_text(self) -> str:
+        """Render conditions, events and log tails as one plain-text attachment."""
+        parts = ["Conditions:", *(f"  {c}" for c in self.conditions or ("(none)",))]
+        parts += ["", "Recent events:", *(f"  {e}" for e in self.events or ("(none)",))]
+        for where, text in self.logs.items():
+            parts += ["", f"Log tail of {where}:", text.rstrip() or "(empty)"]
+        return "\n".join(parts) + "\n"
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """A finished rollout: how long it took, which deadline applied, and what was seen."""
+
+    kind: str
+    namespace: str
+    name: str
+    ready: int
+    desired: int
+    elapsed_s: float
+    deadline_s: float
+    deadline_source: str  # "timeout" or "progressDeadlineSeconds"
+    timeline: tuple[tuple[float, str], ...]
+
+
+class RolloutFailed(Exception):
+    """A rollout that will not complete; `cause` is one of the causes in the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        cause: str,
+        detail: str,
+        evidence: Evidence,
+        deadline_s: float,
+        deadline_source: str,
+        elapsed_s: float,
+        timeline: tuple[tuple[float, str], ...] = (),
+    ) -> None:
+        self.kind, self.namespace, self.name = kind, namespace, name
+        self.cause, self.detail, self.evidence = cause, detail, evidence
+        self.deadline_s, self.deadline_source = deadline_s, deadline_source
+        self.elapsed_s, self.timeline = elapsed_s, timeline
+        super().__init__(
+            f"{kind} {namespace}/{name} failed to roll out after {elapsed_s:.1f}s: {cause}: "
+            f"{detail} (deadline {deadline_s:.0f}s from {deadline_source}). "
+            f"See the conditions, events and log tails in the evidence; fix the cause and "
+            f"release again."
+        )
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def _fmt_condition(cond: Mapping[str, Any]) -> str:
+    text = f"{cond.get('type')}={cond.get('status')}"
+    if cond.get("reason"):
+        text += f" {cond['reason']}"
+    return text + (f": {cond['message']}" if cond.get("message") else "")
+
+
+def _fmt_container(pod: str, cs: Mapping[str, Any]) -> str:
+    state = cs.get("state") or {}
+    kind = next(iter(state), "unknown")
+    detail = state.get(kind) or {}
+    reason = detail.get("reason", "")
+    code = f" exit {detail['exitCode']}" if "exitCode" in detail else ""
+    return (
+        f"pod {pod} container {cs.get('name')}: {kind} {reason}{code}, "
+        f"ready={cs.get('ready')}, restarts={cs.get('restartCount', 0)}"
+    )
+
+
+def _events(kube: Any, namespace: str, names: set[str]) -> tuple[str, ...]:
+    items, _ = list_raw(kube.core.list_namespaced_event, namespace)
+    mine = [e for e in items if (e.get("involvedObject") or {}).get("name") in names]
+    mine.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return tuple(
+        f"{e.get('lastTimestamp') or e.get('eventTime') or '-'} {e.get('type')} {e.get('reason')} "
+        f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}: "
+        f"{(e.get('message') or '').strip()} (x{e.get('count') or 1})"
+        for e in mine[-EVENT_LIMIT:]
+    )
+
+
+def _log_tail(kube: Any, namespace: str, pod: str, cs: Mapping[str, Any]) -> str:
+    previous = cs.get("restartCount", 0) > 0
+    try:
+        return str(
+            kube.core.read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=cs["name"],
+                tail_lines=LOG_TAIL_LINES,
+                previous=previous,
+            )
+        )
+    except ApiException as exc:
+        return f"(log not readable: {exc.status} {exc.reason})"
+
+
+def collect_evidence(
+    kube: Any,
+    kind: str,
+    namespace: str,
+    workload: Mapping[str, Any],
+    pods: list[Mapping[str, Any]],
+) -> Evidence:
+    """Gather conditions, recent events and the log tails of unhealthy containers (reads only)."""
+    name = workload.get("metadata", {}).get("name", "?")
+    conditions = [
+        f"{kind} {name}: {_fmt_condition(c)}"
+        for c in workload.get("status", {}).get("conditions") or ()
+    ]
+    logs: dict[str, str] = {}
+    for pod in pods:
+        pname = pod.get("metadata", {}).get("name", "?")
+        conditions += [
+            f"pod {pname}: {_fmt_condition(c)}"
+            for c in pod.get("status", {}).get("conditions") or ()
+            if c.get("status") != "True"
+        ]
+        for cs in pod.get("status", {}).get("containerStatuses") or ():
+            conditions.append(_fmt_container(pname, cs))
+            has_run = cs.get("restartCount", 0) > 0 or "waiting" not in (
+                cs.get("state") or {}
+            )
+            if has_run and (not cs.get("ready") or cs.get("restartCount", 0) > 0):
+                logs[f"{pname}/{cs['name']}"] = _log_tail(kube, namespace, pname, cs)
+    names = {name} | {p.get("metadata", {}).get("name", "") for p in pods}
+    names |= {
+        (p.get("metadata", {}).get("ownerReferences") or [{}])[0].get("name", "")
+        for p in pods
+    }
+    try:
+        events = _events(kube, namespace, names)
+    except ApiException as exc:
+        events = (f"(events not readable: {exc.status} {exc.reason})",)
+    return Evidence(tuple(conditions), events, logs)
+
+
+# --------------------------------------------------------------------------- the wait
+
+
+def _deadline(kind: str, obj: Mapping[str, Any], timeout_s: float) -> tuple[float, str]:
+    pds = (
+        obj.get("spec", {}).get("progressDeadlineSeconds")
+        if kind == "Deployment"
+        else None
+    )
+    if pds is not None and pds < timeout_s:
+        return float(pds), "progressDeadlineSeconds"
+    return float(timeout_s), "timeout"
+
+
+class _Tracker:
+    """State of one wait: the latest workload and pods, the timeline, and the verdicts."""
+
+    def __init__(
+        self,
+        kube: Any,
+        kind: str,
+        namespace: str,
+        workload: dict[str, Any],
+        timeout_s: float,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.kube, self.kind, self.namespace, self.workload = (
+            kube,
+            kind,
+            namespace,
+            workload,
+        )
+        self.name = workload["metadata"]["name"]
+        self.deadline_s, self.deadline_source = _deadline(kind, workload, timeout_s)
+        self.started = time.monotonic()
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.timeline: list[tuple[float, str]] = []
+        self.on_progress = on_progress
+        self._hash_for: tuple[str, str | None] = (
+            "",
+            None,
+        )  # deployment revision -> RS hash
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def apply(self, tag: str, etype: str, payload: Any) -> None:
+        if etype == "BROKEN":
+            raise self.failed("WatchFailed", f"the {tag} watch stopped: {payload}")
+        if tag == "workload" and etype in ("ADDED", "MODIFIED"):
+            self.workload = payload
+        elif tag == "workload" and etype == "DELETED":
+            raise self.failed("NotFound", "the workload was deleted while waiting")
+        elif etype == "LIST":
+            items = payload if tag == "pods" else []
+            self.pods = {p["metadata"]["name"]: p for p in items}
+            if tag == "workload" and payload:
+                self.workload = payload[0]
+        elif etype == "DELETED":
+            self.pods.pop(payload["metadata"]["name"], None)
+        else:
+            self.pods[payload["metadata"]["name"]] = payload
+
+    def judge(self) -> RolloutResult | None:
+        verdict = evaluate_workload(self.kind, self.workload)
+        if verdict.cause:
+            raise self.failed(verdict.cause, verdict.message)
+        if verdict.done:
+            self.note(verdict.message)
+            return RolloutResult(
+                self.kind,
+                self.namespace,
+                self.name,
+                verdict.ready,
+                verdict.desired,
+                round(self.elapsed(), 3),
+                self.deadline_s,
+                self.deadline_source,
+                tuple(self.timeline),
+            )
+        for pod in self.current_pods():
+            found = pod_failure(pod, judge_crashes=self.kind != "Job")
+            if found:
+                raise self.failed(*found)
+        self.note(verdict.message)
+        return None
+
+    def current_pods(self) -> list[Mapping[str, Any]]:
+        pods = list(self.pods.values())
+        if self.kind == "Deployment" and any(pod_failure(p) for p in pods):
+            return pods_of_current_revision(
+                self.kind, self.workload, pods, self._rs_hash()
+            )
+        return pods_of_current_revision(self.kind, self.workload, pods, None)
+
+    def _rs_hash(self) -> str | None:
+        """pod-template-hash of the Deployment's current ReplicaSet (looked up when needed)."""
+        rev = (self.workload["metadata"].get("annotations") or {}).get(
+            "deployment.kubernetes.io/revision", ""
+        )
+        if self._hash_for[0] != rev or self._hash_for[1] is None:
+            items, _ = list_raw(
+                self.kube.apps.list_namespaced_replica_set,
+                self.namespace,
+                label_selector=label_selector(self.workload),
+            )
+            uid = self.workload["metadata"].get("uid")
+            for rs in items:
+                meta = rs.get("metadata", {})
+                owners = {o.get("uid") for o in meta.get("ownerReferences") or ()}
+                if (
+                    uid in owners
+                    and (meta.get("annotations") or {}).get(
+                        "deployment.kubernetes.io/revision"
+                    )
+                    == rev
+                ):
+                    self._hash_for = (
+                        rev,
+                        (meta.get("labels") or {}).get("pod-template-hash"),
+                    )
+        return self._hash_for[1]
+
+    def note(self, message: str) -> None:
+        if not self.timeline or self.timeline[-1][1] != message:
+            self.timeline.append((round(self.elapsed(), 3), message))
+            if self.on_progress:
+                self.on_progress(message)
+
+    def failed(self, cause: str, detail: str) -> RolloutFailed:
+        self.note(f"failed: {cause}: {detail}")
+        evidence = collect_evidence(
+            self.kube,
+            self.kind,
+            self.namespace,
+            self.workload,
+            list(self.current_pods()),
+        )
+        return RolloutFailed(
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.name,
+            cause=cause,
+            detail=detail,
+            evidence=evidence,
+            deadline_s=self.deadline_s,
+            deadline_source=self.deadline_source,
+            elapsed_s=round(self.elapsed(), 3),
+            timeline=tuple(self.timeline),
+        )
+
+
+def wait_for_rollout(
+    kube: Any,
+    kind: str,
+    namespace: str,
+    name: str,
+    *,
+    timeout_s: float,
+    on_progress: ProgressCallback | None = None,
+) -> RolloutResult:
+    """Wait until `kind` `namespace/name` has rolled out; raise `RolloutFailed` with the cause.
+
+    Only reads (list and watch) are made. `on_progress` gets each new status message, e.g.
+    "1 of 2 updated replicas available", so a terminal can show what is being waited on.
+    """
+    if kind not in WORKLOAD_KINDS:
+        raise ValueError(
+            f"cannot wait for a {kind}: known kinds are {', '.join(WORKLOAD_KINDS)}"
+        )
+    group, method = WORKLOAD_KINDS[kind]
+    list_fn = getattr(getattr(kube, group), method)
+    by_name = {"field_selector": f"metadata.name={name}"}
+    items, rv = list_raw(list_fn, namespace, **by_name)
+    if not items:
+        placeholder = {"metadata": {"name": name}}
+        raise _Tracker(
+            kube, kind, namespace, placeholder, timeout_s, on_progress
+        ).failed("NotFound", f"no {kind} named {name} in namespace {namespace}")
+    tracker = _Tracker(kube, kind, namespace, items[0], timeout_s, on_progress)
+    events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+    stop = threading.Event()
+    streams = [
+        EventStream(list_fn, namespace, "workload", events, stop, rv, **by_name),
+        EventStream(
+            kube.core.list_namespaced_pod,
+            namespace,
+            "pods",
+            events,
+            stop,
+            label_selector=label_selector(items[0]),
+        ),
+    ]
+    for stream in streams:
+        stream.start()
+    try:
+        return _wait(tracker, events)
+    finally:
+        stop.set()
+
+
+def _wait(
+    tracker: _Tracker, events: queue.Queue[tuple[str, str, Any]]
+) -> RolloutResult:
+    while True:
+        result = tracker.judge()
+        if result is not None:
+            return result
+        remaining = tracker.deadline_s - tracker.elapsed()
+        if remaining <= 0:
+            last = tracker.timeline[-1][1] if tracker.timeline else "no status"
+            raise tracker.failed(
+                "Timeout",
+                f"not rolled out within {tracker.deadline_s:.0f}s; last status: {last}",
+            )
+        try:
+            tracker.apply(*events.get(timeout=remaining))
+        except queue.Empty:
+            continue

@@ -1,0 +1,439 @@
+"""wait_for_rollout against fake API responses at the HTTP transport seam.
+
+The real kubernetes `Watch` parses the fake responses, so resume and 410 handling are the
+library's and ours together; only the bytes on the wire are made up.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from urllib3.exceptions import ProtocolError
+
+from deploybook.rollout import (
+    RolloutFailed,
+    evaluate_workload,
+    pod_failure,
+    wait_for_rollout,
+)
+from deploybook.workload_status import pods_of_current_revision
+
+
+class FakeResponse:
+    """What urllib3 hands the client with _preload_content=False."""
+
+    status = 200
+
+    def __init__(self, body: bytes = b"", lines: list[Any] | None = None) -> None:
+        self.data, self.lines = body, lines or []
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+        for line in self.lines:
+            if isinstance(line, Exception):
+                raise line
+            yield (json.dumps(line) + "\n").encode()
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+class FakeEndpoint:
+    """One list endpoint: a list answer and a script of watch sessions, calls recorded."""
+
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        rv: str | list[str] = "1",
+        sessions: list[list[Any]] | None = None,
+    ) -> None:
+        self.items, self.sessions = items, list(sessions or [])
+        self.rvs = [rv] if isinstance(rv, str) else list(rv)  # one per list call
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, namespace: str, **kw: Any) -> FakeResponse:
+        with self.lock:
+            self.calls.append(kw)
+        if not kw.get("watch"):
+            rv = self.rvs.pop(0) if len(self.rvs) > 1 else self.rvs[0]
+            return FakeResponse(
+                json.dumps(
+                    {"items": self.items, "metadata": {"resourceVersion": rv}}
+                ).encode()
+            )
+        if self.sessions:
+            return FakeResponse(lines=self.sessions.pop(0))
+        time.sleep(0.05)  # an idle watch window
+        return FakeResponse()
+
+
+class FakeKube:
+    def __init__(
+        self,
+        deployments: FakeEndpoint,
+        pods: FakeEndpoint,
+        replica_sets: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.apps = type("Apps", (), {})()
+        self.core = type("Core", (), {})()
+        self.apps.list_namespaced_deployment = deployments
+        self.apps.list_namespaced_replica_set = FakeEndpoint(replica_sets or [])
+        self.core.list_namespaced_pod = pods
+        self.core.list_namespaced_event = FakeEndpoint(
+            [
+                {
+                    "type": "Warning",
+                    "reason": "BackOff",
+                    "message": "Back-off restarting",
+                    "involvedObject": {"kind": "Pod", "name": "web-abc-1"},
+                    "lastTimestamp": "2025-01-01T00:00:00Z",
+                    "count": 3,
+                }
+            ]
+        )
+        self.logs: list[tuple[str, str, bool]] = []
+
+        def read_log(
+            name: str, ns: str, *, container: str, tail_lines: int, previous: bool
+        ) -> str:
+            self.logs.append((name, container, previous))
+            return "panic: config missing\n"
+
+        self.core.read_namespaced_pod_log = read_log
+
+
+def deployment(
+    rv: str,
+    *,
+    generation: int = 2,
+    observed: int = 2,
+    updated: int = 0,
+    available: int = 0,
+    total: int = 0,
+    replicas: int = 2,
+    pds: int | None = None,
+    conditions: list[Any] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": "web"}},
+    }
+    if pds is not None:
+        spec["progressDeadlineSeconds"] = pds
+    return {
+        "metadata": {
+            "name": "web",
+            "uid": "u1",
+            "generation": generation,
+            "resourceVersion": rv,
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+        },
+        "spec": spec,
+        "status": {
+            "observedGeneration": observed,
+            "updatedReplicas": updated,
+            "availableReplicas": available,
+            "replicas": total,
+            "conditions": conditions or [],
+        },
+    }
+
+
+def pod(
+    name: str,
+    rv: str,
+    *,
+    state: dict[str, Any] | None = None,
+    restarts: int = 0,
+    last: dict[str, Any] | None = None,
+    hash_: str = "new",
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "resourceVersion": rv,
+            "labels": {"app": "web", "pod-template-hash": hash_},
+            "ownerReferences": [{"name": f"web-{hash_}"}],
+        },
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "ready": False,
+                    "restartCount": restarts,
+                    "state": state or {"running": {}},
+                    "lastState": last or {},
+                }
+            ]
+        },
+    }
+
+
+REPLICA_SETS = [
+    {
+        "metadata": {
+            "name": "web-new",
+            "ownerReferences": [{"uid": "u1"}],
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+            "labels": {"pod-template-hash": "new"},
+        }
+    }
+]
+
+
+def test_deployment_rollout_completes_from_watch_events_and_reports_progress() -> None:
+    start = deployment("10", observed=1)
+    deps = FakeEndpoint(
+        [start],
+        "10",
+        [
+            [
+                {
+                    "type": "MODIFIED",
+                    "object": deployment("11", updated=1, total=2, available=1),
+                },
+                {
+                    "type": "MODIFIED",
+                    "object": deployment("12", updated=2, total=3, available=2),
+                },
+                {
+                    "type": "MODIFIED",
+                    "object": deployment("13", updated=2, total=2, available=2),
+                },
+            ]
+        ],
+    )
+    seen: list[str] = []
+    result = wait_for_rollout(
+        FakeKube(deps, FakeEndpoint([])),
+        "Deployment",
+        "ns",
+        "web",
+        timeout_s=5,
+        on_progress=seen.append,
+    )
+    assert (result.ready, result.desired, result.deadline_source) == (2, 2, "timeout")
+    assert seen == [
+        "waiting for the spec update to be observed",
+        "1 of 2 new replicas updated",
+        "1 old replicas pending termination",
+        "2 of 2 replicas available",
+    ]
+    watch_calls = [c for c in deps.calls if c.get("watch")]
+    assert watch_calls[0]["resource_version"] == "10"
+    assert deps.calls[0]["field_selector"] == "metadata.name=web"
+
+
+def test_crash_of_current_pod_fails_early_with_evidence_and_log_tail() -> None:
+    crashed = pod(
+        "web-abc-1",
+        "21",
+        restarts=1,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        last={"terminated": {"exitCode": 2, "reason": "Error"}},
+    )
+    old_crashing = pod(
+        "web-old-1", "20", restarts=5, hash_="old", last={"terminated": {"exitCode": 1}}
+    )
+    pods = FakeEndpoint([old_crashing], "20", [[{"type": "ADDED", "object": crashed}]])
+    kube = FakeKube(
+        FakeEndpoint([deployment("10", updated=1, total=2)]), pods, REPLICA_SETS
+    )
+    t0 = time.monotonic()
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(kube, "Deployment", "ns", "web", timeout_s=20)
+    err = info.value
+    assert time.monotonic() - t0 < 3
+    assert err.cause == "CrashLoopBackOff"
+    assert "web-abc-1" in err.detail and "exited with code 2" in err.detail
+    assert "web-old-1" not in err.detail  # old revision pods may fail while they go
+    text = err.evidence.as_text()
+    assert "panic: config missing" in text and "BackOff" in text
+    assert ("web-abc-1", "app", True) in kube.logs
+
+
+def test_dropped_watch_resumes_from_last_resource_version_and_410_lists_again() -> None:
+    deps = FakeEndpoint(
+        [deployment("10", updated=1, total=2)],
+        ["10", "30"],
+        [
+            [
+                {"type": "MODIFIED", "object": deployment("11", updated=2, total=2)},
+                ProtocolError("connection reset"),
+            ],
+            [
+                {
+                    "type": "ERROR",
+                    "object": {"code": 410, "reason": "Expired", "message": "too old"},
+                }
+            ],
+            [
+                {
+                    "type": "MODIFIED",
+                    "object": deployment("31", updated=2, total=2, available=2),
+                }
+            ],
+        ],
+    )
+    result = wait_for_rollout(
+        FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=10
+    )
+    assert result.ready == 2
+    watches = [c["resource_version"] for c in deps.calls if c.get("watch")]
+    lists = [c for c in deps.calls if not c.get("watch")]
+    assert watches[:3] == [
+        "10",
+        "11",
+        "30",
+    ]  # resumed at 11, re-listed (rv 30) after 410
+    assert len(lists) == 2
+
+
+def test_deadline_is_the_smaller_of_timeout_and_progress_deadline() -> None:
+    deps = FakeEndpoint(
+        [deployment("10", updated=2, total=2, available=1, pds=1)], "10"
+    )
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(
+            FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=30
+        )
+    err = info.value
+    assert (err.cause, err.deadline_s, err.deadline_source) == (
+        "Timeout",
+        1.0,
+        "progressDeadlineSeconds",
+    )
+    assert "1 of 2 updated replicas available" in err.detail
+    assert 1.0 <= err.elapsed_s < 3
+
+
+def test_progress_deadline_exceeded_condition_fails_at_once() -> None:
+    cond = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": 'ReplicaSet "web-new" has timed out progressing.',
+    }
+    deps = FakeEndpoint([deployment("10", updated=1, total=2, conditions=[cond])], "10")
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(
+            FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=30
+        )
+    assert info.value.cause == "ProgressDeadlineExceeded"
+    assert "Progressing=False ProgressDeadlineExceeded" in info.value.evidence.as_text()
+
+
+def test_missing_workload_is_not_found() -> None:
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(
+            FakeKube(FakeEndpoint([]), FakeEndpoint([])),
+            "Deployment",
+            "ns",
+            "web",
+            timeout_s=1,
+        )
+    assert info.value.cause == "NotFound" and "no Deployment named web" in str(
+        info.value
+    )
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="known kinds are Deployment"):
+        wait_for_rollout(object(), "CronJob", "ns", "x", timeout_s=1)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "cause"),
+    [
+        ("ImagePullBackOff", "ImagePullBackOff"),
+        ("ErrImagePull", "ImagePullBackOff"),
+        ("CreateContainerConfigError", "CreateContainerConfigError"),
+        ("CrashLoopBackOff", "CrashLoopBackOff"),
+    ],
+)
+def test_waiting_reasons_map_to_causes(waiting: str, cause: str) -> None:
+    found = pod_failure(
+        pod("p", "1", state={"waiting": {"reason": waiting, "message": "m"}})
+    )
+    assert found is not None and found[0] == cause and "pod p container app" in found[1]
+
+
+def test_first_crash_counts_but_a_single_oom_kill_does_not() -> None:
+    oom = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+    assert pod_failure(pod("p", "1", restarts=1, last=oom)) is None
+    twice = pod_failure(pod("p", "1", restarts=2, last=oom))
+    assert twice is not None and twice[0] == "OOMKilled"
+    crash = pod_failure(pod("p", "1", restarts=1, last={"terminated": {"exitCode": 3}}))
+    assert crash is not None and crash[0] == "CrashLoopBackOff"
+    assert (
+        pod_failure(pod("p", "1", restarts=1, last={"terminated": {"exitCode": 0}}))
+        is None
+    )
+    assert pod_failure(pod("p", "1")) is None
+    job_pod = pod("p", "1", restarts=1, last={"terminated": {"exitCode": 3}})
+    assert pod_failure(job_pod, judge_crashes=False) is None
+
+
+def test_statefulset_daemonset_and_job_verdicts() -> None:
+    sts = {
+        "metadata": {"generation": 3},
+        "spec": {"replicas": 2},
+        "status": {
+            "observedGeneration": 3,
+            "readyReplicas": 2,
+            "updatedReplicas": 1,
+            "currentRevision": "a",
+            "updateRevision": "b",
+        },
+    }
+    assert not evaluate_workload("StatefulSet", sts).done
+    sts["status"]["currentRevision"] = "b"
+    assert evaluate_workload("StatefulSet", sts).done
+    ds = {
+        "metadata": {"generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "desiredNumberScheduled": 1,
+            "updatedNumberScheduled": 1,
+            "numberAvailable": 0,
+        },
+    }
+    assert evaluate_workload("DaemonSet", ds).message == "0 of 1 pods available"
+    job = {
+        "spec": {"completions": 1},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+        },
+    }
+    verdict = evaluate_workload("Job", job)
+    assert verdict.cause == "JobFailed" and "BackoffLimitExceeded" in verdict.message
+    job["status"] = {
+        "succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True"}],
+    }
+    assert evaluate_workload("Job", job).done
+
+
+def test_statefulset_pods_filtered_by_update_revision() -> None:
+    sts = {"status": {"updateRevision": "web-2"}}
+    pods = [
+        {"metadata": {"name": n, "labels": {"controller-revision-hash": r}}}
+        for n, r in (("a", "web-1"), ("b", "web-2"))
+    ]
+    kept = pods_of_current_revision("StatefulSet", sts, pods, None)
+    assert [p["metadata"]["name"] for p in kept] == ["b"]
