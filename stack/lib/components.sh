@@ -1,0 +1,193 @@
+# How each component of the stack is installed, configured, started and
+# waited for. Sourced by stack/up after common.sh, pki.sh and build.sh.
+
+DEBIAN_PACKAGES=(docker.io docker-registry containerd runc containernetworking-plugins
+                 iptables conntrack socat busybox-static apache2-utils openssl curl)
+
+install_packages() {
+  local missing=() p
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  (( ${#missing[@]} == 0 )) && return 0
+  say "installing from Debian's packages: ${missing[*]}"
+  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; } \
+    >"$LOGS/apt.log" 2>&1 || die "installing ${missing[*]} failed; see $LOGS/apt.log"
+}
+
+render() {  # render TEMPLATE DEST: fills ${VAR} from the settings in common.sh
+  mkdir -p "$(dirname "$2")"
+  STATE=$STATE PKI=$PKI REGISTRY=$REGISTRY REGISTRY_PORT=$REGISTRY_PORT BRIDGE=$BRIDGE \
+  NODE_IP=$NODE_IP POD_CIDR=$POD_CIDR NODE_NAME=$NODE_NAME CLUSTER_DOMAIN=$CLUSTER_DOMAIN \
+  SANDBOX_IMAGE=$SANDBOX_IMAGE envsubst <"$STACK_DIR/conf/$1" >"$2"
+}
+
+write_configs() {
+  render registry.yml "$STATE/registry/config.yml"
+  render containerd.toml "$STATE/containerd/config.toml"
+  render hosts.toml "$STATE/containerd/certs.d/$REGISTRY/hosts.toml"
+  render cni.conflist "$STATE/cni/net.d/10-deploybook.conflist"
+  render kubelet.yaml "$STATE/kubelet/config.yaml"
+  render scheduler.yaml "$STATE/scheduler/config.yaml"
+  render kube-proxy.yaml "$STATE/kube-proxy/config.yaml"
+  render Corefile "$STATE/coredns/Corefile"
+  : >"$STATE/kubelet/resolv.conf"   # pods with dnsPolicy Default get no outside resolver
+  # dockerd reads registry trust from this fixed place only.
+  install -D -m 0644 "$PKI/ca.crt" "/etc/docker/certs.d/$REGISTRY/ca.crt"
+
+  if [[ ! -f $STATE/registry/password ]]; then
+    (umask 077; openssl rand -hex 24 >"$STATE/registry/password")
+  fi
+  htpasswd -iBc "$STATE/registry/htpasswd" "$REGISTRY_USER" <"$STATE/registry/password" 2>/dev/null
+  chmod 600 "$STATE/registry/htpasswd"
+
+  mkdir -p "$STATE/kubeconfigs"
+  local kc
+  for kc in controller-manager scheduler kube-proxy coredns; do
+    [[ -f $STATE/kubeconfigs/$kc ]] || kubeconfig_for "$STATE/kubeconfigs/$kc" "$kc" deploybook
+  done
+  [[ -f $STATE/kubeconfigs/kubelet ]] || kubeconfig_for "$STATE/kubeconfigs/kubelet" kubelet deploybook
+  if [[ ! -f $STATE/kubeconfig ]]; then
+    kubeconfig_for "$STATE/kubeconfig" viewer deploybook-view
+    kubeconfig_for "$STATE/kubeconfig" admin deploybook-admin   # last one set is current
+  fi
+}
+
+prepare_host() {
+  # The bridge exists before the API server so the node address is there to bind.
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+  fi
+  ip addr show dev "$BRIDGE" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  sysctl -qw net.ipv4.ip_forward=1
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+}
+
+start_dockerd() {
+  start_component dockerd dockerd --data-root "$STATE/docker/data" --exec-root "$STATE/docker/exec" \
+    --host "unix://$STATE/docker/docker.sock" --pidfile "$STATE/docker/docker.pid" \
+    --bridge=none --iptables=false --ip-masq=false
+  wait_until dockerd 60 docker -H "unix://$STATE/docker/docker.sock" version
+}
+
+registry_answers() {  # 401 means up: the registry asks for credentials
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$PKI/ca.crt" "https://$REGISTRY/v2/") == 401 ]]
+}
+
+start_registry() {
+  start_component registry docker-registry serve "$STATE/registry/config.yml"
+  wait_until registry 30 registry_answers
+}
+
+ctr_k8s() { ctr --address "$STATE/containerd/containerd.sock" -n k8s.io "$@"; }
+
+start_containerd() {
+  start_component containerd containerd --config "$STATE/containerd/config.toml"
+  wait_until containerd 30 ctr_k8s version
+  if ! ctr_k8s images ls -q | grep -qx "$SANDBOX_IMAGE"; then
+    local ctx; ctx=$(mktemp -d)
+    cp "$PAUSE_BIN" "$STACK_DIR/pause/Dockerfile" "$ctx/"
+    docker -H "unix://$STATE/docker/docker.sock" build -q -t "$SANDBOX_IMAGE" "$ctx" >>"$LOGS/sandbox-image.log" 2>&1
+    docker -H "unix://$STATE/docker/docker.sock" save "$SANDBOX_IMAGE" | ctr_k8s images import - >/dev/null
+    rm -rf "$ctx"
+  fi
+}
+
+etcd_healthy() {
+  curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/apiserver-etcd-client.crt" \
+    --key "$PKI/apiserver-etcd-client.key" https://127.0.0.1:2379/health | grep -q '"health":"true"'
+}
+
+start_etcd() {
+  local tls=(--cert-file "$PKI/etcd.crt" --key-file "$PKI/etcd.key" --trusted-ca-file "$PKI/ca.crt"
+             --client-cert-auth --peer-cert-file "$PKI/etcd.crt" --peer-key-file "$PKI/etcd.key"
+             --peer-trusted-ca-file "$PKI/ca.crt" --peer-client-cert-auth)
+  start_component etcd "$KUBE_BIN" etcd --name deploybook --data-dir "$STATE/etcd" \
+    --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls https://127.0.0.1:2379 \
+    --listen-peer-urls https://127.0.0.1:2380 --initial-advertise-peer-urls https://127.0.0.1:2380 \
+    --initial-cluster deploybook=https://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
+    "${tls[@]}"
+  wait_until etcd 60 etcd_healthy
+}
+
+apiserver_ready() { kubectl_admin get --raw /readyz; }
+
+start_apiserver() {
+  start_component kube-apiserver "$KUBE_BIN" kube-apiserver \
+    --advertise-address "$NODE_IP" --bind-address "$NODE_IP" --secure-port "$APISERVER_PORT" \
+    --etcd-servers https://127.0.0.1:2379 --etcd-cafile "$PKI/ca.crt" \
+    --etcd-certfile "$PKI/apiserver-etcd-client.crt" --etcd-keyfile "$PKI/apiserver-etcd-client.key" \
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+    --client-ca-file "$PKI/ca.crt" --authorization-mode Node,RBAC \
+    --enable-admission-plugins NodeRestriction --allow-privileged=true \
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --service-account-issuer "https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client --requestheader-username-headers X-Remote-User \
+    --requestheader-group-headers X-Remote-Group --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key"
+  wait_until kube-apiserver 120 apiserver_ready
+  kubectl_admin apply -f "$STACK_DIR/conf/rbac.yaml" >/dev/null
+}
+
+loopback_healthy() {  # loopback_healthy PORT: a component's /healthz over verified TLS
+  curl -sf --cacert "$PKI/ca.crt" "https://localhost:$1/healthz" | grep -q ok
+}
+
+start_controller_manager() {
+  local kc=$STATE/kubeconfigs/controller-manager
+  start_component kube-controller-manager "$KUBE_BIN" kube-controller-manager \
+    --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 --tls-cert-file "$PKI/loopback.crt" --tls-private-key-file "$PKI/loopback.key" \
+    --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --use-service-account-credentials --leader-elect=false --service-cluster-ip-range "$SERVICE_CIDR"
+  wait_until kube-controller-manager 60 loopback_healthy 10257
+}
+
+start_scheduler() {
+  local kc=$STATE/kubeconfigs/scheduler
+  start_component kube-scheduler "$KUBE_BIN" kube-scheduler --config "$STATE/scheduler/config.yaml" \
+    --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
+    --bind-address 127.0.0.1 --tls-cert-file "$PKI/loopback.crt" --tls-private-key-file "$PKI/loopback.key"
+  wait_until kube-scheduler 60 loopback_healthy 10259
+}
+
+node_registered() { kubectl_admin get node "$NODE_NAME"; }
+
+start_kubelet() {
+  mkdir -p "$STATE/kubelet/root"
+  start_component kubelet "$KUBE_BIN" kubelet --config "$STATE/kubelet/config.yaml" \
+    --kubeconfig "$STATE/kubeconfigs/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
+    --root-dir "$STATE/kubelet/root" --cert-dir "$STATE/kubelet/pki"
+  wait_until kubelet 90 node_registered
+}
+
+proxy_synced() { iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes'; }
+
+start_kube_proxy() {
+  start_component kube-proxy "$KUBE_BIN" kube-proxy --config "$STATE/kube-proxy/config.yaml"
+  wait_until kube-proxy 60 proxy_synced
+}
+
+dns_answers() { busybox nslookup "kubernetes.default.svc.$CLUSTER_DOMAIN" "$NODE_IP" | grep -q "$KUBERNETES_SERVICE_IP"; }
+
+start_coredns() {
+  start_component coredns "$COREDNS_BIN" -conf "$STATE/coredns/Corefile"
+  wait_until coredns 60 dns_answers
+}
+
+node_ready() {
+  [[ $(kubectl_admin get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+wait_node_ready() {
+  wait_until kubelet 120 node_ready
+  # Pods need the namespace's default ServiceAccount before they can be created.
+  wait_until kube-controller-manager 60 kubectl_admin get serviceaccount default -n default
+}

@@ -1,0 +1,70 @@
+"""stack/down stops everything stack/up started and leaves nothing behind; a
+warm stack/up comes back within two minutes; a second up is a no-op.
+
+These tests stop the stack, so they are marked `lifecycle` and `make test`
+runs them after everything else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import STACK, stack_env
+
+pytestmark = pytest.mark.lifecycle
+
+
+def stack(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(STACK / command)], capture_output=True, text=True, timeout=900)
+
+
+def recorded_pids(state: Path) -> dict[str, int]:
+    return {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
+
+
+def test_down_leaves_nothing_and_warm_up_is_quick() -> None:
+    state = Path(stack_env()["DEPLOYBOOK_STACK_STATE"])
+    pids = recorded_pids(state)
+    assert len(pids) == 10, pids
+
+    down = stack("down")
+    assert down.returncode == 0, down.stderr
+    alive = {name: pid for name, pid in pids.items() if os.path.exists(f"/proc/{pid}")}
+    assert alive == {}, f"still running after down: {alive}"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    assert [m for m in mounts if m.startswith(f"{state}/")] == []
+    assert subprocess.run(["ip", "link", "show", "dbk0"], capture_output=True).returncode != 0
+    status = stack("status")
+    assert status.returncode == 1 and status.stdout.count(" down ") == 10, status.stdout
+
+    started = time.monotonic()
+    up = stack("up")
+    warm_seconds = time.monotonic() - started
+    assert up.returncode == 0, up.stderr[-2000:]
+    assert warm_seconds <= 120, f"warm up took {warm_seconds:.0f}s"
+
+    running = recorded_pids(state)
+    started = time.monotonic()
+    again = stack("up")
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+    assert time.monotonic() - started < 10
+    assert recorded_pids(state) == running
+
+
+def test_a_component_that_dies_is_named_with_its_log(tmp_path: Path) -> None:
+    """The start-up helper stack/up uses for every component: a process that
+    exits while being waited for fails the start, naming it and its log."""
+    script = f"""
+        source {STACK}/lib/common.sh
+        start_component broken /bin/sh -c 'echo cannot bind 127.0.0.1:1; exit 3'
+        wait_until broken 10 false
+    """
+    env = dict(os.environ, DEPLOYBOOK_STACK_STATE=str(tmp_path))
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode != 0
+    assert f"broken exited during start-up; see {tmp_path}/logs/broken.log" in proc.stderr
+    assert "cannot bind" in proc.stderr
