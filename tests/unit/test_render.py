@@ -182,7 +182,9 @@ class TestImages:
             render([manifest(DEPLOYMENT)], images={**IMAGES, "dx29/gateway": "localhost:5000/dx29/gateway:1"})
 
     def test_pod_and_cronjob_specs_are_pinned_too(self) -> None:
-        pod = manifest("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: dx29/gateway}]\n")
+        pod = manifest(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: dx29/gateway}]\n"
+        )
         cron = manifest(
             "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: '* * * * *'\n"
             "  jobTemplate:\n    spec:\n      template:\n        spec:\n"
@@ -236,7 +238,10 @@ class TestMetadata:
 
 class TestPodSpec:
     def test_pull_secret_is_added_once(self) -> None:
-        text = DEPLOYMENT.replace("    spec:\n      initContainers", "    spec:\n      imagePullSecrets: [{name: deploybook-registry}]\n      initContainers")
+        text = DEPLOYMENT.replace(
+            "    spec:\n      initContainers",
+            "    spec:\n      imagePullSecrets: [{name: deploybook-registry}]\n      initContainers",
+        )
         (deployment,) = render([manifest(text)])
         assert deployment["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "deploybook-registry"}]
 
