@@ -55,7 +55,7 @@ class FakeApiServer(BaseHTTPRequestHandler):
 
     status = 200
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         bodies: dict[str, Any] = {
             "/version": {
                 "major": "1",
@@ -67,7 +67,7 @@ class FakeApiServer(BaseHTTPRequestHandler):
                 "goVersion": "go1.24",
                 "compiler": "gc",
                 "platform": "linux/amd64",
-            },  # fmt: skip
+            },
             "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
             "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": []},
         }
