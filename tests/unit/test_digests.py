@@ -1,0 +1,120 @@
+"""Digest comparison against fake pod lists and a fake registry (transport seams only)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deploybook.digests import (
+    digest_mismatches,
+    digest_of,
+    registry_problem,
+    repository_path,
+    running_images,
+)
+from deploybook.errors import RegistryError
+
+A = "sha256:" + "a" * 64
+B = "sha256:" + "b" * 64
+
+
+class Raw:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.data = json.dumps(body).encode()
+
+
+def fake_kube(pods: list[dict[str, Any]]) -> Any:
+    kube = type("Kube", (), {})()
+    kube.core = type("Core", (), {})()
+    kube.calls = []
+
+    def list_pods(namespace: str, **kw: Any) -> Raw:
+        kube.calls.append((namespace, kw))
+        return Raw({"items": pods, "metadata": {"resourceVersion": "1"}})
+
+    kube.core.list_namespaced_pod = list_pods
+    return kube
+
+
+def pod(name: str, image_id: str, *, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if deleting:
+        meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {
+            "containers": [
+                {"name": "app", "image": f"localhost:5000/dx29/web@{A}"},
+                {"name": "proxy", "image": "localhost:5000/envoy:1"},
+            ]
+        },
+        "status": {
+            "containerStatuses": [
+                {"name": "app", "imageID": image_id, "ready": True},
+                {"name": "proxy", "imageID": "x", "ready": True},
+            ]
+        },
+    }
+
+
+def test_digest_of_reads_containerd_and_docker_forms() -> None:
+    assert digest_of(f"localhost:5000/dx29/web@{A}") == A
+    assert digest_of(f"docker-pullable://localhost:5000/dx29/web@{A}") == A
+    assert digest_of("") is None and digest_of("localhost:5000/dx29/web:1") is None
+
+
+def test_repository_path_strips_registry_tag_and_digest() -> None:
+    assert (
+        repository_path(f"localhost:5000/dx29/web@{A}", "localhost:5000") == "dx29/web"
+    )
+    assert (
+        repository_path("localhost:5000/dx29/web:1.2", "localhost:5000") == "dx29/web"
+    )
+
+
+def test_mismatch_names_pod_container_and_both_digests() -> None:
+    kube = fake_kube(
+        [
+            pod("web-1", f"localhost:5000/dx29/web@{A}"),
+            pod("web-2", f"localhost:5000/dx29/web@{B}"),
+            pod("web-old", f"localhost:5000/dx29/web@{B}", deleting=True),
+            pod("web-3", ""),
+        ]
+    )
+    running = running_images(kube, "ns", "app=web", image_repository="dx29/web")
+    assert [c.container for c in running] == [
+        "app",
+        "app",
+        "app",
+    ]  # sidecar and leaver skipped
+    assert kube.calls == [
+        ("ns", {"_preload_content": False, "label_selector": "app=web"})
+    ]
+    found = [str(m) for m in digest_mismatches(running, A)]
+    assert found == [
+        f"pod web-2 container app: running {B}, recorded {A}",
+        f"pod web-3 container app: running no digest yet (image not pulled), recorded {A}",
+    ]
+
+
+class FakeRegistry:
+    address = "localhost:5000"
+
+    def __init__(self, answers: dict[str, str | Exception]) -> None:
+        self.answers = answers
+
+    def manifest_digest(self, repository: str, reference: str) -> str:
+        answer = self.answers[reference]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_registry_problem_covers_gone_digest_and_moved_tag() -> None:
+    assert registry_problem(FakeRegistry({A: A, "v1": A}), "dx29/web", A, "v1") is None
+    gone = RegistryError("manifest dx29/web:x not found")
+    assert "does not serve dx29/web@" in str(
+        registry_problem(FakeRegistry({A: gone}), "dx29/web", A)
+    )
+    moved = registry_problem(FakeRegistry({A: A, "v1": B}), "dx29/web", A, "v1")
+    assert moved == f"tag dx29/web:v1 now points at {B}, the release recorded {A}"

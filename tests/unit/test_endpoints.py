@@ -1,0 +1,143 @@
+"""EndpointSlice readiness and HTTP checks through the service proxy, with a fake transport.
+
+The real kubernetes ApiClient builds and signs the request; only urllib3's pool manager (the
+wire) is replaced, so the URL, the auth header and the TLS settings are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+
+from deploybook.endpoints import http_check, proxy_path, ready_endpoints
+
+
+@dataclass(frozen=True)
+class Check:
+    path: str = "/health"
+    expect_status: int = 200
+    expect_json: dict[str, Any] | None = None
+    expect_text: str | None = None
+    latency_ms: int | None = None
+
+
+class Wire:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status, self.body, self.sent = status, body, []
+
+    def request(self, method: str, url: str, **kw: Any) -> urllib3.HTTPResponse:
+        self.sent.append((method, url, kw.get("headers", {})))
+        return urllib3.HTTPResponse(
+            body=self.body, status=self.status, preload_content=True
+        )
+
+
+def kube_with(wire: Wire) -> Any:
+    cfg = k8s.Configuration(
+        host="https://127.0.0.1:6443",
+        api_key={"authorization": "t0ken"},
+        api_key_prefix={"authorization": "Bearer"},
+    )
+    api = k8s.ApiClient(cfg)
+    api.rest_client.pool_manager = wire
+    kube = type("Kube", (), {})()
+    kube.api_client, kube.server = api, cfg.host
+    kube.discovery = k8s.DiscoveryV1Api(api)
+    return kube
+
+
+def test_proxy_path_format() -> None:
+    assert proxy_path("dx29", "gateway", 8080, "/health") == (
+        "/api/v1/namespaces/dx29/services/gateway:8080/proxy/health"
+    )
+
+
+def test_http_check_through_proxy_passes_and_sends_bearer_token() -> None:
+    wire = Wire(
+        200, json.dumps({"service": "gateway", "version": {"git": "3f2c"}}).encode()
+    )
+    result = http_check(
+        kube_with(wire),
+        "dx29",
+        Check(expect_json={"service": "gateway", "version.git": "3f2c"}),
+        service="gateway",
+        port=8080,
+    )
+    assert result.ok, result.problems
+    method, url, headers = wire.sent[0]
+    assert method == "GET"
+    assert (
+        url
+        == "https://127.0.0.1:6443/api/v1/namespaces/dx29/services/gateway:8080/proxy/health"
+    )
+    assert headers["authorization"] == "Bearer t0ken"
+
+
+def test_http_check_reports_every_problem_side_by_side() -> None:
+    wire = Wire(503, b'{"service": "terms"}')
+    result = http_check(
+        kube_with(wire),
+        "dx29",
+        Check(
+            expect_json={"service": "gateway", "ready": True},
+            expect_text="ok",
+            latency_ms=0,
+        ),
+        service="gateway",
+        port=8080,
+    )
+    assert not result.ok
+    assert result.problems[0] == "status 503, expected 200"
+    assert any(
+        p.startswith("answered in") and "budget 0 ms" in p for p in result.problems
+    )
+    assert "body does not contain 'ok'" in result.problems
+    assert "JSON field 'service' is 'terms', expected 'gateway'" in result.problems
+    assert "JSON field 'ready' missing, expected True" in result.problems
+
+
+def test_forbidden_proxy_is_recognised() -> None:
+    body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}'
+    result = http_check(
+        kube_with(Wire(403, body)), "dx29", Check(), service="g", port=80
+    )
+    assert result.forbidden and not result.ok
+
+
+def test_ready_endpoints_split_ready_and_not_ready() -> None:
+    slices = {
+        "items": [
+            {
+                "endpoints": [
+                    {
+                        "addresses": ["10.1.0.7"],
+                        "conditions": {"ready": True},
+                        "targetRef": {"name": "web-a"},
+                    },
+                    {
+                        "addresses": ["10.1.0.8"],
+                        "conditions": {"ready": False},
+                        "targetRef": {"name": "web-b"},
+                    },
+                    {"addresses": ["10.1.0.9"], "targetRef": {"name": "web-c"}},
+                ]
+            }
+        ],
+        "metadata": {"resourceVersion": "5"},
+    }
+    wire = Wire(200, json.dumps(slices).encode())
+    report = ready_endpoints(kube_with(wire), "dx29", "web")
+    assert report.ready == ("10.1.0.7 (pod web-a)", "10.1.0.9 (pod web-c)")
+    assert report.not_ready == ("10.1.0.8 (pod web-b)",)
+    assert report.verdict == "2 ready, 1 not"
+    assert "labelSelector=kubernetes.io/service-name%3Dweb" in wire.sent[0][1]
+    assert "/apis/discovery.k8s.io/v1/namespaces/dx29/endpointslices" in wire.sent[0][1]
+
+
+def test_service_without_slices_says_so() -> None:
+    wire = Wire(200, b'{"items": [], "metadata": {}}')
+    assert ready_endpoints(kube_with(wire), "dx29", "web").verdict == "no EndpointSlice"
