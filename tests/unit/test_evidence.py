@@ -1,0 +1,227 @@
+"""Release evidence: Allure metadata, categories, secrets, history and the HTML report.
+
+The pure parts are tested directly; the plugin runs a small suite through ``pytester`` in a
+subprocess (allure-pytest keeps global state) with the real pinned Allure 3 generating HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from deploybook import evidence
+from deploybook.bundle import report_payloads
+
+pytest_plugins = ("pytester",)
+
+REPO = evidence.REPO_ROOT
+DIGEST = "sha256:" + "ab" * 32
+FACTS = evidence.ReportFacts(
+    environment="local", cluster="https://127.0.0.1:6443", namespace="app-ingress",
+    branch="main", commit="0123456789abcdef", release_id="20260101T000000Z-abc123",
+    images={"web": f"localhost:5000/dx29/web@{DIGEST}", "api": f"localhost:5000/dx29/api@{DIGEST}"},
+)
+needs_allure = pytest.mark.skipif(not (REPO / "node_modules/.bin/allure").exists(),
+                                  reason="Allure 3 not installed: run `npm ci`")
+
+
+def read_properties(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_environment_properties_escape_separators_and_list_images_sorted(tmp_path: Path) -> None:
+    path = evidence.write_environment_properties(tmp_path, FACTS)
+    lines = read_properties(path)
+    assert lines[:3] == ["environment=local", r"cluster=https\://127.0.0.1\:6443",
+                         "namespace=app-ingress"]
+    assert "release.id=20260101T000000Z-abc123" in lines
+    assert lines[-2:] == [rf"image.api=localhost\:5000/dx29/api@sha256\:{'ab' * 32}",
+                          rf"image.web=localhost\:5000/dx29/web@sha256\:{'ab' * 32}"]
+
+
+@pytest.mark.parametrize(("environ", "name", "url"), [
+    ({"GITHUB_RUN_ID": "77", "GITHUB_RUN_NUMBER": "5", "GITHUB_SERVER_URL": "https://github.example",
+      "GITHUB_REPOSITORY": "org/app", "GITHUB_WORKFLOW": "release"},
+     "GitHub Actions", "https://github.example/org/app/actions/runs/77"),
+    ({"BUILD_BUILDID": "901", "SYSTEM_COLLECTIONURI": "https://dev.example/org/",
+      "SYSTEM_TEAMPROJECT": "dx29", "BUILD_DEFINITIONNAME": "deploy", "BUILD_BUILDNUMBER": "20260101.1"},
+     "Azure Pipelines", "https://dev.example/org/dx29/_build/results?buildId=901"),
+    ({"GITLAB_CI": "true", "CI_PIPELINE_ID": "31", "CI_PROJECT_NAME": "app",
+      "CI_JOB_URL": "https://gitlab.example/app/-/jobs/8"},
+     "GitLab CI", "https://gitlab.example/app/-/jobs/8"),
+])
+def test_executor_comes_from_the_ci_variables(environ: dict[str, str], name: str, url: str) -> None:
+    info = evidence.executor_info(environ, release_id="r1")
+    assert (info["name"], info["buildUrl"]) == (name, url)
+    assert info["buildName"]
+
+
+def test_executor_outside_ci_is_local_with_the_release_id() -> None:
+    info = evidence.executor_info({"HOME": "/root"}, release_id="r1")
+    assert info == {"name": "local", "type": "local", "url": "", "buildName": "release r1", "buildUrl": ""}
+
+
+def first_category(message: str) -> str | None:
+    """The category Allure would pick: the first rule whose regex matches the whole message."""
+    for rule in evidence.categories():
+        if re.fullmatch(rule["messageRegex"], message):
+            return str(rule["name"])
+    return None
+
+
+@pytest.mark.parametrize(("message", "category"), [
+    ("deploybook.errors.ImageDigestMismatch: [service api] running sha256:1 != sha256:2",
+     "Digest mismatches"),
+    ("deploybook.errors.RolloutFailed: [service api] CrashLoopBackOff\nlast log lines", "Rollout failures"),
+    ("AssertionError: dx29-api has no ready endpoints\nassert 0 > 0", "Endpoint failures"),
+    ("deploybook.errors.PolicyError: branch feature/x may not release to test", "Policy refusals"),
+    ("deploybook.errors.LockHeld: held by run 42", "Policy refusals"),
+    ("requests.exceptions.ConnectionError: localhost:5000 refused", "Infrastructure problems"),
+    ("deploybook.errors.PushError: push of api failed", "Infrastructure problems"),
+    ("AssertionError: 1 == 2", None),
+])
+def test_categories_sort_failures_by_kind(message: str, category: str | None) -> None:
+    assert first_category(message) == category
+
+
+def test_categories_apply_to_failed_and_broken_only() -> None:
+    assert all(rule["matchedStatuses"] == ["failed", "broken"] for rule in evidence.categories())
+
+
+def test_known_secret_values_from_variables_and_files(tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("file-held-password\n")
+    environ = {"REGISTRY_PASSWORD": "env-held-password", "API_TOKEN": "tok-123456",
+               "DEPLOYBOOK_REGISTRY_PASSWORD_FILE": str(password_file), "SHORT_PASSWORD": "abc",
+               "HOME": "/root-not-a-secret", "MISSING_TOKEN_FILE": str(tmp_path / "nope")}
+    assert evidence.known_secret_values(environ) == {"env-held-password", "tok-123456", "file-held-password"}
+
+
+def test_scrub_secrets_blanks_plain_and_base64_forms(tmp_path: Path) -> None:
+    secret = "s3cret-value-42"
+    attachment = tmp_path / "a-attachment.txt"
+    attachment.write_text(f"docker login -p {secret}\ndata: {base64.b64encode(secret.encode()).decode()}\n")
+    untouched = tmp_path / "b-result.json"
+    untouched.write_text('{"status": "passed"}')
+    changed = evidence.scrub_secrets(tmp_path, {secret})
+    assert changed == [attachment]
+    text = attachment.read_text()
+    assert secret not in text and base64.b64encode(secret.encode()).decode() not in text
+    assert text.count(evidence.REDACTED) == 2
+
+
+def test_history_is_carried_from_latest_and_latest_moves(tmp_path: Path) -> None:
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    first.mkdir(), second.mkdir()
+    (first / evidence.HISTORY_FILENAME).write_text('{"uuid": "r1"}\n')
+    evidence.point_latest(first)
+    carried = evidence.carry_history(tmp_path, second)
+    assert carried.read_text() == '{"uuid": "r1"}\n'
+    evidence.point_latest(second)
+    link = tmp_path / evidence.LATEST_LINK
+    assert link.is_symlink() and link.readlink() == Path("r2")
+
+
+def test_no_history_on_the_first_run(tmp_path: Path) -> None:
+    run = tmp_path / "r1"
+    run.mkdir()
+    assert not evidence.carry_history(tmp_path, run).exists()
+
+
+def test_missing_allure_says_to_run_npm_ci(tmp_path: Path) -> None:
+    with pytest.raises(evidence.EvidenceError) as caught:
+        evidence.generate_html(tmp_path, tmp_path, report_name="x", history_file=None, repo_root=tmp_path)
+    assert "npm ci" in str(caught.value) and "package.json" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- plugin via pytester
+
+CONFTEST = '''
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from deploybook.evidence import EvidencePlugin
+from deploybook.run import RUN_STATE, RunState, ServiceResult
+
+REPORTS = Path({reports!r})
+
+
+def pytest_configure(config):
+    # What deploybook.plugin does: run state first, then the evidence plugin.
+    env = SimpleNamespace(name="local", cluster=SimpleNamespace(namespace="app-ingress",
+                                                                context="deploybook-admin"))
+    run_id = config.getoption("--run-id")
+    state = RunState(env=env, run_id=run_id, run_dir=REPORTS / "local" / run_id, mode="runbook")
+    for name in ("api", "web"):
+        state.results[name] = ServiceResult(name=name, image=f"localhost:5000/dx29/{{name}}",
+                                            digest="{digest}")
+    config.stash[RUN_STATE] = state
+    config.pluginmanager.register(EvidencePlugin(config, bundle=False), "deploybook-evidence")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-id")
+'''
+
+SUITE = '''
+import allure
+from deploybook.errors import ImageDigestMismatch, RolloutFailed
+
+
+def test_build_api():
+    """Build the api image from its context."""
+    with allure.step("docker build"):
+        allure.attach("Step 1/2 : FROM scratch", name="build log")
+
+
+def test_rollout_web():
+    raise RolloutFailed("dx29-web-deployment: CrashLoopBackOff", service="web")
+
+
+def test_digest_api():
+    raise ImageDigestMismatch("running sha256:1 differs from recorded sha256:2", service="api")
+'''
+
+
+def run_suite(pytester: pytest.Pytester, reports: Path, run_id: str) -> pytest.RunResult:
+    pytester.makeconftest(CONFTEST.format(reports=str(reports), digest=DIGEST))
+    pytester.makepyfile(test_release=SUITE)
+    return pytester.runpytest_subprocess("--run-id", run_id, "-p", "no:cacheprovider")
+
+
+@needs_allure
+def test_plugin_writes_report_junit_metadata_and_history(pytester: pytest.Pytester, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    reports = tmp_path / "reports"
+    first = run_suite(pytester, reports, "r1")
+    first.assert_outcomes(passed=1, failed=2)
+    run_dir = reports / "local" / "r1"
+    first.stdout.fnmatch_lines([f"report: {run_dir / 'index.html'}"])
+    assert (run_dir / "junit.xml").read_text().count("<testcase") == 3
+    results = run_dir / "allure-results"
+    assert len(list(results.glob("*-result.json"))) == 3
+    props = read_properties(results / "environment.properties")
+    assert rf"image.api=localhost\:5000/dx29/api@sha256\:{'ab' * 32}" in props
+    assert "release.id=r1" in props
+
+    payloads = report_payloads((run_dir / "index.html").read_bytes())
+    categories = payloads["widgets/categories.json"].decode()
+    assert "Rollout failures" in categories and "Digest mismatches" in categories
+    stats = json.loads(payloads["widgets/statistic.json"])
+    assert (stats["total"], stats["passed"], stats["broken"], stats["new"]) == (3, 1, 2, 3)
+
+    second = run_suite(pytester, reports, "r2")
+    second.assert_outcomes(passed=1, failed=2)
+    assert (reports / "local" / "latest").readlink() == Path("r2")
+    assert len((reports / "local" / "r2" / "history.jsonl").read_text().splitlines()) == 2
+    # With the first run's history carried over, no test of the second run is new.
+    stats = json.loads(report_payloads((reports / "local" / "r2" / "index.html").read_bytes())
+                       ["widgets/statistic.json"])
+    assert stats["total"] == 3 and not stats.get("new")
