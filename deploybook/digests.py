@@ -25,6 +25,7 @@ __all__ = [
     "RunningContainer",
     "digest_mismatches",
     "digest_of",
+    "image_matches",
     "registry_problem",
     "repository_path",
     "running_images",
@@ -115,7 +116,7 @@ def running_images(
             c["name"]: c for c in pod.get("status", {}).get("containerStatuses") or ()
         }
         for name, image in specs.items():
-            if image_repository and not _same_repository(image, image_repository):
+            if image_repository and not image_matches(image, image_repository):
                 continue
             status = statuses.get(name, {})
             image_id = status.get("imageID", "")
@@ -132,7 +133,8 @@ def running_images(
     return found
 
 
-def _same_repository(image: str, repository: str) -> bool:
+def image_matches(image: str, repository: str) -> bool:
+    """True when `image` (any registry, tag or digest) is from `repository`, e.g. dx29/web."""
     name = _name_only(image)
     return name == repository or name.endswith("/" + repository)
 

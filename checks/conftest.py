@@ -1,0 +1,89 @@
+"""Shared pieces of the post-deploy checks: the status table and what is deployed where.
+
+Everything here reads the cluster (list, get, watch); nothing creates, patches or deletes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from deploybook.digests import image_matches
+from deploybook.kubewatch import label_selector, list_raw
+from deploybook.rollout import WORKLOAD_KINDS
+from deploybook.status import StatusTable
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Print the deployment status table at the end of every run that includes the checks."""
+    if not config.pluginmanager.has_plugin("deploybook-status"):
+        config.pluginmanager.register(StatusTable(), "deploybook-status")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One workload of the namespace whose pods run a service's image."""
+
+    kind: str
+    name: str
+    selector: str
+    pod_labels: Mapping[str, str]
+    desired: int
+
+
+@pytest.fixture(scope="session")
+def deployed(kube: Any, environment: Any) -> dict[str, list[Workload]]:
+    """Service name -> the workloads running its image in the environment's namespace."""
+    namespace = environment.cluster.namespace
+    found: dict[str, list[Workload]] = {s.name: [] for s in environment.services}
+    for kind, (group, method) in WORKLOAD_KINDS.items():
+        items, _ = list_raw(getattr(getattr(kube, group), method), namespace)
+        for obj in items:
+            template = obj.get("spec", {}).get("template", {})
+            images = [
+                c.get("image", "")
+                for c in template.get("spec", {}).get("containers", [])
+            ]
+            for svc in environment.services:
+                if any(image_matches(image, svc.image) for image in images):
+                    found[svc.name].append(_workload(kind, obj, template))
+    return found
+
+
+def _workload(
+    kind: str, obj: Mapping[str, Any], template: Mapping[str, Any]
+) -> Workload:
+    spec = obj.get("spec", {})
+    desired = spec.get("replicas", 1) if kind != "Job" else spec.get("completions") or 1
+    return Workload(
+        kind,
+        obj["metadata"]["name"],
+        label_selector(obj),
+        template.get("metadata", {}).get("labels") or {},
+        desired,
+    )
+
+
+@pytest.fixture(scope="session")
+def recorded(release: Any, kube: Any, environment: Any) -> dict[str, Any]:
+    """What should be running: digest, tag, release time and commit per service.
+
+    Taken from this run's results, then the `--release FILE` record, then the release record
+    ConfigMap in the namespace.
+    """
+    from deploybook.record import load_from_cluster
+
+    record = getattr(release, "source_record", None) or load_from_cluster(
+        kube, environment.cluster.namespace
+    )
+    results = dict(record.services) if record else {}
+    results.update({k: v for k, v in (release.results or {}).items() if v.digest})
+    git = (record.git if record else {}) or {}
+    return {
+        "results": results,
+        "released": (record.finished if record else "") or "",
+        "commit": str(git.get("commit") or git.get("sha") or "")[:12],
+    }

@@ -1,0 +1,94 @@
+"""Endpoints: every Service in front of a service's pods has ready endpoints and answers.
+
+The Services are those whose selector matches the pod labels of the service's workloads.
+HTTP checks declared in the environment file go through the API server's service proxy
+(needs `get services/proxy`); a context without that permission skips them with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import allure
+import pytest
+
+from deploybook.endpoints import http_check, ready_endpoints
+from deploybook.kubewatch import list_raw
+from deploybook.status import note_status
+
+
+def _services_for(
+    kube: Any, namespace: str, workloads: list[Any]
+) -> list[dict[str, Any]]:
+    items, _ = list_raw(kube.core.list_namespaced_service, namespace)
+    return [
+        s
+        for s in items
+        if (sel := s.get("spec", {}).get("selector"))
+        and any(
+            all(w.pod_labels.get(k) == v for k, v in sel.items()) for w in workloads
+        )
+    ]
+
+
+def test_service_endpoints_ready_and_answering(
+    request: pytest.FixtureRequest,
+    service: Any,
+    environment: Any,
+    kube: Any,
+    deployed: dict[str, list[Any]],
+) -> None:
+    """Ready endpoints on each Service, then every declared HTTP check."""
+    namespace = environment.cluster.namespace
+    k8s_services = _services_for(kube, namespace, deployed[service.name])
+    if not k8s_services and service.port is None:
+        pytest.skip(f"{service.name} declares no port and no Service selects its pods")
+    assert k8s_services, f"no Service in {namespace} selects the pods of {service.name}"
+    problems, verdicts = [], []
+    for svc in k8s_services:
+        name = svc["metadata"]["name"]
+        report = ready_endpoints(kube, namespace, name)
+        verdicts.append(f"{name}: {report.verdict}")
+        allure.attach(
+            json.dumps(report.__dict__, indent=2),
+            f"endpoints of {name}",
+            allure.attachment_type.JSON,
+        )
+        if not report.ready:
+            problems.append(
+                f"Service {namespace}/{name} has no ready endpoints "
+                f"({report.verdict}; not ready: {', '.join(report.not_ready) or '-'})"
+            )
+    port = service.port or k8s_services[0]["spec"]["ports"][0]["port"]
+    target = k8s_services[0]["metadata"]["name"]
+    for check in service.http:
+        result = http_check(
+            kube,
+            namespace,
+            check,
+            service=target,
+            port=port,
+            timeout_s=environment.timeouts.http,
+            external_url=getattr(check, "url", None),
+        )
+        allure.attach(
+            f"GET {result.url}\n{result.status} in {result.latency_ms} ms\n\n"
+            f"{result.body}",
+            f"GET {check.path}",
+            allure.attachment_type.TEXT,
+        )
+        if result.forbidden:
+            note_status(
+                request.node, service.name, endpoints="; ".join(verdicts) + ", HTTP n/a"
+            )
+            pytest.skip(
+                f"context {kube.context} may not get services/proxy (the view role "
+                f"lacks it): HTTP check {check.path} of {target} not run"
+            )
+        problems += [f"GET {check.path} on {target}: {p}" for p in result.problems]
+    http = (
+        "" if not service.http else (", HTTP ok" if not problems else ", HTTP failed")
+    )
+    note_status(request.node, service.name, endpoints="; ".join(verdicts) + http)
+    assert not problems, "\n".join(problems)
