@@ -99,10 +99,7 @@ def connect(
 
 def _kubeconfig_paths(kubeconfig: str | os.PathLike[str] | None) -> list[str]:
     """Existing kubeconfig files, in precedence order (missing ones skipped, as kubectl does)."""
-    if kubeconfig is not None:
-        raw = os.fspath(kubeconfig)
-    else:
-        raw = os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
+    raw = os.fspath(kubeconfig) if kubeconfig is not None else os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
     candidates = [os.path.expanduser(p) for p in raw.split(os.pathsep) if p]
     existing = [p for p in candidates if os.path.isfile(p)]
     if kubeconfig is not None and not existing:
@@ -120,7 +117,7 @@ def _running_in_pod() -> bool:
 def _in_cluster_configuration() -> k8s.Configuration:
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config(client_configuration=configuration)
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except ConfigException as e:
         raise ClusterError(
             f"in-cluster configuration unusable: {e}",
@@ -155,7 +152,7 @@ def _kubeconfig_configuration(
         )
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_kube_config(
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=files, context=chosen, client_configuration=configuration, persist_config=False
         )
     except (ConfigException, OSError, ValueError) as e:
@@ -231,7 +228,7 @@ def _root_cause(error: BaseException) -> str:
 
 def _clients(api_client: k8s.ApiClient, server: str, context: str | None, files: str) -> KubeClients:
     try:
-        dynamic = DynamicClient(api_client)
+        dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
     except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
         raise ClusterError(f"API discovery failed: {_where(server, context, files)}: {e}") from e
     return KubeClients(

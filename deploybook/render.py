@@ -129,14 +129,13 @@ def _documents(file: Path, text: str) -> Iterator[tuple[int, int, Any]]:
         while loader.check_node():
             node = loader.get_node()
             index += 1
-            yield index, node.start_mark.line + 1, loader.construct_document(node)
+            if node is not None:
+                yield index, node.start_mark.line + 1, loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
         problem = getattr(e, "problem", None) or str(e)
-        raise RenderError(
-            f"malformed YAML in document {index + 1} at {where}: {problem}", source=str(file)
-        ) from e
+        raise RenderError(f"malformed YAML in document {index + 1} at {where}: {problem}", source=str(file)) from e
     finally:
         loader.dispose()
 
@@ -262,10 +261,7 @@ def _pod_template(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _pod_specs(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    if obj["kind"] == "Pod":
-        spec = obj.get("spec")
-    else:
-        spec = (_pod_template(obj) or {}).get("spec")
+    spec = obj.get("spec") if obj["kind"] == "Pod" else (_pod_template(obj) or {}).get("spec")
     if isinstance(spec, dict):
         yield spec
 
@@ -309,9 +305,7 @@ def _add_pull_secret(pod_spec: dict[str, Any], name: str) -> None:
     pod_spec["imagePullSecrets"] = secrets
 
 
-def _label_pod_template(
-    obj: dict[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]
-) -> None:
+def _label_pod_template(obj: dict[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]) -> None:
     template = _pod_template(obj)
     if template is None:
         return
@@ -354,6 +348,4 @@ def manifest_sha256(obj: Mapping[str, Any]) -> str:
 
 def to_yaml(objs: Iterable[Mapping[str, Any]]) -> str:
     """Objects as one multi-document YAML text, keys in manifest order."""
-    return yaml.safe_dump_all(
-        [dict(o) for o in objs], sort_keys=False, explicit_start=True, default_flow_style=False
-    )
+    return yaml.safe_dump_all([dict(o) for o in objs], sort_keys=False, explicit_start=True, default_flow_style=False)

@@ -108,9 +108,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def kubeconfig(
-    path: Path, server: str, ca: Path | None, current: str | None = "admin", **cluster: Any
-) -> Path:
+def kubeconfig(path: Path, server: str, ca: Path | None, current: str | None = "admin", **cluster: Any) -> Path:
     cluster_entry: dict[str, Any] = {"server": server, **cluster}
     if ca is not None:
         cluster_entry["certificate-authority"] = str(ca)
@@ -217,7 +215,7 @@ def test_missing_explicit_kubeconfig(tmp_path: Path) -> None:
 
 
 def test_nothing_to_go_on(tmp_path: Path) -> None:
-    with pytest.raises(ClusterError, match="no kubeconfig found.*not running in a pod"):
+    with pytest.raises(ClusterError, match=r"no kubeconfig found.*not running in a pod"):
         connect()
 
 
@@ -228,9 +226,7 @@ def test_nothing_to_go_on(tmp_path: Path) -> None:
         ("http://127.0.0.1:1", {}, "refusing a cluster without TLS"),
     ],
 )
-def test_unverified_tls_is_refused(
-    pki: Pki, tmp_path: Path, server: str, cluster: dict[str, Any], match: str
-) -> None:
+def test_unverified_tls_is_refused(pki: Pki, tmp_path: Path, server: str, cluster: dict[str, Any], match: str) -> None:
     config = kubeconfig(tmp_path / "config", server, None, **cluster)
     with pytest.raises(ClusterError, match=match):
         connect(kubeconfig=config)

@@ -1,0 +1,409 @@
+"""Diff and server-side apply, with a fake at the dynamic-resource seam.
+
+``FakeResource`` stands where ``DynamicClient.resources.get(...)`` returns a
+resource: it answers ``get`` and ``server_side_apply`` like an API server would
+in the ways that matter here (defaults added, server-set metadata, dry-run,
+404 for a missing namespace, 422 for an invalid object), and records the calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError, api_exception
+
+from deploybook.apply import (
+    apply_objects,
+    apply_order,
+    diff_objects,
+    ensure_namespace,
+    ensure_pull_secret,
+)
+from deploybook.errors import ApplyError
+
+NS = "dx29-test"
+IMAGE = "localhost:5000/dx29/gateway@sha256:" + "a" * 64
+CLUSTER_SCOPED = {"Namespace"}
+
+
+def api_error(status: int, message: str, details: dict[str, Any] | None = None) -> Exception:
+    body = json.dumps({"kind": "Status", "status": "Failure", "message": message, "details": details or {}})
+    try:
+        raise ApiException(status=status, reason="Failure", body=body)
+    except ApiException as e:
+        return api_exception(e)
+
+
+class Instance:
+    """What the dynamic client returns: something with ``to_dict()``."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self._obj = copy.deepcopy(obj)
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._obj)
+
+
+def merge(live: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Fields of ``body`` over ``live``; lists replaced (enough for these tests)."""
+    out = copy.deepcopy(live)
+    for key, value in body.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def add_defaults(obj: dict[str, Any]) -> None:
+    """Defaults a real API server adds, so an honest diff must not show them."""
+    if obj["kind"] == "Deployment":
+        obj["spec"].setdefault("progressDeadlineSeconds", 600)
+        obj["spec"]["template"]["spec"].setdefault("restartPolicy", "Always")
+        obj["status"] = {"replicas": 1}
+    if obj["kind"] == "Service":
+        obj["spec"].setdefault("clusterIP", "10.96.0.42")
+        obj["spec"].setdefault("type", "ClusterIP")
+
+
+def content(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the fake server compares to decide whether a write changes anything."""
+    metadata = {k: v for k, v in obj["metadata"].items() if k not in ("managedFields", "resourceVersion")}
+    return {**obj, "metadata": metadata}
+
+
+@dataclass
+class FakeCluster:
+    objects: dict[tuple[str, str | None, str], dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # verb, kind, name, dryRun
+    reject: Callable[[dict[str, Any]], str | None] = lambda obj: None
+    fail_for_real: str | None = None  # kind whose real (non dry-run) apply fails
+    version: int = 0
+
+    def namespace_exists(self, name: str | None) -> bool:
+        return ("Namespace", None, name or "") in self.objects
+
+
+@dataclass
+class FakeResource:
+    cluster: FakeCluster
+    api_version: str
+    kind: str
+
+    @property
+    def namespaced(self) -> bool:
+        return self.kind not in CLUSTER_SCOPED
+
+    def get(self, name: str, namespace: str | None = None) -> Instance:
+        self.cluster.calls.append(("get", self.kind, name, None))
+        obj = self.cluster.objects.get((self.kind, namespace, name))
+        if obj is None:
+            raise api_error(404, f'{self.kind.lower()}s "{name}" not found')
+        return Instance(obj)
+
+    def server_side_apply(self, *, body: dict[str, Any], name: str, namespace: str | None, field_manager: str,
+                          force_conflicts: bool, dry_run: str | None) -> Instance:  # fmt: skip
+        assert field_manager == "deploybook" and force_conflicts is True
+        self.cluster.calls.append(("apply", self.kind, name, dry_run))
+        if self.namespaced and not self.cluster.namespace_exists(namespace):
+            raise api_error(404, f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
+        message = self.cluster.reject(body)
+        if message:
+            raise api_error(422, message)
+        if dry_run is None and self.cluster.fail_for_real == self.kind:
+            raise api_error(500, "etcdserver: request timed out")
+        key = (self.kind, namespace, name)
+        live = self.cluster.objects.get(key)
+        result = merge(live or {}, body)
+        add_defaults(result)
+        metadata = result["metadata"]
+        metadata.setdefault("uid", f"uid-{name}")
+        metadata.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        self.cluster.version += 1
+        # A fresh timestamp on every answer: only a diff that ignores managedFields stays empty.
+        metadata["managedFields"] = [{"manager": field_manager, "operation": "Apply", "time": self.cluster.version}]
+        if live is None or content(live) != content(result):
+            self.cluster.version += 1
+            metadata["resourceVersion"] = str(self.cluster.version)
+        if dry_run is None:
+            self.cluster.objects[key] = result
+        return Instance(result)
+
+
+@dataclass
+class FakeResources:
+    cluster: FakeCluster
+
+    def get(self, *, api_version: str, kind: str) -> FakeResource:
+        if kind == "Widget":
+            raise ResourceNotFoundError(f"No matches found for {{'api_version': '{api_version}', 'kind': '{kind}'}}")
+        return FakeResource(self.cluster, api_version, kind)
+
+
+@dataclass
+class FakeDynamic:
+    resources: FakeResources
+
+
+@dataclass
+class FakeKube:
+    """Only what apply.py touches of KubeClients."""
+
+    dynamic: FakeDynamic
+    where: str = "server https://127.0.0.1:6443, context deploybook-admin"
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    c = FakeCluster()
+    c.objects[("Namespace", None, NS)] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    return c
+
+
+@pytest.fixture
+def kube(cluster: FakeCluster) -> Any:
+    return FakeKube(FakeDynamic(FakeResources(cluster)))
+
+
+def deployment(image: str = IMAGE, namespace: str = NS) -> dict[str, Any]:
+    labels = {"app": "dx29-gateway-backend"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "dx29-gateway-deployment", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "gateway", "image": image}]},
+            },
+        },
+    }
+
+
+def service(namespace: str = NS) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "dx29-gateway", "namespace": namespace},
+        "spec": {"selector": {"app": "dx29-gateway-backend"}, "ports": [{"port": 80}]},
+    }
+
+
+def config_map(namespace: str = NS) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": namespace},
+        "data": {"LOG_LEVEL": "info"},
+    }
+
+
+def secret(value: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "secret-appsettings", "namespace": NS},
+        "data": {"password": base64.b64encode(value.encode()).decode()},
+    }
+
+
+def real_applies(cluster: FakeCluster) -> list[str]:
+    return [kind for verb, kind, _, dry in cluster.calls if verb == "apply" and dry is None]
+
+
+def test_apply_order_by_kind_stable_unknown_last() -> None:
+    second = {**service(), "metadata": {"name": "second"}}
+    objs = [deployment(), {"kind": "Widget", "metadata": {"name": "w"}}, service(), config_map(),
+            {"kind": "Namespace", "metadata": {"name": "x"}}, second]  # fmt: skip
+    ordered = [(o["kind"], o["metadata"]["name"]) for o in apply_order(objs)]
+    assert ordered == [("Namespace", "x"), ("ConfigMap", "settings"), ("Service", "dx29-gateway"),
+                       ("Service", "second"), ("Deployment", "dx29-gateway-deployment"), ("Widget", "w")]  # fmt: skip
+
+
+def test_first_apply_creates_in_kind_order_after_validating_all(kube: Any, cluster: FakeCluster) -> None:
+    results = apply_objects(kube, [deployment(), service(), config_map()])
+    assert [(r.kind, r.action, r.dry_run) for r in results] == [
+        ("ConfigMap", "created", False),
+        ("Service", "created", False),
+        ("Deployment", "created", False),
+    ]
+    applies = [(kind, dry) for verb, kind, _, dry in cluster.calls if verb == "apply"]
+    # every object is dry-run before the first one is applied for real
+    assert applies == [("ConfigMap", "All"), ("Service", "All"), ("Deployment", "All"),
+                       ("ConfigMap", None), ("Service", None), ("Deployment", None)]  # fmt: skip
+    assert results[2].uid == "uid-dx29-gateway-deployment"
+    assert results[2].resource_version
+
+
+def test_second_apply_is_a_clean_no_op_despite_server_defaults(kube: Any, cluster: FakeCluster) -> None:
+    objs = [deployment(), service(), config_map()]
+    apply_objects(kube, objs)
+    assert "progressDeadlineSeconds" in str(cluster.objects[("Deployment", NS, "dx29-gateway-deployment")])
+    diffs = diff_objects(kube, objs)
+    assert [(d.kind, d.action, d.diff) for d in diffs] == [
+        ("ConfigMap", "unchanged", ""),
+        ("Service", "unchanged", ""),
+        ("Deployment", "unchanged", ""),
+    ]
+    assert not any(d.changed for d in diffs)
+    assert {r.action for r in apply_objects(kube, objs)} == {"unchanged"}
+
+
+def test_changed_image_shows_in_the_diff_and_is_configured(kube: Any, cluster: FakeCluster) -> None:
+    apply_objects(kube, [deployment()])
+    new_image = IMAGE.replace("a" * 64, "b" * 64)
+    (diff,) = diff_objects(kube, [deployment(new_image)])
+    assert diff.action == "update"
+    assert f"-      - image: {IMAGE}" in diff.diff
+    assert f"+      - image: {new_image}" in diff.diff
+    assert diff.diff.startswith(f"--- live/Deployment/{NS}/dx29-gateway-deployment\n")
+    assert "managedFields" not in diff.diff and "resourceVersion" not in diff.diff
+    assert "status" not in diff.diff
+    (result,) = apply_objects(kube, [deployment(new_image)])
+    assert result.action == "configured"
+    assert new_image in str(cluster.objects[("Deployment", NS, "dx29-gateway-deployment")])
+
+
+def test_diff_of_an_absent_object_is_a_create(kube: Any) -> None:
+    (diff,) = diff_objects(kube, [service()])
+    assert diff.action == "create"
+    assert diff.diff.startswith("--- /dev/null\n+++ release/Service/")
+    assert "+  clusterIP: 10.96.0.42\n" in diff.diff  # what the server would store, defaults included
+
+
+def test_dry_run_changes_nothing(kube: Any, cluster: FakeCluster) -> None:
+    before = copy.deepcopy(cluster.objects)
+    results = apply_objects(kube, [deployment(), service()], dry_run=True)
+    assert [(r.action, r.dry_run, r.uid) for r in results] == [
+        ("created", True, None),
+        ("created", True, None),
+    ]
+    assert cluster.objects == before
+    assert real_applies(cluster) == []
+
+
+def test_one_rejected_object_means_nothing_applied(kube: Any, cluster: FakeCluster) -> None:
+    def reject(obj: dict[str, Any]) -> str | None:
+        if obj["kind"] == "Deployment":
+            return 'Deployment.apps "dx29-gateway-deployment" is invalid: spec.replicas: Invalid value: -1'
+        if obj["kind"] == "ConfigMap":
+            return 'ConfigMap "settings" is invalid: data[LOG LEVEL]: Invalid value'
+        return None
+
+    cluster.reject = reject
+    with pytest.raises(ApplyError) as info:
+        apply_objects(kube, [service(), deployment(), config_map()])
+    message = str(info.value)
+    assert "rejected 2 objects" in message
+    assert f"Deployment/dx29-gateway-deployment -n {NS}: Deployment.apps" in message
+    assert "spec.replicas: Invalid value: -1 (HTTP 422)" in message
+    assert f"ConfigMap/settings -n {NS}" in message
+    assert "nothing was applied" in message
+    assert "context deploybook-admin" in message
+    assert real_applies(cluster) == []
+    assert ("Service", NS, "dx29-gateway") not in cluster.objects
+
+
+def test_missing_namespace_is_an_error_unless_dry_run(kube: Any, cluster: FakeCluster) -> None:
+    with pytest.raises(ApplyError, match=r"namespace elsewhere does not exist.*ensure_namespace"):
+        apply_objects(kube, [service("elsewhere")])
+    (planned,) = apply_objects(kube, [service("elsewhere")], dry_run=True)
+    assert (planned.action, planned.validated) == ("created", False)
+    (diff,) = diff_objects(kube, [service("elsewhere")])
+    assert (diff.action, diff.validated) == ("create", False)
+    assert real_applies(cluster) == []
+
+
+def test_namespace_of_the_batch_is_applied_before_the_rest_is_validated(kube: Any, cluster: FakeCluster) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fresh"}}
+    results = apply_objects(kube, [service("fresh"), namespace])
+    assert [(r.kind, r.action) for r in results] == [("Namespace", "created"), ("Service", "created")]
+    assert ("Service", "fresh", "dx29-gateway") in cluster.objects
+
+
+def test_unknown_kind_is_named(kube: Any, cluster: FakeCluster) -> None:
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": NS}}
+    with pytest.raises(ApplyError, match=r"Widget/w .*serves no kind Widget in example\.com/v1"):
+        apply_objects(kube, [service(), widget])
+    assert real_applies(cluster) == []
+
+
+def test_failure_during_the_real_apply_names_what_was_applied(kube: Any, cluster: FakeCluster) -> None:
+    cluster.fail_for_real = "Deployment"
+    with pytest.raises(ApplyError) as info:
+        apply_objects(kube, [deployment(), service()])
+    assert "Deployment/dx29-gateway-deployment" in str(info.value)
+    assert "etcdserver: request timed out (HTTP 500)" in str(info.value)
+    assert "already applied: Service/dx29-gateway" in str(info.value)
+
+
+def test_secret_values_never_show_in_a_diff(kube: Any) -> None:
+    apply_objects(kube, [secret("hunter2")])
+    (same,) = diff_objects(kube, [secret("hunter2")])
+    assert same.action == "unchanged"
+    (changed,) = diff_objects(kube, [secret("correct horse")])
+    assert changed.action == "update"
+    for plain in ("hunter2", "correct horse"):
+        assert plain not in changed.diff
+        assert base64.b64encode(plain.encode()).decode() not in changed.diff
+    assert "-  password: <redacted> (old value)" in changed.diff
+    assert "+  password: <redacted> (new value)" in changed.diff
+
+
+class Credentials:
+    username = "deploybook"
+    password = "s3cret-pw"
+
+
+def test_pull_secret_is_a_dockerconfigjson_secret(kube: Any, cluster: FakeCluster) -> None:
+    result = ensure_pull_secret(kube, NS, "deploybook-registry", "localhost:5000", Credentials())
+    assert (result.kind, result.name, result.action) == ("Secret", "deploybook-registry", "created")
+    assert "s3cret-pw" not in repr(result)
+    stored = cluster.objects[("Secret", NS, "deploybook-registry")]
+    assert stored["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(stored["data"][".dockerconfigjson"]))
+    entry = config["auths"]["localhost:5000"]
+    assert (entry["username"], entry["password"]) == ("deploybook", "s3cret-pw")
+    assert base64.b64decode(entry["auth"]).decode() == "deploybook:s3cret-pw"
+    again = ensure_pull_secret(kube, NS, "deploybook-registry", "localhost:5000", Credentials())
+    assert again.action == "unchanged"
+
+
+def test_pull_secret_rejection_does_not_leak_the_password(kube: Any, cluster: FakeCluster) -> None:
+    cluster.reject = lambda obj: 'Secret "deploybook-registry" is invalid: type: Invalid value: field is immutable'
+    with pytest.raises(ApplyError) as info:
+        ensure_pull_secret(kube, NS, "deploybook-registry", "localhost:5000", Credentials())
+    assert "field is immutable" in str(info.value)
+    assert "s3cret-pw" not in str(info.value)
+    assert base64.b64encode(b"deploybook:s3cret-pw").decode() not in str(info.value)
+
+
+def test_ensure_namespace_creates_once_and_respects_dry_run(kube: Any, cluster: FakeCluster) -> None:
+    assert ensure_namespace(kube, NS).action == "unchanged"
+    assert real_applies(cluster) == []
+    planned = ensure_namespace(kube, "new-ns", dry_run=True)
+    assert (planned.action, planned.dry_run) == ("created", True)
+    assert not cluster.namespace_exists("new-ns")
+    created = ensure_namespace(kube, "new-ns")
+    assert created.action == "created"
+    labels = cluster.objects[("Namespace", None, "new-ns")]["metadata"]["labels"]
+    assert labels == {"app.kubernetes.io/managed-by": "deploybook"}
+
+
+def test_ensure_namespace_refuses_a_terminating_namespace(kube: Any, cluster: FakeCluster) -> None:
+    cluster.objects[("Namespace", None, "going")] = {
+        "kind": "Namespace",
+        "metadata": {"name": "going"},
+        "status": {"phase": "Terminating"},
+    }
+    with pytest.raises(ApplyError, match="namespace going is being deleted"):
+        ensure_namespace(kube, "going")
