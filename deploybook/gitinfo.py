@@ -83,3 +83,11 @@ def fetch_ref(url: str, ref: str, dest: Path, *, timeout: float = 300.0) -> str:
         ) from e
     run_git(["checkout", "--quiet", "--force", "FETCH_HEAD"], dest)
     return run_git(["rev-parse", "HEAD"], dest)
+
+
+def source_url(path: Path) -> str:
+    """Where the code comes from: the ``origin`` remote's URL, else the checkout's file URL."""
+    try:
+        return run_git(["remote", "get-url", "origin"], path)
+    except GitError:
+        return Path(run_git(["rev-parse", "--show-toplevel"], path)).as_uri()

@@ -49,6 +49,8 @@ class ServiceResult:
     tag: str | None = None
     image_id: str | None = None
     digest: str | None = None
+    digest_source: str | None = None
+    deployed_by: str | None = None
     manifests: dict[str, str] = field(default_factory=dict)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -142,6 +144,23 @@ class RunState:
             svc = self.source_record.services.get(service)
             ref = svc.ref if svc else None
         return ref
+
+    def prefill_from_record(self) -> None:
+        """Take outputs of stages this run does not do (resume, promotion) from the source record."""
+        record = self.source_record
+        if record is None:
+            return
+        for svc in self.env.services:
+            old = record.services.get(svc.name)
+            if old is None or not old.digest:
+                continue
+            self.results[svc.name] = ServiceResult(
+                name=svc.name,
+                image=self.env.image_repository(svc),
+                tag=old.tag,
+                image_id=None if self.env.promote_from else old.image_id,
+                digest=old.digest,
+            )
 
     def write_fragment(self, service: str) -> Path:
         """Write ``service``'s result to ``RUN_DIR/fragments/SERVICE.json`` atomically."""

@@ -1,0 +1,3 @@
+"""Registers the deploybook plugin for this repository (options, fixtures, stage ordering)."""
+
+pytest_plugins = ["deploybook.plugin"]

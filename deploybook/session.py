@@ -1,0 +1,149 @@
+"""The start and end of a release session: cluster contact, lock, record, summary.
+
+Called by :mod:`deploybook.plugin` on the controller only (never on xdist workers):
+``start_release`` from ``pytest_sessionstart`` (the first cluster contact, after every
+local check passed) and ``finish_release`` from ``pytest_sessionfinish``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from deploybook import policy
+from deploybook.config import load_environment
+from deploybook.errors import DeploybookError
+from deploybook.lock import Lock, acquire_lock, holder_identity, release_lock
+from deploybook.record import RECORD_FILE, build_record, load_from_cluster, read_fragments, save_to_cluster, write_record
+from deploybook.run import FRAGMENTS, STAGES, RunState
+
+if TYPE_CHECKING:
+    from deploybook.kube import KubeClients
+
+SOURCE_RECORD_FILE = "source-release.json"
+"""The record a run builds on (resumed or promoted), copied into the run folder."""
+
+_KUBE = pytest.StashKey["KubeClients"]()
+_LOCK = pytest.StashKey[Lock]()
+
+
+def connect_cluster(config: pytest.Config, state: RunState) -> KubeClients:
+    """The environment's cluster (``--kube-context`` wins over the file), connected once per process."""
+    cached = config.stash.get(_KUBE, None)
+    if cached is not None:
+        return cached
+    from deploybook.kube import connect
+
+    cluster = state.env.cluster
+    context = config.option.deploybook_kube_context or cluster.context
+    clients = connect(context=context, kubeconfig=cluster.kubeconfig, in_cluster=True if cluster.in_cluster else None)
+    config.stash[_KUBE] = clients
+    return clients
+
+
+def start_release(config: pytest.Config, state: RunState) -> None:
+    """Connect, settle the promoted release, create the namespace and take the lock."""
+    kube = connect_cluster(config, state)
+    env = state.env
+    if env.promote_from and state.source_record is None:
+        state.source_record = _recorded_release_of(env.promote_from, config)
+        policy.check_promotion(env, state.source_record, confirmed=state.confirm_prod)
+        state.prefill_from_record()
+    if state.source_record is not None:
+        (state.run_dir / SOURCE_RECORD_FILE).write_text(state.source_record.to_json())
+    _say(config, f"deploybook: release {state.run_id} of {env.name} to {kube.server} namespace {env.cluster.namespace}")
+    if state.dry_run:
+        return
+    from deploybook.apply import ensure_namespace
+
+    ensure_namespace(kube, env.cluster.namespace)
+    lock = acquire_lock(kube.coordination, env.cluster.namespace, holder=holder_identity(state.run_id),
+                        duration_s=env.lock_duration_s)
+    config.stash[_LOCK] = lock
+    if lock.took_over_from:
+        _say(config, f"deploybook: took over the expired lock of {lock.took_over_from}")
+
+
+def _recorded_release_of(name: str, config: pytest.Config) -> Any:
+    """The release recorded in the cluster of environment ``name`` (read-only)."""
+    from deploybook.kube import connect
+
+    other = load_environment(name, config.rootpath / "environments")
+    c = other.cluster
+    kube = connect(context=c.context, kubeconfig=c.kubeconfig, in_cluster=True if c.in_cluster else None)
+    return load_from_cluster(kube, c.namespace)
+
+
+def finish_release(config: pytest.Config, state: RunState, exitstatus: int) -> None:
+    """Write release.json, keep it in the cluster when something was applied, free the lock."""
+    try:
+        kube = config.stash.get(_KUBE, None)
+        record = build_record(state, outcome=_outcome(exitstatus), cluster=_cluster_facts(kube))
+        write_record(state.run_dir, record)
+        applied = any(s.stages.get("apply", {}).get("outcome") == "passed" for s in record.services.values())
+        if kube is not None and applied and not state.dry_run:
+            save_to_cluster(kube, state.env.cluster.namespace, record)
+    finally:
+        release_held_lock(config)
+
+
+def _outcome(exitstatus: int) -> str:
+    if exitstatus == pytest.ExitCode.OK:
+        return "passed"
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "interrupted"
+    return "failed"
+
+
+def _cluster_facts(kube: KubeClients | None) -> dict[str, Any]:
+    if kube is None:
+        return {}
+    facts: dict[str, Any] = {"server": kube.server, "context": kube.context}
+    try:
+        facts["version"] = kube.server_version()
+    except Exception as e:  # the version is informative; its absence must not lose the record
+        facts["version"] = f"unknown ({type(e).__name__})"
+    return facts
+
+
+def release_held_lock(config: pytest.Config) -> None:
+    """Give the lock back if this process holds it; a failure is reported, not raised."""
+    lock = config.stash.get(_LOCK, None)
+    kube = config.stash.get(_KUBE, None)
+    if lock is None or kube is None:
+        return
+    del config.stash[_LOCK]
+    try:
+        release_lock(kube.coordination, lock)
+    except Exception as e:  # never mask the session's own outcome
+        sys.stderr.write(f"deploybook: could not release lease in {lock.namespace}: {e}\n")
+
+
+def print_release_summary(terminalreporter: Any, state: RunState) -> None:
+    """One line per service: the outcome of each stage and the digest."""
+    if not (state.run_dir / FRAGMENTS).is_dir():
+        return
+    services, _ = read_fragments(state.run_dir)
+    tr = terminalreporter
+    tr.section(f"deploybook release {state.run_id} ({state.env.name})", sep="-", bold=True)
+    tr.write_line(f"{'service':<14}" + "".join(f"{s:<10}" for s in STAGES) + "image")
+    for name in state.env.service_names:
+        result = services.get(name)
+        if result is None:
+            continue
+        outcomes = "".join(f"{result.stages.get(s, {}).get('outcome', '-'):<10}" for s in STAGES)
+        tr.write_line(f"{name:<14}{outcomes}{result.ref or '-'}")
+    record = state.run_dir / RECORD_FILE
+    if record.is_file():
+        tr.write_line(f"release record: {record}", bold=True)
+
+
+def _say(config: pytest.Config, text: str) -> None:
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(text)
+
+
+__all__ = ["DeploybookError", "connect_cluster", "finish_release", "start_release"]
