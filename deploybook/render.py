@@ -168,9 +168,11 @@ def render_manifests(
     to its pinned reference (``localhost:5000/dx29/gateway@sha256:...``).
     ``labels`` and ``annotations`` are added to every object and pod template,
     together with ``app.kubernetes.io/managed-by: deploybook``. ``replicas`` maps a
-    workload (its ``metadata.name`` or its ``app.kubernetes.io/name`` label) to a
-    replica count. A manifest's own namespace is replaced by ``namespace``: the
-    environment decides where a release goes.
+    workload to a replica count; the key is its ``metadata.name``, its
+    ``app.kubernetes.io/name`` label, or the stem of its manifest file (``gateway``
+    for ``gateway.yaml``, so a service name works when the file is named after it).
+    A manifest's own namespace is replaced by ``namespace``: the environment
+    decides where a release goes.
     """
     all_labels = {**labels, MANAGED_BY_LABEL: MANAGED_BY}
     _check_labels(all_labels)
@@ -187,7 +189,7 @@ def render_manifests(
             if pull_secret:
                 _add_pull_secret(pod_spec, pull_secret)
         _label_pod_template(obj, all_labels, annotations)
-        _set_replicas(obj, replicas)
+        _set_replicas(obj, manifest, replicas)
         rendered.append(obj)
     return rendered
 
@@ -218,7 +220,7 @@ def _check_pinned(images: Mapping[str, str]) -> None:
 
 
 def _check_replica_keys(manifests: list[Manifest], replicas: Mapping[str, int]) -> None:
-    known = {key for m in manifests if m.doc["kind"] in _SCALABLE_KINDS for key in _workload_keys(m.doc)}
+    known = {key for m in manifests if m.doc["kind"] in _SCALABLE_KINDS for key in _workload_keys(m)}
     for key, count in replicas.items():
         if key not in known:
             raise RenderError(
@@ -229,9 +231,10 @@ def _check_replica_keys(manifests: list[Manifest], replicas: Mapping[str, int]) 
             raise RenderError(f"replicas override {key!r}: {count!r} is not a non-negative integer")
 
 
-def _workload_keys(doc: Mapping[str, Any]) -> set[str]:
-    metadata = doc["metadata"]
-    keys = {metadata["name"]}
+def _workload_keys(manifest: Manifest) -> set[str]:
+    """Names a replicas override may use: workload name, app name label, manifest file stem."""
+    metadata = manifest.doc["metadata"]
+    keys = {metadata["name"], manifest.source.stem}
     app_name = (metadata.get("labels") or {}).get("app.kubernetes.io/name")
     if app_name:
         keys.add(app_name)
@@ -331,10 +334,13 @@ def _selector_labels(obj: Mapping[str, Any]) -> dict[str, str]:
     return keys
 
 
-def _set_replicas(obj: dict[str, Any], replicas: Mapping[str, int]) -> None:
+def _set_replicas(obj: dict[str, Any], manifest: Manifest, replicas: Mapping[str, int]) -> None:
     if obj["kind"] not in _SCALABLE_KINDS:
         return
-    for key in sorted(_workload_keys(obj)):
+    # The most specific name wins: workload name, then app name label, then file stem.
+    metadata = manifest.doc["metadata"]
+    candidates = [metadata["name"], (metadata.get("labels") or {}).get("app.kubernetes.io/name"), manifest.source.stem]
+    for key in candidates:
         if key in replicas:
             obj.setdefault("spec", {})["replicas"] = replicas[key]
             return

@@ -255,6 +255,20 @@ class TestPodSpec:
         assert by_name["spec"]["replicas"] == 3
         assert by_label["spec"]["replicas"] == 2
 
+    def test_replicas_by_service_name_through_the_manifest_file(self) -> None:
+        (deployment, service) = render(
+            [manifest(DEPLOYMENT, "apps/dx29/manifests/front.yaml"), manifest(SERVICE, "front.yaml")],
+            replicas={"front": 4},
+        )
+        assert deployment["spec"]["replicas"] == 4
+        assert "replicas" not in service["spec"]
+
+    def test_workload_name_wins_over_file_stem(self) -> None:
+        (deployment,) = render(
+            [manifest(DEPLOYMENT, "gateway.yaml")], replicas={"gateway": 2, "dx29-gateway-deployment": 5}
+        )
+        assert deployment["spec"]["replicas"] == 5
+
     def test_replicas_for_an_unknown_workload_is_refused(self) -> None:
         with pytest.raises(RenderError, match="matches no Deployment or StatefulSet"):
             render([manifest(DEPLOYMENT)], replicas={"gatewya": 2})
