@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +68,16 @@ class PushResult:
     seconds: float = 0.0
 
 
-def oci_labels(
-    *, revision: str, source: str, version: str, created: str | datetime | None = None
-) -> dict[str, str]:
+def oci_labels(*, revision: str, source: str, version: str, created: str | datetime | None = None) -> dict[str, str]:
     """The OCI annotations (``org.opencontainers.image.*``) for an image of this release.
 
     ``created`` defaults to now; pass the commit time instead to keep rebuilds of the same
     commit byte-identical (same labels, so the build cache holds and the digest stays).
     """
     if created is None:
-        created = datetime.now(timezone.utc)
+        created = datetime.now(UTC)
     if isinstance(created, datetime):
-        created = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "org.opencontainers.image.revision": revision,
         "org.opencontainers.image.source": source,
@@ -195,7 +193,9 @@ def _emit(lines: list[str], on_line: LineCallback | None, line: str) -> None:
 
 def _build_failed(message: str, context: Path, lines: list[str]) -> BuildError:
     tail = "\n".join(lines[-_TAIL_LINES:])
-    text = f"{message}\n--- last {min(len(lines), _TAIL_LINES)} lines of the build log ---\n{tail}" if lines else message
+    text = (
+        f"{message}\n--- last {min(len(lines), _TAIL_LINES)} lines of the build log ---\n{tail}" if lines else message
+    )
     return BuildError(
         text,
         source=str(context),
@@ -332,8 +332,7 @@ def _classify_push_failure(message: str, repository: str, tag: str, auth: Regist
 
 def _unreachable(address: str, repository: str, tag: str, message: str) -> PushError:
     return PushError(
-        f"registry {address} unreachable when pushing {repository}:{tag} "
-        f"(tried {_PUSH_TRIES} times): {message}",
+        f"registry {address} unreachable when pushing {repository}:{tag} (tried {_PUSH_TRIES} times): {message}",
         source=f"https://{registry_host(address)}",
         hint="check the registry address in the environment file and that the registry is running",
     )

@@ -179,7 +179,9 @@ def _from_helper(helper: str, server: str, where: str) -> RegistryAuth | None:
             [program, "get"], input=server, capture_output=True, text=True, timeout=_HELPER_TIMEOUT_S, check=False
         )
     except FileNotFoundError as e:
-        raise ConfigError(f"{where} names {program}, which is not installed", hint=f"install {program} or edit the config") from e
+        raise ConfigError(
+            f"{where} names {program}, which is not installed", hint=f"install {program} or edit the config"
+        ) from e
     except subprocess.TimeoutExpired as e:
         raise ConfigError(f"{program} get did not answer within {_HELPER_TIMEOUT_S:.0f} s ({where})") from e
     if done.returncode != 0:

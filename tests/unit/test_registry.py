@@ -161,7 +161,7 @@ def _install_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, 
     bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
     helper = bindir / f"docker-credential-{name}"
-    helper.write_text("#!/bin/sh\nread server\necho \"$server\" >> \"$0.asked\"\n" + script)
+    helper.write_text('#!/bin/sh\nread server\necho "$server" >> "$0.asked"\n' + script)
     helper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     return helper

@@ -1,0 +1,307 @@
+"""Build and push against the local stack's real Docker engine and TLS registry with auth.
+
+Each sample service is built with deploybook's `build_image`, started with ``docker run`` and
+asked for its health; pushed with `push_image`, its digest confirmed through the registry's v2
+API. The failure paths a release meets (missing Dockerfile, failing step, wrong password,
+unreachable registry) each give one clear error naming where it came from.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from deploybook.errors import BuildError, PushError, RegistryError
+from deploybook.images import BuildResult, build_image, oci_labels, push_image
+from deploybook.registry import RegistryAuth, RegistryClient, resolve_credentials
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ("gateway", "annotation", "terms", "worker")
+HTTP_SERVICES = ("gateway", "annotation", "terms")
+Stack = Any  # tests/integration/conftest.py: the stack's client settings
+PortPicker = Callable[[], int]
+HttpJson = Callable[[str], tuple[int, dict[str, Any]]]
+
+VERSION = "1.4.0-it"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def built(
+    engine: docker.DockerClient, prepared_app: Path, run_id: str, cleanup_images: list[str]
+) -> dict[str, tuple[BuildResult, list[str]]]:
+    """Every sample service built once for this module, with the lines streamed to on_line."""
+    results: dict[str, tuple[BuildResult, list[str]]] = {}
+    labels = oci_labels(revision=REVISION, source="https://example.invalid/dx29.git", version=VERSION)
+    for service in SERVICES:
+        streamed: list[str] = []
+        tag = f"dx29/{service}:it-{run_id}"
+        cleanup_images.append(tag)
+        result = build_image(
+            engine,
+            context=prepared_app / service,
+            dockerfile="Dockerfile",
+            tag=tag,
+            labels=labels,
+            on_line=streamed.append,
+        )
+        results[service] = (result, streamed)
+    return results
+
+
+def _run(engine: docker.DockerClient, containers: list[Any], image: str, **environment: str) -> Any:
+    container = engine.containers.run(image, detach=True, network_mode="host", environment=environment)
+    containers.append(container)
+    return container
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_build_labels_user_and_log(
+    service: str, engine: docker.DockerClient, built: dict[str, tuple[BuildResult, list[str]]]
+) -> None:
+    result, streamed = built[service]
+    image = engine.api.inspect_image(result.image_id)
+    config = image["Config"]
+    assert config["Labels"]["org.opencontainers.image.revision"] == REVISION
+    assert config["Labels"]["org.opencontainers.image.version"] == VERSION
+    assert config["Labels"]["org.opencontainers.image.source"] == "https://example.invalid/dx29.git"
+    assert config["Labels"]["org.opencontainers.image.created"].endswith("Z")
+    assert config["User"] == "10001:10001"
+    assert f"REVISION={REVISION}" in config["Env"] and f"SERVICE={service}" in config["Env"]
+    assert image["Size"] < 5_000_000, f"{service} image is {image['Size']} bytes"
+    assert result.tag in image["RepoTags"]
+    assert streamed and streamed == result.log.splitlines()
+    assert any(line.startswith("Successfully tagged") for line in streamed)
+
+
+@pytest.mark.parametrize("service", HTTP_SERVICES)
+def test_service_answers_health_with_version_and_revision(
+    service: str,
+    engine: docker.DockerClient,
+    built: dict[str, tuple[BuildResult, list[str]]],
+    containers: list[Any],
+    free_port: PortPicker,
+    http_json: HttpJson,
+) -> None:
+    port = free_port()
+    _run(engine, containers, built[service][0].image_id, PORT=str(port))
+    status, body = http_json(f"http://127.0.0.1:{port}/health")
+    assert (status, body) == (200, {"service": service, "version": VERSION, "revision": REVISION})
+
+
+def test_gateway_answers_with_the_backends_health(
+    engine: docker.DockerClient,
+    built: dict[str, tuple[BuildResult, list[str]]],
+    containers: list[Any],
+    free_port: PortPicker,
+    http_json: HttpJson,
+) -> None:
+    backend_port, gateway_port = free_port(), free_port()
+    _run(engine, containers, built["annotation"][0].image_id, PORT=str(backend_port))
+    backend = f"http://127.0.0.1:{backend_port}/health"
+    _run(engine, containers, built["gateway"][0].image_id, PORT=str(gateway_port), ANNOTATION_URL=backend)
+    http_json(backend)  # the backend is up before the gateway is asked
+    status, body = http_json(f"http://127.0.0.1:{gateway_port}/api/annotation")
+    assert status == 200, body
+    assert body["upstream"] == backend
+    assert body["answer"] == {"service": "annotation", "version": VERSION, "revision": REVISION}
+
+
+def test_gateway_reports_an_unreachable_backend_as_502(
+    engine: docker.DockerClient,
+    built: dict[str, tuple[BuildResult, list[str]]],
+    containers: list[Any],
+    free_port: PortPicker,
+    http_json: HttpJson,
+) -> None:
+    port = free_port()
+    dead = f"http://127.0.0.1:{free_port()}/health"
+    _run(engine, containers, built["gateway"][0].image_id, PORT=str(port), TERMS_URL=dead)
+    status, body = http_json(f"http://127.0.0.1:{port}/api/terms")
+    assert (status, body["upstream"]) == (502, dead)
+
+
+def test_worker_logs_work_and_its_probe_passes(
+    engine: docker.DockerClient, built: dict[str, tuple[BuildResult, list[str]]], containers: list[Any]
+) -> None:
+    worker = _run(engine, containers, built["worker"][0].image_id, WORK_INTERVAL_S="1")
+    deadline = time.monotonic() + 10
+    while b'"event":"work"' not in worker.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert b'"event":"work"' in worker.logs(), worker.logs()
+    code, output = worker.exec_run(["/app/healthy"])
+    assert code == 0, output
+    report = json.loads(output)
+    assert (report["service"], report["revision"]) == ("worker", REVISION)
+    assert worker.attrs["Config"]["User"] == "10001:10001"
+
+
+def test_worker_probe_fails_on_missing_or_stale_heartbeat(
+    engine: docker.DockerClient, built: dict[str, tuple[BuildResult, list[str]]], containers: list[Any]
+) -> None:
+    worker = _run(engine, containers, built["worker"][0].image_id, WORK_INTERVAL_S="1")
+    code, output = worker.exec_run(["/app/healthy"], environment={"HEARTBEAT": "/tmp/never-written"})
+    assert code != 0 and b"no heartbeat" in output, output
+    deadline = time.monotonic() + 10
+    while worker.exec_run(["/app/healthy"])[0] != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    code, output = worker.exec_run(["/app/healthy"], environment={"HEARTBEAT_MAX_AGE_S": "-1"})
+    assert code != 0 and b"heartbeat_age_s" in output, output
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_push_digest_confirmed_by_registry(
+    service: str,
+    stack: Stack,
+    engine: docker.DockerClient,
+    built: dict[str, tuple[BuildResult, list[str]]],
+    registry_auth: RegistryAuth,
+    registry_client: RegistryClient,
+    run_id: str,
+    cleanup_images: list[str],
+) -> None:
+    repository = f"{stack.registry}/dx29/{service}"
+    tag = f"it-{run_id}"
+    cleanup_images.append(f"{repository}:{tag}")
+    streamed: list[str] = []
+    result = push_image(
+        engine,
+        repository=repository,
+        tag=tag,
+        auth=registry_auth,
+        on_line=streamed.append,
+        source=built[service][0].image_id,
+        registry=registry_client,
+    )
+    assert result.digest.startswith("sha256:") and len(result.digest) == 71
+    assert result.ref == f"{repository}@{result.digest}"
+    assert registry_client.manifest_digest(f"dx29/{service}", tag) == result.digest
+    assert f"{repository}@{result.digest}" in engine.api.inspect_image(f"{repository}:{tag}")["RepoDigests"]
+    assert any(result.digest in line for line in streamed)
+
+
+def test_push_with_wrong_password_is_one_clear_error(
+    stack: Stack,
+    engine: docker.DockerClient,
+    built: dict[str, tuple[BuildResult, list[str]]],
+    run_id: str,
+    cleanup_images: list[str],
+) -> None:
+    repository = f"{stack.registry}/dx29/terms"
+    cleanup_images.append(f"{repository}:bad-{run_id}")
+    wrong = RegistryAuth(stack.user, "not-the-password", "test")
+    started = time.monotonic()
+    with pytest.raises(PushError) as info:
+        push_image(engine, repository=repository, tag=f"bad-{run_id}", auth=wrong, source=built["terms"][0].image_id)
+    text = str(info.value)
+    assert f"registry {stack.registry} refused" in text and stack.user in text
+    assert "not-the-password" not in text
+    assert "password" in (info.value.hint or "")
+    assert time.monotonic() - started < 30, "a refused password must not be retried"
+
+
+def test_registry_client_with_wrong_password(stack: Stack) -> None:
+    client = RegistryClient(stack.registry, RegistryAuth(stack.user, "not-the-password"), ca_file=stack.ca_file)
+    with pytest.raises(RegistryError, match="refused") as info:
+        client.ping()
+    assert info.value.source == f"https://{stack.registry}"
+
+
+def test_push_to_unreachable_registry_is_one_clear_error(
+    engine: docker.DockerClient,
+    built: dict[str, tuple[BuildResult, list[str]]],
+    run_id: str,
+    cleanup_images: list[str],
+) -> None:
+    repository = "localhost:1/dx29/terms"
+    cleanup_images.append(f"{repository}:{run_id}")
+    auth = RegistryAuth("someone", "something")
+    with pytest.raises(PushError) as info:
+        push_image(engine, repository=repository, tag=run_id, auth=auth, source=built["terms"][0].image_id)
+    assert "registry localhost:1 unreachable" in str(info.value)
+    assert info.value.source == "https://localhost:1"
+
+
+def test_registry_client_unreachable(stack: Stack) -> None:
+    with pytest.raises(RegistryError, match="unreachable") as info:
+        RegistryClient("localhost:1", None, ca_file=stack.ca_file, timeout=2).ping()
+    assert info.value.source == "https://localhost:1"
+
+
+def test_registry_client_without_the_ca_refuses_tls(stack: Stack, registry_auth: RegistryAuth) -> None:
+    with pytest.raises(RegistryError, match="TLS verification"):
+        RegistryClient(stack.registry, registry_auth).ping()
+
+
+def test_unknown_tag_is_not_found(registry_client: RegistryClient, run_id: str) -> None:
+    with pytest.raises(RegistryError, match=f"dx29/gateway:never-{run_id} not found"):
+        registry_client.manifest_digest("dx29/gateway", f"never-{run_id}")
+
+
+def test_missing_dockerfile_is_reported_before_docker(engine: docker.DockerClient, tmp_path: Path, run_id: str) -> None:
+    tag = f"dx29/missing:{run_id}"
+    with pytest.raises(BuildError) as info:
+        build_image(engine, context=tmp_path, dockerfile="Dockerfile", tag=tag, labels={})
+    assert str(tmp_path / "Dockerfile") in str(info.value)
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(tag)
+
+
+def test_failing_build_step_carries_the_log_tail(engine: docker.DockerClient, tmp_path: Path, run_id: str) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY not-in-context /\n")
+    streamed: list[str] = []
+    with pytest.raises(BuildError) as info:
+        build_image(
+            engine,
+            context=tmp_path,
+            dockerfile="Dockerfile",
+            tag=f"dx29/broken:{run_id}",
+            labels={},
+            on_line=streamed.append,
+        )
+    text = str(info.value)
+    assert "not-in-context" in text and "last" in text and "Step 2/2" in text
+    assert info.value.source == str(tmp_path)
+    assert streamed[-1].startswith("ERROR:")
+
+
+def test_credentials_as_docker_login_leaves_them(stack: Stack, tmp_path: Path) -> None:
+    """`docker login` writes config.json; resolve_credentials reads it and the registry accepts it."""
+    password = Path(stack.password_file).read_text().strip()
+    login = subprocess.run(
+        [
+            "docker",
+            "--config",
+            str(tmp_path),
+            "--host",
+            stack.docker_host,
+            "login",
+            stack.registry,
+            "--username",
+            stack.user,
+            "--password-stdin",
+        ],
+        input=password,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert login.returncode == 0, login.stderr
+    config = json.loads((tmp_path / "config.json").read_text())
+    if "credsStore" in config:
+        pytest.fail(f"docker login used a credential store here ({config['credsStore']}); expected a file entry")
+    encoded = config["auths"][stack.registry]["auth"]
+    assert base64.b64decode(encoded).decode().startswith(f"{stack.user}:")
+    auth = resolve_credentials(stack.registry, docker_config=tmp_path / "config.json")
+    assert auth is not None and auth.username == stack.user
+    RegistryClient(stack.registry, auth, ca_file=stack.ca_file).ping()
