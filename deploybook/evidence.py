@@ -390,7 +390,8 @@ class EvidencePlugin:
         try:
             facts = facts_from_state(self.state)
             self.html = build_report(self.state.run_dir, facts, self.environ, repo_root=self.repo_root)
-            if self.bundle:
+            # A checks-only run writes no release record of its own, so it has no bundle.
+            if self.bundle and (self.state.run_dir / RECORD_FILE).is_file():
                 from deploybook.bundle import create_bundle  # late: bundle imports this module
 
                 self.archive = create_bundle(self.state.run_dir, environ=self.environ)
