@@ -31,7 +31,7 @@ class GitState:
         return self.commit[:12]
 
 
-def run_git(args: list[str], cwd: Path, *, timeout: float = 120.0) -> str:
+def run_git(args: list[str], cwd: Path, *, timeout: float = 120.0, strip: bool = True) -> str:
     """Run ``git ARGS`` in ``cwd`` and return stdout; GitError with git's message on failure."""
     try:
         proc = subprocess.run(
@@ -45,7 +45,7 @@ def run_git(args: list[str], cwd: Path, *, timeout: float = 120.0) -> str:
             source=str(cwd),
             hint="check that this is a git checkout and the ref exists",
         )
-    return proc.stdout.strip()
+    return proc.stdout.strip() if strip else proc.stdout
 
 
 def repo_state(path: Path) -> GitState:
@@ -53,7 +53,7 @@ def repo_state(path: Path) -> GitState:
     branch = run_git(["rev-parse", "--abbrev-ref", "HEAD"], path)
     commit = run_git(["rev-parse", "HEAD"], path)
     epoch = int(run_git(["show", "-s", "--format=%ct", "HEAD"], path))
-    changes = run_git(["status", "--porcelain", "--untracked-files=normal"], path)
+    changes = run_git(["status", "--porcelain", "--untracked-files=normal"], path, strip=False)
     files = tuple(line[3:] for line in changes.splitlines() if line.strip())
     return GitState(
         branch=None if branch == "HEAD" else branch,

@@ -1,0 +1,152 @@
+"""Environment files: the shipped ones load; every bad value is one located ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploybook.config import load_environment, parse_environment
+from deploybook.errors import ConfigError, UnknownEnvironment
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_VARS = {
+    "DEPLOYBOOK_REGISTRY": "localhost:5000",
+    "DEPLOYBOOK_REGISTRY_USER": "deploybook",
+    "DEPLOYBOOK_REGISTRY_PASSWORD_FILE": "/var/lib/deploybook-stack/registry/password",
+    "DEPLOYBOOK_REGISTRY_CA": "/var/lib/deploybook-stack/pki/ca.crt",
+}
+MINIMAL = """\
+cluster:
+  context: ctx
+  namespace: ns
+registry:
+  address: reg.example:5000
+branch:
+  name: null
+manifests:
+  path: manifests
+services:
+  - name: api
+    context: apps/api
+    image: app/api
+    manifest: api.yaml
+"""
+
+
+def parse(text: str) -> object:
+    return parse_environment(text, file=Path("environments/x.yaml"), name="x", root=Path("/repo"))
+
+
+def error_of(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse(text)
+    return info.value
+
+
+@pytest.fixture
+def stack_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in STACK_VARS.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize("name", ["local", "dev", "test", "prod"])
+def test_shipped_environments_load(name: str, stack_vars: None) -> None:
+    env = load_environment(name, ROOT / "environments")
+    assert env.name == name
+    assert env.service_names == ("gateway", "annotation", "terms", "worker")
+    assert env.service("worker").port is None and env.service("worker").http == ()
+
+
+def test_local_uses_the_stack_variables(stack_vars: None) -> None:
+    env = load_environment("local", ROOT / "environments")
+    assert env.registry.address == "localhost:5000"
+    assert env.registry.password_file == STACK_VARS["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"]
+    assert env.registry.ca_file == STACK_VARS["DEPLOYBOOK_REGISTRY_CA"]
+    assert env.cluster.context == "deploybook-admin"
+    assert env.branch.name is None and not env.branch.clean_tree
+    assert env.image_repository(env.service("gateway")) == "localhost:5000/dx29/gateway"
+    assert env.service("gateway").dockerfile == ROOT / "apps/dx29/gateway/Dockerfile"
+
+
+def test_dx29_rules_for_dev_test_prod(stack_vars: None) -> None:
+    dev, test, prod = (load_environment(n, ROOT / "environments") for n in ("dev", "test", "prod"))
+    assert dev.branch.name == "develop" and dev.manifests.path is not None
+    assert test.branch.name == "main" and test.manifests.git is not None
+    assert prod.branch.name == "main" and prod.branch.clean_tree
+    assert prod.promote_from == "test" and prod.manifests.git is not None
+    assert prod.service("gateway").replicas == 2
+
+
+def test_unknown_environment_lists_known(tmp_path: Path) -> None:
+    (tmp_path / "alpha.yaml").write_text(MINIMAL)
+    (tmp_path / "beta.yaml").write_text(MINIMAL)
+    with pytest.raises(UnknownEnvironment) as info:
+        load_environment("gamma", tmp_path)
+    assert "alpha, beta" in str(info.value) and "'gamma'" in str(info.value)
+
+
+def test_malformed_yaml_names_file_and_line() -> None:
+    err = error_of(MINIMAL.replace("  namespace: ns", "  namespace: [ns"))
+    assert err.file == "environments/x.yaml" and err.line is not None and err.line >= 3
+    assert "malformed YAML" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "line"),
+    [
+        (("    image: app/api\n", "    image: app/api\n    port: eighty\n"), "services[0].port", 14),
+        (("    image: app/api\n", "    image: app/api\n    port: 70000\n"), "services[0].port", 14),
+        (("  namespace: ns", "  namespace: Not_A_Label"), "cluster.namespace", 3),
+        (("  context: ctx\n", "  context: ctx\n  colour: red\n"), "cluster.colour", 3),
+        (("  path: manifests\n", "  path: m\n  git: {url: u, ref: r}\n"), "manifests.path", 9),
+        (("branch:\n  name: null\n", "branch:\n  clean_tree: true\n"), "branch.name", 7),
+        (("    manifest: api.yaml\n", "    manifest: api.yaml\n  - name: api\n    context: c\n"
+          "    image: i\n    manifest: m\n"), "services[1].name", 15),
+    ],
+)
+def test_bad_values_are_located(change: tuple[str, str], key: str, line: int) -> None:
+    err = error_of(MINIMAL.replace(*change))
+    assert err.key == key
+    assert err.line == line
+    assert f"environments/x.yaml:{line}" in str(err)
+
+
+def test_two_credential_sources_refused() -> None:
+    text = MINIMAL.replace("  address: reg.example:5000\n",
+                           "  address: reg.example:5000\n  username: u\n  password_env: P\n  docker_config: true\n")
+    assert error_of(text).key == "registry.docker_config"
+
+
+def test_password_reference_needs_username() -> None:
+    text = MINIMAL.replace("  address: reg.example:5000\n", "  address: reg.example:5000\n  password_env: P\n")
+    assert error_of(text).key == "registry.username"
+
+
+def test_unset_variable_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_REGISTRY", raising=False)
+    err = error_of(MINIMAL.replace("reg.example:5000", "${NOPE_REGISTRY}"))
+    assert err.key == "registry.address" and "NOPE_REGISTRY" in str(err)
+
+
+def test_variable_default_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_REGISTRY", raising=False)
+    env = parse(MINIMAL.replace("reg.example:5000", "${NOPE_REGISTRY:-fallback:5000}"))
+    assert env.registry.address == "fallback:5000"  # type: ignore[attr-defined]
+
+
+def test_http_check_needs_port_and_one_expectation() -> None:
+    with_http = MINIMAL + "    http:\n      - path: /health\n"
+    assert error_of(with_http).key == "services[0].http"
+    both = MINIMAL + "    port: 80\n    http:\n      - path: /h\n        expect_text: ok\n        expect_json: {a: 1}\n"
+    assert error_of(both).key == "services[0].http[0].expect_text"
+
+
+def test_promote_from_itself_refused() -> None:
+    assert error_of(MINIMAL + "promote_from: x\n").key == "promote_from"
+
+
+def test_environment_is_frozen() -> None:
+    env = parse(MINIMAL)
+    with pytest.raises(AttributeError):
+        env.name = "other"  # type: ignore[misc]
