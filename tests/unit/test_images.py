@@ -1,0 +1,316 @@
+"""Unit tests of deploybook.images with a fake engine API (the docker SDK's low-level seam)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from deploybook import images as images_module
+from deploybook.errors import BuildError, PushError, RegistryError
+from deploybook.images import build_image, oci_labels, push_image, split_repository
+from deploybook.registry import RegistryAuth
+
+DIGEST = "sha256:" + "cd" * 32
+OTHER = "sha256:" + "ef" * 32
+IMAGE_ID = "sha256:" + "12" * 32
+
+
+class FakeAPI:
+    """Stands in for ``docker.APIClient``: replays scripted streams, records every call."""
+
+    def __init__(self, build: list[Any] | None = None, pushes: list[list[Any] | Exception] | None = None) -> None:
+        self.build_stream = build or []
+        self.pushes = list(pushes or [])
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def build(self, **kwargs: Any) -> Iterator[Mapping[str, Any]]:
+        self.calls.append(("build", kwargs))
+        for item in self.build_stream:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        self.calls.append(("inspect_image", {"ref": ref}))
+        return {"Id": IMAGE_ID}
+
+    def tag(self, source: str, repository: str, tag: str) -> bool:
+        self.calls.append(("tag", {"source": source, "repository": repository, "tag": tag}))
+        return True
+
+    def push(self, repository: str, **kwargs: Any) -> Iterator[Mapping[str, Any]]:
+        self.calls.append(("push", {"repository": repository, **kwargs}))
+        script = self.pushes.pop(0)
+        if isinstance(script, Exception):
+            raise script
+        return iter(script)
+
+
+class FakeClient:
+    def __init__(self, api: FakeAPI) -> None:
+        self.api = api
+
+
+class FakeRegistry:
+    """The part of RegistryClient that push_image uses."""
+
+    base_url = "https://localhost:5000"
+
+    def __init__(self, answer: str | Exception) -> None:
+        self.answer = answer
+        self.asked: list[tuple[str, str]] = []
+
+    def manifest_digest(self, repository: str, reference: str) -> str:
+        self.asked.append((repository, reference))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images_module.time, "sleep", lambda s: None)
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    return tmp_path
+
+
+LABELS = oci_labels(
+    revision="abc123", source="https://git.example/dx29", version="1.2.0", created="2026-01-02T03:04:05Z"
+)
+GOOD_PUSH = [
+    {"status": "The push refers to repository [localhost:5000/dx29/gateway]"},
+    {"status": "Pushing", "progressDetail": {"current": 1, "total": 2}, "id": "aaa"},
+    {"status": "Pushed", "progressDetail": {}, "id": "aaa"},
+    {"status": f"v1: digest: {DIGEST} size: 735"},
+    {"progressDetail": {}, "aux": {"Tag": "v1", "Digest": DIGEST, "Size": 735}},
+]
+
+
+# --- oci_labels ---------------------------------------------------------------------------
+
+
+def test_oci_labels_keys_and_values() -> None:
+    assert LABELS == {
+        "org.opencontainers.image.revision": "abc123",
+        "org.opencontainers.image.source": "https://git.example/dx29",
+        "org.opencontainers.image.version": "1.2.0",
+        "org.opencontainers.image.created": "2026-01-02T03:04:05Z",
+    }
+
+
+def test_oci_created_from_datetime_is_utc() -> None:
+    local = datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+    labels = oci_labels(revision="r", source="s", version="v", created=local)
+    assert labels["org.opencontainers.image.created"] == "2026-01-02T03:04:05Z"
+
+
+def test_oci_created_defaults_to_now() -> None:
+    created = oci_labels(revision="r", source="s", version="v")["org.opencontainers.image.created"]
+    parsed = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((datetime.now(UTC) - parsed).total_seconds()) < 5
+
+
+# --- build_image --------------------------------------------------------------------------
+
+
+def test_build_streams_lines_and_passes_labels_and_args(context: Path) -> None:
+    api = FakeAPI(
+        build=[
+            {"stream": "Step 1/1 : FROM scratch\n"},
+            {"stream": "\n"},
+            {"aux": {"ID": IMAGE_ID}},
+            {"stream": "Successfully tagged dx29/gateway:v1\n"},
+        ]
+    )
+    seen: list[str] = []
+    result = build_image(
+        FakeClient(api),
+        context=context,
+        dockerfile="Dockerfile",
+        tag="dx29/gateway:v1",
+        labels=LABELS,
+        on_line=seen.append,
+    )
+    assert seen == ["Step 1/1 : FROM scratch", "Successfully tagged dx29/gateway:v1"]
+    assert result.log == "\n".join(seen) and result.image_id == IMAGE_ID and result.tag == "dx29/gateway:v1"
+    kwargs = api.calls[0][1]
+    assert kwargs["labels"] == LABELS and kwargs["rm"] is True and kwargs["decode"] is True
+    assert kwargs["buildargs"] == {"VERSION": "1.2.0", "REVISION": "abc123"}
+    assert kwargs["dockerfile"] == "Dockerfile" and kwargs["path"] == str(context)
+
+
+def test_build_args_can_be_added_and_override(context: Path) -> None:
+    api = FakeAPI()
+    build_image(
+        FakeClient(api),
+        context=context,
+        dockerfile="Dockerfile",
+        tag="t",
+        labels=LABELS,
+        build_args={"VERSION": "9", "EXTRA": "x"},
+    )
+    assert api.calls[0][1]["buildargs"] == {"VERSION": "9", "REVISION": "abc123", "EXTRA": "x"}
+
+
+def test_absolute_dockerfile_inside_context_is_made_relative(context: Path) -> None:
+    (context / "sub").mkdir()
+    (context / "sub" / "Dockerfile.prod").write_text("FROM scratch\n")
+    api = FakeAPI()
+    build_image(FakeClient(api), context=context, dockerfile=context / "sub" / "Dockerfile.prod", tag="t", labels={})
+    assert api.calls[0][1]["dockerfile"] == "sub/Dockerfile.prod"
+
+
+def test_missing_context_fails_before_the_engine(tmp_path: Path) -> None:
+    api = FakeAPI()
+    with pytest.raises(BuildError, match=r"build context .*nope does not exist") as info:
+        build_image(FakeClient(api), context=tmp_path / "nope", dockerfile="Dockerfile", tag="t", labels={})
+    assert api.calls == [] and info.value.source == str(tmp_path / "nope")
+
+
+def test_missing_dockerfile_names_the_path(tmp_path: Path) -> None:
+    api = FakeAPI()
+    with pytest.raises(BuildError) as info:
+        build_image(FakeClient(api), context=tmp_path, dockerfile="Dockerfile.missing", tag="t", labels={})
+    assert str(tmp_path / "Dockerfile.missing") in str(info.value) and api.calls == []
+
+
+def test_failed_step_carries_the_last_log_lines(context: Path) -> None:
+    lines = [{"stream": f"line {n}\n"} for n in range(30)]
+    api = FakeAPI(build=[*lines, {"errorDetail": {"message": "COPY failed: stat x"}, "error": "COPY failed: stat x"}])
+    seen: list[str] = []
+    with pytest.raises(BuildError) as info:
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t", labels={}, on_line=seen.append)
+    text = str(info.value)
+    assert "COPY failed: stat x" in text and "line 29" in text and "line 10" not in text
+    assert "last 20 lines" in text and info.value.source == str(context)
+    assert seen[-1] == "ERROR: COPY failed: stat x"
+
+
+def test_unreachable_engine_is_a_build_error(context: Path) -> None:
+    api = FakeAPI(build=[requests.exceptions.ConnectionError("docker.sock: connection refused")])
+    with pytest.raises(BuildError, match="connection refused"):
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t", labels={})
+
+
+# --- push_image ---------------------------------------------------------------------------
+
+
+def test_push_tags_pushes_and_confirms() -> None:
+    api = FakeAPI(pushes=[GOOD_PUSH])
+    registry = FakeRegistry(DIGEST)
+    seen: list[str] = []
+    result = push_image(
+        FakeClient(api),
+        repository="localhost:5000/dx29/gateway",
+        tag="v1",
+        auth=RegistryAuth("u", "pw"),
+        on_line=seen.append,
+        source=IMAGE_ID,
+        registry=registry,  # type: ignore[arg-type]
+    )
+    assert result.digest == DIGEST and result.ref == f"localhost:5000/dx29/gateway@{DIGEST}"
+    assert registry.asked == [("dx29/gateway", "v1")]
+    assert api.calls[0] == ("tag", {"source": IMAGE_ID, "repository": "localhost:5000/dx29/gateway", "tag": "v1"})
+    assert api.calls[1][1]["auth_config"] == {"username": "u", "password": "pw"}
+    assert "aaa: Pushed" in seen and not any("Pushing" in line for line in seen)
+    assert "pw" not in result.log
+
+
+def test_digest_from_status_line_when_no_aux() -> None:
+    api = FakeAPI(pushes=[GOOD_PUSH[:4]])
+    result = push_image(
+        FakeClient(api),
+        repository="localhost:5000/dx29/a",
+        tag="v1",
+        auth=None,
+        registry=FakeRegistry(DIGEST),  # type: ignore[arg-type]
+    )
+    assert result.digest == DIGEST
+
+
+def test_push_without_digest_is_an_error() -> None:
+    api = FakeAPI(pushes=[GOOD_PUSH[:3]])
+    with pytest.raises(PushError, match="reported no digest"):
+        push_image(
+            FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, registry=FakeRegistry(DIGEST)
+        )  # type: ignore[arg-type]
+
+
+def test_registry_disagreeing_is_a_digest_mismatch() -> None:
+    api = FakeAPI(pushes=[GOOD_PUSH])
+    with pytest.raises(PushError, match="digest mismatch") as info:
+        push_image(
+            FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, registry=FakeRegistry(OTHER)
+        )  # type: ignore[arg-type]
+    assert DIGEST in str(info.value) and OTHER in str(info.value)
+
+
+def test_registry_failing_to_confirm_is_a_push_error() -> None:
+    api = FakeAPI(pushes=[GOOD_PUSH])
+    failure = RegistryError("manifest dx29/a:v1 not found", source="https://localhost:5000", hint="push again")
+    with pytest.raises(PushError, match="could not confirm") as info:
+        push_image(
+            FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, registry=FakeRegistry(failure)
+        )  # type: ignore[arg-type]
+    assert info.value.source == "https://localhost:5000"
+
+
+def test_refused_credentials_are_not_retried() -> None:
+    refused = [{"errorDetail": {"message": "unauthorized: authentication required"}, "error": "unauthorized"}]
+    api = FakeAPI(pushes=[refused, GOOD_PUSH])
+    with pytest.raises(PushError) as info:
+        push_image(
+            FakeClient(api),
+            repository="localhost:5000/dx29/a",
+            tag="v1",
+            auth=RegistryAuth("u", "bad", "env PW"),
+            registry=FakeRegistry(DIGEST),
+        )  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "registry localhost:5000 refused the credentials of u (password from env PW)" in text
+    assert "bad" not in text.replace("unauthorized", "")
+    assert [name for name, _ in api.calls] == ["push"]
+
+
+def test_unreachable_registry_retried_then_named() -> None:
+    down = [
+        {"errorDetail": {"message": "Get https://localhost:1/v2/: dial tcp 127.0.0.1:1: connect: connection refused"}}
+    ]
+    api = FakeAPI(pushes=[down, down, down])
+    with pytest.raises(PushError, match=r"registry localhost:1 unreachable .*tried 3 times") as info:
+        push_image(FakeClient(api), repository="localhost:1/dx29/a", tag="v1", auth=None, registry=FakeRegistry(DIGEST))  # type: ignore[arg-type]
+    assert info.value.source == "https://localhost:1" and len(api.calls) == 3
+
+
+def test_unreachable_then_reachable_succeeds() -> None:
+    down = [{"errorDetail": {"message": "dial tcp 127.0.0.1:5000: connect: connection refused"}}]
+    api = FakeAPI(pushes=[down, GOOD_PUSH])
+    result = push_image(
+        FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, registry=FakeRegistry(DIGEST)
+    )  # type: ignore[arg-type]
+    assert result.digest == DIGEST and len(api.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("repository", "expected"),
+    [
+        ("localhost:5000/dx29/gateway", ("localhost:5000", "dx29/gateway")),
+        ("x.azurecr.io/dx29/a", ("x.azurecr.io", "dx29/a")),
+    ],
+)
+def test_split_repository(repository: str, expected: tuple[str, str]) -> None:
+    assert split_repository(repository) == expected
+
+
+def test_repository_without_registry_is_refused() -> None:
+    with pytest.raises(PushError, match="names no registry"):
+        split_repository("dx29/gateway")
