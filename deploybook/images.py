@@ -199,7 +199,8 @@ def _build_failed(message: str, context: Path, lines: list[str]) -> BuildError:
     return BuildError(
         text,
         source=str(context),
-        hint="read the build log above; files the Dockerfile COPYs must exist in the context",
+        hint="read the build log above; files the Dockerfile COPYs must exist in the context "
+        "(a generated context needs its prepare step first, e.g. apps/dx29/prepare)",
     )
 
 
