@@ -46,7 +46,11 @@ class Stack:
 def stack() -> Stack:
     """The running local stack's settings; fails naming stack/status when it is down."""
     status = subprocess.run([str(ROOT / "stack" / "status")], capture_output=True, text=True, check=False)
-    states = dict(line.split()[:2] for line in status.stdout.splitlines() if len(line.split()) >= 2)
+    states: dict[str, str] = {}
+    for line in status.stdout.splitlines():  # "NAME  up|down  detail", then a summary
+        words = line.split()
+        if len(words) >= 2:
+            states.setdefault(words[0], words[1])
     if states.get("dockerd") != "up" or states.get("registry") != "up":
         pytest.fail(f"the local stack's Docker engine and registry are not up (run stack/up):\n{status.stdout}")
     out = subprocess.run([str(ROOT / "stack" / "env")], capture_output=True, text=True, check=True).stdout
