@@ -30,10 +30,9 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from deploybook.errors import DeploybookError
-from deploybook.evidence import HTML_FILENAME, JUNIT_FILENAME, known_secret_values, secret_forms
+from deploybook.evidence import HTML_FILENAME, JUNIT_FILENAME, RESULTS_DIRNAME, known_secret_values, secret_forms
 from deploybook.record import RECORD_FILE
 
 SUMS_FILE = "SHA256SUMS"
@@ -62,41 +61,67 @@ class VerifyProblem:
 
 # --------------------------------------------------------------------------- create
 
+
 def collect_files(run_dir: Path) -> dict[str, bytes]:
     """Bundle path -> content for the evidence of ``run_dir``; BundleError names what is missing."""
     missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
     if missing:
-        raise BundleError(f"no {', '.join(missing)} in the run folder", source=str(run_dir),
-                          hint="bundle a finished run: the report, release.json and junit.xml "
-                               "are written at the end of `pytest runbook --env ENV`")
-    files = {name: (run_dir / name).read_bytes() for name in (*REQUIRED, *OPTIONAL)
-             if (run_dir / name).is_file()}
+        raise BundleError(
+            f"no {', '.join(missing)} in the run folder",
+            source=str(run_dir),
+            hint="bundle a finished run: the report, release.json and junit.xml "
+            "are written at the end of `pytest runbook --env ENV`",
+        )
+    files = {name: (run_dir / name).read_bytes() for name in (*REQUIRED, *OPTIONAL) if (run_dir / name).is_file()}
     files.update(rendered_manifests(run_dir))
     return files
 
 
 def rendered_manifests(run_dir: Path) -> dict[str, bytes]:
     """The rendered manifests: ``RUN_DIR/manifests/**`` when the apply stage wrote files,
-    else the per-service ``manifests`` kept in release.json (name -> YAML)."""
+    else those named in release.json (service -> file -> sha256 of the rendered YAML), taken
+    from the Allure attachment whose content has exactly that sha256."""
     folder = run_dir / MANIFESTS_DIR
     if folder.is_dir():
-        return {f"{MANIFESTS_DIR}/{p.relative_to(folder).as_posix()}": p.read_bytes()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
+        return {
+            f"{MANIFESTS_DIR}/{p.relative_to(folder).as_posix()}": p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file()
+        }
     record = json.loads((run_dir / RECORD_FILE).read_text(encoding="utf-8"))
+    attachments = _attachments_by_sha256(run_dir / RESULTS_DIRNAME)
     files: dict[str, bytes] = {}
     for service, data in (record.get("services") or {}).items():
-        for name, text in ((data or {}).get("manifests") or {}).items():
-            files[f"{MANIFESTS_DIR}/{_safe_name(service)}/{_yaml_name(name)}"] = _manifest_bytes(run_dir, text)
+        for name, recorded in ((data or {}).get("manifests") or {}).items():
+            content = _manifest_bytes(run_dir, str(recorded), attachments)
+            if content is None:
+                raise BundleError(
+                    f"rendered manifest {name} of {service} (sha256 {recorded}) is not in the run folder",
+                    source=str(run_dir / RECORD_FILE),
+                    hint="the apply stage must attach or write the exact YAML it applied",
+                )
+            files[f"{MANIFESTS_DIR}/{_safe_name(service)}/{_yaml_name(name)}"] = content
     return files
 
 
-def _manifest_bytes(run_dir: Path, value: Any) -> bytes:
-    """A manifest entry is YAML text, or a path (relative to the run folder) to the file."""
-    text = str(value)
-    candidate = run_dir / text
-    if "\n" not in text and len(text) < 512 and candidate.is_file():
+def _attachments_by_sha256(results_dir: Path) -> dict[str, bytes]:
+    if not results_dir.is_dir():
+        return {}
+    found: dict[str, bytes] = {}
+    for path in results_dir.glob("*-attachment*"):
+        data = path.read_bytes()
+        found[hashlib.sha256(data).hexdigest()] = data
+    return found
+
+
+def _manifest_bytes(run_dir: Path, recorded: str, attachments: Mapping[str, bytes]) -> bytes | None:
+    """A record entry is the sha256 of the rendered YAML, a path in the run folder, or YAML."""
+    if re.fullmatch(r"[0-9a-f]{64}", recorded):
+        return attachments.get(recorded)
+    candidate = run_dir / recorded
+    if "\n" not in recorded and len(recorded) < 512 and candidate.is_file():
         return candidate.read_bytes()
-    return text.encode("utf-8")
+    return recorded.encode("utf-8")
 
 
 def _safe_name(name: str) -> str:
@@ -137,21 +162,20 @@ def searchable_contents(files: Mapping[str, bytes]) -> dict[str, bytes]:
 def find_secrets(files: Mapping[str, bytes], values: set[str]) -> list[str]:
     """Paths (``FILE#EMBEDDED`` inside the report) that contain any form of a secret value."""
     forms = secret_forms(values)
-    return [path for path, data in sorted(searchable_contents(files).items())
-            if any(form in data for form in forms)]
+    return [path for path, data in sorted(searchable_contents(files).items()) if any(form in data for form in forms)]
 
 
-def create_bundle(run_dir: Path, *, output: Path | None = None,
-                  environ: Mapping[str, str] | None = None) -> Path:
+def create_bundle(run_dir: Path, *, output: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
     """Pack the evidence of ``run_dir`` with its SHA256SUMS; returns the archive path."""
     run_dir = run_dir.resolve()
     files = collect_files(run_dir)
     leaked = find_secrets(files, known_secret_values(os.environ if environ is None else environ))
     if leaked:
-        raise BundleError(f"secret value found in {', '.join(leaked)}; bundle not written",
-                          source=str(run_dir),
-                          hint="find what wrote the secret into that file and reference it by "
-                               "variable or file name instead")
+        raise BundleError(
+            f"secret value found in {', '.join(leaked)}; bundle not written",
+            source=str(run_dir),
+            hint="find what wrote the secret into that file and reference it by variable or file name instead",
+        )
     files[SUMS_FILE] = sha256sums(files)
     top = bundle_name(run_dir)
     archive = output or run_dir / f"{top}.tar.gz"
@@ -183,6 +207,7 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 # --------------------------------------------------------------------------- verify
 
+
 def read_bundle(archive: Path) -> dict[str, bytes]:
     """Every regular file of ``archive``, by path below the top folder, read in memory."""
     try:
@@ -213,10 +238,16 @@ def check_sums(files: Mapping[str, bytes]) -> list[VerifyProblem]:
         if path:
             listed[path] = digest
     problems = [VerifyProblem(path, "missing") for path in sorted(listed) if path not in files]
-    problems += [VerifyProblem(path, "modified") for path, data in sorted(files.items())
-                 if path in listed and hashlib.sha256(data).hexdigest() != listed[path]]
-    problems += [VerifyProblem(path, "not listed in SHA256SUMS") for path in sorted(files)
-                 if path != SUMS_FILE and path not in listed]
+    problems += [
+        VerifyProblem(path, "modified")
+        for path, data in sorted(files.items())
+        if path in listed and hashlib.sha256(data).hexdigest() != listed[path]
+    ]
+    problems += [
+        VerifyProblem(path, "not listed in SHA256SUMS")
+        for path in sorted(files)
+        if path != SUMS_FILE and path not in listed
+    ]
     return problems
 
 
@@ -225,13 +256,16 @@ def verify_bundle(archive: Path) -> int:
     files = read_bundle(archive)
     problems = check_sums(files)
     if problems:
-        raise BundleError("bundle does not match its SHA256SUMS: " + "; ".join(map(str, problems)),
-                          source=str(archive),
-                          hint="do not use this bundle; take the one attached to the release")
+        raise BundleError(
+            "bundle does not match its SHA256SUMS: " + "; ".join(map(str, problems)),
+            source=str(archive),
+            hint="do not use this bundle; take the one attached to the release",
+        )
     return len(files) - 1
 
 
 # --------------------------------------------------------------------------- command line
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``create RUN_DIR [-o ARCHIVE]`` or ``verify ARCHIVE``; exit 1 with one error line."""

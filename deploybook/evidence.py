@@ -50,13 +50,14 @@ _FAILING = ["failed", "broken"]
 _CATEGORY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("Policy refusals", r"PolicyError|LockHeld"),
     ("Digest mismatches", r"ImageDigestMismatch|[Dd]igest mismatch|imageID"),
-    ("Rollout failures",
-     r"RolloutFailed|CrashLoopBackOff|ImagePullBackOff|ErrImagePull|ProgressDeadlineExceeded"),
+    ("Rollout failures", r"RolloutFailed|CrashLoopBackOff|ImagePullBackOff|ErrImagePull|ProgressDeadlineExceeded"),
     ("Endpoint failures", r"EndpointNotReady|[Ee]ndpoint"),
-    ("Infrastructure problems",
-     r"ClusterError|ApplyError|RenderError|RegistryError|PushError|BuildError|GitError"
-     r"|ConfigError|RecordError|ConnectionError|ConnectionRefused|TimeoutError|MaxRetryError"
-     r"|ApiException|DockerException|APIError|SSLError"),
+    (
+        "Infrastructure problems",
+        r"ClusterError|ApplyError|RenderError|RegistryError|PushError|BuildError|GitError"
+        r"|ConfigError|RecordError|ConnectionError|ConnectionRefused|TimeoutError|MaxRetryError"
+        r"|ApiException|DockerException|APIError|SSLError",
+    ),
 )
 
 
@@ -92,6 +93,7 @@ class ReportFacts:
 
 # --------------------------------------------------------------------------- metadata files
 
+
 def _escape_property(text: str) -> str:
     """Java properties escaping: backslash, separators and line breaks."""
     out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
@@ -116,27 +118,45 @@ def executor_info(environ: Mapping[str, str], *, release_id: str) -> dict[str, A
     if env.get("GITHUB_RUN_ID"):
         repo_url = f"{env.get('GITHUB_SERVER_URL', '')}/{env.get('GITHUB_REPOSITORY', '')}"
         run_url = f"{repo_url}/actions/runs/{env['GITHUB_RUN_ID']}"
-        return _executor("GitHub Actions", "github", repo_url, env.get("GITHUB_RUN_NUMBER"),
-                         f"{env.get('GITHUB_WORKFLOW', 'workflow')} #{env.get('GITHUB_RUN_NUMBER', '')}",
-                         run_url)
+        return _executor(
+            "GitHub Actions",
+            "github",
+            repo_url,
+            env.get("GITHUB_RUN_NUMBER"),
+            f"{env.get('GITHUB_WORKFLOW', 'workflow')} #{env.get('GITHUB_RUN_NUMBER', '')}",
+            run_url,
+        )
     if env.get("BUILD_BUILDID"):
         project = f"{env.get('SYSTEM_COLLECTIONURI', '')}{env.get('SYSTEM_TEAMPROJECT', '')}"
         run_url = f"{project}/_build/results?buildId={env['BUILD_BUILDID']}"
-        return _executor("Azure Pipelines", "azure", project, env["BUILD_BUILDID"],
-                         f"{env.get('BUILD_DEFINITIONNAME', 'pipeline')} {env.get('BUILD_BUILDNUMBER', '')}",
-                         run_url)
+        return _executor(
+            "Azure Pipelines",
+            "azure",
+            project,
+            env["BUILD_BUILDID"],
+            f"{env.get('BUILD_DEFINITIONNAME', 'pipeline')} {env.get('BUILD_BUILDNUMBER', '')}",
+            run_url,
+        )
     if env.get("GITLAB_CI") or env.get("CI_PIPELINE_ID"):
-        return _executor("GitLab CI", "gitlab", env.get("CI_PROJECT_URL", ""),
-                         env.get("CI_PIPELINE_IID") or env.get("CI_PIPELINE_ID"),
-                         f"{env.get('CI_PROJECT_NAME', 'pipeline')} #{env.get('CI_PIPELINE_ID', '')}",
-                         env.get("CI_JOB_URL") or env.get("CI_PIPELINE_URL", ""))
+        return _executor(
+            "GitLab CI",
+            "gitlab",
+            env.get("CI_PROJECT_URL", ""),
+            env.get("CI_PIPELINE_IID") or env.get("CI_PIPELINE_ID"),
+            f"{env.get('CI_PROJECT_NAME', 'pipeline')} #{env.get('CI_PIPELINE_ID', '')}",
+            env.get("CI_JOB_URL") or env.get("CI_PIPELINE_URL", ""),
+        )
     return _executor("local", "local", "", None, f"release {release_id}", "")
 
 
-def _executor(name: str, kind: str, url: str, order: str | None, build_name: str,
-              build_url: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"name": name, "type": kind, "url": url,
-                            "buildName": build_name.strip(), "buildUrl": build_url}
+def _executor(name: str, kind: str, url: str, order: str | None, build_name: str, build_url: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "url": url,
+        "buildName": build_name.strip(),
+        "buildUrl": build_url,
+    }
     if order and order.isdigit():
         info["buildOrder"] = int(order)
     return info
@@ -144,8 +164,10 @@ def _executor(name: str, kind: str, url: str, order: str | None, build_name: str
 
 def categories() -> list[dict[str, Any]]:
     """Allure categories for deploybook's failure kinds, in Allure 2 ``categories.json`` form."""
-    return [{"name": name, "matchedStatuses": _FAILING, "messageRegex": rf"[\s\S]*({pattern})[\s\S]*"}
-            for name, pattern in _CATEGORY_PATTERNS]
+    return [
+        {"name": name, "matchedStatuses": _FAILING, "messageRegex": rf"[\s\S]*({pattern})[\s\S]*"}
+        for name, pattern in _CATEGORY_PATTERNS
+    ]
 
 
 def write_metadata(results_dir: Path, facts: ReportFacts, environ: Mapping[str, str]) -> None:
@@ -223,6 +245,7 @@ def _replace_forms(path: Path, forms: list[bytes]) -> bool:
 
 # --------------------------------------------------------------------------- history and HTML
 
+
 def carry_history(env_reports_dir: Path, run_dir: Path) -> Path:
     """Copy ``latest/history.jsonl`` into this run's folder; Allure appends this run to it."""
     target = run_dir / HISTORY_FILENAME
@@ -236,14 +259,23 @@ def allure_command(repo_root: Path = REPO_ROOT) -> Path:
     """The pinned Allure 3 executable; a clear error when ``npm ci`` has not been run."""
     binary = repo_root / "node_modules" / ".bin" / "allure"
     if not binary.exists():
-        raise EvidenceError(f"Allure 3 is not installed ({binary} is missing)",
-                            source=str(repo_root / "package.json"),
-                            hint=f"run `npm ci` in {repo_root}")
+        raise EvidenceError(
+            f"Allure 3 is not installed ({binary} is missing)",
+            source=str(repo_root / "package.json"),
+            hint=f"run `npm ci` in {repo_root}",
+        )
     return binary
 
 
-def generate_html(results_dir: Path, run_dir: Path, *, report_name: str, history_file: Path | None,
-                  repo_root: Path = REPO_ROOT, timeout_s: float = 300.0) -> Path:
+def generate_html(
+    results_dir: Path,
+    run_dir: Path,
+    *,
+    report_name: str,
+    history_file: Path | None,
+    repo_root: Path = REPO_ROOT,
+    timeout_s: float = 300.0,
+) -> Path:
     """Run Allure 3 on ``results_dir`` and leave one self-contained ``run_dir/index.html``.
 
     Allure writes into a staging folder first: it owns its output folder, and the run folder
@@ -251,23 +283,35 @@ def generate_html(results_dir: Path, run_dir: Path, *, report_name: str, history
     """
     staging = run_dir / ".allure-html"
     shutil.rmtree(staging, ignore_errors=True)
-    command = [str(allure_command(repo_root)), "generate", str(results_dir), "-o", str(staging),
-               "--config", str(repo_root / ALLURE_CONFIG)]
-    env = dict(os.environ, DEPLOYBOOK_REPORT_NAME=report_name,
-               DEPLOYBOOK_ALLURE_RESULTS=str(results_dir),
-               DEPLOYBOOK_ALLURE_HISTORY=str(history_file) if history_file else "")
+    command = [
+        str(allure_command(repo_root)),
+        "generate",
+        str(results_dir),
+        "-o",
+        str(staging),
+        "--config",
+        str(repo_root / ALLURE_CONFIG),
+    ]
+    env = dict(
+        os.environ,
+        DEPLOYBOOK_REPORT_NAME=report_name,
+        DEPLOYBOOK_ALLURE_RESULTS=str(results_dir),
+        DEPLOYBOOK_ALLURE_HISTORY=str(history_file) if history_file else "",
+    )
     try:
-        done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
+        done = subprocess.run(
+            command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
     except subprocess.TimeoutExpired as e:
-        raise EvidenceError(f"allure generate took longer than {timeout_s:.0f}s",
-                            source=str(results_dir)) from e
+        raise EvidenceError(f"allure generate took longer than {timeout_s:.0f}s", source=str(results_dir)) from e
     html = staging / HTML_FILENAME
     if done.returncode != 0 or not html.is_file():
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise EvidenceError(f"allure generate exited {done.returncode} without {HTML_FILENAME}: "
-                            + " | ".join(tail), source=str(results_dir),
-                            hint="run the command by hand: " + " ".join(command))
+        raise EvidenceError(
+            f"allure generate exited {done.returncode} without {HTML_FILENAME}: " + " | ".join(tail),
+            source=str(results_dir),
+            hint="run the command by hand: " + " ".join(command),
+        )
     for produced in staging.iterdir():
         if produced.is_file():
             os.replace(produced, run_dir / produced.name)
@@ -285,8 +329,7 @@ def point_latest(run_dir: Path) -> Path:
     return link
 
 
-def build_report(run_dir: Path, facts: ReportFacts, environ: Mapping[str, str],
-                 *, repo_root: Path = REPO_ROOT) -> Path:
+def build_report(run_dir: Path, facts: ReportFacts, environ: Mapping[str, str], *, repo_root: Path = REPO_ROOT) -> Path:
     """Metadata, secret scrub, history, HTML and the ``latest`` link for one finished run."""
     results_dir = run_dir / RESULTS_DIRNAME
     write_metadata(results_dir, facts, environ)
@@ -296,20 +339,28 @@ def build_report(run_dir: Path, facts: ReportFacts, environ: Mapping[str, str],
     if junit.is_file():
         _replace_forms(junit, secret_forms(secrets))
     history = carry_history(run_dir.parent, run_dir)
-    html = generate_html(results_dir, run_dir, report_name=f"deploybook {facts.environment} "
-                         f"release {facts.release_id}", history_file=history, repo_root=repo_root)
+    html = generate_html(
+        results_dir,
+        run_dir,
+        report_name=f"deploybook {facts.environment} release {facts.release_id}",
+        history_file=history,
+        repo_root=repo_root,
+    )
     point_latest(run_dir)
     return html
 
 
 # --------------------------------------------------------------------------- run state
 
+
 def facts_from_state(state: RunState) -> ReportFacts:
     """Report facts of a run: ``release.json`` when the record is written, else the state."""
     record = _read_json(state.run_dir / RECORD_FILE)
     services, extras = read_fragments(state.run_dir) if (state.run_dir / FRAGMENTS).is_dir() else ({}, {})
-    merged = {**{name: r.to_dict() for name, r in services.items()},
-              **{name: r.to_dict() for name, r in state.results.items() if r.ref}}
+    merged = {
+        **{name: r.to_dict() for name, r in services.items()},
+        **{name: r.to_dict() for name, r in state.results.items() if r.ref},
+    }
     merged.update(record.get("services", {}) if isinstance(record.get("services"), dict) else {})
     cluster = record.get("cluster") or extras.get("cluster") or {}
     git = state.git
@@ -320,8 +371,7 @@ def facts_from_state(state: RunState) -> ReportFacts:
         branch=(git.branch or "(detached)") if git else "unknown",
         commit=git.commit if git else "unknown",
         release_id=state.run_id,
-        images={name: str(data["ref"]) for name, data in merged.items()
-                if isinstance(data, dict) and data.get("ref")},
+        images={name: str(data["ref"]) for name, data in merged.items() if isinstance(data, dict) and data.get("ref")},
     )
 
 
@@ -335,6 +385,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- pytest plugin
 
+
 class EvidencePlugin:
     """Turns a finished run into release evidence (see the module docstring).
 
@@ -342,8 +393,14 @@ class EvidencePlugin:
     controller and on xdist workers alike; only the controller builds the report.
     """
 
-    def __init__(self, config: pytest.Config, *, repo_root: Path = REPO_ROOT,
-                 environ: Mapping[str, str] | None = None, bundle: bool = True) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        *,
+        repo_root: Path = REPO_ROOT,
+        environ: Mapping[str, str] | None = None,
+        bundle: bool = True,
+    ) -> None:
         self.config = config
         self.repo_root = repo_root
         self.environ = os.environ if environ is None else environ
@@ -380,7 +437,8 @@ class EvidencePlugin:
             raise pytest.UsageError(
                 "allure-pytest is not recording results: deploybook.evidence.EvidencePlugin was "
                 "registered after allure-pytest configured itself; register it from "
-                "deploybook.plugin's pytest_configure or pass --alluredir RUN_DIR/allure-results")
+                "deploybook.plugin's pytest_configure or pass --alluredir RUN_DIR/allure-results"
+            )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -33,9 +33,17 @@ from deploybook.bundle import searchable_contents
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-quic", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--hide-scrollbars",
+]
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class Run:
 
 # --------------------------------------------------------------------------- the sample run
 
-SAMPLE_CONFTEST = '''
+SAMPLE_CONFTEST = """
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -83,7 +91,7 @@ def pytest_sessionfinish(session):
             f"kind: Deployment\\nimage: localhost:5000/dx29/{{name}}@{{DIGESTS[name]}}\\n"}}
     state.run_dir.mkdir(parents=True, exist_ok=True)
     (state.run_dir / "release.json").write_text(json.dumps(record))
-'''
+"""
 
 SAMPLE_SUITE = '''
 import os
@@ -123,8 +131,15 @@ def run_sample(base: Path) -> Run:
     (suite / "conftest.py").write_text(SAMPLE_CONFTEST.format(digests=digests, run_id="r1", reports=base / "reports"))
     (suite / "test_sample.py").write_text(SAMPLE_SUITE.format())
     env = dict(os.environ, PYTHONPATH=str(REPO), DEPLOYBOOK_REGISTRY_PASSWORD_FILE=str(password_file))
-    done = subprocess.run([str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", str(suite)], cwd=suite,
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", str(suite)],
+        cwd=suite,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     run_dir = base / "reports" / "sample" / "r1"
     bundles = list(run_dir.glob("*.tar.gz"))
     assert done.returncode == 1 and len(bundles) == 1, done.stdout[-3000:] + done.stderr[-2000:]
@@ -132,6 +147,7 @@ def run_sample(base: Path) -> Run:
 
 
 # --------------------------------------------------------------------------- the real release
+
 
 def stack_environment() -> dict[str, str]:
     """The variables ``stack/env`` exports (``export NAME='value'`` lines)."""
@@ -162,8 +178,10 @@ def plant_secret(env: dict[str, str], namespace: str, value: str) -> None:
     except client.ApiException as e:
         if e.status != 409:
             raise
-    body = client.V1Secret(metadata=client.V1ObjectMeta(name="secret-appsettings"),
-                           string_data={"appsettings.secret.json": json.dumps({"ApiKey": value})})
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name="secret-appsettings"),
+        string_data={"appsettings.secret.json": json.dumps({"ApiKey": value})},
+    )
     try:
         kube.core.create_namespaced_secret(namespace, body)
     except client.ApiException as e:
@@ -175,14 +193,22 @@ def plant_secret(env: dict[str, str], namespace: str, value: str) -> None:
 def run_release() -> Run:
     """``pytest runbook --env local`` for real, after planting a Secret value."""
     env = dict(os.environ, **stack_environment())
-    planted = {"registry password": Path(env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"]).read_text().strip(),
-               "Secret value": f"planted-secret-{secrets.token_hex(12)}"}
+    planted = {
+        "registry password": Path(env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"]).read_text().strip(),
+        "Secret value": f"planted-secret-{secrets.token_hex(12)}",
+    }
     plant_secret(env, "dx29-local", planted["Secret value"])
     latest = REPO / "reports" / "local" / "latest"
     before = latest.resolve() if latest.exists() else None
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "pytest"), "runbook", "--env", "local",
-                           "-p", "no:cacheprovider"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1800, check=False)
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "pytest"), "runbook", "--env", "local", "-p", "no:cacheprovider"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     tail = done.stdout[-4000:] + done.stderr[-2000:]
     assert latest.exists() and latest.resolve() != before, f"no new run in reports/local:\n{tail}"
     run_dir = latest.resolve()
@@ -205,13 +231,19 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 # --------------------------------------------------------------------------- the browser
 
+
 def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
     """Debian's headless Chromium with a fresh profile and nothing that reaches out."""
     binary = shutil.which("chromium")
     if binary is None:
         pytest.fail("chromium is not installed: apt-get install -y chromium (make browser)")
-    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=180, check=False)
+    return subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def visible_text(dom: str) -> str:
@@ -242,9 +274,12 @@ def page_counts(text: str) -> dict[str, int]:
     match = re.search(r"Total (\d+)(.{0,200}?)(?:Metadata|Retry|$)", text)
     assert match, f"no status counters on the page: {text[:500]}"
     found = dict(re.findall(r"(Failed|Broken|Passed|Skipped|Unknown) (\d+)", match.group(2)))
-    return {"total": int(match.group(1)), "passed": int(found.get("Passed", 0)),
-            "not passed": int(found.get("Failed", 0)) + int(found.get("Broken", 0)),
-            "skipped": int(found.get("Skipped", 0))}
+    return {
+        "total": int(match.group(1)),
+        "passed": int(found.get("Passed", 0)),
+        "not passed": int(found.get("Failed", 0)) + int(found.get("Broken", 0)),
+        "skipped": int(found.get("Skipped", 0)),
+    }
 
 
 def attach_screenshot(path: Path) -> None:
@@ -279,8 +314,10 @@ def reader_view(html: Path, folder: Path) -> str:
 def test_report_opens_offline_and_shows_services_digests_and_counts(run: Run, tmp_path: Path) -> None:
     url = reader_view(run.run_dir / "index.html", tmp_path)
     screenshot = run.run_dir / "report-screenshot.png"
-    shot = chromium(["--window-size=1400,1300", "--virtual-time-budget=10000", f"--screenshot={screenshot}", url],
-                    tmp_path / "profile-shot")
+    shot = chromium(
+        ["--window-size=1400,1300", "--virtual-time-budget=10000", f"--screenshot={screenshot}", url],
+        tmp_path / "profile-shot",
+    )
     assert screenshot.is_file() and screenshot.stat().st_size > 20_000, shot.stderr[-2000:]
     attach_screenshot(screenshot)
     dump = chromium(["--virtual-time-budget=10000", "--dump-dom", url], tmp_path / "profile-dom")
@@ -311,16 +348,29 @@ def test_no_planted_secret_in_the_bundle_or_the_run_folder(run: Run, tmp_path: P
     with tarfile.open(run.bundle) as tar:
         tar.extractall(unpacked, filter="data")
     files = {f"bundle:{p.relative_to(unpacked)}": p.read_bytes() for p in unpacked.rglob("*") if p.is_file()}
-    files |= {f"run:{p.relative_to(run.run_dir)}": p.read_bytes()
-              for p in run.run_dir.rglob("*") if p.is_file() and p != run.bundle}
+    files |= {
+        f"run:{p.relative_to(run.run_dir)}": p.read_bytes()
+        for p in run.run_dir.rglob("*")
+        if p.is_file() and p != run.bundle
+    }
     assert any(name.endswith("index.html") for name in files) and len(files) > 10
-    leaks = [f"{label} in {name}" for name, data in searchable_contents(files).items()
-             for form, label in secret_forms(run.planted).items() if form in data]
+    leaks = [
+        f"{label} in {name}"
+        for name, data in searchable_contents(files).items()
+        for form, label in secret_forms(run.planted).items()
+        if form in data
+    ]
     assert leaks == []
 
 
 def test_bundle_verifies(run: Run) -> None:
-    done = subprocess.run([str(PYTHON), "-m", "deploybook.bundle", "verify", str(run.bundle)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(PYTHON), "-m", "deploybook.bundle", "verify", str(run.bundle)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: ")

@@ -32,8 +32,11 @@ def run_dir(tmp_path: Path) -> Path:
     (run / "summary.json").write_text('{"stats": {"total": 1}}')
     (run / "junit.xml").write_text('<testsuites><testsuite tests="1"/></testsuites>')
     (run / "allure-results").mkdir()
-    record = {"run_id": run.name, "environment": "local",
-              "services": {"api": {"digest": DIGEST, "manifests": {"Deployment/dx29-api-deployment": DEPLOYMENT}}}}
+    record = {
+        "run_id": run.name,
+        "environment": "local",
+        "services": {"api": {"digest": DIGEST, "manifests": {"Deployment/dx29-api-deployment": DEPLOYMENT}}},
+    }
     (run / "release.json").write_text(json.dumps(record))
     return run
 
@@ -61,8 +64,14 @@ def test_bundle_holds_the_evidence_and_its_sums(run_dir: Path) -> None:
     archive = bundle.create_bundle(run_dir, environ={})
     assert archive == run_dir / "deploybook-local-20260101T000000Z-abc123.tar.gz"
     files = members(archive)
-    assert sorted(files) == ["SHA256SUMS", "index.html", "junit.xml",
-                             "manifests/api/Deployment_dx29-api-deployment.yaml", "release.json", "summary.json"]
+    assert sorted(files) == [
+        "SHA256SUMS",
+        "index.html",
+        "junit.xml",
+        "manifests/api/Deployment_dx29-api-deployment.yaml",
+        "release.json",
+        "summary.json",
+    ]
     assert files["manifests/api/Deployment_dx29-api-deployment.yaml"] == DEPLOYMENT.encode()
     sums = files["SHA256SUMS"].decode().splitlines()
     assert f"{hashlib.sha256(files['release.json']).hexdigest()}  release.json" in sums
@@ -84,13 +93,17 @@ def test_fresh_bundle_verifies(run_dir: Path, capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out.startswith("OK: 5 files match SHA256SUMS")
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"release.json": b'{"run_id": "forged"}'}, "release.json: modified"),
-    ({"junit.xml": None}, "junit.xml: missing"),
-    ({"manifests/api/extra.yaml": b"kind: Secret\n"}, "manifests/api/extra.yaml: not listed in SHA256SUMS"),
-])
-def test_tampered_bundle_fails_naming_the_file(run_dir: Path, capsys: pytest.CaptureFixture[str],
-                                               change: dict[str, bytes | None], named: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"release.json": b'{"run_id": "forged"}'}, "release.json: modified"),
+        ({"junit.xml": None}, "junit.xml: missing"),
+        ({"manifests/api/extra.yaml": b"kind: Secret\n"}, "manifests/api/extra.yaml: not listed in SHA256SUMS"),
+    ],
+)
+def test_tampered_bundle_fails_naming_the_file(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], change: dict[str, bytes | None], named: str
+) -> None:
     archive = bundle.create_bundle(run_dir, environ={})
     rewrite(archive, change)
     assert bundle.main(["verify", str(archive)]) == 1
@@ -128,3 +141,21 @@ def test_create_refuses_a_known_secret_even_inside_the_report(run_dir: Path, tmp
 def test_report_payloads_decodes_embedded_files() -> None:
     html = fake_report({"widgets/a.json": b"[1]", "data/b.attach": b"log"})
     assert bundle.report_payloads(html) == {"widgets/a.json": b"[1]", "data/b.attach": b"log"}
+
+
+def test_manifest_recorded_by_sha256_comes_from_the_matching_attachment(run_dir: Path) -> None:
+    record = json.loads((run_dir / "release.json").read_text())
+    record["services"]["api"]["manifests"] = {"api.yaml": hashlib.sha256(DEPLOYMENT.encode()).hexdigest()}
+    (run_dir / "release.json").write_text(json.dumps(record))
+    (run_dir / "allure-results" / "1-attachment.yaml").write_text(DEPLOYMENT)
+    (run_dir / "allure-results" / "2-attachment.txt").write_text("diff: nothing")
+    files = members(bundle.create_bundle(run_dir, environ={}))
+    assert files["manifests/api/api.yaml"] == DEPLOYMENT.encode()
+
+
+def test_manifest_recorded_by_sha256_but_absent_is_named(run_dir: Path) -> None:
+    record = json.loads((run_dir / "release.json").read_text())
+    record["services"]["api"]["manifests"] = {"api.yaml": "0" * 64}
+    (run_dir / "release.json").write_text(json.dumps(record))
+    with pytest.raises(bundle.BundleError, match=r"rendered manifest api\.yaml of api"):
+        bundle.create_bundle(run_dir, environ={})

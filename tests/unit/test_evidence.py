@@ -21,12 +21,17 @@ pytest_plugins = ("pytester",)
 REPO = evidence.REPO_ROOT
 DIGEST = "sha256:" + "ab" * 32
 FACTS = evidence.ReportFacts(
-    environment="local", cluster="https://127.0.0.1:6443", namespace="app-ingress",
-    branch="main", commit="0123456789abcdef", release_id="20260101T000000Z-abc123",
+    environment="local",
+    cluster="https://127.0.0.1:6443",
+    namespace="app-ingress",
+    branch="main",
+    commit="0123456789abcdef",
+    release_id="20260101T000000Z-abc123",
     images={"web": f"localhost:5000/dx29/web@{DIGEST}", "api": f"localhost:5000/dx29/api@{DIGEST}"},
 )
-needs_allure = pytest.mark.skipif(not (REPO / "node_modules/.bin/allure").exists(),
-                                  reason="Allure 3 not installed: run `npm ci`")
+needs_allure = pytest.mark.skipif(
+    not (REPO / "node_modules/.bin/allure").exists(), reason="Allure 3 not installed: run `npm ci`"
+)
 
 
 def read_properties(path: Path) -> list[str]:
@@ -36,24 +41,51 @@ def read_properties(path: Path) -> list[str]:
 def test_environment_properties_escape_separators_and_list_images_sorted(tmp_path: Path) -> None:
     path = evidence.write_environment_properties(tmp_path, FACTS)
     lines = read_properties(path)
-    assert lines[:3] == ["environment=local", r"cluster=https\://127.0.0.1\:6443",
-                         "namespace=app-ingress"]
+    assert lines[:3] == ["environment=local", r"cluster=https\://127.0.0.1\:6443", "namespace=app-ingress"]
     assert "release.id=20260101T000000Z-abc123" in lines
-    assert lines[-2:] == [rf"image.api=localhost\:5000/dx29/api@sha256\:{'ab' * 32}",
-                          rf"image.web=localhost\:5000/dx29/web@sha256\:{'ab' * 32}"]
+    assert lines[-2:] == [
+        rf"image.api=localhost\:5000/dx29/api@sha256\:{'ab' * 32}",
+        rf"image.web=localhost\:5000/dx29/web@sha256\:{'ab' * 32}",
+    ]
 
 
-@pytest.mark.parametrize(("environ", "name", "url"), [
-    ({"GITHUB_RUN_ID": "77", "GITHUB_RUN_NUMBER": "5", "GITHUB_SERVER_URL": "https://github.example",
-      "GITHUB_REPOSITORY": "org/app", "GITHUB_WORKFLOW": "release"},
-     "GitHub Actions", "https://github.example/org/app/actions/runs/77"),
-    ({"BUILD_BUILDID": "901", "SYSTEM_COLLECTIONURI": "https://dev.example/org/",
-      "SYSTEM_TEAMPROJECT": "dx29", "BUILD_DEFINITIONNAME": "deploy", "BUILD_BUILDNUMBER": "20260101.1"},
-     "Azure Pipelines", "https://dev.example/org/dx29/_build/results?buildId=901"),
-    ({"GITLAB_CI": "true", "CI_PIPELINE_ID": "31", "CI_PROJECT_NAME": "app",
-      "CI_JOB_URL": "https://gitlab.example/app/-/jobs/8"},
-     "GitLab CI", "https://gitlab.example/app/-/jobs/8"),
-])
+@pytest.mark.parametrize(
+    ("environ", "name", "url"),
+    [
+        (
+            {
+                "GITHUB_RUN_ID": "77",
+                "GITHUB_RUN_NUMBER": "5",
+                "GITHUB_SERVER_URL": "https://github.example",
+                "GITHUB_REPOSITORY": "org/app",
+                "GITHUB_WORKFLOW": "release",
+            },
+            "GitHub Actions",
+            "https://github.example/org/app/actions/runs/77",
+        ),
+        (
+            {
+                "BUILD_BUILDID": "901",
+                "SYSTEM_COLLECTIONURI": "https://dev.example/org/",
+                "SYSTEM_TEAMPROJECT": "dx29",
+                "BUILD_DEFINITIONNAME": "deploy",
+                "BUILD_BUILDNUMBER": "20260101.1",
+            },
+            "Azure Pipelines",
+            "https://dev.example/org/dx29/_build/results?buildId=901",
+        ),
+        (
+            {
+                "GITLAB_CI": "true",
+                "CI_PIPELINE_ID": "31",
+                "CI_PROJECT_NAME": "app",
+                "CI_JOB_URL": "https://gitlab.example/app/-/jobs/8",
+            },
+            "GitLab CI",
+            "https://gitlab.example/app/-/jobs/8",
+        ),
+    ],
+)
 def test_executor_comes_from_the_ci_variables(environ: dict[str, str], name: str, url: str) -> None:
     info = evidence.executor_info(environ, release_id="r1")
     assert (info["name"], info["buildUrl"]) == (name, url)
@@ -73,17 +105,19 @@ def first_category(message: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize(("message", "category"), [
-    ("deploybook.errors.ImageDigestMismatch: [service api] running sha256:1 != sha256:2",
-     "Digest mismatches"),
-    ("deploybook.errors.RolloutFailed: [service api] CrashLoopBackOff\nlast log lines", "Rollout failures"),
-    ("AssertionError: dx29-api has no ready endpoints\nassert 0 > 0", "Endpoint failures"),
-    ("deploybook.errors.PolicyError: branch feature/x may not release to test", "Policy refusals"),
-    ("deploybook.errors.LockHeld: held by run 42", "Policy refusals"),
-    ("requests.exceptions.ConnectionError: localhost:5000 refused", "Infrastructure problems"),
-    ("deploybook.errors.PushError: push of api failed", "Infrastructure problems"),
-    ("AssertionError: 1 == 2", None),
-])
+@pytest.mark.parametrize(
+    ("message", "category"),
+    [
+        ("deploybook.errors.ImageDigestMismatch: [service api] running sha256:1 != sha256:2", "Digest mismatches"),
+        ("deploybook.errors.RolloutFailed: [service api] CrashLoopBackOff\nlast log lines", "Rollout failures"),
+        ("AssertionError: dx29-api has no ready endpoints\nassert 0 > 0", "Endpoint failures"),
+        ("deploybook.errors.PolicyError: branch feature/x may not release to test", "Policy refusals"),
+        ("deploybook.errors.LockHeld: held by run 42", "Policy refusals"),
+        ("requests.exceptions.ConnectionError: localhost:5000 refused", "Infrastructure problems"),
+        ("deploybook.errors.PushError: push of api failed", "Infrastructure problems"),
+        ("AssertionError: 1 == 2", None),
+    ],
+)
 def test_categories_sort_failures_by_kind(message: str, category: str | None) -> None:
     assert first_category(message) == category
 
@@ -95,9 +129,14 @@ def test_categories_apply_to_failed_and_broken_only() -> None:
 def test_known_secret_values_from_variables_and_files(tmp_path: Path) -> None:
     password_file = tmp_path / "password"
     password_file.write_text("file-held-password\n")
-    environ = {"REGISTRY_PASSWORD": "env-held-password", "API_TOKEN": "tok-123456",
-               "DEPLOYBOOK_REGISTRY_PASSWORD_FILE": str(password_file), "SHORT_PASSWORD": "abc",
-               "HOME": "/root-not-a-secret", "MISSING_TOKEN_FILE": str(tmp_path / "nope")}
+    environ = {
+        "REGISTRY_PASSWORD": "env-held-password",
+        "API_TOKEN": "tok-123456",
+        "DEPLOYBOOK_REGISTRY_PASSWORD_FILE": str(password_file),
+        "SHORT_PASSWORD": "abc",
+        "HOME": "/root-not-a-secret",
+        "MISSING_TOKEN_FILE": str(tmp_path / "nope"),
+    }
     assert evidence.known_secret_values(environ) == {"env-held-password", "tok-123456", "file-held-password"}
 
 
@@ -140,7 +179,7 @@ def test_missing_allure_says_to_run_npm_ci(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- plugin via pytester
 
-CONFTEST = '''
+CONFTEST = """
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -167,7 +206,7 @@ def pytest_configure(config):
 
 def pytest_addoption(parser):
     parser.addoption("--run-id")
-'''
+"""
 
 SUITE = '''
 import allure
@@ -196,8 +235,9 @@ def run_suite(pytester: pytest.Pytester, reports: Path, run_id: str) -> pytest.R
 
 
 @needs_allure
-def test_plugin_writes_report_junit_metadata_and_history(pytester: pytest.Pytester, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plugin_writes_report_junit_metadata_and_history(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     reports = tmp_path / "reports"
     first = run_suite(pytester, reports, "r1")
@@ -222,6 +262,7 @@ def test_plugin_writes_report_junit_metadata_and_history(pytester: pytest.Pytest
     assert (reports / "local" / "latest").readlink() == Path("r2")
     assert len((reports / "local" / "r2" / "history.jsonl").read_text().splitlines()) == 2
     # With the first run's history carried over, no test of the second run is new.
-    stats = json.loads(report_payloads((reports / "local" / "r2" / "index.html").read_bytes())
-                       ["widgets/statistic.json"])
+    stats = json.loads(
+        report_payloads((reports / "local" / "r2" / "index.html").read_bytes())["widgets/statistic.json"]
+    )
     assert stats["total"] == 3 and not stats.get("new")
