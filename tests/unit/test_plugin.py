@@ -1,0 +1,247 @@
+"""The plugin through pytester: --env rules, stage ordering, dependency skips, lock, record.
+
+The cluster is faked at its seam (``deploybook.kube.connect`` and the namespace call), so
+these runs are fast and need no stack; the stage modules here are small stand-ins that
+record what they did instead of building and deploying.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+# Imported here, before any in-process pytester run snapshots sys.modules, so the fakes
+# below patch the very modules the inner runs use.
+import deploybook.apply
+import deploybook.kube
+import deploybook.plugin  # noqa: F401
+from deploybook.lock import LEASE_NAME
+
+pytest_plugins = ["pytester"]
+
+ENV = """\
+cluster: {context: fake, namespace: demo}
+registry: {address: reg.example}
+branch: {name: null}
+manifests: {path: m}
+services:
+  - {name: api, context: a, image: app/api, manifest: api.yaml}
+  - {name: web, context: w, image: app/web, manifest: web.yaml}
+"""
+STAGE = '''
+import os, pytest
+from deploybook.errors import BuildError
+pytestmark = pytest.mark.stage("{stage}")
+
+def test_{stage}(service, release):
+    with open(os.environ["STAGE_LOG"], "a") as log:
+        log.write(f"{{service.name}} {stage} {{os.getpid()}}\\n")
+    if os.environ.get("FAIL") == f"{{service.name}}:{stage}":
+        raise BuildError("engine said no", stage="{stage}", service=service.name, hint="fix it")
+    if "{stage}" == "push":
+        release.record_service(service.name, image="reg.example/" + service.name, digest="sha256:" + "ab" * 32)
+'''
+CHECK = '''
+def test_check(service, release):
+    assert release.expected_digest(service.name) == "sha256:" + "ab" * 32
+'''
+
+
+class FakeCluster:
+    """Leases and ConfigMaps in memory, in the shape of the kubernetes client's answers."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, dict[str, Any]] = {}
+        self.configmaps: dict[str, dict[str, Any]] = {}
+        self.connects = 0
+        self.coordination = SimpleNamespace(
+            read_namespaced_lease=self.read_lease, create_namespaced_lease=self.create_lease,
+            replace_namespaced_lease=lambda name, ns, body: self.create_lease(ns, body, replace=True),
+            delete_namespaced_lease=lambda name, ns, body: self.leases.pop(ns),
+        )
+        self.core = SimpleNamespace(
+            replace_namespaced_config_map=self.replace_cm, create_namespaced_config_map=self.create_cm,
+            read_namespaced_config_map=self.read_cm,
+        )
+
+    def connect(self, **kwargs: Any) -> SimpleNamespace:
+        self.connects += 1
+        return SimpleNamespace(server="https://fake:6443", context="fake", coordination=self.coordination,
+                               core=self.core, server_version=lambda: "v1.34.0")
+
+    def read_lease(self, name: str, ns: str) -> SimpleNamespace:
+        if ns not in self.leases:
+            raise ApiException(status=404, reason="Not Found")
+        spec = self.leases[ns]["spec"]
+        return SimpleNamespace(metadata=SimpleNamespace(resource_version="1"), spec=SimpleNamespace(
+            holder_identity=spec["holderIdentity"], lease_duration_seconds=spec["leaseDurationSeconds"],
+            acquire_time=None, renew_time=None if spec["holderIdentity"] != "other" else _future()))
+
+    def create_lease(self, ns: str, body: dict[str, Any], replace: bool = False) -> None:
+        self.leases[ns] = body
+
+    def replace_cm(self, name: str, ns: str, body: dict[str, Any]) -> None:
+        if ns not in self.configmaps:
+            raise ApiException(status=404, reason="Not Found")
+        self.configmaps[ns] = body
+
+    def create_cm(self, ns: str, body: dict[str, Any]) -> None:
+        self.configmaps[ns] = body
+
+    def read_cm(self, name: str, ns: str) -> SimpleNamespace:
+        if ns not in self.configmaps:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(data=self.configmaps[ns]["data"])
+
+
+def _future() -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(hours=1)
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
+    fake = FakeCluster()
+    monkeypatch.setattr(deploybook.kube, "connect", fake.connect)
+    monkeypatch.setattr(deploybook.apply, "ensure_namespace", lambda *a, **k: None)
+    return fake
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A miniature deploybook repository: plugin, one environment, three stages, one check."""
+    # xdist workers start from a fresh interpreter: the conftest makes deploybook importable.
+    repo = Path(deploybook.kube.__file__).resolve().parents[1]
+    pytester.makeconftest(f'import sys\nsys.path.insert(0, {str(repo)!r})\npytest_plugins = ["deploybook.plugin"]')
+    pytester.makeini("[pytest]\ntestpaths = tests\naddopts = -p no:cacheprovider -p no:allure_pytest -p no:deploybook-evidence\n")
+    (pytester.path / "environments").mkdir()
+    (pytester.path / "environments" / "demo.yaml").write_text(ENV)
+    (pytester.path / "environments" / "other.yaml").write_text(ENV)
+    # File names in reverse order: ordering must follow the stage marker, not the name.
+    for name, stage in (("test_a", "apply"), ("test_b", "push"), ("test_c", "build")):
+        pytester.makepyfile(**{f"runbook/{name}": STAGE.format(stage=stage)})
+    pytester.makepyfile(**{"checks/test_check": CHECK, "tests/test_own": "def test_own():\n    assert 1 + 1 == 2\n"})
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=pytester.path, check=True, capture_output=True)
+    monkeypatch.setenv("STAGE_LOG", str(pytester.path / "stages.log"))
+    monkeypatch.delenv("FAIL", raising=False)
+    return pytester
+
+
+def stage_log(project: pytest.Pytester) -> list[list[str]]:
+    return [line.split() for line in (project.path / "stages.log").read_text().splitlines()]
+
+
+def the_record(project: pytest.Pytester) -> dict[str, Any]:
+    (path,) = project.path.glob("reports/demo/*/release.json")
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def test_bare_pytest_runs_own_tests_without_env(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    result = project.runpytest()
+    result.assert_outcomes(passed=1)
+    assert cluster.connects == 0 and not (project.path / "stages.log").exists()
+
+
+def test_runbook_requires_env(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    result = project.runpytest("runbook")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --env NAME is required*(known environments: demo, other)*"])
+    assert cluster.connects == 0
+
+
+def test_unknown_env_lists_known(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    result = project.runpytest("checks", "--env", "nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: UnknownEnvironment:*unknown environment 'nope'*demo, other*"])
+
+
+def test_malformed_yaml_stops_before_the_cluster(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    (project.path / "environments" / "demo.yaml").write_text(ENV.replace("namespace: demo}", "namespace: [demo}"))
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ConfigError:*environments/demo.yaml:1: malformed YAML*"])
+    assert cluster.connects == 0 and not (project.path / "stages.log").exists()
+
+
+def test_stages_run_in_marker_order_then_checks(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    result = project.runpytest("runbook", "--env", "demo", "-v")
+    result.assert_outcomes(passed=8)
+    order = [(svc, stage) for svc, stage, _ in stage_log(project)]
+    assert order == [("api", "build"), ("web", "build"), ("api", "push"), ("web", "push"),
+                     ("api", "apply"), ("web", "apply")]
+    result.stdout.fnmatch_lines(["*test_c.py::test_build[[]api[]]*", "*test_b.py::test_push[[]api[]]*",
+                                 "*test_a.py::test_apply[[]web[]]*", "*checks/test_check.py::test_check[[]api[]]*"])
+
+
+def test_failed_stage_skips_that_service_only(
+    project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAIL", "web:build")
+    result = project.runpytest("runbook", "--env", "demo", "-rs")
+    result.assert_outcomes(passed=4, failed=1, skipped=3)
+    assert ("web", "push") not in [(s, st) for s, st, _ in stage_log(project)]
+    result.stdout.fnmatch_lines(["*web: build failed, so this is skipped (BuildError: *engine said no*"])
+    # One clean line for a deploybook error, not a traceback.
+    result.stdout.fnmatch_lines(["*BuildError: [[]stage build, service web[]] engine said no -> fix it*"])
+    assert "Traceback" not in result.stdout.str()
+    record = the_record(project)
+    assert record["outcome"] == "failed"
+    assert record["services"]["web"]["stages"]["build"]["outcome"] == "failed"
+    assert record["services"]["api"]["stages"]["apply"]["outcome"] == "passed"
+
+
+def test_lock_taken_and_released_and_record_kept(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret == 0
+    assert cluster.leases == {}  # released at the end
+    record = the_record(project)
+    assert record["outcome"] == "passed" and record["cluster"]["server"] == "https://fake:6443"
+    kept = json.loads(cluster.configmaps["demo"]["data"]["release.json"])
+    assert kept["run_id"] == record["run_id"]
+
+
+def test_second_release_refused_naming_holder(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    cluster.leases["demo"] = {"spec": {"holderIdentity": "other", "leaseDurationSeconds": 600}}
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: LockHeld:*lease demo/{LEASE_NAME}*locked by other*"])
+    assert not (project.path / "stages.log").exists()
+    assert cluster.leases["demo"]["spec"]["holderIdentity"] == "other"
+
+
+def test_resume_from_stage_takes_earlier_outputs_from_record(
+    project: pytest.Pytester, cluster: FakeCluster
+) -> None:
+    assert project.runpytest("runbook", "--env", "demo").ret == 0
+    (first,) = project.path.glob("reports/demo/*/release.json")
+    (project.path / "stages.log").unlink()
+    result = project.runpytest("runbook", "--env", "demo", "--from-stage", "apply", "--release", str(first), "-rs")
+    result.assert_outcomes(passed=4, skipped=4)
+    assert {st for _, st, _ in stage_log(project)} == {"apply"}
+    result.stdout.fnmatch_lines(["*api: resumed at apply; build output taken from release*"])
+
+
+def test_from_stage_needs_release(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    result = project.runpytest("runbook", "--env", "demo", "--from-stage", "push")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --from-stage needs --release FILE*"])
+
+
+def test_xdist_keeps_each_service_in_order_on_one_worker(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    result = project.runpytest("runbook", "--env", "demo", "-n", "2")
+    result.assert_outcomes(passed=8)
+    log = stage_log(project)
+    for svc in ("api", "web"):
+        mine = [(stage, pid) for s, stage, pid in log if s == svc]
+        assert [stage for stage, _ in mine] == ["build", "push", "apply"]
+        assert len({pid for _, pid in mine}) == 1
+    assert len(the_record(project)["services"]) == 2
