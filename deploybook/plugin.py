@@ -316,9 +316,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     name, stage = service_of(item), _stage_of(item)
     if state is None or name is None:
         return report
-    if report.failed:
+    if report.failed and stage:
+        # Only a failed stage blocks what depends on it; a failed check blocks nothing.
         reason = error.one_line() if isinstance(error, DeploybookError) else _short(report)
-        state.mark_failed(name, stage or "check", reason)
+        state.mark_failed(name, stage, reason)
     if stage and (report.when == "call" or not report.passed):
         outcome = report.outcome
         state.record_stage(name, stage, outcome, report.duration, "" if report.passed else _short(report))
