@@ -45,15 +45,38 @@ def env() -> dict[str, str]:
 
 
 @pytest.fixture
-def namespace(env: dict[str, str]) -> Iterator[str]:
+def namespace(sh: Shell) -> Iterator[str]:
     """A namespace of its own, deleted even when the test fails."""
     name = f"stack-test-{uuid.uuid4().hex[:8]}"
-    run("kubectl", "create", "namespace", name, env=env)
+    sh("kubectl", "create", "namespace", name)
     try:
         yield name
     finally:
-        run("kubectl", "delete", "namespace", name, "--wait=false", env=env, check=False)
+        sh("kubectl", "delete", "namespace", name, "--wait=false", check=False)
 
 
-def kubectl_json(env: dict[str, str], *args: str) -> dict:
-    return json.loads(run("kubectl", *args, "-o", "json", env=env))
+class Shell:
+    """Runs commands against the stack with its client environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True, **extra: str) -> str:
+        return run(*args, env=dict(self.env, **extra), input=input, check=check)
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self("kubectl", *args, "-o", "json"))
+
+
+@pytest.fixture
+def sh(env: dict[str, str]) -> Shell:
+    """Runs a command against the stack; fails the test with its output."""
+    return Shell(env)
+
+
+@pytest.fixture
+def stack_command():
+    """Runs stack/COMMAND and returns the finished process."""
+    def stack(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(STACK / command)], capture_output=True, text=True, timeout=900)
+    return stack

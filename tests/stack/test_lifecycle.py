@@ -13,21 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import STACK, stack_env
+STACK_DIR = Path(__file__).resolve().parents[2] / "stack"
+
 
 pytestmark = pytest.mark.lifecycle
-
-
-def stack(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(STACK / command)], capture_output=True, text=True, timeout=900)
 
 
 def recorded_pids(state: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
 
 
-def test_down_leaves_nothing_and_warm_up_is_quick() -> None:
-    state = Path(stack_env()["DEPLOYBOOK_STACK_STATE"])
+def test_down_leaves_nothing_and_warm_up_is_quick(env, stack_command) -> None:
+    stack = stack_command
+    state = Path(env["DEPLOYBOOK_STACK_STATE"])
     pids = recorded_pids(state)
     assert len(pids) == 10, pids
 
@@ -59,7 +57,7 @@ def test_a_component_that_dies_is_named_with_its_log(tmp_path: Path) -> None:
     """The start-up helper stack/up uses for every component: a process that
     exits while being waited for fails the start, naming it and its log."""
     script = f"""
-        source {STACK}/lib/common.sh
+        source {STACK_DIR}/lib/common.sh
         start_component broken /bin/sh -c 'echo cannot bind 127.0.0.1:1; exit 3'
         wait_until broken 10 false
     """
