@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "stack"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "lifecycle: stops and restarts the local stack; `make test` runs these last"
+    )
+
+
 def stack_env() -> dict[str, str]:
     """The environment `eval "$(stack/env)"` would give a shell."""
     out = subprocess.run([str(STACK / "env")], capture_output=True, text=True, check=True).stdout
