@@ -32,6 +32,7 @@ class Workload:
     selector: str
     pod_labels: Mapping[str, str]
     desired: int
+    named_ports: Mapping[str, int]  # container port name -> number, for Service targetPorts
 
 
 @pytest.fixture(scope="session")
@@ -58,12 +59,20 @@ def _workload(
 ) -> Workload:
     spec = obj.get("spec", {})
     desired = spec.get("replicas", 1) if kind != "Job" else spec.get("completions") or 1
+    containers = template.get("spec", {}).get("containers", [])
+    named_ports = {
+        p["name"]: int(p["containerPort"])
+        for c in containers
+        for p in c.get("ports") or ()
+        if p.get("name") and p.get("containerPort")
+    }
     return Workload(
         kind,
         obj["metadata"]["name"],
         label_selector(obj),
         template.get("metadata", {}).get("labels") or {},
         desired,
+        named_ports,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import allure
 import pytest
 
-from deploybook.endpoints import http_check, ready_endpoints
+from deploybook.endpoints import http_check, ready_endpoints, service_port_for
 from deploybook.kubewatch import list_raw
 from deploybook.status import note_status
 
@@ -60,7 +60,9 @@ def test_service_endpoints_ready_and_answering(
                 f"Service {namespace}/{name} has no ready endpoints "
                 f"({report.verdict}; not ready: {', '.join(report.not_ready) or '-'})"
             )
-    port = service.port or k8s_services[0]["spec"]["ports"][0]["port"]
+    # The service proxy addresses a Service port, not the container port it forwards to.
+    named = {k: v for wl in deployed[service.name] for k, v in wl.named_ports.items()}
+    port = service_port_for(k8s_services[0], service.port, named)
     target = k8s_services[0]["metadata"]["name"]
     for check in service.http:
         result = http_check(

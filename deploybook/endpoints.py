@@ -33,6 +33,7 @@ __all__ = [
     "http_check",
     "proxy_path",
     "ready_endpoints",
+    "service_port_for",
 ]
 
 BODY_LIMIT = 4000  # characters of the body kept for the report
@@ -114,6 +115,30 @@ def ready_endpoints(kube: Any, namespace: str, service: str) -> EndpointReport:
     return EndpointReport(
         namespace, service, tuple(ready), tuple(not_ready), len(slices)
     )
+
+
+def service_port_for(
+    service: Mapping[str, Any],
+    container_port: int | None,
+    named_ports: Mapping[str, int] | None = None,
+) -> int:
+    """The Service port that forwards to `container_port` (the proxy takes Service ports).
+
+    A port's targetPort may be a number or a container port name (resolved through
+    `named_ports`); without a match, or without a declared container port, the first port
+    is used.
+    """
+    ports = service.get("spec", {}).get("ports") or ()
+    if not ports:
+        name = service.get("metadata", {}).get("name", "?")
+        raise ValueError(f"Service {name} declares no ports")
+    names = named_ports or {}
+    for port in ports:
+        target = port.get("targetPort", port.get("port"))
+        resolved = names.get(target) if isinstance(target, str) else target
+        if container_port is not None and resolved == container_port:
+            return int(port["port"])
+    return int(ports[0]["port"])
 
 
 def proxy_path(namespace: str, service: str, port: int | str, path: str) -> str:

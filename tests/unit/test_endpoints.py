@@ -13,7 +13,7 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s
 
-from deploybook.endpoints import http_check, proxy_path, ready_endpoints
+from deploybook.endpoints import http_check, proxy_path, ready_endpoints, service_port_for
 
 
 @dataclass(frozen=True)
@@ -141,3 +141,30 @@ def test_ready_endpoints_split_ready_and_not_ready() -> None:
 def test_service_without_slices_says_so() -> None:
     wire = Wire(200, b'{"items": [], "metadata": {}}')
     assert ready_endpoints(kube_with(wire), "dx29", "web").verdict == "no EndpointSlice"
+
+
+def _service(*ports: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "dx29-web"}, "spec": {"ports": list(ports)}}
+
+
+def test_service_port_is_the_one_forwarding_to_the_container_port() -> None:
+    svc = _service({"port": 9090, "targetPort": 9091}, {"port": 80, "targetPort": 8080})
+    assert service_port_for(svc, 8080) == 80
+
+
+def test_named_target_port_is_resolved_through_the_container_ports() -> None:
+    svc = _service({"name": "metrics", "port": 9090, "targetPort": "metrics"},
+                   {"name": "http", "port": 80, "targetPort": "http"})
+    assert service_port_for(svc, 8080, {"http": 8080, "metrics": 9100}) == 80
+
+
+def test_without_a_match_the_first_service_port_is_used() -> None:
+    assert service_port_for(_service({"port": 80, "targetPort": "http"}), None) == 80
+    assert service_port_for(_service({"port": 81}), 8080) == 81
+
+
+def test_a_service_without_ports_is_an_error_naming_it() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="dx29-web declares no ports"):
+        service_port_for(_service(), 8080)
