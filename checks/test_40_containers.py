@@ -1,65 +1,70 @@
 """Inside the containers: the service process runs as non-root and listens on its port.
 
-Uses pytest-testinfra's kubectl backend (`kubectl exec`). Exec needs `create` on `pods/exec`,
-which the read-only `view` role does not grant: under such a context the check is skipped with
-that reason rather than failed. `id -u` and /proc/net/tcp work on busybox-based images.
+Uses pytest-testinfra's kubectl backend (`kubectl exec`, see deploybook.containers). Exec
+needs `create` on `pods/exec`, which the read-only `view` role does not grant: under such a
+context the check is skipped with that reason rather than failed. A pod replaced while it is
+looked into (a release rolling at the same time) is not a finding: the next ready pod is tried.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import allure
 import pytest
-import testinfra
 
+from deploybook.containers import ExecFailed, ExecForbidden, inspect_container
 from deploybook.digests import running_images
 
-LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
+ATTEMPTS = 3
 
 
-def _listening_ports(proc_net_tcp: str) -> set[int]:
-    ports = set()
-    for line in proc_net_tcp.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 3 and fields[3] == LISTEN:
-            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+def _ready_containers(service: Any, namespace: str, kube: Any, workloads: list[Any]) -> list[Any]:
+    return [
+        c
+        for wl in workloads
+        for c in running_images(kube, namespace, wl.selector, image_repository=service.image)
+        if c.ready
+    ]
+
+
+def _look_inside(service: Any, namespace: str, kube: Any, workloads: list[Any]) -> Any:
+    errors: list[str] = []
+    for attempt in range(ATTEMPTS):
+        running = _ready_containers(service, namespace, kube, workloads)
+        assert running, f"no ready container of {service.name} in {namespace} to look into"
+        target = running[attempt % len(running)]
+        try:
+            return inspect_container(
+                target.pod, target.container, namespace,
+                context=kube.context, kubeconfig=getattr(kube, "kubeconfig", None) or None,
+            )
+        except ExecForbidden as exc:
+            pytest.skip(
+                f"context {kube.context} may not exec into pods (needs create pods/exec; "
+                f"the view role lacks it): {exc}"
+            )
+        except ExecFailed as exc:
+            errors.append(str(exc))
+            time.sleep(2.0)
+    pytest.fail("could not look into a container:\n" + "\n".join(errors), pytrace=False)
 
 
 def test_runs_as_non_root_and_listens(
     service: Any, environment: Any, kube: Any, deployed: dict[str, list[Any]]
 ) -> None:
     """In one ready container per service: uid is not 0, and the declared port is listening."""
-    namespace = environment.cluster.namespace
-    running = [
-        c
-        for wl in deployed[service.name]
-        for c in running_images(
-            kube, namespace, wl.selector, image_repository=service.image
-        )
-        if c.ready
-    ]
-    assert running, f"no ready container of {service.name} to look into"
-    target = running[0]
-    url = f"kubectl://{target.pod}?container={target.container}&namespace={namespace}"
-    if kube.context:
-        url += f"&context={kube.context}"
-    host = testinfra.get_host(url)
-    uid = host.run("id -u")
-    if uid.rc != 0 and "forbidden" in uid.stderr.lower():
-        pytest.skip(
-            f"context {kube.context} may not exec into pods (needs create pods/exec; "
-            f"the view role lacks it): {uid.stderr.strip()}"
-        )
-    assert uid.rc == 0, f"id -u failed in {target.pod}: {uid.stderr}"
-    assert uid.stdout.strip() != "0", (
-        f"{target.pod}/{target.container} runs as root (uid 0)"
+    facts = _look_inside(service, environment.cluster.namespace, kube, deployed[service.name])
+    where = f"pod {facts.pod} container {facts.container}"
+    allure.attach(
+        f"{where}\nuid: {facts.uid}\nlistening TCP ports: {sorted(facts.listening)}",
+        "inside the container",
+        allure.attachment_type.TEXT,
     )
-    if service.port is None:
-        return
-    tcp = host.run("cat /proc/net/tcp /proc/net/tcp6")
-    ports = _listening_ports(tcp.stdout)
-    assert service.port in ports, (
-        f"{target.pod}/{target.container} listens on "
-        f"{sorted(ports)}, not on declared port {service.port}"
-    )
+    assert facts.uid != 0, f"{where} runs as root (uid 0); expected a non-root user"
+    if service.port is not None:
+        assert service.port in facts.listening, (
+            f"{where} listens on {sorted(facts.listening) or 'no TCP port'}, "
+            f"not on the declared port {service.port}"
+        )

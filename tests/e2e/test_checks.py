@@ -13,6 +13,7 @@ READ_ONLY_MODULES = [
     "deploybook/workload_status.py",
     "deploybook/endpoints.py",
     "deploybook/digests.py",
+    "deploybook/containers.py",
     "deploybook/status.py",
 ]
 # Kubernetes client write methods, dynamic-client writes and raw write requests.

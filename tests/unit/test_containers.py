@@ -1,0 +1,78 @@
+"""Looking inside a container: parsing /proc/net/tcp, the kubectl host spec, exec outcomes.
+
+The command runner (testinfra's `host.run`) is the transport seam and is faked here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from deploybook.containers import (
+    ExecFailed,
+    ExecForbidden,
+    inspect_container,
+    kubectl_url,
+    listening_ports,
+)
+
+TCP = (
+    "  sl  local_address rem_address   st tx_queue rx_queue\n"
+    "   0: 00000000:0050 00000000:0000 0A 00000000:00000000\n"
+    "   1: 0100007F:1F91 0100007F:C350 01 00000000:00000000\n"
+)
+TCP6 = (
+    "  sl  local_address                         remote_address                        st\n"
+    "   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A\n"
+    "   1: 0000000000000000FFFF00009700F40A:1F90 0000000000000000FFFF00000100F40A:9DC6 06\n"
+)
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str = ""
+
+
+def runner(**answers: Result):
+    seen: list[str] = []
+
+    def run(command: str) -> Result:
+        seen.append(command)
+        return answers["uid" if command.startswith("id") else "tcp"]
+
+    run.seen = seen  # type: ignore[attr-defined]
+    return run
+
+
+def test_listening_ports_reads_ipv4_and_ipv6_tables_and_ignores_other_states() -> None:
+    assert listening_ports(TCP + TCP6) == {80, 8080}
+
+
+def test_kubectl_url_carries_context_and_a_single_kubeconfig() -> None:
+    url = kubectl_url("web-1", "web", "ns", context="view", kubeconfig="/k/config")
+    assert url == "kubectl://web-1?container=web&namespace=ns&context=view&kubeconfig=%2Fk%2Fconfig"
+    assert "kubeconfig" not in kubectl_url("web-1", "web", "ns", kubeconfig="/a:/b")
+
+
+def test_inspect_reports_uid_and_ports_even_when_tcp6_is_missing() -> None:
+    run = runner(uid=Result(0, "10001\n"),
+                 tcp=Result(1, TCP, "cat: can't open '/proc/net/tcp6': No such file"))
+    facts = inspect_container("web-1", "web", "ns", run=run)
+    assert (facts.uid, facts.listening) == (10001, frozenset({80}))
+
+
+def test_forbidden_exec_is_its_own_error() -> None:
+    denied = Result(1, "", 'Error from server (Forbidden): cannot create resource "pods/exec"')
+    with pytest.raises(ExecForbidden, match="pods/exec"):
+        inspect_container("web-1", "web", "ns", run=runner(uid=denied))
+
+
+def test_an_exec_that_says_nothing_usable_names_the_pod_and_what_came_back() -> None:
+    gone = Result(1, "", "error: unable to upgrade connection: container not found")
+    with pytest.raises(ExecFailed, match=r"pod ns/web-1 container web exited 1.*container not found"):
+        inspect_container("web-1", "web", "ns", run=runner(uid=gone))
+    with pytest.raises(ExecFailed, match="without a socket table"):
+        inspect_container("web-1", "web", "ns", run=runner(uid=Result(0, "10001"), tcp=Result(1, "")))
