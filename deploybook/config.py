@@ -226,7 +226,7 @@ def _cluster(n: _Node) -> ClusterConfig:
     if in_cluster and context:
         n.fail("in_cluster", "in_cluster and context exclude each other")
     return ClusterConfig(
-        namespace=n.str("namespace", dns=True),
+        namespace=n.text("namespace", dns=True),
         context=context,
         kubeconfig=n.opt_str("kubeconfig", expand=True),
         in_cluster=in_cluster,
@@ -236,7 +236,7 @@ def _cluster(n: _Node) -> ClusterConfig:
 def _registry(n: _Node) -> RegistryConfig:
     n.only("address", "username", "password_env", "password_file", "docker_config", "ca_file")
     cfg = RegistryConfig(
-        address=n.str("address", expand=True),
+        address=n.text("address", expand=True),
         username=n.opt_str("username", expand=True),
         password_env=n.opt_str("password_env"),
         password_file=n.opt_str("password_file", expand=True),
@@ -267,10 +267,10 @@ def _manifests(n: _Node, root: Path) -> ManifestSource:
     if n.has("path") == n.has("git"):
         n.fail("path", "give exactly one of 'path' (in this repository) or 'git' (url, ref, path)")
     if n.has("path"):
-        return ManifestSource(path=root / n.str("path", expand=True))
+        return ManifestSource(path=root / n.text("path", expand=True))
     g = n.child("git")
     g.only("url", "ref", "path")
-    return ManifestSource(git=GitSource(url=g.str("url", expand=True), ref=g.str("ref"), path=g.opt_str("path") or "."))
+    return ManifestSource(git=GitSource(url=g.text("url", expand=True), ref=g.text("ref"), path=g.opt_str("path") or "."))
 
 
 def _services(n: _Node, root: Path) -> tuple[Service, ...]:
@@ -287,19 +287,19 @@ def _services(n: _Node, root: Path) -> tuple[Service, ...]:
 
 def _service(n: _Node, root: Path) -> Service:
     n.only("name", "context", "dockerfile", "image", "port", "manifest", "replicas", "http")
-    context = root / n.str("context", expand=True)
+    context = root / n.text("context", expand=True)
     port = n.opt_int("port", minimum=1)
     if port is not None and port > 65535:
         n.fail("port", f"{port} is not a TCP port (1-65535)")
-    http = tuple(_http_check(c) for c in n.opt_child("http").items()) if n.has("http") else ()
+    http = tuple(_http_check(c) for c in n.child("http").items()) if n.has("http") else ()
     if http and port is None:
         n.fail("http", "http checks need the service's 'port'")
     return Service(
-        name=n.str("name", dns=True),
+        name=n.text("name", dns=True),
         context=context,
         dockerfile=context / (n.opt_str("dockerfile") or "Dockerfile"),
-        image=n.str("image"),
-        manifest=n.str("manifest"),
+        image=n.text("image"),
+        manifest=n.text("manifest"),
         port=port,
         replicas=n.opt_int("replicas", minimum=0),
         http=http,
@@ -308,7 +308,7 @@ def _service(n: _Node, root: Path) -> Service:
 
 def _http_check(n: _Node) -> HttpCheck:
     n.only("path", "expect_status", "expect_json", "expect_text", "latency_ms")
-    path = n.str("path")
+    path = n.text("path")
     if not path.startswith("/"):
         n.fail("path", f"{path!r} must start with '/'")
     status = n.opt_int("expect_status", minimum=100)
@@ -316,7 +316,7 @@ def _http_check(n: _Node) -> HttpCheck:
         n.fail("expect_status", f"{status} is not an HTTP status")
     if n.has("expect_json") and n.has("expect_text"):
         n.fail("expect_text", "choose expect_json or expect_text, not both")
-    expect_json = n.opt_child("expect_json").value() if n.has("expect_json") else None
+    expect_json = n.child("expect_json").value() if n.has("expect_json") else None
     if expect_json is not None and not isinstance(expect_json, dict):
         n.fail("expect_json", "must be a mapping of field: expected value")
     return HttpCheck(
@@ -376,7 +376,7 @@ class _Node:
         assert value is not None
         return _Node(value, self.file, self._path(name))
 
-    def opt_child(self, name: str) -> _Node | None:  # type: ignore[return]
+    def opt_child(self, name: str) -> _Node | None:
         return self.child(name) if self.has(name) else None
 
     def items(self) -> list[_Node]:
@@ -397,7 +397,7 @@ class _Node:
             self.fail(name, f"expected {what}, got {value!r}")
         return value
 
-    def str(self, name: str, *, expand: bool = False, dns: bool = False) -> str:
+    def text(self, name: str, *, expand: bool = False, dns: bool = False) -> str:
         value = self.opt_str(name, expand=expand, dns=dns)
         if not value:
             self.fail(name, "required, a non-empty string")
@@ -410,7 +410,7 @@ class _Node:
             value = self._expand(name, value) or None
         if value is not None and dns and not _DNS_LABEL.match(value):
             self.fail(name, f"{value!r} is not a DNS label (lower case letters, digits, '-')")
-        return value
+        return None if value is None else str(value)
 
     def _expand(self, name: str, value: str) -> str:
         def substitute(m: re.Match[str]) -> str:
@@ -431,7 +431,7 @@ class _Node:
         value = self._scalar(name, int, "an integer")
         if value is not None and value < minimum:
             self.fail(name, f"{value} is below the minimum {minimum}")
-        return value
+        return None if value is None else int(value)
 
     def opt_float(self, name: str) -> float | None:
         value = self._scalar(name, (int, float), "a number of seconds")

@@ -11,7 +11,7 @@ session whatever happened; the release record is merged and written at session f
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,6 @@ import pytest
 from deploybook import policy
 from deploybook.config import Environment, known_environments, load_environment
 from deploybook.errors import DeploybookError, RecordError
-from deploybook.gitinfo import repo_state
-from deploybook.record import ReleaseRecord, load_file
-from deploybook.run import RUN_STATE, STAGES, RunState, new_run_id
 from deploybook.fixtures import (  # noqa: F401  fixtures are part of the plugin
     docker_client,
     environment,
@@ -33,6 +30,9 @@ from deploybook.fixtures import (  # noqa: F401  fixtures are part of the plugin
     release,
     service,
 )
+from deploybook.gitinfo import repo_state
+from deploybook.record import ReleaseRecord, load_file
+from deploybook.run import RUN_STATE, STAGES, RunState, new_run_id
 from deploybook.session import (
     SOURCE_RECORD_FILE,
     finish_release,
@@ -46,6 +46,7 @@ CHECKS_DIR = "checks"
 _WORKER_RUN_ID = "deploybook_run_id"
 _WORKER_STARTED = "deploybook_started"
 _WORKER_SOURCE = "deploybook_source_record"
+_WORKER_LOADGROUP = "deploybook_loadgroup"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -103,6 +104,8 @@ def _overlaps(arg: Path, directory: Path) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     """Declare markers; for a release run load the environment, check policy, set run state."""
     config.addinivalue_line("markers", "stage(name): the release stage of a runbook test: " + ", ".join(STAGES))
+    if getattr(config, "workerinput", {}).get(_WORKER_LOADGROUP):
+        config.option.loadgroup = True
     mode = release_mode(config)
     if mode is None:
         return
@@ -205,6 +208,8 @@ def _register_evidence(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """Hand the controller's run id to every xdist worker, so all write into one run folder."""
+    # A worker parses only the command line: "-n N" alone would leave it without loadgroup.
+    node.workerinput[_WORKER_LOADGROUP] = getattr(node.config.option, "dist", "no") == "loadgroup"
     state = node.config.stash.get(RUN_STATE, None)
     if state is not None:
         node.workerinput[_WORKER_RUN_ID] = state.run_id
@@ -256,23 +261,56 @@ def _rank(item: pytest.Item) -> int:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order by stage marker (then checks), keep services apart on xdist workers."""
-    if not any(_rank(i) >= 0 for i in items):
-        return
-    items.sort(key=_rank)
-    if getattr(config.option, "dist", "no") == "loadgroup" or getattr(config.option, "loadgroup", False):
-        for item in items:
-            name = service_of(item)
-            if name is not None:
-                item.add_marker(pytest.mark.xdist_group(name=f"service-{name}"))
+    """Order by stage marker, then the checks; a stable sort keeps services in file order."""
+    if any(_rank(i) >= 0 for i in items):
+        items.sort(key=_rank)
+
+
+def _distributing_by_group(config: pytest.Config) -> bool:
+    return getattr(config.option, "dist", "no") == "loadgroup" or bool(getattr(config.option, "loadgroup", False))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``-n``, one work unit per service: its stages and checks run in order on one worker.
+
+    xdist 3.8 renames grouped items through an attribute pytest 9 no longer reads, so the
+    ``xdist_group`` marks alone would not keep a service together; the scheduler therefore
+    derives the group from the test id, which is the service name.
+    """
+    state = config.stash.get(RUN_STATE, None)
+    if state is None or not _distributing_by_group(config):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    services = set(state.env.service_names)
+
+    class ServiceScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):
+                return nodeid.rsplit("@", 1)[-1]
+            param = nodeid[nodeid.rfind("[") + 1 : -1] if nodeid.endswith("]") else ""
+            return f"service-{param}" if param in services else nodeid
+
+    return ServiceScheduling(config, log)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Tests that take ``service`` run once per service of the environment."""
+    """Tests that take ``service`` run once per service of the environment.
+
+    Under ``-n`` each service's tests form one ``xdist_group``, so its stages run in order
+    on one worker while services run side by side. The mark is set here, when the items
+    are made, because xdist reads it in its own collection hook.
+    """
     state = metafunc.config.stash.get(RUN_STATE, None)
-    if "service" in metafunc.fixturenames and state is not None:
-        services = state.env.services
-        metafunc.parametrize("service", services, ids=[s.name for s in services], indirect=True)
+    if "service" not in metafunc.fixturenames or state is None:
+        return
+    grouped = _distributing_by_group(metafunc.config)
+    params = [
+        pytest.param(s, id=s.name, marks=[pytest.mark.xdist_group(name=f"service-{s.name}")] if grouped else [])
+        for s in state.env.services
+    ]
+    metafunc.parametrize("service", params, indirect=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -306,7 +344,9 @@ def _wait_for_apply(item: pytest.Item, state: RunState) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """One clean line for deploybook errors; remember stage outcomes and failures per service."""
     report: pytest.TestReport = yield
     error = call.excinfo.value if call.excinfo else None

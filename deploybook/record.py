@@ -109,7 +109,7 @@ def save_to_cluster(kube: KubeClients, namespace: str, record: ReleaseRecord) ->
     """Create or replace the ConfigMap ``deploybook-release`` holding ``record``."""
     from kubernetes.client.exceptions import ApiException
 
-    body = {
+    body: Any = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {

@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 # below patch the very modules the inner runs use.
 import deploybook.apply
 import deploybook.kube
-import deploybook.plugin  # noqa: F401
+import deploybook.plugin
 from deploybook.lock import LEASE_NAME
 
 pytest_plugins = ["pytester"]
