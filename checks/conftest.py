@@ -5,7 +5,8 @@ Everything here reads the cluster (list, get, watch); nothing creates, patches o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,33 @@ def pytest_configure(config: pytest.Config) -> None:
     """Print the deployment status table at the end of every run that includes the checks."""
     if not config.pluginmanager.has_plugin("deploybook-status"):
         config.pluginmanager.register(StatusTable(), "deploybook-status")
+
+
+@pytest.fixture
+def announce(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Write a live line to the operator's terminal while a check runs, from xdist workers too.
+
+    A worker's stderr is the controller's terminal (xdist does not capture it), so with
+    capture suspended a line written there is seen at once, prefixed with the worker id.
+    """
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    last: list[str] = [""]
+
+    def write(text: str) -> None:
+        if text == last[0] or capman is None:
+            return
+        last[0] = text
+        with capman.global_and_fixture_disabled():
+            if worker or reporter is None:
+                sys.stderr.write(f"[{worker}] {text}\n" if worker else f"{text}\n")
+                sys.stderr.flush()
+            else:
+                reporter.ensure_newline()
+                reporter.write_line(text)
+
+    return write
 
 
 @dataclass(frozen=True)

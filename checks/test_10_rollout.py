@@ -8,6 +8,7 @@ containers are attached. Reads only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import allure
@@ -23,6 +24,7 @@ def test_workloads_rolled_out(
     environment: Any,
     kube: Any,
     deployed: dict[str, list[Any]],
+    announce: Callable[[str], None],
 ) -> None:
     """Wait for each workload running this service's image; fail with the cause."""
     workloads = deployed[service.name]
@@ -30,13 +32,11 @@ def test_workloads_rolled_out(
         f"no Deployment/StatefulSet/DaemonSet/Job in namespace "
         f"{environment.cluster.namespace} runs image {service.image}"
     )
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     failures, ready = [], []
     for wl in workloads:
 
         def progress(message: str, wl: Any = wl) -> None:
-            if reporter is not None and not hasattr(request.config, "workerinput"):
-                reporter.write_line(f"  waiting on {wl.kind}/{wl.name}: {message}")
+            announce(f"  {service.name:<11} rollout | {wl.kind}/{wl.name}: {message}")
 
         with allure.step(f"rollout of {wl.kind} {wl.name}"):
             try:
