@@ -44,8 +44,10 @@ def running_digests(env: dict[str, str]) -> dict[str, set[str]]:
     for pod in kubectl_json(env, "get", "pods")["items"]:
         if pod["status"].get("phase") != "Running":
             continue
+        # The spec names the pinned reference; the status's image may be the local image id.
+        spec_images = {c["name"]: c["image"] for c in pod["spec"]["containers"]}
         for status in pod["status"].get("containerStatuses", []):
-            repository = status["image"].split("@")[0]
+            repository = spec_images[status["name"]].split("@")[0]
             found.setdefault(repository, set()).add(status["imageID"].rsplit("@", 1)[-1])
     return found
 
