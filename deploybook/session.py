@@ -16,7 +16,14 @@ from deploybook import policy
 from deploybook.config import load_environment
 from deploybook.errors import DeploybookError
 from deploybook.lock import Lock, acquire_lock, holder_identity, release_lock
-from deploybook.record import RECORD_FILE, build_record, load_from_cluster, read_fragments, save_to_cluster, write_record
+from deploybook.record import (
+    RECORD_FILE,
+    build_record,
+    load_from_cluster,
+    read_fragments,
+    save_to_cluster,
+    write_record,
+)
 from deploybook.run import FRAGMENTS, STAGES, RunState
 
 if TYPE_CHECKING:
