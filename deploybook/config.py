@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,7 @@ class Service:
     port: int | None = None
     replicas: int | None = None
     http: tuple[HttpCheck, ...] = ()
+    prepare: tuple[str, ...] = ()  # a command run in the repository root before the build
 
 
 @dataclass(frozen=True)
@@ -286,7 +288,7 @@ def _services(n: _Node, root: Path) -> tuple[Service, ...]:
 
 
 def _service(n: _Node, root: Path) -> Service:
-    n.only("name", "context", "dockerfile", "image", "port", "manifest", "replicas", "http")
+    n.only("name", "context", "dockerfile", "image", "port", "manifest", "replicas", "http", "prepare")
     context = root / n.text("context", expand=True)
     port = n.opt_int("port", minimum=1)
     if port is not None and port > 65535:
@@ -303,6 +305,7 @@ def _service(n: _Node, root: Path) -> Service:
         port=port,
         replicas=n.opt_int("replicas", minimum=0),
         http=http,
+        prepare=tuple(shlex.split(n.opt_str("prepare") or "")),
     )
 
 

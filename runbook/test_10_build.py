@@ -13,11 +13,13 @@ Production builds nothing: it promotes the digests that passed on test.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import allure
 import pytest
 
 from deploybook.config import Environment, Service
+from deploybook.errors import BuildError
 from deploybook.fixtures import Progress
 from deploybook.gitinfo import source_url
 from deploybook.images import build_image, oci_labels
@@ -33,6 +35,8 @@ def test_build_image(
     if environment.promote_from:
         pytest.skip(f"{environment.name} is deploy-only: it promotes the digests of {environment.promote_from}")
     assert release.git is not None, "the release has no git state"
+    if service.prepare:
+        prepare_context(service, environment)
     repository = environment.image_repository(service)
     tag = f"{repository}:{release.tag}"
     labels = oci_labels(
@@ -52,3 +56,24 @@ def test_build_image(
     progress(f"built {tag} ({result.image_id[:19]})")
     release.record_service(service.name, image=repository, tag=release.tag, image_id=result.image_id)
     assert result.image_id.startswith("sha256:"), f"unexpected image id {result.image_id!r}"
+
+
+def prepare_context(service: Service, environment: Environment) -> None:
+    """Runs the service's prepare command (it fills the build context with what git does not
+    hold, such as a static binary) in the repository root; its output is evidence."""
+    command = " ".join(service.prepare)
+    with allure.step(command):
+        try:
+            done = subprocess.run(
+                service.prepare, cwd=environment.root, capture_output=True, text=True,
+                timeout=environment.timeouts.build,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise BuildError(f"prepare command {command!r} could not run: {e}", stage="build",
+                             service=service.name, source=str(environment.file)) from e
+        allure.attach(done.stdout + done.stderr, "prepare output", allure.attachment_type.TEXT)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-10:])
+        raise BuildError(f"prepare command {command!r} exited {done.returncode}:\n{tail}", stage="build",
+                         service=service.name, source=str(environment.file),
+                         hint="run it by hand from the repository root and fix what it reports")
