@@ -119,8 +119,10 @@ def recorded(release: Any, kube: Any, environment: Any) -> dict[str, Any]:
     results = dict(record.services) if record else {}
     results.update({k: v for k, v in (release.results or {}).items() if v.digest})
     git = (record.git if record else {}) or {}
-    return {
-        "results": results,
-        "released": (record.finished if record else "") or "",
-        "commit": str(git.get("commit") or git.get("sha") or "")[:12],
-    }
+    released = (record.finished if record else "") or ""
+    commit = str(git.get("commit") or git.get("sha") or "")[:12]
+    if getattr(release, "mode", "") == "runbook" and not getattr(release, "dry_run", False):
+        # A release run checks what it is releasing; its record is written at the end.
+        released = f"{release.started} (this run)"
+        commit = release.git.commit[:12] if release.git is not None else commit
+    return {"results": results, "released": released, "commit": commit}

@@ -33,3 +33,32 @@ def test_checks_and_their_modules_never_write() -> None:
         if WRITE.search(line)
     ]
     assert not hits, "write calls in read-only checks:\n" + "\n".join(hits)
+
+
+ORDER = ["runbook/test_10_build.py", "runbook/test_20_push.py", "runbook/test_30_apply.py",
+         "checks/test_10_rollout.py", "checks/test_20_endpoints.py", "checks/test_30_digests.py",
+         "checks/test_40_containers.py"]
+
+
+def _collected_modules(env: dict[str, str], *args: str) -> list[str]:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "pytest", *args, "--env", "local", "--collect-only", "-q",
+                           "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    modules: list[str] = []
+    for line in proc.stdout.splitlines():
+        module = line.split("::")[0]
+        if "::" in line and (not modules or modules[-1] != module):
+            modules.append(module)
+    return modules
+
+
+def test_runbook_runs_the_checks_after_the_stages_in_order(stack_env: dict[str, str]) -> None:
+    assert _collected_modules(stack_env, "runbook") == ORDER
+
+
+def test_checks_alone_run_rollout_endpoints_digests_containers(stack_env: dict[str, str]) -> None:
+    assert _collected_modules(stack_env, "checks") == ORDER[3:]
