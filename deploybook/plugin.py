@@ -68,6 +68,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "read-only context for checks)")
     group.addoption("--confirm-prod", dest="deploybook_confirm_prod", action="store_true",
                     default=False, help="confirm a release to a deploy-only (production) environment")
+    group.addoption("--take-over-lock", dest="deploybook_take_over_lock", action="store_true", default=False,
+                    help="take over the environment lock of a release that stopped renewing it (expired), "
+                    "or of a dead process on this host; a live holder is never displaced")
+    group.addoption("--rollback-on-failure", dest="deploybook_rollback", action="store_true", default=False,
+                    help="when the release fails, restore the last passed release of the environment "
+                    "and prove its digests run again (outcome rolled-back)")
     group.addoption("--reports-dir", dest="deploybook_reports_dir", metavar="DIR", default="reports",
                     help="where run folders go: DIR/ENV/RUN_ID (default: reports)")
 
@@ -128,7 +134,8 @@ def _new_state(config: pytest.Config, mode: str) -> RunState:
     state = RunState(
         env=env, run_id=run_id, run_dir=reports / env.name / run_id, mode=mode,
         dry_run=opt.deploybook_dry_run, from_stage=opt.deploybook_from_stage,
-        confirm_prod=opt.deploybook_confirm_prod,
+        confirm_prod=opt.deploybook_confirm_prod, take_over_lock=opt.deploybook_take_over_lock,
+        rollback_on_failure=opt.deploybook_rollback,
     )
     started = getattr(config, "workerinput", {}).get(_WORKER_STARTED)
     if started:
@@ -341,6 +348,18 @@ def _wait_for_apply(item: pytest.Item, state: RunState) -> None:
         if all(s in done and "apply" in done[s].stages for s in services):
             return
         time.sleep(1.0)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Remember the running test, so a release interrupted by Ctrl-C says where it stopped."""
+    state = item.config.stash.get(RUN_STATE, None)
+    if state is not None:
+        state.running_test = item.nodeid
+    result = yield
+    if state is not None:
+        state.running_test = None
+    return result
 
 
 @pytest.hookimpl(wrapper=True)

@@ -4,6 +4,15 @@
 ConfigMap ``deploybook-release`` in the environment's namespace, so a checks-only run from
 any machine knows which digests should be running, a failed release can be resumed from
 it (``--from-stage``), and production can promote exactly what passed on test.
+
+Outcomes: ``passed``, ``failed``, ``interrupted`` (Ctrl-C: ``applied`` lists the services
+whose apply finished, ``interrupted_during`` the test that was running) and ``rolled-back``
+(``--rollback-on-failure`` restored the previous release; ``rollback`` says how, per service).
+
+The ConfigMap keeps two records: ``release.json``, what should be running now (after a
+rollback that is the restored release again, so checks-only compares against what runs), and
+``passed-release.json``, the last release that passed (the target of the next rollback). The
+record of a rolled-back attempt is kept under ``last-attempt.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ if TYPE_CHECKING:
     from deploybook.kube import KubeClients
 
 RECORD_FILE = "release.json"
+PASSED_KEY = "passed-release.json"
+ATTEMPT_KEY = "last-attempt.json"
 CONFIGMAP_NAME = "deploybook-release"
+OUTCOMES = ("passed", "failed", "interrupted", "rolled-back")
 SCHEMA_VERSION = 1
 
 
@@ -41,6 +53,9 @@ class ReleaseRecord:
     cluster: dict[str, Any] = field(default_factory=dict)
     promoted_from: str | None = None
     resumed_from: str | None = None
+    applied: tuple[str, ...] = ()
+    interrupted_during: str | None = None
+    rollback: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     @property
@@ -82,6 +97,7 @@ def record_from_dict(data: Any, *, source: str) -> ReleaseRecord:
     }
     known.setdefault("started", "")
     known.setdefault("finished", "")
+    known["applied"] = tuple(known.get("applied") or ())
     return ReleaseRecord(**known)
 
 
@@ -105,11 +121,36 @@ def load_file(path: Path | str) -> ReleaseRecord:
     return record_from_dict(data, source=str(path))
 
 
-def save_to_cluster(kube: KubeClients, namespace: str, record: ReleaseRecord) -> None:
-    """Create or replace the ConfigMap ``deploybook-release`` holding ``record``."""
+def save_to_cluster(
+    kube: KubeClients, namespace: str, record: ReleaseRecord, *, running: ReleaseRecord | None = None
+) -> None:
+    """Create or replace the ConfigMap ``deploybook-release`` holding ``record``.
+
+    ``running`` (after a rollback: the restored release) becomes ``release.json`` and
+    ``record`` is kept as ``last-attempt.json``. The last passed release is carried over.
+    """
     from kubernetes.client.exceptions import ApiException
 
-    body: Any = {
+    current = running or record
+    data = {RECORD_FILE: current.to_json()}
+    source = f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}"
+    try:
+        passed = current if current.passed else _stored(kube, namespace, PASSED_KEY)
+        if passed is not None:
+            data[PASSED_KEY] = passed.to_json()
+        if running is not None:
+            data[ATTEMPT_KEY] = record.to_json()
+        _put_configmap(kube, namespace, _configmap(namespace, current, data))
+    except ApiException as e:
+        raise RecordError(
+            f"could not store the release record: {e.status} {e.reason}",
+            source=source,
+            hint="check that the identity may write ConfigMaps in the namespace",
+        ) from e
+
+
+def _configmap(namespace: str, record: ReleaseRecord, data: dict[str, str]) -> dict[str, Any]:
+    return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
@@ -118,21 +159,54 @@ def save_to_cluster(kube: KubeClients, namespace: str, record: ReleaseRecord) ->
             "labels": {"app.kubernetes.io/managed-by": "deploybook"},
             "annotations": {"deploybook.io/run-id": record.run_id, "deploybook.io/outcome": record.outcome},
         },
-        "data": {RECORD_FILE: record.to_json()},
+        "data": data,
     }
+
+
+def _put_configmap(kube: KubeClients, namespace: str, body: Any) -> None:
+    from kubernetes.client.exceptions import ApiException
+
     try:
-        try:
-            kube.core.replace_namespaced_config_map(CONFIGMAP_NAME, namespace, body)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            kube.core.create_namespaced_config_map(namespace, body)
+        kube.core.replace_namespaced_config_map(CONFIGMAP_NAME, namespace, body)
     except ApiException as e:
-        raise RecordError(
-            f"could not store the release record: {e.status} {e.reason}",
-            source=f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}",
-            hint="check that the identity may write ConfigMaps in the namespace",
-        ) from e
+        if e.status != 404:
+            raise
+        kube.core.create_namespaced_config_map(namespace, body)
+
+
+def _stored(kube: KubeClients, namespace: str, key: str) -> ReleaseRecord | None:
+    """The record under ``key`` of the ConfigMap, or None (no ConfigMap, no key)."""
+    from kubernetes.client.exceptions import ApiException
+
+    source = f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME} key {key}"
+    try:
+        cm = kube.core.read_namespaced_config_map(CONFIGMAP_NAME, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    text = (cm.data or {}).get(key)
+    if not text:
+        return None
+    try:
+        return record_from_dict(json.loads(text), source=source)
+    except ValueError as e:
+        raise RecordError(f"malformed release record: {e}", source=source) from e
+
+
+def load_last_passed(kube: KubeClients, namespace: str) -> ReleaseRecord | None:
+    """The last release that passed in ``namespace`` (the rollback target), or None."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        passed = _stored(kube, namespace, PASSED_KEY)
+    except ApiException as e:
+        raise RecordError(f"could not read the release record: {e.status} {e.reason}",
+                          source=f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}") from e
+    if passed is not None:
+        return passed
+    current = load_from_cluster(kube, namespace)
+    return current if current is not None and current.passed else None
 
 
 def load_from_cluster(kube: KubeClients, namespace: str) -> ReleaseRecord | None:
@@ -168,7 +242,10 @@ def read_fragments(run_dir: Path) -> tuple[dict[str, ServiceResult], dict[str, d
     return services, extras
 
 
-def build_record(state: RunState, *, outcome: str, cluster: dict[str, Any] | None = None) -> ReleaseRecord:
+def build_record(
+    state: RunState, *, outcome: str, cluster: dict[str, Any] | None = None,
+    rollback: dict[str, Any] | None = None,
+) -> ReleaseRecord:
     """The record of ``state``'s run, merged from every worker's fragments."""
     services, extras = read_fragments(state.run_dir)
     for name, result in state.results.items():
@@ -190,4 +267,7 @@ def build_record(state: RunState, *, outcome: str, cluster: dict[str, Any] | Non
         cluster=cluster or extras.get("cluster", {}),
         promoted_from=source.run_id if source and state.env.promote_from else None,
         resumed_from=source.run_id if source and state.from_stage else None,
+        applied=tuple(n for n, s in ordered.items() if s.stages.get("apply", {}).get("outcome") == "passed"),
+        interrupted_during=state.running_test if outcome == "interrupted" else None,
+        rollback=rollback or {},
     )

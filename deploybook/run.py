@@ -76,7 +76,10 @@ class RunState:
 
     ``source_record`` is a release record this run builds on: the record being resumed
     (``--from-stage``), the test release being promoted (prod), or, for a checks-only run,
-    the record kept in the cluster.
+    the record kept in the cluster. ``rollback_target`` is the last passed release of the
+    environment, read before anything is applied when ``--rollback-on-failure`` is given.
+    ``running_test`` is the node id of the test running now, so an interrupted release can
+    say where it stopped.
     """
 
     env: Environment
@@ -86,11 +89,15 @@ class RunState:
     dry_run: bool = False
     from_stage: str | None = None
     confirm_prod: bool = False
+    take_over_lock: bool = False
+    rollback_on_failure: bool = False
     git: GitState | None = None
     started: str = field(default_factory=utc_now)
     source_record: ReleaseRecord | None = None
     results: dict[str, ServiceResult] = field(default_factory=dict)
     failures: dict[str, tuple[str, str]] = field(default_factory=dict)
+    rollback_target: ReleaseRecord | None = None
+    running_test: str | None = None
 
     @property
     def tag(self) -> str:

@@ -15,11 +15,13 @@ import pytest
 from deploybook import policy
 from deploybook.config import load_environment
 from deploybook.errors import DeploybookError
-from deploybook.lock import Lock, acquire_lock, holder_identity, release_lock
+from deploybook.lock import Lock, LeaseRenewer, acquire_lock, holder_identity, release_lock
 from deploybook.record import (
     RECORD_FILE,
+    ReleaseRecord,
     build_record,
     load_from_cluster,
+    load_last_passed,
     read_fragments,
     save_to_cluster,
     write_record,
@@ -34,6 +36,7 @@ SOURCE_RECORD_FILE = "source-release.json"
 
 _KUBE = pytest.StashKey["KubeClients"]()
 _LOCK = pytest.StashKey[Lock]()
+_RENEWER = pytest.StashKey[LeaseRenewer]()
 
 
 def connect_cluster(config: pytest.Config, state: RunState) -> KubeClients:
@@ -67,10 +70,26 @@ def start_release(config: pytest.Config, state: RunState) -> None:
 
     ensure_namespace(kube, env.cluster.namespace)
     lock = acquire_lock(kube.coordination, env.cluster.namespace, holder=holder_identity(state.run_id),
-                        duration_s=env.lock_duration_s)
+                        duration_s=env.lock_duration_s, take_over=state.take_over_lock)
     config.stash[_LOCK] = lock
+    renewer = LeaseRenewer(kube.coordination, lock)
+    renewer.start()
+    config.stash[_RENEWER] = renewer
     if lock.took_over_from:
-        _say(config, f"deploybook: took over the expired lock of {lock.took_over_from}")
+        _say(config, f"deploybook: took over the lock of {lock.took_over_from} (--take-over-lock)")
+    if state.rollback_on_failure:
+        _read_rollback_target(config, state, kube)
+
+
+def _read_rollback_target(config: pytest.Config, state: RunState, kube: KubeClients) -> None:
+    """The last passed release, read before anything is applied: what a rollback restores."""
+    state.rollback_target = load_last_passed(kube, state.env.cluster.namespace)
+    target = state.rollback_target
+    if target is None:
+        _say(config, "deploybook: --rollback-on-failure: no passed release in the namespace yet; "
+                     "a failure will be reported, not rolled back")
+    else:
+        _say(config, f"deploybook: --rollback-on-failure: a failure restores release {target.run_id}")
 
 
 def _recorded_release_of(name: str, config: pytest.Config) -> Any:
@@ -84,16 +103,62 @@ def _recorded_release_of(name: str, config: pytest.Config) -> Any:
 
 
 def finish_release(config: pytest.Config, state: RunState, exitstatus: int) -> None:
-    """Write release.json, keep it in the cluster when something was applied, free the lock."""
+    """Write release.json, keep it in the cluster when something was applied, free the lock.
+
+    A failed release run with ``--rollback-on-failure`` first restores the last passed
+    release (while the lock is still held); its outcome is then ``rolled-back``.
+    """
     try:
         kube = config.stash.get(_KUBE, None)
-        record = build_record(state, outcome=_outcome(exitstatus), cluster=_cluster_facts(kube))
+        facts = _cluster_facts(kube)
+        record = build_record(state, outcome=_outcome(exitstatus), cluster=facts)
+        restored = None
+        if kube is not None and record.outcome == "failed" and _should_roll_back(state):
+            record, restored = _roll_back(config, state, kube, record, facts)
         write_record(state.run_dir, record)
-        applied = any(s.stages.get("apply", {}).get("outcome") == "passed" for s in record.services.values())
-        if kube is not None and applied and not state.dry_run:
-            save_to_cluster(kube, state.env.cluster.namespace, record)
+        if kube is not None and (record.applied or restored) and not state.dry_run:
+            save_to_cluster(kube, state.env.cluster.namespace, record, running=restored)
     finally:
         release_held_lock(config)
+
+
+def _should_roll_back(state: RunState) -> bool:
+    return state.rollback_on_failure and not state.dry_run and state.rollback_target is not None
+
+
+def _roll_back(
+    config: pytest.Config, state: RunState, kube: KubeClients, record: ReleaseRecord, facts: dict[str, Any]
+) -> tuple[ReleaseRecord, ReleaseRecord | None]:
+    """Restore the target release; the record says how, and what runs now."""
+    from deploybook.rollback import roll_back, to_roll_back
+
+    target = state.rollback_target
+    assert target is not None
+    services = to_roll_back(record, target)
+    if not services:
+        return record, None
+    _say(config, f"deploybook: release failed; rolling back {', '.join(services)} to release {target.run_id}")
+    result = roll_back(
+        kube, state.env, target, services, manifest_dir=_manifest_dir(state, target),
+        timeout_s=state.env.timeouts.rollout, attempted={n: s.digest for n, s in record.services.items()},
+        say=lambda text: _say(config, f"deploybook: {text}"),
+    )
+    outcome = "rolled-back" if result.ok else "failed"
+    record = build_record(state, outcome=outcome, cluster=facts, rollback=result.to_dict())
+    _say(config, f"deploybook: rollback to {target.run_id} {'proven' if result.ok else 'FAILED'}")
+    return record, (target if result.ok else None)
+
+
+def _manifest_dir(state: RunState, target: ReleaseRecord) -> Any:
+    """Where the target release's manifests are: this repository, or its environment repo commit."""
+    source = state.env.manifests
+    if source.git is None:
+        return source.path
+    from deploybook.gitinfo import fetch_ref
+
+    checkout = state.run_dir / "manifest-source" / "rollback"
+    fetch_ref(source.git.url, str(target.manifest_source.get("commit") or source.git.ref), checkout)
+    return checkout / source.git.path
 
 
 def _outcome(exitstatus: int) -> str:
@@ -117,6 +182,10 @@ def _cluster_facts(kube: KubeClients | None) -> dict[str, Any]:
 
 def release_held_lock(config: pytest.Config) -> None:
     """Give the lock back if this process holds it; a failure is reported, not raised."""
+    renewer = config.stash.get(_RENEWER, None)
+    if renewer is not None:
+        del config.stash[_RENEWER]
+        renewer.stop()
     lock = config.stash.get(_LOCK, None)
     kube = config.stash.get(_KUBE, None)
     if lock is None or kube is None:

@@ -22,7 +22,6 @@ from typing import Any
 
 import allure
 import pytest
-import yaml
 
 from deploybook.apply import apply_objects, diff_objects, ensure_namespace, ensure_pull_secret
 from deploybook.config import Environment, Service
@@ -31,17 +30,11 @@ from deploybook.fixtures import Progress
 from deploybook.gitinfo import fetch_ref
 from deploybook.record import ReleaseRecord, load_from_cluster
 from deploybook.registry import RegistryAuth
-from deploybook.render import (
-    ENVIRONMENT_LABEL,
-    GIT_SHA_ANNOTATION,
-    RELEASE_ID_ANNOTATION,
-    load_manifests,
-    render_manifests,
-)
+from deploybook.render import load_manifests
+from deploybook.rollback import render_service, rendered_text
 from deploybook.run import RunState
 
 pytestmark = pytest.mark.stage("apply")
-_SCALABLE = ("Deployment", "StatefulSet")
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +127,7 @@ def _render_keeping_release_id(
         candidates.insert(0, before.deployed_by)
     for release_id in candidates:
         objs = _render(service, environment, release, manifests, pull_secret, release_id)
-        text = yaml.safe_dump_all(objs, sort_keys=True)
+        text = rendered_text(objs)
         digest = hashlib.sha256(text.encode()).hexdigest()
         if release_id == release.run_id or (before and before.manifests.get(service.manifest) == digest):
             return release_id, objs, text
@@ -143,16 +136,9 @@ def _render_keeping_release_id(
 
 def _render(service: Service, environment: Environment, release: RunState, manifests: list[Any],
             pull_secret: str | None, release_id: str) -> list[dict[str, Any]]:
-    images = {s.image: ref for s in environment.services if (ref := release.expected_ref(s.name))}
-    replicas = {}
-    if service.replicas is not None:
-        replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in _SCALABLE}
-    return render_manifests(
-        manifests, images=images, namespace=environment.cluster.namespace,
-        labels={ENVIRONMENT_LABEL: environment.name},
-        annotations={RELEASE_ID_ANNOTATION: release_id, GIT_SHA_ANNOTATION: _git_sha(release)},
-        pull_secret=pull_secret, replicas=replicas,
-    )
+    refs = {s.image: ref for s in environment.services if (ref := release.expected_ref(s.name))}
+    return render_service(service, environment, manifests, refs=refs, pull_secret=pull_secret,
+                          release_id=release_id, git_sha=_git_sha(release))
 
 
 def _git_sha(release: RunState) -> str:
