@@ -1,0 +1,133 @@
+"""``python -m bench``: every figure of the benchmark in one unattended run (``make bench``).
+
+Order matters for the 15-minute budget: kubectl's failure verdict takes the default 600 s
+progress deadline, so that trial is started first and left waiting while start-up, release
+and checks-at-scale are measured; deploybook's failure trials run last, then the kubectl
+verdict is collected. Every namespace the benchmark made is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import checks_scale, failure_detection, release, results, startup
+from bench.notes import missed_targets
+from bench.runner import say
+from bench.tools import delete_namespace
+from bench.workspace import REPO, create_workspace, prepare_sample_app, stack_env
+
+FIGURES = ("startup", "release", "checks_scale", "failure_detection")
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="runs per figure for release, failure and start-up (default 3; start-up uses 2N)",
+    )
+    parser.add_argument(
+        "--scale-runs",
+        default="3,2,1",
+        metavar="A,B,C",
+        help="runs at 10, 50 and 100 Deployments (default 3,2,1: one run at 100 takes minutes)",
+    )
+    parser.add_argument(
+        "--only", default=",".join(FIGURES), metavar="FIGS", help=f"comma-separated subset of {', '.join(FIGURES)}"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark namespaces afterwards")
+    args = parser.parse_args(argv)
+    args.only = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = sorted(set(args.only) - set(FIGURES))
+    if unknown:
+        parser.error(f"--only: unknown figure(s) {', '.join(unknown)}; choose from {', '.join(FIGURES)}")
+    try:
+        args.scale_runs = tuple(int(x) for x in args.scale_runs.split(","))
+    except ValueError:
+        parser.error(f"--scale-runs: {args.scale_runs!r} is not a comma-separated list of integers")
+    if len(args.scale_runs) != len(checks_scale.SIZES) or min(args.scale_runs) < 1:
+        parser.error(f"--scale-runs: give {len(checks_scale.SIZES)} positive counts, e.g. 3,2,1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected figures and write bench/results/latest.{json,md}."""
+    args = _args(argv)
+    env = stack_env()
+    started = time.monotonic()
+    prepare_sample_app()
+    ws = create_workspace()
+    figures: dict[str, Any] = {}
+    failure = _start_failure(args) if "failure_detection" in args.only else None
+    try:
+        if "startup" in args.only:
+            say("startup: collect-only, alternating with bare pytest")
+            figures["startup"] = startup.measure(env, args.runs * 2)
+        if "release" in args.only:
+            say("release: warm-up, then interleaved runs")
+            figures["release"] = release.measure(ws, env, args.runs)
+        if "checks_scale" in args.only:
+            say("checks_scale: 10, 50, 100 Deployments")
+            sizes = checks_scale.measure_sizes(ws, env, dict(zip(checks_scale.SIZES, args.scale_runs, strict=True)))
+            figures["checks_scale"] = {"sizes": sizes, "growth_per_deployment": checks_scale.growth(sizes)}
+        if failure is not None:
+            figures["failure_detection"] = _finish_failure(failure, args.runs)
+    finally:
+        if not args.keep:
+            for namespace in (release.BASELINE_NAMESPACE, "dx29-bench", failure_detection.NAMESPACE):
+                delete_namespace(namespace)
+    data = {"meta": _meta(args, started), "figures": figures}
+    json_path, md_path = results.write(data, missed_targets(figures))
+    say(f"wrote {json_path.relative_to(REPO)} and {md_path.relative_to(REPO)}")
+    print(md_path.read_text())
+    return 0
+
+
+def _start_failure(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from deploybook.kube import connect
+
+    say("failure_detection: kubectl rollout status on a crashing image, left waiting (600 s deadline)")
+    kube = connect(context="deploybook-admin")
+    images = failure_detection.prepare()
+    return kube, images, failure_detection.start_kubectl_trial(kube, images)
+
+
+def _finish_failure(failure: tuple[Any, Any, Any], runs: int) -> dict[str, Any]:
+    kube, images, trial = failure
+    result = failure_detection.FailureResult()
+    say("failure_detection: deploybook trials")
+    failure_detection.deploybook_trials(kube, images, runs, result)
+    failure_detection.finish_kubectl_trial(trial, result)
+    return failure_detection.summary(result, trial.clock.first_crash, trial.applied)
+
+
+def _meta(args: argparse.Namespace, started: float) -> dict[str, Any]:
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    runs = f"{args.runs} runs (start-up {args.runs * 2}; checks at 10/50/100: {'/'.join(map(str, args.scale_runs))})"
+    return {
+        "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "commit": commit,
+        "command": 'make bench  (eval "$(stack/env)" && .venv/bin/python -m bench ' + " ".join(sys.argv[1:]) + ")",
+        "runs_note": runs,
+        "total_s": round(time.monotonic() - started, 1),
+        "figures_run": args.only,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

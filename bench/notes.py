@@ -1,0 +1,87 @@
+"""Why a target was missed, written from the measured figures (for ``latest.md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _release(figure: dict[str, Any]) -> list[str]:
+    notes = []
+    for scenario, tools in figure.get("scenarios", {}).items():
+        for tool in ("deploybook", "deploybook -n auto"):
+            t = tools.get(tool, {})
+            if t.get("failures"):
+                notes.append(f"release, {scenario}, {tool}: {len(t['failures'])} run(s) failed; see latest.json")
+            if t.get("ratio") is not None and t["ratio"] > 1.0:
+                notes.append(
+                    f"release, {scenario}, {tool}: ratio {t['ratio']:.2f} > 1.0. The runbook does more than the "
+                    "script: a server-side dry-run diff before apply, the registry's own digest confirmation, the "
+                    "release record (file and ConfigMap), post-deploy digest checks and two `kubectl exec` per "
+                    "service, and the Allure report. Stages are sequential per service without `-n`; with "
+                    "`-n auto` the 2 cores also start two pytest workers."
+                )
+    for problem in figure.get("warm_up_problems", []):
+        notes.append(f"release warm-up: {problem}")
+    return notes
+
+
+def _failure(figure: dict[str, Any]) -> list[str]:
+    if not figure:
+        return []
+    notes = [
+        f"failure detection: kubectl measured once ({figure.get('kubectl_verdict') or 'no verdict'}); "
+        f"deploybook {len(figure.get('deploybook_apply_to_verdict_s', []))} trials, causes "
+        f"{', '.join(sorted(set(figure.get('deploybook_causes', [])))) or 'none'}. First crash = the "
+        "container's terminated.finishedAt (1 s resolution)."
+    ]
+    if figure.get("met") is False:
+        notes.append("failure detection: deploybook took more than 20 s after the first crash")
+    return notes
+
+
+def _scale(figure: dict[str, Any]) -> list[str]:
+    notes = []
+    sizes = figure.get("sizes", {})
+    top = sizes.get("100") or (sizes[max(sizes, key=int)] if sizes else None)
+    if top and top.get("deploybook_median_s") and top["deploybook_median_s"] > 10.0:
+        notes.append(
+            f"checks at 100 Deployments: {top['deploybook_median_s']:.1f} s > 10 s. Every check runs per "
+            "service, one after another: a watch of the Deployment and of its pods, list of pods, Service "
+            "and EndpointSlices, HTTP through the proxy, registry HEADs, and two `kubectl exec` processes "
+            "(testinfra) per service."
+        )
+    growth = figure.get("growth_per_deployment") or {}
+    if growth and growth.get("api_requests", 0) > 0.05:
+        notes.append(
+            f"checks at scale: {growth['api_requests']} API requests, {growth['api_watches']} watches, "
+            f"{growth['registry_requests']} registry requests and {growth['kubectl_processes']} kubectl "
+            "processes added per Deployment: lists are filtered per object instead of one list/watch per "
+            "kind shared by all services. Closing it: list (and watch) Deployments, pods, Services and "
+            "EndpointSlices once per namespace in a session fixture and judge every service from that "
+            "cache; look inside one pod per image, not per service."
+        )
+    for n, f in sizes.items():
+        for failure in f.get("deploybook_failures", []):
+            notes.append(f"checks at {n}: a deploybook run failed: {str(failure)[-200:]}")
+    return notes
+
+
+def _startup(figure: dict[str, Any]) -> list[str]:
+    if not figure or figure.get("met_s", True):
+        return []
+    return [
+        f"start-up: {figure['deploybook_median_s']:.2f} s > 1.5 s; a bare pytest with this venv's plugins "
+        f"already takes {figure['baseline_median_s']:.2f} s here. The rest is importing the kubernetes, docker "
+        "and allure packages at plugin load, and git subprocesses in pytest_configure; importing the clients "
+        "lazily (in the fixtures) would close most of it."
+    ]
+
+
+def missed_targets(figures: dict[str, Any]) -> list[str]:
+    """One sentence per missed target or failed run, with the reason."""
+    return (
+        _release(figures.get("release", {}))
+        + _failure(figures.get("failure_detection", {}))
+        + _scale(figures.get("checks_scale", {}))
+        + _startup(figures.get("startup", {}))
+    )

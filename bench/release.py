@@ -1,0 +1,94 @@
+"""Figure 1: a release of the sample app, deploybook against the plain sequential script.
+
+Warm caches: one unmeasured release of each kind first. Then, per scenario (one service
+changed, all four changed), rounds in which every tool runs once, in an order that rotates
+from round to round so no tool always runs right after another's load. Before every single
+run the changed services get a new file in their build context (a fresh nonce), so each run
+really builds, pushes and rolls out new images and no run rides on the previous one's cache.
+
+deploybook releases into namespace ``dx29-bench`` (``--env bench``), the script into
+``dx29-bench-sh``; both build the same contexts of the workspace copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, say
+from bench.workspace import BENCH, CHANGE_FILE, SERVICES, Workspace
+
+BASELINE_NAMESPACE = "dx29-bench-sh"
+SCENARIOS = {"one service changed": ("gateway",), "all four changed": SERVICES}
+
+
+def commands(ws: Workspace) -> dict[str, list[str]]:
+    """Tool name -> the command line it runs (all from the workspace root)."""
+    runbook = [PYTEST, "runbook", "--env", "bench", "-q"]
+    return {
+        "shell baseline": [str(BENCH / "baseline_release.sh"), BASELINE_NAMESPACE, str(ws.app), "baseline", *SERVICES],
+        "deploybook": runbook,
+        "deploybook -n auto": [*runbook, "-n", "auto"],
+    }
+
+
+def _run(tool: str, cmd: list[str], label: str, ws: Workspace, env: dict[str, str]) -> Timed:
+    if tool == "shell baseline":
+        return run_timed(label, cmd, cwd=ws.root, env=env)
+    return run_release(label, cmd, cwd=ws.root, env=env)
+
+
+def warm_up(ws: Workspace, env: dict[str, str]) -> list[str]:
+    """One release of each kind, unmeasured; returns the problems seen."""
+    problems = []
+    for tool, cmd in commands(ws).items():
+        if tool == "deploybook -n auto":
+            continue
+        result = _run(tool, cmd, f"release-warmup-{tool.split()[0]}", ws, env)
+        if not result.ok:
+            problems.append(f"warm-up {tool} exited {result.returncode}: {result.tail[-300:]}")
+    return problems
+
+
+def measure(ws: Workspace, env: dict[str, str], runs: int) -> dict[str, Any]:
+    """Interleaved runs of every tool per scenario; medians and ratios to the baseline."""
+    tools = commands(ws)
+    figures: dict[str, Any] = {"warm_up_problems": warm_up(ws, env), "scenarios": {}}
+    names = list(tools)
+    for scenario, changed in SCENARIOS.items():
+        series = {tool: Series() for tool in tools}
+        for round_no in range(runs):
+            order = names[round_no % len(names) :] + names[: round_no % len(names)]
+            for tool in order:
+                ws.change(changed)
+                label = f"release-{len(changed)}changed-{tool.replace(' ', '_')}-{round_no + 1}"
+                result = _run(tool, tools[tool], label, ws, env)
+                if result.ok:
+                    series[tool].values.append(round(result.seconds, 2))
+                else:
+                    series[tool].failures.append(f"{label}: exit {result.returncode}: {result.tail[-400:]}")
+                say(
+                    f"release: {scenario}: {tool} run {round_no + 1}: {result.seconds:.1f}s "
+                    f"{'ok' if result.ok else 'FAILED (' + str(result.log) + ')'}"
+                )
+        figures["scenarios"][scenario] = _summary(series)
+    restore(ws)
+    return figures
+
+
+def _summary(series: dict[str, Series]) -> dict[str, Any]:
+    base = series["shell baseline"].median
+    return {
+        tool: {
+            "runs_s": s.values,
+            "median_s": s.median,
+            "ratio": ratio(s.median, base) if tool != "shell baseline" else 1.0 if base else None,
+            "failures": s.failures,
+        }
+        for tool, s in series.items()
+    }
+
+
+def restore(ws: Workspace) -> None:
+    """Remove the change files from the workspace copy."""
+    for service in SERVICES:
+        (ws.context(service) / "app" / CHANGE_FILE).unlink(missing_ok=True)

@@ -1,0 +1,155 @@
+"""``bench/results/latest.json`` and the markdown table beside it (``latest.md``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _fmt(value: float | None, unit: str = "s") -> str:
+    return "n/a" if value is None else f"{value:.2f} {unit}".strip()
+
+
+def _met(flag: bool | None) -> str:
+    return "n/a" if flag is None else ("yes" if flag else "**no**")
+
+
+def release_rows(figure: dict[str, Any]) -> list[list[str]]:
+    """One row per scenario and deploybook mode."""
+    rows = []
+    for scenario, tools in figure.get("scenarios", {}).items():
+        base = tools["shell baseline"]["median_s"]
+        for tool in ("deploybook", "deploybook -n auto"):
+            t = tools[tool]
+            r = t["ratio"]
+            rows.append(
+                [
+                    f"release, {scenario} (`pytest runbook`{' -n auto' if 'auto' in tool else ''})",
+                    _fmt(t["median_s"]),
+                    _fmt(base),
+                    _fmt(r, "x"),
+                    "ratio <= 1.0 (stretch 0.7)",
+                    _met(None if r is None else r <= 1.0),
+                ]
+            )
+    return rows
+
+
+def failure_rows(figure: dict[str, Any]) -> list[list[str]]:
+    """Apply-to-verdict and first-crash-to-verdict."""
+    if not figure:
+        return []
+    return [
+        [
+            "failure detection: apply -> verdict (crash at start)",
+            _fmt(figure.get("deploybook_apply_to_verdict_median_s")),
+            _fmt(figure.get("kubectl_apply_to_verdict_s")),
+            _fmt(figure.get("ratio"), "x"),
+            "-",
+            "-",
+        ],
+        [
+            "failure detection: first crash -> verdict",
+            _fmt(figure.get("deploybook_first_crash_to_verdict_median_s")),
+            _fmt(figure.get("kubectl_first_crash_to_verdict_s")),
+            "-",
+            "<= 20 s",
+            _met(figure.get("met")),
+        ],
+    ]
+
+
+def scale_rows(figure: dict[str, Any]) -> list[list[str]]:
+    """Wall time per size, then the request growth."""
+    rows = []
+    for n, f in figure.get("sizes", {}).items():
+        req = f.get("requests") or {}
+        target = "<= 10 s" if n == "100" else "-"
+        met = (
+            _met(None if f["deploybook_median_s"] is None else f["deploybook_median_s"] <= 10.0) if n == "100" else "-"
+        )
+        rows.append(
+            [
+                f"checks only, {n} Deployments (`pytest checks`; {req.get('api_requests', '?')} API requests, "
+                f"{req.get('kubectl_processes', '?')} kubectl exec)",
+                _fmt(f["deploybook_median_s"]),
+                _fmt(f["baseline_median_s"]),
+                _fmt(f["ratio"], "x"),
+                target,
+                met,
+            ]
+        )
+    growth = figure.get("growth_per_deployment") or {}
+    if growth:
+        rows.append(
+            [
+                "checks only: API requests added per Deployment (10 -> 100)",
+                f"{growth['api_requests']}",
+                "-",
+                "-",
+                "0 (list/watch per kind)",
+                _met(growth["api_requests"] <= 0.05),
+            ]
+        )
+    return rows
+
+
+def startup_rows(figure: dict[str, Any]) -> list[list[str]]:
+    """Collect-only wall time and peak RSS."""
+    if not figure:
+        return []
+    return [
+        [
+            "start-up: `pytest runbook --env local --collect-only` wall time",
+            _fmt(figure["deploybook_median_s"]),
+            _fmt(figure["baseline_median_s"]),
+            _fmt(figure["ratio_s"], "x"),
+            "<= 1.5 s",
+            _met(figure["met_s"]),
+        ],
+        [
+            "start-up: peak RSS",
+            _fmt(figure["deploybook_median_peak_rss_mb"], "MB"),
+            _fmt(figure["baseline_median_peak_rss_mb"], "MB"),
+            _fmt(figure["ratio_rss"], "x"),
+            "<= 150 MB",
+            _met(figure["met_rss"]),
+        ],
+    ]
+
+
+def table(results: dict[str, Any]) -> str:
+    """The markdown table: figure, deploybook, baseline, ratio, target, met?"""
+    figs = results["figures"]
+    rows = (
+        release_rows(figs.get("release", {}))
+        + failure_rows(figs.get("failure_detection", {}))
+        + scale_rows(figs.get("checks_scale", {}))
+        + startup_rows(figs.get("startup", {}))
+    )
+    lines = ["| figure | deploybook | baseline | ratio | target | met? |", "|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], notes: list[str]) -> tuple[Path, Path]:
+    """Write both files; returns their paths."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = RESULTS / "latest.json", RESULTS / "latest.md"
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    meta = results["meta"]
+    text = [
+        f"Measured {meta['finished']} on {meta['host']} ({meta['cpus']} cores), commit {meta['commit']}, "
+        f"with `{meta['command']}` in {meta['total_s']:.0f} s. Medians of {meta['runs_note']}; "
+        "baseline runs interleaved with deploybook's in the same invocation.",
+        "",
+        table(results),
+        "",
+    ]
+    if notes:
+        text += ["Notes and missed targets:", ""] + [f"- {n}" for n in notes] + [""]
+    md_path.write_text("\n".join(text))
+    return json_path, md_path
