@@ -72,19 +72,14 @@ def deployed(kube: Any, environment: Any) -> dict[str, list[Workload]]:
         items, _ = list_raw(getattr(getattr(kube, group), method), namespace)
         for obj in items:
             template = obj.get("spec", {}).get("template", {})
-            images = [
-                c.get("image", "")
-                for c in template.get("spec", {}).get("containers", [])
-            ]
+            images = [c.get("image", "") for c in template.get("spec", {}).get("containers", [])]
             for svc in environment.services:
                 if any(image_matches(image, svc.image) for image in images):
                     found[svc.name].append(_workload(kind, obj, template))
     return found
 
 
-def _workload(
-    kind: str, obj: Mapping[str, Any], template: Mapping[str, Any]
-) -> Workload:
+def _workload(kind: str, obj: Mapping[str, Any], template: Mapping[str, Any]) -> Workload:
     spec = obj.get("spec", {})
     desired = spec.get("replicas", 1) if kind != "Job" else spec.get("completions") or 1
     containers = template.get("spec", {}).get("containers", [])
@@ -113,9 +108,7 @@ def recorded(release: Any, kube: Any, environment: Any) -> dict[str, Any]:
     """
     from deploybook.record import load_from_cluster
 
-    record = getattr(release, "source_record", None) or load_from_cluster(
-        kube, environment.cluster.namespace
-    )
+    record = getattr(release, "source_record", None) or load_from_cluster(kube, environment.cluster.namespace)
     results = dict(record.services) if record else {}
     results.update({k: v for k, v in (release.results or {}).items() if v.digest})
     git = (record.git if record else {}) or {}

@@ -58,8 +58,7 @@ def test_workloads_rolled_out(
                 continue
             allure.attach(
                 "\n".join(f"{t:7.2f}s {m}" for t, m in result.timeline),
-                f"{wl.name} timeline (deadline {result.deadline_s:.0f}s from "
-                f"{result.deadline_source})",
+                f"{wl.name} timeline (deadline {result.deadline_s:.0f}s from {result.deadline_source})",
                 allure.attachment_type.TEXT,
             )
             ready.append(f"{result.ready}/{result.desired}")

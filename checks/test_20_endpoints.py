@@ -18,17 +18,13 @@ from deploybook.kubewatch import list_raw
 from deploybook.status import note_status
 
 
-def _services_for(
-    kube: Any, namespace: str, workloads: list[Any]
-) -> list[dict[str, Any]]:
+def _services_for(kube: Any, namespace: str, workloads: list[Any]) -> list[dict[str, Any]]:
     items, _ = list_raw(kube.core.list_namespaced_service, namespace)
     return [
         s
         for s in items
         if (sel := s.get("spec", {}).get("selector"))
-        and any(
-            all(w.pod_labels.get(k) == v for k, v in sel.items()) for w in workloads
-        )
+        and any(all(w.pod_labels.get(k) == v for k, v in sel.items()) for w in workloads)
     ]
 
 
@@ -75,22 +71,17 @@ def test_service_endpoints_ready_and_answering(
             external_url=getattr(check, "url", None),
         )
         allure.attach(
-            f"GET {result.url}\n{result.status} in {result.latency_ms} ms\n\n"
-            f"{result.body}",
+            f"GET {result.url}\n{result.status} in {result.latency_ms} ms\n\n{result.body}",
             f"GET {check.path}",
             allure.attachment_type.TEXT,
         )
         if result.forbidden:
-            note_status(
-                request.node, service.name, endpoints="; ".join(verdicts) + ", HTTP n/a"
-            )
+            note_status(request.node, service.name, endpoints="; ".join(verdicts) + ", HTTP n/a")
             pytest.skip(
                 f"context {kube.context} may not get services/proxy (the view role "
                 f"lacks it): HTTP check {check.path} of {target} not run"
             )
         problems += [f"GET {check.path} on {target}: {p}" for p in result.problems]
-    http = (
-        "" if not service.http else (", HTTP ok" if not problems else ", HTTP failed")
-    )
+    http = "" if not service.http else (", HTTP ok" if not problems else ", HTTP failed")
     note_status(request.node, service.name, endpoints="; ".join(verdicts) + http)
     assert not problems, "\n".join(problems)

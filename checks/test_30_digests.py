@@ -54,9 +54,7 @@ def test_running_digest_is_recorded_digest(
         )
     ]
     allure.attach(
-        "\n".join(
-            f"{c.pod}/{c.container}: {c.image_id or '(not pulled)'}" for c in running
-        ),
+        "\n".join(f"{c.pod}/{c.container}: {c.image_id or '(not pulled)'}" for c in running),
         "running imageIDs",
         allure.attachment_type.TEXT,
     )

@@ -37,13 +37,15 @@ def _look_inside(service: Any, namespace: str, kube: Any, workloads: list[Any]) 
         target = running[attempt % len(running)]
         try:
             return inspect_container(
-                target.pod, target.container, namespace,
-                context=kube.context, kubeconfig=getattr(kube, "kubeconfig", None) or None,
+                target.pod,
+                target.container,
+                namespace,
+                context=kube.context,
+                kubeconfig=getattr(kube, "kubeconfig", None) or None,
             )
         except ExecForbidden as exc:
             pytest.skip(
-                f"context {kube.context} may not exec into pods (needs create pods/exec; "
-                f"the view role lacks it): {exc}"
+                f"context {kube.context} may not exec into pods (needs create pods/exec; the view role lacks it): {exc}"
             )
         except ExecFailed as exc:
             errors.append(str(exc))
@@ -65,6 +67,5 @@ def test_runs_as_non_root_and_listens(
     assert facts.uid != 0, f"{where} runs as root (uid 0); expected a non-root user"
     if service.port is not None:
         assert service.port in facts.listening, (
-            f"{where} listens on {sorted(facts.listening) or 'no TCP port'}, "
-            f"not on the declared port {service.port}"
+            f"{where} listens on {sorted(facts.listening) or 'no TCP port'}, not on the declared port {service.port}"
         )

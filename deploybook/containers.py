@@ -105,9 +105,7 @@ def inspect_container(
 ) -> ContainerFacts:
     """Run `id -u` and read the TCP tables in the container; raise ExecForbidden/ExecFailed."""
     where = f"pod {namespace}/{pod} container {container}"
-    run = run or _testinfra_runner(
-        kubectl_url(pod, container, namespace, context=context, kubeconfig=kubeconfig)
-    )
+    run = run or _testinfra_runner(kubectl_url(pod, container, namespace, context=context, kubeconfig=kubeconfig))
     uid = _run(run, UID_COMMAND)
     if uid.rc != 0 or not uid.stdout.strip().isdigit():
         raise ExecFailed(
@@ -117,9 +115,6 @@ def inspect_container(
     tcp = _run(run, TCP_COMMAND)
     if "local_address" not in tcp.stdout:
         raise ExecFailed(
-            f"`{TCP_COMMAND}` in {where} exited {tcp.rc} without a socket table: "
-            f"stderr {(tcp.stderr or '').strip()!r}"
+            f"`{TCP_COMMAND}` in {where} exited {tcp.rc} without a socket table: stderr {(tcp.stderr or '').strip()!r}"
         )
-    return ContainerFacts(
-        pod, container, int(uid.stdout.strip()), frozenset(listening_ports(tcp.stdout))
-    )
+    return ContainerFacts(pod, container, int(uid.stdout.strip()), frozenset(listening_ports(tcp.stdout)))

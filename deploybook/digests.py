@@ -65,10 +65,7 @@ class DigestMismatch:
 
     def __str__(self) -> str:
         running = self.running or "no digest yet (image not pulled)"
-        return (
-            f"pod {self.pod} container {self.container}: running {running}, "
-            f"recorded {self.recorded}"
-        )
+        return f"pod {self.pod} container {self.container}: running {running}, recorded {self.recorded}"
 
 
 def digest_of(reference: str) -> str | None:
@@ -100,21 +97,14 @@ def running_images(
     With `image_repository` (e.g. `dx29/gateway`), only containers whose spec image is from
     that repository are kept, so sidecars of other images are not judged against the service.
     """
-    pods, _ = list_raw(
-        kube.core.list_namespaced_pod, namespace, label_selector=selector
-    )
+    pods, _ = list_raw(kube.core.list_namespaced_pod, namespace, label_selector=selector)
     found: list[RunningContainer] = []
     for pod in pods:
         meta = pod.get("metadata", {})
         if meta.get("deletionTimestamp"):
             continue
-        specs = {
-            c["name"]: c.get("image", "")
-            for c in pod.get("spec", {}).get("containers", [])
-        }
-        statuses = {
-            c["name"]: c for c in pod.get("status", {}).get("containerStatuses") or ()
-        }
+        specs = {c["name"]: c.get("image", "") for c in pod.get("spec", {}).get("containers", [])}
+        statuses = {c["name"]: c for c in pod.get("status", {}).get("containerStatuses") or ()}
         for name, image in specs.items():
             if image_repository and not image_matches(image, image_repository):
                 continue
@@ -139,27 +129,17 @@ def image_matches(image: str, repository: str) -> bool:
     return name == repository or name.endswith("/" + repository)
 
 
-def digest_mismatches(
-    running: Iterable[RunningContainer], recorded: str
-) -> list[DigestMismatch]:
+def digest_mismatches(running: Iterable[RunningContainer], recorded: str) -> list[DigestMismatch]:
     """Every container whose running digest is not `recorded`."""
-    return [
-        DigestMismatch(c.pod, c.container, c.digest, recorded)
-        for c in running
-        if c.digest != recorded
-    ]
+    return [DigestMismatch(c.pod, c.container, c.digest, recorded) for c in running if c.digest != recorded]
 
 
-def registry_problem(
-    registry: ManifestSource, repository: str, digest: str, tag: str | None = None
-) -> str | None:
+def registry_problem(registry: ManifestSource, repository: str, digest: str, tag: str | None = None) -> str | None:
     """None when the registry serves `digest` (and `tag` points at it); else what is wrong."""
     try:
         served = registry.manifest_digest(repository, digest)
     except RegistryError as exc:
-        return (
-            f"registry {registry.address} does not serve {repository}@{digest}: {exc}"
-        )
+        return f"registry {registry.address} does not serve {repository}@{digest}: {exc}"
     if served != digest:
         return f"registry {registry.address} answers {served} for {repository}@{digest}"
     if tag:

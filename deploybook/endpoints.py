@@ -64,9 +64,7 @@ class EndpointReport:
         """Short status for the summary table."""
         if not self.slices:
             return "no EndpointSlice"
-        return f"{len(self.ready)} ready" + (
-            f", {len(self.not_ready)} not" if self.not_ready else ""
-        )
+        return f"{len(self.ready)} ready" + (f", {len(self.not_ready)} not" if self.not_ready else "")
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,7 @@ class HttpResult:
     @property
     def forbidden(self) -> bool:
         """The API server refused the proxy request (the context lacks services/proxy)."""
-        return (
-            self.status == 403
-            and "/proxy/" in self.url
-            and '"kind":"Status"' in self.body
-        )
+        return self.status == 403 and "/proxy/" in self.url and '"kind":"Status"' in self.body
 
 
 def ready_endpoints(kube: Any, namespace: str, service: str) -> EndpointReport:
@@ -106,15 +100,10 @@ def ready_endpoints(kube: Any, namespace: str, service: str) -> EndpointReport:
     for item in slices:
         for endpoint in item.get("endpoints") or ():
             target = (endpoint.get("targetRef") or {}).get("name", "?")
-            where = [
-                f"{address} (pod {target})"
-                for address in endpoint.get("addresses") or ()
-            ]
+            where = [f"{address} (pod {target})" for address in endpoint.get("addresses") or ()]
             is_ready = (endpoint.get("conditions") or {}).get("ready") is not False
             (ready if is_ready else not_ready).extend(where)
-    return EndpointReport(
-        namespace, service, tuple(ready), tuple(not_ready), len(slices)
-    )
+    return EndpointReport(namespace, service, tuple(ready), tuple(not_ready), len(slices))
 
 
 def service_port_for(
@@ -143,10 +132,7 @@ def service_port_for(
 
 def proxy_path(namespace: str, service: str, port: int | str, path: str) -> str:
     """The API server path that proxies `path` to `service:port`."""
-    return (
-        f"/api/v1/namespaces/{quote(namespace)}/services/{quote(service)}:{port}"
-        f"/proxy/{path.lstrip('/')}"
-    )
+    return f"/api/v1/namespaces/{quote(namespace)}/services/{quote(service)}:{port}/proxy/{path.lstrip('/')}"
 
 
 def http_check(
@@ -167,9 +153,7 @@ def http_check(
         status, body = _get_external(url, timeout_s, ca_file)
     else:
         url = kube.server.rstrip("/") + proxy_path(namespace, service, port, check.path)
-        status, body = _get_through_proxy(
-            kube, proxy_path(namespace, service, port, check.path), timeout_s
-        )
+        status, body = _get_through_proxy(kube, proxy_path(namespace, service, port, check.path), timeout_s)
     latency_ms = (time.monotonic() - started) * 1000
     problems = _judge(check, status, body, latency_ms)
     return HttpResult(url, status, round(latency_ms, 1), body[:BODY_LIMIT], problems)
@@ -178,11 +162,7 @@ def http_check(
 def _get_through_proxy(kube: Any, path: str, timeout_s: float) -> tuple[int, str]:
     api = kube.api_client
     resource, _, query = path.partition("?")
-    params = (
-        [tuple(p.split("=", 1)) for p in query.split("&") if "=" in p]
-        if query
-        else None
-    )
+    params = [tuple(p.split("=", 1)) for p in query.split("&") if "=" in p] if query else None
     method, url, headers, _body, _post = api.param_serialize(
         "GET",
         resource,
@@ -190,9 +170,7 @@ def _get_through_proxy(kube: Any, path: str, timeout_s: float) -> tuple[int, str
         header_params={"Accept": "*/*"},
         auth_settings=["BearerToken"],
     )
-    response = api.call_api(
-        method, url, header_params=headers, _request_timeout=timeout_s
-    )
+    response = api.call_api(method, url, header_params=headers, _request_timeout=timeout_s)
     data = response.read() if response.data is None else response.data
     return int(response.status), (data or b"").decode("utf-8", errors="replace")
 
@@ -203,16 +181,12 @@ def _get_external(url: str, timeout_s: float, ca_file: str | None) -> tuple[int,
     return response.status_code, response.text
 
 
-def _judge(
-    check: HttpCheckSpec, status: int, body: str, latency_ms: float
-) -> tuple[str, ...]:
+def _judge(check: HttpCheckSpec, status: int, body: str, latency_ms: float) -> tuple[str, ...]:
     problems: list[str] = []
     if status != check.expect_status:
         problems.append(f"status {status}, expected {check.expect_status}")
     if check.latency_ms is not None and latency_ms > check.latency_ms:
-        problems.append(
-            f"answered in {latency_ms:.0f} ms, budget {check.latency_ms} ms"
-        )
+        problems.append(f"answered in {latency_ms:.0f} ms, budget {check.latency_ms} ms")
     if check.expect_text is not None and check.expect_text not in body:
         problems.append(f"body does not contain {check.expect_text!r}")
     if check.expect_json:

@@ -40,11 +40,7 @@ def note_status(node: pytest.Item, service: str, **cells: str) -> None:
 
 
 def _short(digest: str) -> str:
-    return (
-        digest[:19] + "…"
-        if digest.startswith("sha256:") and len(digest) > 19
-        else digest
-    )
+    return digest[:19] + "…" if digest.startswith("sha256:") and len(digest) > 19 else digest
 
 
 def _cells(row: Mapping[str, str]) -> list[str]:
@@ -62,10 +58,7 @@ def format_table(rows: Iterable[Mapping[str, str]]) -> list[str]:
     """The table as lines: a header and one line per service, columns padded."""
     table = [[title for _, title in COLUMNS]] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    return [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in table
-    ]
+    return ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table]
 
 
 class StatusTable:

@@ -40,7 +40,7 @@ class Verdict:
 def _condition(obj: Mapping[str, Any], ctype: str) -> Mapping[str, Any]:
     for cond in obj.get("status", {}).get("conditions") or ():
         if cond.get("type") == ctype:
-            return cond
+            return dict(cond)
     return {}
 
 
@@ -54,35 +54,27 @@ def _deployment(obj: Mapping[str, Any]) -> Verdict:
     updated, total = st.get("updatedReplicas", 0), st.get("replicas", 0)
     available = st.get("availableReplicas", 0)
     if not _observed(obj):
-        return Verdict(
-            False, "waiting for the spec update to be observed", desired=want
-        )
+        return Verdict(False, "waiting for the spec update to be observed", desired=want)
     progressing = _condition(obj, "Progressing")
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         msg = progressing.get("message", "progress deadline exceeded")
         return Verdict(False, msg, "ProgressDeadlineExceeded", available, want)
     if updated < want:
-        return Verdict(
-            False, f"{updated} of {want} new replicas updated", None, available, want
-        )
+        return Verdict(False, f"{updated} of {want} new replicas updated", None, available, want)
     if total > updated:
         msg = f"{total - updated} old replicas pending termination"
         return Verdict(False, msg, None, available, want)
     if available < updated:
         msg = f"{available} of {updated} updated replicas available"
         return Verdict(False, msg, None, available, want)
-    return Verdict(
-        True, f"{available} of {want} replicas available", None, available, want
-    )
+    return Verdict(True, f"{available} of {want} replicas available", None, available, want)
 
 
 def _statefulset(obj: Mapping[str, Any]) -> Verdict:
     st, spec = obj.get("status", {}), obj.get("spec", {})
     want, ready = spec.get("replicas", 1), st.get("readyReplicas", 0)
     if not st.get("observedGeneration") or not _observed(obj):
-        return Verdict(
-            False, "waiting for the spec update to be observed", desired=want
-        )
+        return Verdict(False, "waiting for the spec update to be observed", desired=want)
     if ready < want:
         return Verdict(False, f"{ready} of {want} pods ready", None, ready, want)
     strategy = spec.get("updateStrategy", {})
@@ -107,17 +99,11 @@ def _daemonset(obj: Mapping[str, Any]) -> Verdict:
         st.get("numberAvailable", 0),
     )
     if not _observed(obj):
-        return Verdict(
-            False, "waiting for the spec update to be observed", desired=want
-        )
+        return Verdict(False, "waiting for the spec update to be observed", desired=want)
     if updated < want:
-        return Verdict(
-            False, f"{updated} of {want} pods updated", None, available, want
-        )
+        return Verdict(False, f"{updated} of {want} pods updated", None, available, want)
     if available < want:
-        return Verdict(
-            False, f"{available} of {want} pods available", None, available, want
-        )
+        return Verdict(False, f"{available} of {want} pods available", None, available, want)
     return Verdict(True, f"{available} of {want} pods available", None, available, want)
 
 
@@ -127,16 +113,12 @@ def _job(obj: Mapping[str, Any]) -> Verdict:
     done = st.get("succeeded", 0)
     failed = _condition(obj, "Failed")
     if failed.get("status") == "True":
-        detail = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(
-            ": "
-        )
+        detail = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(": ")
         return Verdict(False, detail, "JobFailed", done, want)
     if _condition(obj, "Complete").get("status") == "True":
         return Verdict(True, f"{done} of {want} completions", None, done, want)
     active = st.get("active", 0)
-    return Verdict(
-        False, f"{done} of {want} completions, {active} active", None, done, want
-    )
+    return Verdict(False, f"{done} of {want} completions, {active} active", None, done, want)
 
 
 _EVALUATORS: dict[str, Callable[[Mapping[str, Any]], Verdict]] = {
@@ -152,24 +134,18 @@ def evaluate_workload(kind: str, obj: Mapping[str, Any]) -> Verdict:
     return _EVALUATORS[kind](obj)
 
 
-def pod_failure(
-    pod: Mapping[str, Any], *, judge_crashes: bool = True
-) -> tuple[str, str] | None:
+def pod_failure(pod: Mapping[str, Any], *, judge_crashes: bool = True) -> tuple[str, str] | None:
     """Return (cause, detail) when a pod shows a failure that waiting will not heal."""
     name = pod.get("metadata", {}).get("name", "?")
     st = pod.get("status", {})
-    for cs in (st.get("initContainerStatuses") or []) + (
-        st.get("containerStatuses") or []
-    ):
+    for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
         where = f"pod {name} container {cs.get('name')}"
         waiting = (cs.get("state") or {}).get("waiting") or {}
         reason, message = waiting.get("reason", ""), waiting.get("message", "")
         if reason in PULL_FAILURES:
             return "ImagePullBackOff", f"{where}: {reason}: {message}".rstrip(": ")
         if reason in CONFIG_FAILURES:
-            return "CreateContainerConfigError", f"{where}: {reason}: {message}".rstrip(
-                ": "
-            )
+            return "CreateContainerConfigError", f"{where}: {reason}: {message}".rstrip(": ")
         crash = _crash(cs) if judge_crashes else None
         if crash:
             return crash[0], f"{where}: {crash[1]}"
@@ -190,8 +166,7 @@ def _crash(cs: Mapping[str, Any]) -> tuple[str, str] | None:
     for term in (now, last):
         if term.get("exitCode", 0) != 0 and (restarts >= 1 or term is now):
             return "CrashLoopBackOff", (
-                f"exited with code {term['exitCode']} ({term.get('reason', 'Error')}), "
-                f"restarts {restarts}"
+                f"exited with code {term['exitCode']} ({term.get('reason', 'Error')}), restarts {restarts}"
             )
     return None
 

@@ -58,13 +58,17 @@ def registry_auth(cluster_ready: dict[str, str]) -> Any:
     from deploybook.registry import resolve_credentials
 
     env = cluster_ready
-    return resolve_credentials(env["DEPLOYBOOK_REGISTRY"], username=env["DEPLOYBOOK_REGISTRY_USER"],
-                               password_file=env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"])
+    return resolve_credentials(
+        env["DEPLOYBOOK_REGISTRY"],
+        username=env["DEPLOYBOOK_REGISTRY_USER"],
+        password_file=env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"],
+    )
 
 
 @pytest.fixture(scope="module")
-def tiny_images(cluster_ready: dict[str, str], registry_auth: Any,
-                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tiny_images(
+    cluster_ready: dict[str, str], registry_auth: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """Variant -> PushResult of the tiny busybox image; variants differ only by a label."""
     import docker
 
@@ -80,10 +84,21 @@ def tiny_images(cluster_ready: dict[str, str], registry_auth: Any,
     pushed = {}
     try:
         for variant in ("a", "b"):
-            built = build_image(client, context=context, dockerfile="Dockerfile", tag=f"{repository}:{variant}",
-                                labels={"org.deploybook.e2e.variant": variant})
-            pushed[variant] = push_image(client, repository=repository, tag=variant, auth=registry_auth,
-                                         source=built.image_id, ca_file=cluster_ready["DEPLOYBOOK_REGISTRY_CA"])
+            built = build_image(
+                client,
+                context=context,
+                dockerfile="Dockerfile",
+                tag=f"{repository}:{variant}",
+                labels={"org.deploybook.e2e.variant": variant},
+            )
+            pushed[variant] = push_image(
+                client,
+                repository=repository,
+                tag=variant,
+                auth=registry_auth,
+                source=built.image_id,
+                ca_file=cluster_ready["DEPLOYBOOK_REGISTRY_CA"],
+            )
     finally:
         client.close()
     assert pushed["a"].digest != pushed["b"].digest
@@ -104,29 +119,44 @@ def namespace(admin: Any, cluster_ready: dict[str, str], registry_auth: Any) -> 
         admin.core.delete_namespace(name, propagation_policy="Background")
 
 
-def deployment(name: str, image: str, *, command: list[str] | None = None, ready_path: str = "/health",
-               replicas: int = 1) -> dict[str, Any]:
+def deployment(
+    name: str, image: str, *, command: list[str] | None = None, ready_path: str = "/health", replicas: int = 1
+) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": "web", "image": image, "ports": [{"name": "http", "containerPort": 8080}],
+        "name": "web",
+        "image": image,
+        "ports": [{"name": "http", "containerPort": 8080}],
         "readinessProbe": {"httpGet": {"path": ready_path, "port": "http"}, "periodSeconds": 2},
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
     }
     if command:
         container["command"] = command
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
         "spec": {
-            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                "containers": [container], "imagePullSecrets": [{"name": PULL_SECRET}],
-                "terminationGracePeriodSeconds": 1}},
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [container],
+                    "imagePullSecrets": [{"name": PULL_SECRET}],
+                    "terminationGracePeriodSeconds": 1,
+                },
+            },
         },
     }
 
 
 def service(name: str, selector: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
 
 
 def rollout_failure(admin: Any, namespace: str, name: str, timeout_s: float) -> RolloutFailed:
@@ -138,9 +168,13 @@ def rollout_failure(admin: Any, namespace: str, name: str, timeout_s: float) -> 
 def first_crash(admin: Any, namespace: str, app: str) -> dt.datetime:
     """The earliest finishedAt of a terminated container of the app's pods (the first crash)."""
     pods = admin.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
-    ends = [term.finished_at
-            for pod in pods for cs in pod.status.container_statuses or ()
-            for term in (cs.state.terminated, cs.last_state.terminated) if term and term.finished_at]
+    ends = [
+        term.finished_at
+        for pod in pods
+        for cs in pod.status.container_statuses or ()
+        for term in (cs.state.terminated, cs.last_state.terminated)
+        if term and term.finished_at
+    ]
     assert ends, f"no terminated container in {namespace}: nothing crashed?"
     return min(ends)
 
@@ -152,11 +186,13 @@ def test_crashing_container_is_reported_within_30s_of_its_first_crash(
     crash = ["/bin/busybox", "sh", "-c", "sleep 6; echo 'config missing, giving up' >&2; exit 3"]
     admin.apps.create_namespaced_deployment(namespace, deployment("crasher", tiny_images["a"].ref, command=crash))
     failure = rollout_failure(admin, namespace, "crasher", timeout_s=120)
-    verdict_at = dt.datetime.now(dt.timezone.utc)
+    verdict_at = dt.datetime.now(dt.UTC)
     crashed_at = first_crash(admin, namespace, "crasher")
     seconds = (verdict_at - crashed_at).total_seconds()
-    print(f"\ncrash-loop verdict {seconds:.1f} s after the first crash (finishedAt {crashed_at.isoformat()}, "
-          f"whole-second resolution; rollout waited {failure.elapsed_s:.1f} s)")
+    print(
+        f"\ncrash-loop verdict {seconds:.1f} s after the first crash (finishedAt {crashed_at.isoformat()}, "
+        f"whole-second resolution; rollout waited {failure.elapsed_s:.1f} s)"
+    )
     assert failure.cause == "CrashLoopBackOff", str(failure)
     assert "exited with code 3" in failure.detail
     assert any("giving up" in tail for tail in failure.evidence.logs.values()), failure.evidence.as_text()
@@ -178,8 +214,9 @@ def test_unpullable_digest_fails_with_image_pull_cause(
 def test_readiness_probe_that_never_passes_times_out_with_the_probe_failures(
     admin: Any, namespace: str, tiny_images: dict[str, Any]
 ) -> None:
-    admin.apps.create_namespaced_deployment(namespace, deployment("unready", tiny_images["a"].ref,
-                                                                  ready_path="/not-there"))
+    admin.apps.create_namespaced_deployment(
+        namespace, deployment("unready", tiny_images["a"].ref, ready_path="/not-there")
+    )
     failure = rollout_failure(admin, namespace, "unready", timeout_s=25)
     assert failure.cause == "Timeout", str(failure)
     assert "0 of 1 updated replicas available" in failure.detail
@@ -188,9 +225,7 @@ def test_readiness_probe_that_never_passes_times_out_with_the_probe_failures(
     assert "Readiness probe failed" in evidence and "404" in evidence, evidence
 
 
-def test_service_with_no_endpoints_is_reported_empty(
-    admin: Any, namespace: str, tiny_images: dict[str, Any]
-) -> None:
+def test_service_with_no_endpoints_is_reported_empty(admin: Any, namespace: str, tiny_images: dict[str, Any]) -> None:
     admin.apps.create_namespaced_deployment(namespace, deployment("web", tiny_images["a"].ref))
     wait_for_rollout(admin, "Deployment", namespace, "web", timeout_s=120)
     admin.core.create_namespaced_service(namespace, service("web", {"app": "web"}))
@@ -243,9 +278,15 @@ def checks_root(tmp_path: Path, namespace: str, recorded: Any) -> Path:
     (root / "conftest.py").write_text('pytest_plugins = ["deploybook.plugin"]\n')
     (root / "environments").mkdir()
     (root / "environments" / "broken.yaml").write_text(ENVIRONMENT.format(namespace=namespace, repository=REPOSITORY))
-    record = {"run_id": "e2e-broken", "environment": "broken", "namespace": namespace, "outcome": "passed",
-              "finished": "2026-01-01T00:00:00Z", "git": {"commit": "e2e"},
-              "services": {"web": {"image": recorded.repository, "tag": recorded.tag, "digest": recorded.digest}}}
+    record = {
+        "run_id": "e2e-broken",
+        "environment": "broken",
+        "namespace": namespace,
+        "outcome": "passed",
+        "finished": "2026-01-01T00:00:00Z",
+        "git": {"commit": "e2e"},
+        "services": {"web": {"image": recorded.repository, "tag": recorded.tag, "digest": recorded.digest}},
+    }
     (root / "release.json").write_text(json.dumps(record))
     return root
 
@@ -257,25 +298,58 @@ def test_set_image_after_release_is_caught_by_the_digest_check(
     admin.apps.create_namespaced_deployment(namespace, deployment("web", released.ref))
     admin.core.create_namespaced_service(namespace, service("web", {"app": "web"}))
     wait_for_rollout(admin, "Deployment", namespace, "web", timeout_s=120)
-    subprocess.run(["kubectl", "--context", "deploybook-admin", "-n", namespace, "set", "image",
-                    "deployment/web", f"web={other.ref}"], env=cluster_ready, check=True, timeout=60,
-                   capture_output=True)
+    subprocess.run(
+        [
+            "kubectl",
+            "--context",
+            "deploybook-admin",
+            "-n",
+            namespace,
+            "set",
+            "image",
+            "deployment/web",
+            f"web={other.ref}",
+        ],
+        env=cluster_ready,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     wait_for_rollout(admin, "Deployment", namespace, "web", timeout_s=120)
     pods = admin.core.list_namespaced_pod(namespace, label_selector="app=web").items
     (pod,) = [p.metadata.name for p in pods if p.metadata.deletion_timestamp is None]  # the old one is going
 
     root = checks_root(tmp_path, namespace, released)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "checks", "--env", "broken", "--release", "release.json",
-         "--kube-context", "deploybook-view", "-p", "no:cacheprovider", "-rA"],
-        cwd=root, env={**cluster_ready, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-        timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "checks",
+            "--env",
+            "broken",
+            "--release",
+            "release.json",
+            "--kube-context",
+            "deploybook-view",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+        ],
+        cwd=root,
+        env={**cluster_ready, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, f"checks should fail on the changed image:\n{out[-5000:]}"
     assert "FAILED checks/test_30_digests.py::test_running_digest_is_recorded_digest[web]" in out, out[-5000:]
     assert f"pod {pod} container web: running {other.digest}, recorded {released.digest}" in out, out[-5000:]
-    for passing in ("test_10_rollout.py::test_workloads_rolled_out[web]",
-                    "test_20_endpoints.py::test_service_endpoints_ready_and_answering[web]"):
+    for passing in (
+        "test_10_rollout.py::test_workloads_rolled_out[web]",
+        "test_20_endpoints.py::test_service_endpoints_ready_and_answering[web]",
+    ):
         assert f"PASSED checks/{passing}" in out, f"{passing} should pass:\n{out[-5000:]}"
     assert "! sha256:" in out, "the status table does not mark the digest mismatch"

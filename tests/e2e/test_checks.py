@@ -35,18 +35,30 @@ def test_checks_and_their_modules_never_write() -> None:
     assert not hits, "write calls in read-only checks:\n" + "\n".join(hits)
 
 
-ORDER = ["runbook/test_10_build.py", "runbook/test_20_push.py", "runbook/test_30_apply.py",
-         "checks/test_10_rollout.py", "checks/test_20_endpoints.py", "checks/test_30_digests.py",
-         "checks/test_40_containers.py"]
+ORDER = [
+    "runbook/test_10_build.py",
+    "runbook/test_20_push.py",
+    "runbook/test_30_apply.py",
+    "checks/test_10_rollout.py",
+    "checks/test_20_endpoints.py",
+    "checks/test_30_digests.py",
+    "checks/test_40_containers.py",
+]
 
 
 def _collected_modules(env: dict[str, str], *args: str) -> list[str]:
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "pytest", *args, "--env", "local", "--collect-only", "-q",
-                           "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--env", "local", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     modules: list[str] = []
     for line in proc.stdout.splitlines():

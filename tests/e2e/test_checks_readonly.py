@@ -27,7 +27,11 @@ VOLATILE = {"events", "events.events.k8s.io"}
 def kubectl(env: dict[str, str], *args: str, context: str = "deploybook-admin") -> str:
     proc = subprocess.run(
         ["kubectl", "--context", context, *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr}"
     return proc.stdout
@@ -57,7 +61,12 @@ def namespace_versions(env: dict[str, str]) -> dict[str, str]:
 def run_pytest(env: dict[str, str], *args: str, timeout: int = 1200) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", *args, "--env", "local", "-p", "no:cacheprovider", "-rs"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -66,8 +75,10 @@ def live_release(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPat
     """The stack environment, once dx29-local holds a release record and no release is running."""
     env = cluster_ready
     names = kubectl(env, "get", "namespaces", "-o", "name").split()
-    has_record = f"namespace/{NAMESPACE}" in names and "configmap/deploybook-release" in kubectl(
-        env, "-n", NAMESPACE, "get", "configmaps", "-o", "name").split()
+    has_record = (
+        f"namespace/{NAMESPACE}" in names
+        and "configmap/deploybook-release" in kubectl(env, "-n", NAMESPACE, "get", "configmaps", "-o", "name").split()
+    )
     if not has_record:
         reports = tmp_path_factory.mktemp("release")
         proc = run_pytest(env, "runbook", "--reports-dir", str(reports))
@@ -78,11 +89,19 @@ def live_release(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPat
 
 def test_view_context_cannot_write(live_release: dict[str, str]) -> None:
     """The context under test really is read-only (else the test below would prove little)."""
-    for verb, resource in (("create", "pods"), ("patch", "deployments"), ("delete", "configmaps"),
-                           ("create", "pods/exec")):
+    for verb, resource in (
+        ("create", "pods"),
+        ("patch", "deployments"),
+        ("delete", "configmaps"),
+        ("create", "pods/exec"),
+    ):
         proc = subprocess.run(
             ["kubectl", "--context", "deploybook-view", "-n", NAMESPACE, "auth", "can-i", verb, resource],
-            env=live_release, capture_output=True, text=True, timeout=60, check=False,
+            env=live_release,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert proc.stdout.strip() == "no", f"deploybook-view may {verb} {resource}: {proc.stdout}"
 
@@ -95,8 +114,9 @@ def test_checks_pass_read_only_and_change_nothing(
     for _ in range(3):  # a release by someone else in between makes a snapshot moot: redo
         wait_for_quiet_namespace(env)
         before = namespace_versions(env)
-        proc = run_pytest(env, "checks", "--kube-context", "deploybook-view",
-                          "--reports-dir", str(tmp_path / "reports"), *workers)
+        proc = run_pytest(
+            env, "checks", "--kube-context", "deploybook-view", "--reports-dir", str(tmp_path / "reports"), *workers
+        )
         after = namespace_versions(env)
         if not release_in_progress(env) and not _changed_by_a_release(before, after):
             break

@@ -58,8 +58,7 @@ def test_kubectl_url_carries_context_and_a_single_kubeconfig() -> None:
 
 
 def test_inspect_reports_uid_and_ports_even_when_tcp6_is_missing() -> None:
-    run = runner(uid=Result(0, "10001\n"),
-                 tcp=Result(1, TCP, "cat: can't open '/proc/net/tcp6': No such file"))
+    run = runner(uid=Result(0, "10001\n"), tcp=Result(1, TCP, "cat: can't open '/proc/net/tcp6': No such file"))
     facts = inspect_container("web-1", "web", "ns", run=run)
     assert (facts.uid, facts.listening) == (10001, frozenset({80}))
 

@@ -64,12 +64,8 @@ def test_digest_of_reads_containerd_and_docker_forms() -> None:
 
 
 def test_repository_path_strips_registry_tag_and_digest() -> None:
-    assert (
-        repository_path(f"localhost:5000/dx29/web@{A}", "localhost:5000") == "dx29/web"
-    )
-    assert (
-        repository_path("localhost:5000/dx29/web:1.2", "localhost:5000") == "dx29/web"
-    )
+    assert repository_path(f"localhost:5000/dx29/web@{A}", "localhost:5000") == "dx29/web"
+    assert repository_path("localhost:5000/dx29/web:1.2", "localhost:5000") == "dx29/web"
 
 
 def test_mismatch_names_pod_container_and_both_digests() -> None:
@@ -87,9 +83,7 @@ def test_mismatch_names_pod_container_and_both_digests() -> None:
         "app",
         "app",
     ]  # sidecar and leaver skipped
-    assert kube.calls == [
-        ("ns", {"_preload_content": False, "label_selector": "app=web"})
-    ]
+    assert kube.calls == [("ns", {"_preload_content": False, "label_selector": "app=web"})]
     found = [str(m) for m in digest_mismatches(running, A)]
     assert found == [
         f"pod web-2 container app: running {B}, recorded {A}",
@@ -113,8 +107,6 @@ class FakeRegistry:
 def test_registry_problem_covers_gone_digest_and_moved_tag() -> None:
     assert registry_problem(FakeRegistry({A: A, "v1": A}), "dx29/web", A, "v1") is None
     gone = RegistryError("manifest dx29/web:x not found")
-    assert "does not serve dx29/web@" in str(
-        registry_problem(FakeRegistry({A: gone}), "dx29/web", A)
-    )
+    assert "does not serve dx29/web@" in str(registry_problem(FakeRegistry({A: gone}), "dx29/web", A))
     moved = registry_problem(FakeRegistry({A: A, "v1": B}), "dx29/web", A, "v1")
     assert moved == f"tag dx29/web:v1 now points at {B}, the release recorded {A}"

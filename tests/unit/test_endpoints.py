@@ -31,9 +31,7 @@ class Wire:
 
     def request(self, method: str, url: str, **kw: Any) -> urllib3.HTTPResponse:
         self.sent.append((method, url, kw.get("headers", {})))
-        return urllib3.HTTPResponse(
-            body=self.body, status=self.status, preload_content=True
-        )
+        return urllib3.HTTPResponse(body=self.body, status=self.status, preload_content=True)
 
 
 def kube_with(wire: Wire) -> Any:
@@ -57,9 +55,7 @@ def test_proxy_path_format() -> None:
 
 
 def test_http_check_through_proxy_passes_and_sends_bearer_token() -> None:
-    wire = Wire(
-        200, json.dumps({"service": "gateway", "version": {"git": "3f2c"}}).encode()
-    )
+    wire = Wire(200, json.dumps({"service": "gateway", "version": {"git": "3f2c"}}).encode())
     result = http_check(
         kube_with(wire),
         "dx29",
@@ -70,10 +66,7 @@ def test_http_check_through_proxy_passes_and_sends_bearer_token() -> None:
     assert result.ok, result.problems
     method, url, headers = wire.sent[0]
     assert method == "GET"
-    assert (
-        url
-        == "https://127.0.0.1:6443/api/v1/namespaces/dx29/services/gateway:8080/proxy/health"
-    )
+    assert url == "https://127.0.0.1:6443/api/v1/namespaces/dx29/services/gateway:8080/proxy/health"
     assert headers["authorization"] == "Bearer t0ken"
 
 
@@ -92,9 +85,7 @@ def test_http_check_reports_every_problem_side_by_side() -> None:
     )
     assert not result.ok
     assert result.problems[0] == "status 503, expected 200"
-    assert any(
-        p.startswith("answered in") and "budget 0 ms" in p for p in result.problems
-    )
+    assert any(p.startswith("answered in") and "budget 0 ms" in p for p in result.problems)
     assert "body does not contain 'ok'" in result.problems
     assert "JSON field 'service' is 'terms', expected 'gateway'" in result.problems
     assert "JSON field 'ready' missing, expected True" in result.problems
@@ -102,9 +93,7 @@ def test_http_check_reports_every_problem_side_by_side() -> None:
 
 def test_forbidden_proxy_is_recognised() -> None:
     body = b'{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}'
-    result = http_check(
-        kube_with(Wire(403, body)), "dx29", Check(), service="g", port=80
-    )
+    result = http_check(kube_with(Wire(403, body)), "dx29", Check(), service="g", port=80)
     assert result.forbidden and not result.ok
 
 
@@ -153,8 +142,9 @@ def test_service_port_is_the_one_forwarding_to_the_container_port() -> None:
 
 
 def test_named_target_port_is_resolved_through_the_container_ports() -> None:
-    svc = _service({"name": "metrics", "port": 9090, "targetPort": "metrics"},
-                   {"name": "http", "port": 80, "targetPort": "http"})
+    svc = _service(
+        {"name": "metrics", "port": 9090, "targetPort": "metrics"}, {"name": "http", "port": 80, "targetPort": "http"}
+    )
     assert service_port_for(svc, 8080, {"http": 8080, "metrics": 9100}) == 80
 
 

@@ -64,11 +64,7 @@ class FakeEndpoint:
             self.calls.append(kw)
         if not kw.get("watch"):
             rv = self.rvs.pop(0) if len(self.rvs) > 1 else self.rvs[0]
-            return FakeResponse(
-                json.dumps(
-                    {"items": self.items, "metadata": {"resourceVersion": rv}}
-                ).encode()
-            )
+            return FakeResponse(json.dumps({"items": self.items, "metadata": {"resourceVersion": rv}}).encode())
         if self.sessions:
             return FakeResponse(lines=self.sessions.pop(0))
         time.sleep(0.05)  # an idle watch window
@@ -101,9 +97,7 @@ class FakeKube:
         )
         self.logs: list[tuple[str, str, bool]] = []
 
-        def read_log(
-            name: str, ns: str, *, container: str, tail_lines: int, previous: bool
-        ) -> str:
+        def read_log(name: str, ns: str, *, container: str, tail_lines: int, previous: bool) -> str:
             self.logs.append((name, container, previous))
             return "panic: config missing\n"
 
@@ -240,13 +234,9 @@ def test_crash_of_current_pod_fails_early_with_evidence_and_log_tail() -> None:
         state={"waiting": {"reason": "CrashLoopBackOff"}},
         last={"terminated": {"exitCode": 2, "reason": "Error"}},
     )
-    old_crashing = pod(
-        "web-old-1", "20", restarts=5, hash_="old", last={"terminated": {"exitCode": 1}}
-    )
+    old_crashing = pod("web-old-1", "20", restarts=5, hash_="old", last={"terminated": {"exitCode": 1}})
     pods = FakeEndpoint([old_crashing], "20", [[{"type": "ADDED", "object": crashed}]])
-    kube = FakeKube(
-        FakeEndpoint([deployment("10", updated=1, total=2)]), pods, REPLICA_SETS
-    )
+    kube = FakeKube(FakeEndpoint([deployment("10", updated=1, total=2)]), pods, REPLICA_SETS)
     t0 = time.monotonic()
     with pytest.raises(RolloutFailed) as info:
         wait_for_rollout(kube, "Deployment", "ns", "web", timeout_s=20)
@@ -283,9 +273,7 @@ def test_dropped_watch_resumes_from_last_resource_version_and_410_lists_again() 
             ],
         ],
     )
-    result = wait_for_rollout(
-        FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=10
-    )
+    result = wait_for_rollout(FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=10)
     assert result.ready == 2
     watches = [c["resource_version"] for c in deps.calls if c.get("watch")]
     lists = [c for c in deps.calls if not c.get("watch")]
@@ -298,13 +286,9 @@ def test_dropped_watch_resumes_from_last_resource_version_and_410_lists_again() 
 
 
 def test_deadline_is_the_smaller_of_timeout_and_progress_deadline() -> None:
-    deps = FakeEndpoint(
-        [deployment("10", updated=2, total=2, available=1, pds=1)], "10"
-    )
+    deps = FakeEndpoint([deployment("10", updated=2, total=2, available=1, pds=1)], "10")
     with pytest.raises(RolloutFailed) as info:
-        wait_for_rollout(
-            FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=30
-        )
+        wait_for_rollout(FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=30)
     err = info.value
     assert (err.cause, err.deadline_s, err.deadline_source) == (
         "Timeout",
@@ -324,9 +308,7 @@ def test_progress_deadline_exceeded_condition_fails_at_once() -> None:
     }
     deps = FakeEndpoint([deployment("10", updated=1, total=2, conditions=[cond])], "10")
     with pytest.raises(RolloutFailed) as info:
-        wait_for_rollout(
-            FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=30
-        )
+        wait_for_rollout(FakeKube(deps, FakeEndpoint([])), "Deployment", "ns", "web", timeout_s=30)
     assert info.value.cause == "ProgressDeadlineExceeded"
     assert "Progressing=False ProgressDeadlineExceeded" in info.value.evidence.as_text()
 
@@ -340,9 +322,7 @@ def test_missing_workload_is_not_found() -> None:
             "web",
             timeout_s=1,
         )
-    assert info.value.cause == "NotFound" and "no Deployment named web" in str(
-        info.value
-    )
+    assert info.value.cause == "NotFound" and "no Deployment named web" in str(info.value)
 
 
 def test_unknown_kind_is_refused() -> None:
@@ -360,9 +340,7 @@ def test_unknown_kind_is_refused() -> None:
     ],
 )
 def test_waiting_reasons_map_to_causes(waiting: str, cause: str) -> None:
-    found = pod_failure(
-        pod("p", "1", state={"waiting": {"reason": waiting, "message": "m"}})
-    )
+    found = pod_failure(pod("p", "1", state={"waiting": {"reason": waiting, "message": "m"}}))
     assert found is not None and found[0] == cause and "pod p container app" in found[1]
 
 
@@ -373,10 +351,7 @@ def test_first_crash_counts_but_a_single_oom_kill_does_not() -> None:
     assert twice is not None and twice[0] == "OOMKilled"
     crash = pod_failure(pod("p", "1", restarts=1, last={"terminated": {"exitCode": 3}}))
     assert crash is not None and crash[0] == "CrashLoopBackOff"
-    assert (
-        pod_failure(pod("p", "1", restarts=1, last={"terminated": {"exitCode": 0}}))
-        is None
-    )
+    assert pod_failure(pod("p", "1", restarts=1, last={"terminated": {"exitCode": 0}})) is None
     assert pod_failure(pod("p", "1")) is None
     job_pod = pod("p", "1", restarts=1, last={"terminated": {"exitCode": 3}})
     assert pod_failure(job_pod, judge_crashes=False) is None
