@@ -2,7 +2,8 @@
 
 `EventStream` is a thread that lists once, then watches from the list's resourceVersion. A
 dropped connection or an expired watch window resumes from the last resourceVersion seen; 410
-Gone (history compacted) lists again. Only list and watch calls are made.
+Gone (history compacted) lists again; an unreachable API server is retried with back-off until
+the consumer stops the stream (a RETRYING event tells it so). Only list and watch calls are made.
 """
 
 from __future__ import annotations
@@ -43,9 +44,7 @@ def label_selector(obj: Mapping[str, Any]) -> str:
     return ",".join(terms)
 
 
-def list_raw(
-    list_fn: Callable[..., Any], namespace: str, **kw: Any
-) -> tuple[list[Any], str]:
+def list_raw(list_fn: Callable[..., Any], namespace: str, **kw: Any) -> tuple[list[Any], str]:
     """List as raw JSON (the shape watch events carry) and return items and resourceVersion."""
     body = json.loads(list_fn(namespace, _preload_content=False, **kw).data)
     return body.get("items") or [], body.get("metadata", {}).get("resourceVersion", "")
@@ -81,18 +80,16 @@ class EventStream(threading.Thread):
     def run(self) -> None:
         try:
             self._follow()
-        except Exception as exc:  # noqa: BLE001 - a silent thread death would hang the waiter
+        except Exception as exc:  # a silent thread death would hang the waiter
             self.sink.put((self.tag, "BROKEN", exc))
 
     def _follow(self) -> None:
         failures = 0
         while not self.stop.is_set():
-            if self.rv is None:
-                items, self.rv = list_raw(
-                    self.list_fn, self.namespace, **self.selectors
-                )
-                self.sink.put((self.tag, "LIST", items))
             try:
+                if self.rv is None:
+                    items, self.rv = list_raw(self.list_fn, self.namespace, **self.selectors)
+                    self.sink.put((self.tag, "LIST", items))
                 for event in self._watch():
                     failures = 0
                     self._forward(event)
@@ -123,7 +120,7 @@ class EventStream(threading.Thread):
             **self.selectors,
         )
         try:
-            for line in iter_resp_lines(resp):
+            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                 if not line:
                     continue
                 event = json.loads(line)
@@ -145,9 +142,15 @@ class EventStream(threading.Thread):
             self.sink.put((self.tag, event["type"], obj))
 
     def _retry_or_raise(self, exc: Exception, failures: int) -> int:
+        """Back off and retry; only an answer that will not change by waiting is raised.
+
+        An API server that restarts refuses connections and then answers 5xx for a while;
+        the stream keeps trying (backing off up to 5 s) until the waiter stops it at its
+        deadline, so a restart shorter than the deadline costs nothing but time.
+        """
         if isinstance(exc, ApiException) and exc.status in (401, 403, 404):
             raise exc
-        if failures >= 5:
-            raise exc
+        if failures == 0:
+            self.sink.put((self.tag, "RETRYING", f"{type(exc).__name__}: {str(exc)[:200]}"))
         self.stop.wait(min(0.2 * 2**failures, 5.0))
         return failures + 1

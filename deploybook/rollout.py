@@ -13,6 +13,8 @@ Causes carried by `RolloutFailed.cause`:
     CreateContainerConfigError  a referenced ConfigMap/Secret key is missing
                                 (CreateContainerError and RunContainerError too)
     OOMKilled                   a container was OOM-killed twice
+    NodeNotReady                a pod waits on a node whose Ready condition is not True, or
+                                whose kubelet stopped renewing its heartbeat Lease
     ProgressDeadlineExceeded    the Deployment's Progressing condition says so
     JobFailed                   the Job's Failed condition is True
     Timeout                     the deadline passed (e.g. a readiness probe that never passes)
@@ -34,9 +36,11 @@ again when the server answers 410 Gone.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +73,8 @@ WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
 }
 LOG_TAIL_LINES = 40
 EVENT_LIMIT = 25
+NODE_CHECK_S = 5.0  # how often the nodes of waiting pods are looked at (also a wake-up)
+NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 ProgressCallback = Callable[[str], None]
 
@@ -193,10 +199,7 @@ def collect_evidence(
 ) -> Evidence:
     """Gather conditions, recent events and the log tails of unhealthy containers (reads only)."""
     name = workload.get("metadata", {}).get("name", "?")
-    conditions = [
-        f"{kind} {name}: {_fmt_condition(c)}"
-        for c in workload.get("status", {}).get("conditions") or ()
-    ]
+    conditions = [f"{kind} {name}: {_fmt_condition(c)}" for c in workload.get("status", {}).get("conditions") or ()]
     logs: dict[str, str] = {}
     for pod in pods:
         pname = pod.get("metadata", {}).get("name", "?")
@@ -207,16 +210,11 @@ def collect_evidence(
         ]
         for cs in pod.get("status", {}).get("containerStatuses") or ():
             conditions.append(_fmt_container(pname, cs))
-            has_run = cs.get("restartCount", 0) > 0 or "waiting" not in (
-                cs.get("state") or {}
-            )
+            has_run = cs.get("restartCount", 0) > 0 or "waiting" not in (cs.get("state") or {})
             if has_run and (not cs.get("ready") or cs.get("restartCount", 0) > 0):
                 logs[f"{pname}/{cs['name']}"] = _log_tail(kube, namespace, pname, cs)
     names = {name} | {p.get("metadata", {}).get("name", "") for p in pods}
-    names |= {
-        (p.get("metadata", {}).get("ownerReferences") or [{}])[0].get("name", "")
-        for p in pods
-    }
+    names |= {(p.get("metadata", {}).get("ownerReferences") or [{}])[0].get("name", "") for p in pods}
     try:
         events = _events(kube, namespace, names)
     except ApiException as exc:
@@ -224,15 +222,52 @@ def collect_evidence(
     return Evidence(tuple(conditions), events, logs)
 
 
+# --------------------------------------------------------------------------- nodes
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions") or ()
+    )
+
+
+def _parse_time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def node_problem(kube: Any, node: str, *, now: datetime | None = None) -> str | None:
+    """Why ``node`` cannot run pods now, or None: Ready not True, or a stale heartbeat Lease.
+
+    The Lease goes stale a full lease duration after the kubelet stopped, before the node
+    controller marks Ready Unknown (its grace period is longer), so both are looked at.
+    """
+    body = kube.core.read_node(node, _preload_content=False)
+    status = json.loads(body.data).get("status", {})
+    ready = next((c for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    if ready is not None and ready.get("status") != "True":
+        return f"Ready={ready.get('status')} {ready.get('reason', '')}: {ready.get('message', '')}".strip()
+    try:
+        lease = kube.coordination.read_namespaced_lease(node, NODE_LEASE_NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    renewed, duration = lease.spec.renew_time, lease.spec.lease_duration_seconds
+    if renewed is None or not duration:
+        return None
+    renewed = renewed if renewed.tzinfo else renewed.replace(tzinfo=UTC)
+    if renewed + timedelta(seconds=duration) < (now or datetime.now(UTC)):
+        return (f"its kubelet stopped renewing the heartbeat lease {NODE_LEASE_NAMESPACE}/{node} "
+                f"(last renewed {renewed.isoformat()}, valid {duration}s): is the kubelet running?")
+    return None
+
+
 # --------------------------------------------------------------------------- the wait
 
 
 def _deadline(kind: str, obj: Mapping[str, Any], timeout_s: float) -> tuple[float, str]:
-    pds = (
-        obj.get("spec", {}).get("progressDeadlineSeconds")
-        if kind == "Deployment"
-        else None
-    )
+    pds = obj.get("spec", {}).get("progressDeadlineSeconds") if kind == "Deployment" else None
     if pds is not None and pds < timeout_s:
         return float(pds), "progressDeadlineSeconds"
     return float(timeout_s), "timeout"
@@ -262,6 +297,8 @@ class _Tracker:
         self.pods: dict[str, dict[str, Any]] = {}
         self.timeline: list[tuple[float, str]] = []
         self.on_progress = on_progress
+        self.nodes_checked = 0.0
+        self.nodes_readable: bool | None = None
         self._hash_for: tuple[str, str | None] = (
             "",
             None,
@@ -273,6 +310,9 @@ class _Tracker:
     def apply(self, tag: str, etype: str, payload: Any) -> None:
         if etype == "BROKEN":
             raise self.failed("WatchFailed", f"the {tag} watch stopped: {payload}")
+        if etype == "RETRYING":
+            self.note(f"API server not answering the {tag} watch, retrying: {payload}")
+            return
         if tag == "workload" and etype in ("ADDED", "MODIFIED"):
             self.workload = payload
         elif tag == "workload" and etype == "DELETED":
@@ -308,22 +348,38 @@ class _Tracker:
             found = pod_failure(pod, judge_crashes=self.kind != "Job")
             if found:
                 raise self.failed(*found)
+        self.judge_nodes()
         self.note(verdict.message)
         return None
+
+    def judge_nodes(self) -> None:
+        """Fail when a waiting pod sits on a node that is not Ready or lost its heartbeat."""
+        if self.nodes_readable is False or time.monotonic() - self.nodes_checked < NODE_CHECK_S:
+            return
+        self.nodes_checked = time.monotonic()
+        waiting = {
+            p.get("spec", {}).get("nodeName"): p["metadata"]["name"]
+            for p in self.current_pods()
+            if p.get("spec", {}).get("nodeName") and not _pod_ready(p)
+        }
+        for node, pod in waiting.items():
+            try:
+                problem = node_problem(self.kube, node)
+            except ApiException as exc:  # e.g. the read-only view role may not read nodes
+                self.nodes_readable = exc.status not in (401, 403)
+                return
+            if problem:
+                raise self.failed("NodeNotReady", f"pod {pod} waits on node {node}: {problem}")
 
     def current_pods(self) -> list[Mapping[str, Any]]:
         pods = list(self.pods.values())
         if self.kind == "Deployment" and any(pod_failure(p) for p in pods):
-            return pods_of_current_revision(
-                self.kind, self.workload, pods, self._rs_hash()
-            )
+            return pods_of_current_revision(self.kind, self.workload, pods, self._rs_hash())
         return pods_of_current_revision(self.kind, self.workload, pods, None)
 
     def _rs_hash(self) -> str | None:
         """pod-template-hash of the Deployment's current ReplicaSet (looked up when needed)."""
-        rev = (self.workload["metadata"].get("annotations") or {}).get(
-            "deployment.kubernetes.io/revision", ""
-        )
+        rev = (self.workload["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision", "")
         if self._hash_for[0] != rev or self._hash_for[1] is None:
             items, _ = list_raw(
                 self.kube.apps.list_namespaced_replica_set,
@@ -334,13 +390,7 @@ class _Tracker:
             for rs in items:
                 meta = rs.get("metadata", {})
                 owners = {o.get("uid") for o in meta.get("ownerReferences") or ()}
-                if (
-                    uid in owners
-                    and (meta.get("annotations") or {}).get(
-                        "deployment.kubernetes.io/revision"
-                    )
-                    == rev
-                ):
+                if uid in owners and (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision") == rev:
                     self._hash_for = (
                         rev,
                         (meta.get("labels") or {}).get("pod-template-hash"),
@@ -391,18 +441,16 @@ def wait_for_rollout(
     "1 of 2 updated replicas available", so a terminal can show what is being waited on.
     """
     if kind not in WORKLOAD_KINDS:
-        raise ValueError(
-            f"cannot wait for a {kind}: known kinds are {', '.join(WORKLOAD_KINDS)}"
-        )
+        raise ValueError(f"cannot wait for a {kind}: known kinds are {', '.join(WORKLOAD_KINDS)}")
     group, method = WORKLOAD_KINDS[kind]
     list_fn = getattr(getattr(kube, group), method)
     by_name = {"field_selector": f"metadata.name={name}"}
     items, rv = list_raw(list_fn, namespace, **by_name)
     if not items:
         placeholder = {"metadata": {"name": name}}
-        raise _Tracker(
-            kube, kind, namespace, placeholder, timeout_s, on_progress
-        ).failed("NotFound", f"no {kind} named {name} in namespace {namespace}")
+        raise _Tracker(kube, kind, namespace, placeholder, timeout_s, on_progress).failed(
+            "NotFound", f"no {kind} named {name} in namespace {namespace}"
+        )
     tracker = _Tracker(kube, kind, namespace, items[0], timeout_s, on_progress)
     events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
     stop = threading.Event()
@@ -425,9 +473,7 @@ def wait_for_rollout(
         stop.set()
 
 
-def _wait(
-    tracker: _Tracker, events: queue.Queue[tuple[str, str, Any]]
-) -> RolloutResult:
+def _wait(tracker: _Tracker, events: queue.Queue[tuple[str, str, Any]]) -> RolloutResult:
     while True:
         result = tracker.judge()
         if result is not None:
@@ -440,6 +486,6 @@ def _wait(
                 f"not rolled out within {tracker.deadline_s:.0f}s; last status: {last}",
             )
         try:
-            tracker.apply(*events.get(timeout=remaining))
+            tracker.apply(*events.get(timeout=min(remaining, NODE_CHECK_S)))
         except queue.Empty:
             continue
