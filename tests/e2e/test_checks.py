@@ -17,10 +17,19 @@ READ_ONLY_MODULES = [
     "deploybook/status.py",
 ]
 # Kubernetes client write methods, dynamic-client writes and raw write requests.
+# str.replace and datetime.replace are not writes; the dynamic client's replace takes body=.
 WRITE = re.compile(
-    r"\b(create|patch|replace|delete)_\w+\(|\.(create|patch|replace|delete)\(|"
+    r"\b(create|patch|replace|delete)_\w+\(|\.(create|patch|delete)\(|\.replace\((body|name|namespace)=|"
     r"[\"'](POST|PUT|PATCH|DELETE)[\"']|kubectl\s+(apply|create|patch|delete|set)"
 )
+
+
+def test_write_pattern_tells_api_writes_from_string_methods() -> None:
+    assert WRITE.search("kube.apps.patch_namespaced_deployment(name, ns, body)")
+    assert WRITE.search("resource.replace(body=obj, namespace=ns)")
+    assert WRITE.search("api.delete(name='x')")
+    assert not WRITE.search('stamp.replace("Z", "+00:00")')
+    assert not WRITE.search("renewed.replace(tzinfo=UTC)")
 
 
 def test_checks_and_their_modules_never_write() -> None:
