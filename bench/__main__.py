@@ -15,12 +15,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bench import checks_scale, failure_detection, release, results, startup
 from bench.notes import missed_targets
-from bench.runner import say
+from bench.runner import say, wait_for_stack
 from bench.tools import delete_namespace
 from bench.workspace import REPO, create_workspace, prepare_sample_app, stack_env
 
@@ -68,29 +69,58 @@ def main(argv: list[str] | None = None) -> int:
     prepare_sample_app()
     ws = create_workspace()
     figures: dict[str, Any] = {}
-    failure = _start_failure(args) if "failure_detection" in args.only else None
+    errors: list[str] = []
+    steps = {
+        "startup": lambda: startup.measure(env, args.runs * 2),
+        "release": lambda: release.measure(ws, env, args.runs),
+        "checks_scale": lambda: _checks_scale(ws, env, args),
+    }
+    failure = (
+        _guarded("failure_detection (start)", lambda: _start_failure(args), errors)
+        if "failure_detection" in args.only
+        else None
+    )
     try:
-        if "startup" in args.only:
-            say("startup: collect-only, alternating with bare pytest")
-            figures["startup"] = startup.measure(env, args.runs * 2)
-        if "release" in args.only:
-            say("release: warm-up, then interleaved runs")
-            figures["release"] = release.measure(ws, env, args.runs)
-        if "checks_scale" in args.only:
-            say("checks_scale: 10, 50, 100 Deployments")
-            sizes = checks_scale.measure_sizes(ws, env, dict(zip(checks_scale.SIZES, args.scale_runs, strict=True)))
-            figures["checks_scale"] = {"sizes": sizes, "growth_per_deployment": checks_scale.growth(sizes)}
+        for name, step in steps.items():
+            if name in args.only:
+                say(f"{name}: measuring")
+                figures[name] = _guarded(name, step, errors)
         if failure is not None:
-            figures["failure_detection"] = _finish_failure(failure, args.runs)
+            figures["failure_detection"] = _guarded(
+                "failure_detection", lambda: _finish_failure(failure, args.runs), errors
+            )
     finally:
         if not args.keep:
             for namespace in (release.BASELINE_NAMESPACE, "dx29-bench", failure_detection.NAMESPACE):
                 delete_namespace(namespace)
+    figures = {k: v for k, v in figures.items() if v is not None}
     data = {"meta": _meta(args, started), "figures": figures}
-    json_path, md_path = results.write(data, missed_targets(figures))
+    data["errors"] = errors
+    json_path, md_path = results.write(data, errors + missed_targets(figures))
     say(f"wrote {json_path.relative_to(REPO)} and {md_path.relative_to(REPO)}")
     print(md_path.read_text())
-    return 0
+    return 1 if errors else 0
+
+
+def _guarded(name: str, step: Callable[[], Any], errors: list[str]) -> Any:
+    """Run one figure after the stack is up; an error is recorded, the other figures go on."""
+    _stack_ready()
+    try:
+        return step()
+    except Exception as e:
+        errors.append(f"{name} did not complete: {type(e).__name__}: {e}")
+        say(errors[-1])
+        return None
+
+
+def _checks_scale(ws: Any, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    sizes = checks_scale.measure_sizes(ws, env, dict(zip(checks_scale.SIZES, args.scale_runs, strict=True)))
+    return {"sizes": sizes, "growth_per_deployment": checks_scale.growth(sizes)}
+
+
+def _stack_ready() -> None:
+    if not wait_for_stack():
+        raise SystemExit("bench: the local stack stayed down; see stack/status")
 
 
 def _start_failure(args: argparse.Namespace) -> tuple[Any, Any, Any]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.runner import PYTEST, Series, ratio, run_timed, say
+from bench.runner import PYTEST, Series, ratio, run_timed, run_with_stack, say
 from bench.tiny import build_and_push, push_copies, tiny_manifest
 from bench.tools import apply_yaml, delete_namespace, docker_env, ensure_namespace, ensure_pull_secret, wait_available
 from bench.workspace import BENCH, REPO, TMP, Workspace
@@ -114,19 +115,17 @@ def _measure_size(ws: Workspace, env: dict[str, str], n: int, record: Path, runs
     for round_no in range(1, runs + 1):
         log = TMP / f"scale-{n}-requests-{round_no}.json"
         cmd = [PYTEST, "checks", "--env", f"scale-{n}", f"--release={record}", "-q", "-p", "bench.count_requests"]
-        result = run_timed(
-            f"checks-{n}-deploybook-{round_no}", cmd, cwd=ws.root, env=dict(env, BENCH_REQUEST_LOG=str(log))
+        label = f"checks-{n}-deploybook-{round_no}"
+        result = run_with_stack(
+            label, partial(run_timed, label, cmd, cwd=ws.root, env=dict(env, BENCH_REQUEST_LOG=str(log)))
         )
         target = deploybook.values if result.ok else deploybook.failures
         target.append(round(result.seconds, 2) if result.ok else f"exit {result.returncode}: {result.tail[-400:]}")
         if log.is_file():
             counts.append(json.loads(log.read_text()))
-        base = run_timed(
-            f"checks-{n}-baseline-{round_no}",
-            [str(BENCH / "baseline_checks.sh"), NAMESPACE, *names(n)],
-            cwd=ws.root,
-            env=env,
-        )
+        base_label = f"checks-{n}-baseline-{round_no}"
+        base_cmd = [str(BENCH / "baseline_checks.sh"), NAMESPACE, *names(n)]
+        base = run_with_stack(base_label, partial(run_timed, base_label, base_cmd, cwd=ws.root, env=env))
         (baseline.values if base.ok else baseline.failures).append(
             round(base.seconds, 2) if base.ok else f"exit {base.returncode}: {base.tail[-300:]}"
         )

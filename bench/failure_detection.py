@@ -84,6 +84,7 @@ class FailureResult:
     first_crash_after_apply: list[float] = field(default_factory=list)
     kubectl_from_apply: float | None = None
     kubectl_verdict: str = ""
+    kubectl_valid: bool = False
 
 
 def prepare() -> Images:
@@ -128,7 +129,9 @@ def finish_kubectl_trial(trial: KubectlTrial, result: FailureResult) -> None:
         trial.proc.kill()
         out, _ = trial.proc.communicate()
     result.kubectl_from_apply = round(time.time() - trial.applied, 2)
-    result.kubectl_verdict = (out or "").strip().splitlines()[-1:][0] if out and out.strip() else ""
+    result.kubectl_verdict = out.strip().splitlines()[-1] if out and out.strip() else ""
+    # A watch broken by a stack restart ends kubectl early: that is no verdict on the rollout.
+    result.kubectl_valid = "progress deadline" in result.kubectl_verdict
     trial.clock.stop.set()
 
 
@@ -177,8 +180,11 @@ def summary(result: FailureResult, kubectl_first_crash: float | None, kubectl_ap
         "kubectl_apply_to_verdict_s": result.kubectl_from_apply,
         "kubectl_first_crash_to_verdict_s": kubectl_from_crash,
         "kubectl_verdict": result.kubectl_verdict,
+        "kubectl_valid": result.kubectl_valid,
         "kubectl_runs": 1,
-        "ratio": ratio(result.deploybook_from_apply.median, result.kubectl_from_apply),
+        "ratio": ratio(result.deploybook_from_apply.median, result.kubectl_from_apply)
+        if result.kubectl_valid
+        else None,
         "target": "deploybook verdict within 20 s of the first crash",
         "met": from_crash is not None and from_crash <= 20.0,
     }

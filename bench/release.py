@@ -12,9 +12,10 @@ deploybook releases into namespace ``dx29-bench`` (``--env bench``), the script 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, say
+from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, run_with_stack, say
 from bench.workspace import BENCH, CHANGE_FILE, SERVICES, Workspace
 
 BASELINE_NAMESPACE = "dx29-bench-sh"
@@ -43,7 +44,8 @@ def warm_up(ws: Workspace, env: dict[str, str]) -> list[str]:
     for tool, cmd in commands(ws).items():
         if tool == "deploybook -n auto":
             continue
-        result = _run(tool, cmd, f"release-warmup-{tool.split()[0]}", ws, env)
+        label = f"release-warmup-{tool.split()[0]}"
+        result = run_with_stack(label, partial(_run, tool, cmd, label, ws, env))
         if not result.ok:
             problems.append(f"warm-up {tool} exited {result.returncode}: {result.tail[-300:]}")
     return problems
@@ -61,7 +63,7 @@ def measure(ws: Workspace, env: dict[str, str], runs: int) -> dict[str, Any]:
             for tool in order:
                 ws.change(changed)
                 label = f"release-{len(changed)}changed-{tool.replace(' ', '_')}-{round_no + 1}"
-                result = _run(tool, tools[tool], label, ws, env)
+                result = run_with_stack(label, partial(_run, tool, tools[tool], label, ws, env))
                 if result.ok:
                     series[tool].values.append(round(result.seconds, 2))
                 else:

@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,3 +102,57 @@ def ratio(value: float | None, baseline: float | None) -> float | None:
 def say(message: str) -> None:
     """Progress on stderr with a timestamp, so an unattended run can be followed."""
     print(time.strftime("%H:%M:%S ") + message, file=sys.stderr, flush=True)
+
+
+STACK_STATUS = str(Path(__file__).resolve().parent.parent / "stack" / "status")
+STACK_PATIENCE_S = 420.0
+
+
+def stack_down() -> list[str]:
+    """Components ``stack/status`` reports as not up (empty when all are up)."""
+    try:
+        proc = subprocess.run([STACK_STATUS], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return [f"stack/status: {e}"]
+    down = []
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[1] in ("down", "up") and fields[1] != "up":
+            down.append(fields[0])
+    return down
+
+
+def wait_for_stack(patience_s: float = STACK_PATIENCE_S) -> bool:
+    """Wait until every stack component is up (others may be restarting it); True when up."""
+    waited = 0.0
+    while True:
+        down = stack_down()
+        if not down:
+            if waited:
+                time.sleep(10.0)  # let the API server and kubelet settle after a restart
+            return True
+        if waited >= patience_s:
+            return False
+        say(f"stack: {', '.join(down)} down (someone may be restarting the stack); waiting")
+        time.sleep(10.0)
+        waited += 10.0
+
+
+def run_with_stack(label: str, run: Callable[[], Timed], attempts: int = 3) -> Timed:
+    """``run()``; when it fails while the stack is (or was) down, wait for the stack and redo it."""
+    result = run()
+    for _ in range(attempts - 1):
+        if result.ok:
+            break
+        if not stack_down() and not _mentions_outage(result):
+            break
+        say(f"{label}: failed during a stack outage; waiting for the stack, then running it again")
+        if not wait_for_stack():
+            break
+        result = run()
+    return result
+
+
+def _mentions_outage(result: Timed) -> bool:
+    text = result.log.read_text(errors="replace")
+    return "connection refused" in text.lower() or "cluster unreachable" in text
