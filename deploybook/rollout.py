@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from deploybook.kubewatch import EventStream, label_selector, list_raw
 from deploybook.workload_status import (
@@ -368,6 +369,8 @@ class _Tracker:
             except ApiException as exc:  # e.g. the read-only view role may not read nodes
                 self.nodes_readable = exc.status not in (401, 403)
                 return
+            except (OSError, HTTPError):  # the API server is away; the watches wait for it
+                return
             if problem:
                 raise self.failed("NodeNotReady", f"pod {pod} waits on node {node}: {problem}")
 
@@ -475,7 +478,11 @@ def wait_for_rollout(
 
 def _wait(tracker: _Tracker, events: queue.Queue[tuple[str, str, Any]]) -> RolloutResult:
     while True:
-        result = tracker.judge()
+        try:
+            result = tracker.judge()
+        except (OSError, HTTPError) as exc:  # a lookup while the API server is away: judge later
+            tracker.note(f"API server not answering, retrying: {type(exc).__name__}")
+            result = None
         if result is not None:
             return result
         remaining = tracker.deadline_s - tracker.elapsed()

@@ -85,18 +85,19 @@ def _write_environment(name: str, namespace: str, prefix: str, manifests: Path, 
     return doc
 
 
-def _copy_manifests(dest: Path, prefix: str) -> Path:
-    """The sample app's manifests with images renamed into the environment's repositories."""
+def _copy_manifests(dest: Path, prefix: str, edit: Callable[[str, str], str] | None) -> Path:
+    """The sample app's manifests with images renamed into the environment's repositories;
+    ``edit(file name, text)`` may change them further (e.g. a slower readiness probe)."""
     dest.mkdir(parents=True, exist_ok=True)
     for src in (ROOT / "apps" / "dx29" / "manifests").glob("*.yaml"):
         text = src.read_text().replace("image: dx29/", f"image: {prefix}/")
-        (dest / src.name).write_text(text)
+        (dest / src.name).write_text(edit(src.name, text) if edit else text)
     return dest
 
 
 @pytest.fixture
 def throwaway_environment(admin: Any) -> Iterator[Callable[..., ThrowawayEnvironment]]:
-    """Factory: ``make(services=("gateway",), lock_duration_s=1800, contexts={})``.
+    """Factory: ``make(services=("gateway",), lock_duration_s=1800, contexts={}, edit=None)``.
 
     Each call writes ``environments/fault-<id>.yaml`` (namespace ``dbk-fault-<id>``); every
     file and namespace made is deleted after the test, whatever happened.
@@ -104,11 +105,12 @@ def throwaway_environment(admin: Any) -> Iterator[Callable[..., ThrowawayEnviron
     made: list[ThrowawayEnvironment] = []
 
     def make(services: Sequence[str] = ("gateway",), lock_duration_s: int = 1800,
-             contexts: dict[str, Path] | None = None) -> ThrowawayEnvironment:
+             contexts: dict[str, Path] | None = None,
+             edit: Callable[[str, str], str] | None = None) -> ThrowawayEnvironment:
         ident = uuid.uuid4().hex[:8]
         name, namespace, prefix = f"fault-{ident}", f"dbk-fault-{ident}", f"fault-{ident}"
         # Inside the repository: a path source is recorded relative to it. reports/ is git-ignored.
-        manifests = _copy_manifests(ROOT / "reports" / "e2e-manifests" / name, prefix)
+        manifests = _copy_manifests(ROOT / "reports" / "e2e-manifests" / name, prefix, edit)
         file = ROOT / "environments" / f"{name}.yaml"
         doc = _write_environment(name, namespace, prefix, manifests, services, lock_duration_s, contexts or {})
         file.write_text("# Written by tests/e2e; deleted when the test ends.\n" + yaml.safe_dump(doc, sort_keys=False))

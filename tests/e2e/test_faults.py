@@ -211,8 +211,9 @@ def test_api_server_restarted_while_rollout_watched(
     thread.start()
     time.sleep(3)
     with kit.component_down("kube-apiserver", cluster_ready):
-        kit.stop_component("kube-apiserver", cluster_ready)
         down = time.monotonic()
+        # SIGKILL, a crash: a graceful stop would keep serving the open watches while it drains.
+        kit.stop_component("kube-apiserver", cluster_ready, sig=signal.SIGKILL)
         kit.start_component("kube-apiserver", cluster_ready)
         outage = time.monotonic() - down
     thread.join(timeout=180)
@@ -222,7 +223,8 @@ def test_api_server_restarted_while_rollout_watched(
     retried = [m for _, m in result.timeline if "retrying" in m]
     assert retried, f"the watch never saw the API server go: {result.timeline}"
     fault_case.update(observed=f"API server down {outage:.1f}s; watch retried and resumed; rolled out "
-                               f"1/1 after {result.elapsed_s:.1f}s", lost="nothing", seconds=round(outage, 1))
+                               f"1/1 after {result.elapsed_s:.1f}s", lost="nothing", seconds=round(outage, 1),
+                      timeline=[f"{t:.1f}s {m[:120]}" for t, m in result.timeline])
 
 
 # --------------------------------------------------------------------------- 3. kubelet
@@ -333,7 +335,13 @@ def test_concurrent_release_refused_and_dead_lock_taken_over(
                       expected="second refuses naming the holder; the dead run's lock expires and is "
                                "taken over only with --take-over-lock")
     duration = 10
-    env = throwaway_environment(services=("gateway", "annotation", "terms", "worker"), lock_duration_s=duration)
+
+    def slow_gateway(name: str, text: str) -> str:  # keeps the first release busy past the lease duration
+        if name != "gateway.yaml":
+            return text
+        return text.replace("readinessProbe:\n", "readinessProbe:\n            initialDelaySeconds: 30\n", 1)
+
+    env = throwaway_environment(services=("gateway", "annotation"), lock_duration_s=duration, edit=slow_gateway)
     first = release_runner("runbook", "--env", env.name)
     holder = wait_for(lambda: (s := lease_spec(admin, env.namespace)) and s.holder_identity, 120, "the lock")
     assert f":{first.proc.pid}/" in holder

@@ -42,6 +42,8 @@ pytestmark = pytest.mark.stage("{stage}")
 def test_{stage}(service, release):
     with open(os.environ["STAGE_LOG"], "a") as log:
         log.write(f"{{service.name}} {stage} {{os.getpid()}}\\n")
+    if os.environ.get("INTERRUPT") == f"{{service.name}}:{stage}":
+        raise KeyboardInterrupt
     if os.environ.get("FAIL") == f"{{service.name}}:{stage}":
         raise BuildError("engine said no", stage="{stage}", service=service.name, hint="fix it")
     if "{stage}" == "push":
@@ -133,6 +135,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
         subprocess.run(["git", *args], cwd=pytester.path, check=True, capture_output=True)
     monkeypatch.setenv("STAGE_LOG", str(pytester.path / "stages.log"))
     monkeypatch.delenv("FAIL", raising=False)
+    monkeypatch.delenv("INTERRUPT", raising=False)
     return pytester
 
 
@@ -245,3 +248,44 @@ def test_xdist_keeps_each_service_in_order_on_one_worker(project: pytest.Pyteste
         assert [stage for stage, _ in mine] == ["build", "push", "apply"]
         assert len({pid for _, pid in mine}) == 1
     assert len(the_record(project)["services"]) == 2
+
+
+def test_expired_lock_needs_take_over_lock(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    cluster.leases["demo"] = {"spec": {"holderIdentity": "dead-run", "leaseDurationSeconds": 600}}
+    refused = project.runpytest("runbook", "--env", "demo")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["ERROR: LockHeld:*locked by dead-run*expired*--take-over-lock*"])
+    taken = project.runpytest("runbook", "--env", "demo", "--take-over-lock")
+    assert taken.ret == 0
+    taken.stdout.fnmatch_lines(["*took over the lock of dead-run (--take-over-lock)*"])
+    assert cluster.leases == {}
+
+
+def test_take_over_lock_never_displaces_a_live_holder(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    cluster.leases["demo"] = {"spec": {"holderIdentity": "other", "leaseDurationSeconds": 600}}
+    result = project.runpytest("runbook", "--env", "demo", "--take-over-lock")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: LockHeld:*locked by other*still being renewed*"])
+    assert cluster.leases["demo"]["spec"]["holderIdentity"] == "other"
+
+
+def test_interrupt_records_what_was_applied_and_frees_the_lock(
+    project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERRUPT", "web:apply")
+    result = project.runpytest_inprocess("runbook", "--env", "demo", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    record = the_record(project)
+    assert record["outcome"] == "interrupted" and record["applied"] == ["api"]
+    assert record["interrupted_during"].endswith("test_apply[web]")
+    assert cluster.leases == {}
+    assert json.loads(cluster.configmaps["demo"]["data"]["release.json"])["outcome"] == "interrupted"
+
+
+def test_rollback_without_a_passed_release_says_so(project: pytest.Pytester, cluster: FakeCluster,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIL", "web:apply")
+    result = project.runpytest("runbook", "--env", "demo", "--rollback-on-failure")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*--rollback-on-failure: no passed release in the namespace yet*"])
+    assert the_record(project)["outcome"] == "failed" and the_record(project)["rollback"] == {}
