@@ -18,6 +18,7 @@ from typing import Any
 from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, run_with_stack, say
 from bench.workspace import BENCH, CHANGE_FILE, SERVICES, Workspace
 
+NAMESPACE = "dx29-bench"
 BASELINE_NAMESPACE = "dx29-bench-sh"
 SCENARIOS = {"one service changed": ("gateway",), "all four changed": SERVICES}
 
@@ -35,7 +36,7 @@ def commands(ws: Workspace) -> dict[str, list[str]]:
 def _run(tool: str, cmd: list[str], label: str, ws: Workspace, env: dict[str, str]) -> Timed:
     if tool == "shell baseline":
         return run_timed(label, cmd, cwd=ws.root, env=env)
-    return run_release(label, cmd, cwd=ws.root, env=env)
+    return run_release(label, cmd, cwd=ws.root, env=env, own_namespace=NAMESPACE)
 
 
 def warm_up(ws: Workspace, env: dict[str, str]) -> list[str]:

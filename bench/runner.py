@@ -6,6 +6,9 @@ or surprising run can be read afterwards; the results only keep the numbers and 
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -80,16 +83,50 @@ def lock_held(result: Timed) -> bool:
     return "LockHeld:" in result.log.read_text(errors="replace")
 
 
-def run_release(label: str, cmd: list[str], *, cwd: Path, env: dict[str, str]) -> Timed:
-    """Run a deploybook release; while another release holds the lock, wait and try again."""
+def run_release(label: str, cmd: list[str], *, cwd: Path, env: dict[str, str], own_namespace: str) -> Timed:
+    """Run a deploybook release; while another release holds the lock, wait and try again.
+
+    A lock in the benchmark's ``own_namespace`` held by a process of this machine that no
+    longer exists (a benchmark killed while the API server was down) is deleted, as the
+    lock's own hint says to do for a dead holder.
+    """
     waited = 0.0
     while True:
         result = run_timed(label, cmd, cwd=cwd, env=env)
         if not lock_held(result) or waited >= LOCK_PATIENCE_S:
             return result
-        print(f"  {label}: environment lock held by another release, retrying in {LOCK_RETRY_S:.0f}s")
+        if clear_stale_lock(result, own_namespace):
+            continue
+        say(f"{label}: environment lock held by another release, retrying in {LOCK_RETRY_S:.0f}s")
         time.sleep(LOCK_RETRY_S)
         waited += LOCK_RETRY_S
+
+
+_HOLDER = re.compile(r"locked by (?P<user>[^@\s]+)@(?P<host>[^:\s]+):(?P<pid>\d+)/")
+
+
+def clear_stale_lock(result: Timed, namespace: str) -> bool:
+    """Delete the Lease in ``namespace`` when its holder is a dead process on this host."""
+    match = _HOLDER.search(result.log.read_text(errors="replace"))
+    if not match or match["host"] != socket.gethostname() or _alive(int(match["pid"])):
+        return False
+    say(f"lock in {namespace} held by dead process {match['pid']} of this machine: deleting the stale lease")
+    proc = subprocess.run(
+        ["kubectl", "-n", namespace, "delete", "lease", "deploybook-release", "--ignore-not-found"],
+        capture_output=True,
+        text=True,
+    )
+    return proc.returncode == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ratio(value: float | None, baseline: float | None) -> float | None:
