@@ -73,9 +73,12 @@ def _write_environment(name: str, namespace: str, prefix: str, manifests: Path, 
     doc["lock_duration_s"] = lock_duration_s
     doc["manifests"] = {"path": str(manifests)}
     kept = []
+    left_out = [svc["name"] for svc in doc["services"] if svc["name"] not in services]
     for svc in doc["services"]:
         if svc["name"] not in services:
             continue
+        # An HTTP check that goes through a service left out of this environment cannot pass.
+        svc["http"] = [c for c in svc.get("http") or () if not any(o in json.dumps(c) for o in left_out)]
         svc["image"] = f"{prefix}/{svc['name']}"
         if svc["name"] in contexts:
             svc["context"] = str(contexts[svc["name"]])
@@ -180,13 +183,16 @@ def component_down(name: str, env: dict[str, str]) -> Iterator[None]:
 
 
 def wait_node_ready(admin: Any, timeout_s: float = 120) -> None:
-    """Wait until every node reports Ready=True (after a kubelet restart)."""
+    """Wait until every node reports Ready=True and carries no node-lifecycle taint (after a kubelet restart)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             nodes = admin.core.list_node().items
-            if nodes and all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or ())
-                             for n in nodes):
+            ready = all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or ())
+                        for n in nodes)
+            # The node controller lifts its unreachable/not-ready taints a moment after Ready.
+            tainted = any(t.key.startswith("node.kubernetes.io/") for n in nodes for t in n.spec.taints or ())
+            if nodes and ready and not tainted:
                 return
         except Exception:  # noqa: BLE001 - the API may be restarting too
             pass
