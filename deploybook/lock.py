@@ -239,7 +239,7 @@ class LeaseRenewer(threading.Thread):
                               "another release took it over")
                     return
                 self.renewals += 1
-            except Exception:  # noqa: BLE001 - retried next tick; the lease outlives a few misses
+            except Exception:
                 continue
 
     def stop(self) -> None:

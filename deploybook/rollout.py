@@ -40,9 +40,9 @@ import json
 import queue
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException

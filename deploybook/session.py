@@ -15,7 +15,7 @@ import pytest
 from deploybook import policy
 from deploybook.config import load_environment
 from deploybook.errors import DeploybookError
-from deploybook.lock import Lock, LeaseRenewer, acquire_lock, holder_identity, release_lock
+from deploybook.lock import LeaseRenewer, Lock, acquire_lock, holder_identity, release_lock
 from deploybook.record import (
     RECORD_FILE,
     ReleaseRecord,

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -39,7 +40,9 @@ START_FUNCTIONS = {"registry": "start_registry", "kube-apiserver": "start_apiser
 
 def pytest_configure(config: pytest.Config) -> None:
     """Declare the ``fault`` marker: a test that breaks a stack component or a release on purpose."""
-    config.addinivalue_line("markers", "fault: breaks a stack component or a release on purpose (tests/e2e/test_faults.py)")
+    config.addinivalue_line(
+        "markers", "fault: breaks a stack component or a release on purpose (tests/e2e/test_faults.py)"
+    )
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def throwaway_environment(admin: Any) -> Iterator[Callable[..., ThrowawayEnviron
             shutil.rmtree(env.manifests, ignore_errors=True)
             try:
                 admin.core.delete_namespace(env.namespace, propagation_policy="Background")
-            except Exception:  # noqa: BLE001 - a namespace never created needs no cleanup
+            except Exception:
                 pass
 
 
@@ -194,7 +197,7 @@ def wait_node_ready(admin: Any, timeout_s: float = 120) -> None:
             tainted = any(t.key.startswith("node.kubernetes.io/") for n in nodes for t in n.spec.taints or ())
             if nodes and ready and not tainted:
                 return
-        except Exception:  # noqa: BLE001 - the API may be restarting too
+        except Exception:
             pass
         time.sleep(1)
     raise AssertionError(f"node not Ready within {timeout_s}s after the kubelet restart")

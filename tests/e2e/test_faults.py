@@ -204,7 +204,7 @@ def test_api_server_restarted_while_rollout_watched(
     def watch() -> None:
         try:
             outcome["result"] = wait_for_rollout(watcher, "Deployment", namespace, "slow", timeout_s=150)
-        except Exception as e:  # noqa: BLE001 - handed to the test thread
+        except Exception as e:
             outcome["error"] = e
 
     thread = threading.Thread(target=watch, daemon=True)

@@ -122,7 +122,8 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     # xdist workers start from a fresh interpreter: the conftest makes deploybook importable.
     repo = Path(deploybook.kube.__file__).resolve().parents[1]
     pytester.makeconftest(f'import sys\nsys.path.insert(0, {str(repo)!r})\npytest_plugins = ["deploybook.plugin"]')
-    pytester.makeini("[pytest]\ntestpaths = tests\naddopts = -p no:cacheprovider -p no:allure_pytest -p no:deploybook-evidence\n")
+    pytester.makeini("[pytest]\ntestpaths = tests\n"
+                     "addopts = -p no:cacheprovider -p no:allure_pytest -p no:deploybook-evidence\n")
     (pytester.path / "environments").mkdir()
     (pytester.path / "environments" / "demo.yaml").write_text(ENV)
     (pytester.path / "environments" / "other.yaml").write_text(ENV)
