@@ -94,9 +94,12 @@ start_containerd() {
   fi
 }
 
+# Health checks capture the answer before matching it: with pipefail, `cmd | grep -q`
+# fails whenever grep stops reading early and cmd dies of SIGPIPE.
 etcd_healthy() {
-  curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/apiserver-etcd-client.crt" \
-    --key "$PKI/apiserver-etcd-client.key" https://127.0.0.1:2379/health | grep -q '"health":"true"'
+  local answer
+  answer=$(curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/apiserver-etcd-client.crt" \
+    --key "$PKI/apiserver-etcd-client.key" https://127.0.0.1:2379/health) && [[ $answer == *'"health":"true"'* ]]
 }
 
 start_etcd() {
@@ -136,7 +139,8 @@ start_apiserver() {
 }
 
 loopback_healthy() {  # loopback_healthy PORT: a component's /healthz over verified TLS
-  curl -sf --cacert "$PKI/ca.crt" "https://localhost:$1/healthz" | grep -q ok
+  local answer
+  answer=$(curl -sf --cacert "$PKI/ca.crt" "https://localhost:$1/healthz") && [[ $answer == ok ]]
 }
 
 start_controller_manager() {
@@ -168,14 +172,20 @@ start_kubelet() {
   wait_until kubelet 90 node_registered
 }
 
-proxy_synced() { iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q 'default/kubernetes'; }
+proxy_synced() {
+  local rules
+  rules=$(iptables -t nat -S KUBE-SERVICES 2>/dev/null) && [[ $rules == *default/kubernetes* ]]
+}
 
 start_kube_proxy() {
   start_component kube-proxy "$KUBE_BIN" kube-proxy --config "$STATE/kube-proxy/config.yaml"
   wait_until kube-proxy 60 proxy_synced
 }
 
-dns_answers() { busybox nslookup "kubernetes.default.svc.$CLUSTER_DOMAIN" "$NODE_IP" | grep -q "$KUBERNETES_SERVICE_IP"; }
+dns_answers() {
+  local answer
+  answer=$(busybox nslookup "kubernetes.default.svc.$CLUSTER_DOMAIN" "$NODE_IP") && [[ $answer == *"$KUBERNETES_SERVICE_IP"* ]]
+}
 
 start_coredns() {
   start_component coredns "$COREDNS_BIN" -conf "$STATE/coredns/Corefile"
