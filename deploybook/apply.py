@@ -33,7 +33,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from deploybook.errors import ApplyError, ClusterError
-from deploybook.kube import KubeClients
+from deploybook.kube import KubeClients, api_errors
 from deploybook.render import MANAGED_BY, MANAGED_BY_LABEL
 
 FIELD_MANAGER = "deploybook"
@@ -131,7 +131,8 @@ def diff_objects(
 
     Raises ApplyError listing every object the server would reject.
     """
-    plans = _preflight(kube, apply_order(objs), field_manager)
+    with api_errors(kube.where, "diffing against the live objects"):
+        plans = _preflight(kube, apply_order(objs), field_manager)
     return [_diff(plan) for plan in plans]
 
 
@@ -150,15 +151,18 @@ def apply_objects(
     ordered = apply_order(objs)
     namespaces = [o for o in ordered if o["kind"] == "Namespace"]
     others = [o for o in ordered if o["kind"] != "Namespace"]
-    results = _apply_plans(kube, _preflight(kube, namespaces, field_manager), dry_run, field_manager)
-    plans = _preflight(kube, others, field_manager, allow_missing_namespace=dry_run)
-    return results + _apply_plans(kube, plans, dry_run, field_manager)
+    with api_errors(kube.where, "applying " + ", ".join(title(o) for o in ordered[:3])
+                    + (" ..." if len(ordered) > 3 else "")):
+        results = _apply_plans(kube, _preflight(kube, namespaces, field_manager), dry_run, field_manager)
+        plans = _preflight(kube, others, field_manager, allow_missing_namespace=dry_run)
+        return results + _apply_plans(kube, plans, dry_run, field_manager)
 
 
 def ensure_namespace(kube: KubeClients, name: str, *, dry_run: bool = False) -> AppliedObject:
     """Create the namespace when it is absent; an existing one is left as it is."""
-    resource = _resource(kube, "v1", "Namespace")
-    live = _get_live(kube, resource, {"kind": "Namespace", "metadata": {"name": name}})
+    with api_errors(kube.where, f"reading namespace {name}"):
+        resource = _resource(kube, "v1", "Namespace")
+        live = _get_live(kube, resource, {"kind": "Namespace", "metadata": {"name": name}})
     if live is not None:
         if (live.get("status") or {}).get("phase") == "Terminating":
             raise ApplyError(

@@ -174,6 +174,21 @@ def load_environment(name: str, directory: Path | str = ENVIRONMENTS_DIR) -> Env
     return parse_environment(file.read_text(), file=file, name=name, root=directory.parent)
 
 
+def key_line(file: Path, key: str) -> int | None:
+    """The 1-based line of a dotted ``key`` (e.g. ``registry.password_env``) in a YAML file."""
+    try:
+        node = yaml.compose(file.read_text(), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    for part in key.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((v for k, v in node.value if k.value == part), None)
+        if node is None:
+            return None
+    return int(node.start_mark.line) + 1 if node is not None else None
+
+
 def parse_environment(text: str, *, file: Path, name: str, root: Path) -> Environment:
     """Validate the YAML ``text`` of an environment file into an Environment."""
     try:
@@ -272,7 +287,9 @@ def _manifests(n: _Node, root: Path) -> ManifestSource:
         return ManifestSource(path=root / n.text("path", expand=True))
     g = n.child("git")
     g.only("url", "ref", "path")
-    return ManifestSource(git=GitSource(url=g.text("url", expand=True), ref=g.text("ref"), path=g.opt_str("path") or "."))
+    return ManifestSource(
+        git=GitSource(url=g.text("url", expand=True), ref=g.text("ref"), path=g.opt_str("path") or ".")
+    )
 
 
 def _services(n: _Node, root: Path) -> tuple[Service, ...]:
@@ -364,7 +381,8 @@ class _Node:
 
     def only(self, *allowed: str) -> None:
         if not isinstance(self.node, yaml.MappingNode):
-            raise ConfigError("must be a mapping", file=self.file, line=self.node.start_mark.line + 1, key=self.key or None)
+            raise ConfigError("must be a mapping", file=self.file, line=self.node.start_mark.line + 1,
+                              key=self.key or None)
         for k, _ in self.node.value:
             if k.value not in allowed:
                 self.fail(k.value, f"unknown key (allowed: {', '.join(allowed)})", k)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from deploybook.config import Environment, Service
-from deploybook.errors import BuildError
+from deploybook.errors import BuildError, ConfigError
 from deploybook.run import RUN_STATE, RunState
 from deploybook.session import connect_cluster
 
@@ -73,14 +73,33 @@ def docker_client(environment: Environment) -> Iterator[docker.DockerClient]:
     client.close()
 
 
-@pytest.fixture(scope="session")
-def registry_auth(environment: Environment) -> RegistryAuth | None:
-    """Credentials for the environment's registry, from the reference in the environment file."""
+def resolve_registry_auth(environment: Environment) -> RegistryAuth | None:
+    """The registry credentials the environment file refers to.
+
+    A reference that cannot be resolved (an unset variable, a missing file) is a
+    ConfigError naming the environment file, the line and key of the reference, and the
+    variable or file: the plugin calls this before anything runs, so it is never found
+    late, after the lock is taken and the images are built.
+    """
+    from deploybook.config import key_line
     from deploybook.registry import resolve_credentials
 
     reg = environment.registry
-    return resolve_credentials(reg.address, username=reg.username, password_env=reg.password_env,
-                               password_file=reg.password_file)
+    try:
+        return resolve_credentials(reg.address, username=reg.username, password_env=reg.password_env,
+                                   password_file=reg.password_file)
+    except ConfigError as e:
+        key = next((f"registry.{k}" for k in ("password_env", "password_file") if getattr(reg, k)), None)
+        if e.file or key is None:
+            raise
+        raise ConfigError(e.message, file=str(environment.file), line=key_line(environment.file, key), key=key,
+                          hint=e.hint) from e
+
+
+@pytest.fixture(scope="session")
+def registry_auth(environment: Environment) -> RegistryAuth | None:
+    """Credentials for the environment's registry, from the reference in the environment file."""
+    return resolve_registry_auth(environment)
 
 
 @pytest.fixture(scope="session")

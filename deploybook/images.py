@@ -231,12 +231,14 @@ def push_image(
     ``source`` (an image id or reference) is tagged as ``repository:tag`` first. The digest
     comes from the push's output and is checked against the registry's v2 API through
     ``registry`` (or a `RegistryClient` made from the repository's address, ``auth`` and
-    ``ca_file``): a mismatch is a `PushError`. Refused credentials and an unreachable
-    registry raise one `PushError` naming the registry; connection failures are tried
-    `_PUSH_TRIES` times.
+    ``ca_file``): a mismatch is a `PushError`. The registry is pinged first (credentials,
+    verified TLS). Refused credentials and an unreachable registry raise one `PushError`
+    naming the registry; connection failures are tried `_PUSH_TRIES` times.
     """
     address, path = split_repository(repository)
     started = time.monotonic()
+    registry = registry or RegistryClient(address, auth, ca_file=ca_file)
+    _ping(registry, repository, tag)
     if source:
         _tag(client, source, repository, tag)
     lines: list[str] = []
@@ -249,9 +251,22 @@ def push_image(
             if attempt == _PUSH_TRIES:
                 raise _unreachable(address, repository, tag, str(e)) from e
             time.sleep(_PUSH_BACKOFF_S * 2 ** (attempt - 1))
-    registry = registry or RegistryClient(address, auth, ca_file=ca_file)
     _confirm_digest(registry, path, tag, digest)
     return PushResult(f"{repository}@{digest}", digest, "\n".join(lines), repository, tag, time.monotonic() - started)
+
+
+def _ping(registry: RegistryClient, repository: str, tag: str) -> None:
+    """Ask the registry's ``/v2/`` with the credentials and verified TLS before pushing.
+
+    The engine has trust and retry rules of its own (it would push over a CA the runbook
+    does not trust, and retry a failing registry for a minute); asking first means a
+    wrong CA, refused credentials or a failing registry stop the push before any layer
+    is sent, within seconds.
+    """
+    try:
+        registry.ping()
+    except RegistryError as e:
+        raise PushError(f"not pushing {repository}:{tag}: {e.message}", source=e.source, hint=e.hint) from e
 
 
 class _Retryable(Exception):

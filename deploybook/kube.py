@@ -18,6 +18,8 @@ one :class:`~deploybook.errors.ClusterError` before anything else runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,8 +224,33 @@ def _probe(api_client: k8s.ApiClient, server: str, context: str | None, files: s
 
 
 def _root_cause(error: BaseException) -> str:
-    reason = getattr(error, "reason", None)
-    return str(reason or error)
+    """What went wrong on the connection, without urllib3's object reprs."""
+    reason = getattr(error, "reason", None) or error
+    text = str(reason)
+    for known in ("Connection refused", "timed out", "Connection reset", "Name or service not known",
+                  "No route to host", "Remote end closed connection"):
+        if known.lower() in text.lower():
+            return known.lower()
+    return text.split(">: ", 1)[-1]
+
+
+@contextmanager
+def api_errors(where: str, doing: str) -> Iterator[None]:
+    """Turn a lost connection to the API server into one ClusterError naming the server.
+
+    The Kubernetes client lets urllib3's errors (``MaxRetryError``, ``ProtocolError``) out
+    as they are when the API server is away; mid-release they must say which server was
+    lost, while doing what, and what to do next.
+    """
+    try:
+        yield
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise ClusterError(
+            f"API server unreachable while {doing} ({_root_cause(e)})",
+            source=where,
+            hint="check that the cluster is running (local stack: stack/status), then run the release "
+            "again: applying is idempotent",
+        ) from e
 
 
 def _clients(api_client: k8s.ApiClient, server: str, context: str | None, files: str) -> KubeClients:

@@ -36,6 +36,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from deploybook.errors import ClusterError, LockHeld
+from deploybook.kube import api_errors
 
 LEASE_NAME = "deploybook-release"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -129,16 +130,26 @@ def acquire_lock(
     duration_s: int,
     take_over: bool = False,
     now: datetime | None = None,
+    cluster: str | None = None,
 ) -> Lock:
-    """Take the Lease for ``holder``, or raise LockHeld naming whoever holds it (see the table)."""
+    """Take the Lease for ``holder``, or raise LockHeld naming whoever holds it (see the table).
+
+    ``cluster`` (``KubeClients.where``: server and context) is named in every error.
+    """
     now = now or datetime.now(UTC)
-    where = f"lease {namespace}/{LEASE_NAME}"
+    where = _lease_where(namespace, cluster)
+    with api_errors(where, "taking the lock"):
+        return _acquire(coordination, namespace, holder, duration_s, take_over, now, where)
+
+
+def _acquire(coordination: Any, namespace: str, holder: str, duration_s: int, take_over: bool, now: datetime,
+             where: str) -> Lock:
     try:
         current = coordination.read_namespaced_lease(LEASE_NAME, namespace)
     except ApiException as e:
         if e.status != 404:
-            raise ClusterError(f"cannot read the lock: {e.status} {e.reason}", source=where) from e
-        return _create(coordination, namespace, holder, duration_s, now)
+            raise _api_failed("read", e, where) from e
+        return _create(coordination, namespace, holder, duration_s, now, where)
     spec = current.spec
     previous = spec.holder_identity
     if previous and previous != holder:
@@ -161,8 +172,26 @@ def _refuse_unless_free(previous: str, spec: Any, where: str, now: datetime, tak
     raise _held(previous, spec, where, expired=False, asked=take_over)
 
 
-def _create(coordination: Any, namespace: str, holder: str, duration_s: int, now: datetime) -> Lock:
-    where = f"lease {namespace}/{LEASE_NAME}"
+def _lease_where(namespace: str, cluster: str | None) -> str:
+    lease = f"lease {namespace}/{LEASE_NAME}"
+    return f"{cluster}, {lease}" if cluster else lease
+
+
+def _api_failed(verb: str, e: ApiException, where: str) -> ClusterError:
+    """A refused or failed Lease call; a refusal says which identity lacks which right."""
+    if e.status in (401, 403):
+        return ClusterError(
+            f"cannot {verb} the lock: HTTP {e.status} {e.reason} (this identity may not {verb} Leases "
+            "in the namespace)",
+            source=where,
+            hint="release with a context that may write in the namespace (a read-only context "
+            "such as deploybook-view is for checks only)",
+        )
+    return ClusterError(f"cannot {verb} the lock: HTTP {e.status} {e.reason}", source=where,
+                        hint="check the cluster (local stack: stack/status) and run again")
+
+
+def _create(coordination: Any, namespace: str, holder: str, duration_s: int, now: datetime, where: str) -> Lock:
     try:
         coordination.create_namespaced_lease(namespace, _lease_body(namespace, holder, duration_s, now, None))
     except ApiException as e:
@@ -174,7 +203,7 @@ def _write_failed(e: ApiException, where: str) -> Exception:
     if e.status == 409:
         return LockHeld("another release took the lock at the same moment", holder="unknown", source=where,
                         hint="wait for it to finish, then run again")
-    return ClusterError(f"cannot take the lock: {e.status} {e.reason}", source=where)
+    return _api_failed("write", e, where)
 
 
 def _held(previous: str, spec: Any, where: str, *, expired: bool, asked: bool = False) -> LockHeld:

@@ -28,6 +28,7 @@ from deploybook.fixtures import (  # noqa: F401  fixtures are part of the plugin
     registry,
     registry_auth,
     release,
+    resolve_registry_auth,
     service,
 )
 from deploybook.gitinfo import repo_state
@@ -123,6 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if mode == "runbook":
         _collect_checks_too(config)
     _register_evidence(config)
+    _register_status_table(config)
 
 
 def _new_state(config: pytest.Config, mode: str) -> RunState:
@@ -147,6 +149,9 @@ def _new_state(config: pytest.Config, mode: str) -> RunState:
     state.source_record = _source_record(config, env)
     policy.check_branch(env, state.git)
     policy.check_clean_tree(env, state.git)
+    # Resolved now, and again by the registry_auth fixture: a missing password is found
+    # before the lock and the build, and the secret is never kept in the run state.
+    resolve_registry_auth(env)
     # Without --release, a confirmed promotion reads the test record from the cluster in
     # pytest_sessionstart (the first cluster contact) and is checked there.
     if env.promote_from and (state.source_record is not None or not state.confirm_prod):
@@ -201,6 +206,15 @@ def _collect_checks_too(config: pytest.Config) -> None:
     checks = root / CHECKS_DIR
     if checks.is_dir() and root / RUNBOOK_DIR in paths and not any(_overlaps(p, checks) for p in paths):
         config.args.append(str(checks))
+
+
+def _register_status_table(config: pytest.Config) -> None:
+    """The end-of-run status table; registered here because an xdist controller never loads
+    ``checks/conftest.py`` (it collects nothing), which registers it otherwise."""
+    from deploybook.status import StatusTable
+
+    if not config.pluginmanager.has_plugin("deploybook-status"):
+        config.pluginmanager.register(StatusTable(), "deploybook-status")
 
 
 def _register_evidence(config: pytest.Config) -> None:

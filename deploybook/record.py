@@ -129,11 +129,20 @@ def save_to_cluster(
     ``running`` (after a rollback: the restored release) becomes ``release.json`` and
     ``record`` is kept as ``last-attempt.json``. The last passed release is carried over.
     """
-    from kubernetes.client.exceptions import ApiException
+    from deploybook.kube import api_errors
 
     current = running or record
     data = {RECORD_FILE: current.to_json()}
     source = f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}"
+    with api_errors(kube.where, f"storing the release record in configmap {namespace}/{CONFIGMAP_NAME}"):
+        _save(kube, namespace, record, running, data, source)
+
+
+def _save(kube: KubeClients, namespace: str, record: ReleaseRecord, running: ReleaseRecord | None,
+          data: dict[str, str], source: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    current = running or record
     try:
         passed = current if current.passed else _stored(kube, namespace, PASSED_KEY)
         if passed is not None:
@@ -198,8 +207,11 @@ def load_last_passed(kube: KubeClients, namespace: str) -> ReleaseRecord | None:
     """The last release that passed in ``namespace`` (the rollback target), or None."""
     from kubernetes.client.exceptions import ApiException
 
+    from deploybook.kube import api_errors
+
     try:
-        passed = _stored(kube, namespace, PASSED_KEY)
+        with api_errors(kube.where, f"reading configmap {namespace}/{CONFIGMAP_NAME}"):
+            passed = _stored(kube, namespace, PASSED_KEY)
     except ApiException as e:
         raise RecordError(f"could not read the release record: {e.status} {e.reason}",
                           source=f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}") from e
@@ -213,9 +225,12 @@ def load_from_cluster(kube: KubeClients, namespace: str) -> ReleaseRecord | None
     """The record kept in the cluster, or None when there is none yet."""
     from kubernetes.client.exceptions import ApiException
 
+    from deploybook.kube import api_errors
+
     source = f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}"
     try:
-        cm = kube.core.read_namespaced_config_map(CONFIGMAP_NAME, namespace)
+        with api_errors(kube.where, f"reading configmap {namespace}/{CONFIGMAP_NAME}"):
+            cm = kube.core.read_namespaced_config_map(CONFIGMAP_NAME, namespace)
     except ApiException as e:
         if e.status == 404:
             return None

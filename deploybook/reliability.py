@@ -95,10 +95,12 @@ def render(results: Sequence[CaseResult], *, sources: Sequence[str] = ()) -> str
     if sources:
         lines += ["", "Results read: " + ", ".join(f"`{s}`" for s in sources) + "."]
     for suite in _suites(results):
-        lines += ["", f"## {suite}", "", "| case | expected | what happened | lost | verdict |", "|---|---|---|---|---|"]
+        lines += ["", f"## {suite}", "", "| case | expected | what happened | lost | verdict |",
+                  "|---|---|---|---|---|"]
         for r in (r for r in results if r.suite == suite):
             verdict = "pass" if r.passed else "**FAIL**"
-            lines.append(f"| `{r.case}` | {_cell(r.expected)} | {_cell(r.observed)} | {_cell(r.lost, 120)} | {verdict} |")
+            cells = (f"`{r.case}`", _cell(r.expected), _cell(r.observed), _cell(r.lost, 120), verdict)
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -70,7 +70,7 @@ def start_release(config: pytest.Config, state: RunState) -> None:
 
     ensure_namespace(kube, env.cluster.namespace)
     lock = acquire_lock(kube.coordination, env.cluster.namespace, holder=holder_identity(state.run_id),
-                        duration_s=env.lock_duration_s, take_over=state.take_over_lock)
+                        duration_s=env.lock_duration_s, take_over=state.take_over_lock, cluster=kube.where)
     config.stash[_LOCK] = lock
     renewer = LeaseRenewer(kube.coordination, lock)
     renewer.start()
@@ -191,8 +191,11 @@ def release_held_lock(config: pytest.Config) -> None:
     if lock is None or kube is None:
         return
     del config.stash[_LOCK]
+    from deploybook.kube import api_errors
+
     try:
-        release_lock(kube.coordination, lock)
+        with api_errors(kube.where, f"releasing the lock in {lock.namespace}"):
+            release_lock(kube.coordination, lock)
     except Exception as e:  # never mask the session's own outcome
         sys.stderr.write(f"deploybook: could not release lease in {lock.namespace}: {e}\n")
 

@@ -407,3 +407,42 @@ def test_ensure_namespace_refuses_a_terminating_namespace(kube: Any, cluster: Fa
     }
     with pytest.raises(ApplyError, match="namespace going is being deleted"):
         ensure_namespace(kube, "going")
+
+
+def _refused_connection() -> Exception:
+    import urllib3
+
+    reason = urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection: [Errno 111] "
+                                                         "Connection refused")  # type: ignore[arg-type]
+    return urllib3.exceptions.MaxRetryError(None, "/apis/apps/v1", reason)  # type: ignore[arg-type]
+
+
+def test_api_server_lost_mid_apply_is_one_cluster_error_naming_the_server(
+    cluster: FakeCluster, kube: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib3
+
+    from deploybook.errors import ClusterError
+
+    def lost(self: FakeResource, **kwargs: Any) -> Instance:
+        raise _refused_connection()
+
+    monkeypatch.setattr(FakeResource, "server_side_apply", lost)
+    with pytest.raises(ClusterError) as info:
+        apply_objects(kube, [deployment()])
+    text = info.value.one_line()
+    assert "API server unreachable while applying Deployment/dx29-gateway-deployment" in text
+    assert "connection refused" in text and "server https://127.0.0.1:6443, context deploybook-admin" in text
+    assert "MaxRetryError" not in text and isinstance(info.value.__cause__, urllib3.exceptions.MaxRetryError)
+
+
+def test_api_server_lost_while_diffing_is_a_cluster_error(cluster: FakeCluster, kube: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploybook.errors import ClusterError
+
+    def lost(self: FakeResource, name: str, namespace: str | None = None) -> Instance:
+        raise _refused_connection()
+
+    monkeypatch.setattr(FakeResource, "get", lost)
+    with pytest.raises(ClusterError, match="API server unreachable while diffing"):
+        diff_objects(kube, [deployment()])

@@ -61,9 +61,16 @@ class FakeRegistry:
 
     base_url = "https://localhost:5000"
 
-    def __init__(self, answer: str | Exception) -> None:
+    def __init__(self, answer: str | Exception, ping: Exception | None = None) -> None:
         self.answer = answer
+        self.ping_answer = ping
         self.asked: list[tuple[str, str]] = []
+        self.pings = 0
+
+    def ping(self) -> None:
+        self.pings += 1
+        if self.ping_answer is not None:
+            raise self.ping_answer
 
     def manifest_digest(self, repository: str, reference: str) -> str:
         self.asked.append((repository, reference))
@@ -218,7 +225,7 @@ def test_push_tags_pushes_and_confirms() -> None:
         registry=registry,  # type: ignore[arg-type]
     )
     assert result.digest == DIGEST and result.ref == f"localhost:5000/dx29/gateway@{DIGEST}"
-    assert registry.asked == [("dx29/gateway", "v1")]
+    assert registry.pings == 1 and registry.asked == [("dx29/gateway", "v1")]
     assert api.calls[0] == ("tag", {"source": IMAGE_ID, "repository": "localhost:5000/dx29/gateway", "tag": "v1"})
     assert api.calls[1][1]["auth_config"] == {"username": "u", "password": "pw"}
     assert "aaa: Pushed" in seen and not any("Pushing" in line for line in seen)
@@ -298,6 +305,49 @@ def test_unreachable_then_reachable_succeeds() -> None:
         FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, registry=FakeRegistry(DIGEST)
     )  # type: ignore[arg-type]
     assert result.digest == DIGEST and len(api.calls) == 2
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RegistryError("GET https://localhost:5000/v2/ answered HTTP 500: storage down", source="https://localhost:5000"),
+        RegistryError("TLS verification of https://localhost:5000/v2/ failed: certificate verify failed",
+                      source="https://localhost:5000", hint="trust the registry's CA"),
+    ],
+    ids=["http-500", "wrong-ca"],
+)
+def test_a_failing_ping_stops_the_push_before_the_engine_is_asked(failure: RegistryError) -> None:
+    api = FakeAPI(pushes=[GOOD_PUSH])
+    registry = FakeRegistry(DIGEST, ping=failure)
+    with pytest.raises(PushError, match="not pushing localhost:5000/dx29/a:v1") as info:
+        push_image(FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, source=IMAGE_ID,
+                   registry=registry)  # type: ignore[arg-type]
+    assert info.value.source == "https://localhost:5000" and failure.message in str(info.value)
+    assert api.calls == [] and registry.asked == []
+
+
+def test_ping_through_the_registry_client_answering_500_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests
+    from requests.adapters import BaseAdapter
+
+    from deploybook import registry as registry_module
+    from deploybook.registry import RegistryClient
+
+    class Answer500(BaseAdapter):
+        def send(self, request: Any, **kwargs: Any) -> requests.Response:
+            response = requests.Response()
+            response.status_code, response._content, response.url = 500, b"storage down", request.url
+            return response
+
+        def close(self) -> None:
+            return None
+
+    monkeypatch.setattr(registry_module.time, "sleep", lambda s: None)
+    api = FakeAPI(pushes=[GOOD_PUSH])
+    client = RegistryClient("localhost:5000", None, transport=Answer500())
+    with pytest.raises(PushError, match="HTTP 500") as info:
+        push_image(FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, registry=client)
+    assert info.value.source == "https://localhost:5000" and api.calls == []
 
 
 @pytest.mark.parametrize(

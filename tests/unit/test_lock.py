@@ -192,3 +192,21 @@ def test_release_frees_only_our_own_lock(leases: FakeLeases) -> None:
 def test_holder_identity_names_user_host_pid_run() -> None:
     identity = holder_identity("20260101T000000Z-abc")
     assert identity.endswith("/20260101T000000Z-abc") and "@" in identity and ":" in identity
+
+
+class ForbiddenLeases(FakeLeases):
+    """A read-only identity: every Lease call is refused with 403."""
+
+    def read_namespaced_lease(self, name: str, namespace: str) -> SimpleNamespace:
+        raise ApiException(status=403, reason="Forbidden")
+
+
+def test_refused_lock_names_the_server_and_context() -> None:
+    from deploybook.errors import ClusterError
+
+    where = "server https://10.0.0.1:6443, context deploybook-view"
+    with pytest.raises(ClusterError) as info:
+        acquire_lock(ForbiddenLeases(), "dx29", holder="a@h:1/r", duration_s=60, now=NOW, cluster=where)
+    text = info.value.one_line()
+    assert "context deploybook-view" in text and "server https://10.0.0.1:6443" in text
+    assert "HTTP 403 Forbidden" in text and f"lease dx29/{LEASE_NAME}" in text

@@ -74,7 +74,8 @@ class FakeCluster:
 
     def connect(self, **kwargs: Any) -> SimpleNamespace:
         self.connects += 1
-        return SimpleNamespace(server="https://fake:6443", context="fake", coordination=self.coordination,
+        return SimpleNamespace(server="https://fake:6443", context="fake",
+                               where="server https://fake:6443, context fake", coordination=self.coordination,
                                core=self.core, server_version=lambda: "v1.34.0")
 
     def read_lease(self, name: str, ns: str) -> SimpleNamespace:
@@ -290,3 +291,37 @@ def test_rollback_without_a_passed_release_says_so(project: pytest.Pytester, clu
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*--rollback-on-failure: no passed release in the namespace yet*"])
     assert the_record(project)["outcome"] == "failed" and the_record(project)["rollback"] == {}
+
+
+def test_unset_password_variable_stops_before_the_cluster(
+    project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEMO_REGISTRY_PASSWORD", raising=False)
+    (project.path / "environments" / "demo.yaml").write_text(ENV.replace(
+        "registry: {address: reg.example}",
+        "registry:\n  address: reg.example\n  username: ci\n  password_env: DEMO_REGISTRY_PASSWORD"))
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ConfigError:*environments/demo.yaml:5: key 'registry.password_env': "
+                                 "registry reg.example: environment variable DEMO_REGISTRY_PASSWORD is not set*"])
+    assert cluster.connects == 0 and not cluster.leases and not (project.path / "stages.log").exists()
+
+
+def test_missing_password_file_stops_before_the_cluster(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    (project.path / "environments" / "demo.yaml").write_text(ENV.replace(
+        "registry: {address: reg.example}",
+        "registry:\n  address: reg.example\n  username: ci\n  password_file: /nonexistent/registry-password"))
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ConfigError:*environments/demo.yaml:5: key 'registry.password_file': "
+                                 "*cannot read password file /nonexistent/registry-password*"])
+    assert cluster.connects == 0 and not (project.path / "stages.log").exists()
+
+
+def test_status_table_registered_on_the_xdist_controller(project: pytest.Pytester, cluster: FakeCluster) -> None:
+    project.makepyfile(**{"checks/test_status_note": (
+        "from deploybook.status import note_status\n"
+        "def test_note(service, request):\n"
+        "    note_status(request.node, service.name, replicas='1/1')\n")})
+    result = project.runpytest("runbook", "--env", "demo", "-n", "2")
+    result.stdout.fnmatch_lines(["*= deployment status =*", "service*ready*", "api*1/1*", "web*1/1*"])

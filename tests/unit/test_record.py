@@ -81,3 +81,26 @@ def test_prefill_from_record_uses_this_registry(state: RunState) -> None:
     fresh.prefill_from_record()
     assert fresh.expected_ref("api") == f"reg.example/app/api@{DIGEST}"
     assert fresh.expected_ref("web") is None
+
+
+def test_api_server_lost_while_saving_the_record_names_the_server(state: RunState) -> None:
+    from types import SimpleNamespace
+
+    import urllib3
+
+    from deploybook.errors import ClusterError
+    from deploybook.record import save_to_cluster
+
+    def lost(*args: object) -> None:
+        raise urllib3.exceptions.MaxRetryError(None, "/api/v1", OSError("[Errno 111] Connection refused"))  # type: ignore[arg-type]
+
+    core = SimpleNamespace(read_namespaced_config_map=lost, replace_namespaced_config_map=lost,
+                           create_namespaced_config_map=lost)
+    kube = SimpleNamespace(server="https://10.0.0.1:6443", where="server https://10.0.0.1:6443, context admin",
+                           core=core)
+    record = build_record(state, outcome="failed")
+    with pytest.raises(ClusterError) as info:
+        save_to_cluster(kube, "ns", record)  # type: ignore[arg-type]
+    text = info.value.one_line()
+    assert "storing the release record in configmap ns/deploybook-release" in text
+    assert "server https://10.0.0.1:6443, context admin" in text and "MaxRetryError" not in text
