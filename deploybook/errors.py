@@ -17,6 +17,7 @@ show it as one line instead of a traceback::
     ├── ClusterError                cluster unreachable or an API call failed
     │   ├── RenderError             manifests could not be rendered (unknown image, bad YAML)
     │   ├── ApplyError              server-side apply refused an object
+    │   │   └── PreflightFailed     a service's manifests refused before anything ran
     │   └── RolloutFailed           a workload did not become ready
     └── CheckFailed                 a post-deploy check observed something else than expected
         └── ImageDigestMismatch     a running container's digest differs from the recorded one
@@ -143,6 +144,10 @@ class RenderError(ClusterError):
 
 class ApplyError(ClusterError):
     """Server-side apply refused an object."""
+
+
+class PreflightFailed(ApplyError):
+    """Before anything ran, some service's manifests did not render or were refused by a dry-run."""
 
 
 class RolloutFailed(ClusterError):

@@ -54,7 +54,7 @@ def connect_cluster(config: pytest.Config, state: RunState) -> KubeClients:
 
 
 def start_release(config: pytest.Config, state: RunState) -> None:
-    """Connect, settle the promoted release, create the namespace and take the lock."""
+    """Connect, settle the promoted release, create the namespace, take the lock, run the preflight."""
     kube = connect_cluster(config, state)
     env = state.env
     if env.promote_from and state.source_record is None:
@@ -65,6 +65,7 @@ def start_release(config: pytest.Config, state: RunState) -> None:
         (state.run_dir / SOURCE_RECORD_FILE).write_text(state.source_record.to_json())
     _say(config, f"deploybook: release {state.run_id} of {env.name} to {kube.server} namespace {env.cluster.namespace}")
     if state.dry_run:
+        _preflight(config, state, kube)
         return
     from deploybook.apply import ensure_namespace
 
@@ -77,8 +78,21 @@ def start_release(config: pytest.Config, state: RunState) -> None:
     config.stash[_RENEWER] = renewer
     if lock.took_over_from:
         _say(config, f"deploybook: took over the lock of {lock.took_over_from} (--take-over-lock)")
+    # After the lock (so a refused lock is what a read-only identity hears), before any stage.
+    _preflight(config, state, kube)
     if state.rollback_on_failure:
         _read_rollback_target(config, state, kube)
+
+
+def _preflight(config: pytest.Config, state: RunState, kube: KubeClients) -> None:
+    """Every service's manifests rendered and dry-run before the build or any apply."""
+    from deploybook.fixtures import resolve_registry_auth
+    from deploybook.preflight import manifest_directory, preflight_release
+
+    env = state.env
+    pull_secret = env.pull_secret if env.pull_secret and resolve_registry_auth(env) is not None else None
+    preflight_release(kube, state, manifest_directory(env, state.run_dir), pull_secret=pull_secret,
+                      say=lambda text: _say(config, f"deploybook: {text}"))
 
 
 def _read_rollback_target(config: pytest.Config, state: RunState, kube: KubeClients) -> None:

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 import deploybook.apply
 import deploybook.kube
 import deploybook.plugin
+import deploybook.preflight
 from deploybook.lock import LEASE_NAME
 
 pytest_plugins = ["pytester"]
@@ -62,6 +63,8 @@ class FakeCluster:
         self.leases: dict[str, dict[str, Any]] = {}
         self.configmaps: dict[str, dict[str, Any]] = {}
         self.connects = 0
+        self.preflights = 0
+        self.refuse = ""
         self.coordination = SimpleNamespace(
             read_namespaced_lease=self.read_lease, create_namespaced_lease=self.create_lease,
             replace_namespaced_lease=lambda name, ns, body: self.create_lease(ns, body, replace=True),
@@ -71,6 +74,14 @@ class FakeCluster:
             replace_namespaced_config_map=self.replace_cm, create_namespaced_config_map=self.create_cm,
             read_namespaced_config_map=self.read_cm,
         )
+
+    def preflight(self, kube: Any, state: Any, manifest_dir: Path, **kwargs: Any) -> list[Any]:
+        self.preflights += 1
+        if self.refuse:
+            from deploybook.errors import PreflightFailed
+
+            raise PreflightFailed(f"1 of 2 services' manifests refused: {self.refuse}", hint="fix the manifest")
+        return []
 
     def connect(self, **kwargs: Any) -> SimpleNamespace:
         self.connects += 1
@@ -114,6 +125,8 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     fake = FakeCluster()
     monkeypatch.setattr(deploybook.kube, "connect", fake.connect)
     monkeypatch.setattr(deploybook.apply, "ensure_namespace", lambda *a, **k: None)
+    # The preflight's rendering and dry-run are unit-tested in test_preflight.py.
+    monkeypatch.setattr(deploybook.preflight, "preflight_release", fake.preflight)
     return fake
 
 
@@ -325,3 +338,13 @@ def test_status_table_registered_on_the_xdist_controller(project: pytest.Pyteste
         "    note_status(request.node, service.name, replicas='1/1')\n")})
     result = project.runpytest("runbook", "--env", "demo", "-n", "2")
     result.stdout.fnmatch_lines(["*= deployment status =*", "service*ready*", "api*1/1*", "web*1/1*"])
+
+
+def test_refused_preflight_stops_before_the_lock_and_any_stage(project: pytest.Pytester,
+                                                               cluster: FakeCluster) -> None:
+    cluster.refuse = "m/web.yaml, document 1 (line 1): image 'app/payments', which no service builds"
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: PreflightFailed: 1 of 2 services' manifests refused: m/web.yaml*"])
+    assert cluster.preflights == 1 and not cluster.leases and not cluster.configmaps
+    assert not (project.path / "stages.log").exists()

@@ -1,0 +1,121 @@
+"""The preflight: every service rendered and dry-run before anything runs, with the apply fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_apply import FakeCluster, FakeDynamic, FakeKube, FakeResources
+
+from deploybook.config import parse_environment
+from deploybook.errors import PreflightFailed
+from deploybook.preflight import PLACEHOLDER_DIGEST, preflight_release
+from deploybook.run import RunState
+
+NS = "dx29-test"
+ENV_TEXT = f"""\
+cluster: {{context: c, namespace: {NS}}}
+registry: {{address: localhost:5000}}
+branch: {{name: null}}
+manifests: {{path: m}}
+services:
+  - {{name: gateway, context: a, image: dx29/gateway, manifest: gateway.yaml}}
+  - {{name: terms, context: a, image: dx29/terms, manifest: terms.yaml}}
+"""
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: dx29-{name}-deployment}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: dx29-{name}-backend}}}}
+  template:
+    metadata: {{labels: {{app: dx29-{name}-backend}}}}
+    spec:
+      containers:
+        - {{name: {name}, image: {image}, ports: [{{containerPort: {port}}}]}}
+"""
+
+
+@pytest.fixture
+def cluster() -> FakeCluster:
+    c = FakeCluster()
+    c.objects[("Namespace", None, NS)] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    return c
+
+
+@pytest.fixture
+def kube(cluster: FakeCluster) -> Any:
+    return FakeKube(FakeDynamic(FakeResources(cluster)))
+
+
+def release(tmp_path: Path, **images: str) -> tuple[RunState, Path]:
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    for name in ("gateway", "terms"):
+        image = images.get(name, f"dx29/{name}")
+        (manifests / f"{name}.yaml").write_text(MANIFEST.format(name=name, image=image, port=8080))
+    env = parse_environment(ENV_TEXT, file=tmp_path / "environments" / "t.yaml", name="t", root=tmp_path)
+    state = RunState(env=env, run_id="20260101T000000Z-abc", run_dir=tmp_path / "run", mode="runbook")
+    return state, manifests
+
+
+def real_writes(cluster: FakeCluster) -> list[tuple[str, str, str, str | None]]:
+    return [c for c in cluster.calls if c[0] == "apply" and c[3] is None]
+
+
+def test_every_service_is_dry_run_with_placeholder_digests(tmp_path: Path, cluster: FakeCluster,
+                                                           kube: Any) -> None:
+    state, manifests = release(tmp_path)
+    said: list[str] = []
+    results = preflight_release(kube, state, manifests, pull_secret=None, say=said.append)
+    assert [(r.service, r.ok, r.objects) for r in results] == [("gateway", True, 1), ("terms", True, 1)]
+    assert {c[2] for c in cluster.calls if c[3] == "All"} == {"dx29-gateway-deployment", "dx29-terms-deployment"}
+    assert real_writes(cluster) == [] and len(said) == 2
+
+
+def test_known_digests_are_used_instead_of_the_placeholder(tmp_path: Path, kube: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import deploybook.apply
+
+    state, manifests = release(tmp_path)
+    digest = "sha256:" + "1" * 64
+    state.results["gateway"] = state.result("gateway")
+    state.result("gateway").image, state.result("gateway").digest = "localhost:5000/dx29/gateway", digest
+    seen: list[str] = []
+    monkeypatch.setattr(deploybook.apply, "diff_objects", lambda kube, objs: seen.extend(
+        c["image"] for o in objs for c in o["spec"]["template"]["spec"]["containers"]) or [])
+    preflight_release(kube, state, manifests, pull_secret=None)
+    assert seen == [f"localhost:5000/dx29/gateway@{digest}", f"localhost:5000/dx29/terms@{PLACEHOLDER_DIGEST}"]
+
+
+def test_an_image_no_service_builds_refuses_the_whole_release(tmp_path: Path, cluster: FakeCluster,
+                                                              kube: Any) -> None:
+    state, manifests = release(tmp_path, terms="dx29/payments")
+    with pytest.raises(PreflightFailed) as info:
+        preflight_release(kube, state, manifests, pull_secret=None)
+    text = info.value.one_line()
+    assert "1 of 2 services' manifests refused" in text and str(manifests / "terms.yaml") in text
+    assert "dx29/payments" in text and "gateway.yaml" not in text
+    assert real_writes(cluster) == []
+
+
+def test_every_refusal_by_the_api_server_is_named_with_its_manifest_file(tmp_path: Path, cluster: FakeCluster,
+                                                                         kube: Any) -> None:
+    cluster.reject = lambda obj: "spec.replicas: Invalid value: -1" if obj["kind"] == "Deployment" else None
+    state, manifests = release(tmp_path)
+    with pytest.raises(PreflightFailed) as info:
+        preflight_release(kube, state, manifests, pull_secret=None)
+    text = info.value.one_line()
+    assert "2 of 2 services' manifests refused" in text
+    for name in ("gateway", "terms"):
+        assert f"{manifests / name}.yaml: " in text and f"Deployment/dx29-{name}-deployment" in text
+    assert "server https://127.0.0.1:6443, context deploybook-admin" in text and real_writes(cluster) == []
+
+
+def test_a_missing_manifest_file_is_named(tmp_path: Path, kube: Any) -> None:
+    state, manifests = release(tmp_path)
+    (manifests / "terms.yaml").unlink()
+    with pytest.raises(PreflightFailed, match=r"terms\.yaml: manifest path does not exist"):
+        preflight_release(kube, state, manifests, pull_secret=None)
