@@ -19,7 +19,15 @@ from typing import Any
 
 from bench.runner import PYTEST, Series, ratio, run_timed, run_with_stack, say
 from bench.tiny import build_and_push, push_copies, tiny_manifest
-from bench.tools import apply_yaml, delete_namespace, docker_env, ensure_namespace, ensure_pull_secret, wait_available
+from bench.tools import (
+    apply_yaml,
+    delete_namespace,
+    docker_env,
+    ensure_namespace,
+    ensure_pull_secret,
+    kubectl,
+    wait_available,
+)
 from bench.workspace import BENCH, REPO, TMP, Workspace
 
 NAMESPACE = "dx29-bench-scale"
@@ -102,11 +110,48 @@ def measure_sizes(ws: Workspace, env: dict[str, str], runs: dict[int, int]) -> d
     figures: dict[str, Any] = {}
     try:
         for n, count in runs.items():
-            record = deploy(ws, n, refs, secret)
+            room = pod_room()
+            if room is not None and room < n:
+                figures[str(n)] = _not_measured(f"the node has room for {room} more pods (maxPods), not {n}")
+                continue
+            try:
+                record = deploy(ws, n, refs, secret)
+            except RuntimeError as e:
+                figures[str(n)] = _not_measured(f"the {n} Deployments did not become Available: {str(e)[:300]}")
+                continue
             figures[str(n)] = _measure_size(ws, env, n, record, count)
     finally:
         delete_namespace(NAMESPACE)
     return figures
+
+
+def pod_room() -> int | None:
+    """Pods the node can still take besides this benchmark's own (allocatable minus running)."""
+    try:
+        node = json.loads(kubectl("get", "nodes", "-o", "json"))["items"][0]
+        pods = json.loads(kubectl("get", "pods", "-A", "-o", "json", "--field-selector=status.phase!=Succeeded"))
+    except (RuntimeError, IndexError, KeyError, ValueError):
+        return None
+    others = [
+        p
+        for p in pods["items"]
+        if p["metadata"]["namespace"] != NAMESPACE and not p["metadata"].get("deletionTimestamp")
+    ]
+    return int(node["status"]["allocatable"]["pods"]) - len(others)
+
+
+def _not_measured(reason: str) -> dict[str, Any]:
+    return {
+        "deploybook_runs_s": [],
+        "deploybook_median_s": None,
+        "deploybook_failures": [reason],
+        "baseline_runs_s": [],
+        "baseline_median_s": None,
+        "baseline_failures": [],
+        "ratio": None,
+        "requests": None,
+        "not_measured": reason,
+    }
 
 
 def _measure_size(ws: Workspace, env: dict[str, str], n: int, record: Path, runs: int) -> dict[str, Any]:

@@ -72,6 +72,14 @@ class KubectlTrial:
     proc: subprocess.Popen[str]
     applied: float
     clock: CrashClock
+    ended: list[float] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+
+    def follow(self) -> None:
+        """Note the moment kubectl exits (it may be long before anyone asks)."""
+        out, _ = self.proc.communicate()
+        self.ended.append(time.time())
+        self.output.append(out or "")
 
 
 @dataclass
@@ -116,20 +124,26 @@ def start_kubectl_trial(kube: Any, images: Images) -> KubectlTrial:
     )
     clock = CrashClock(kube, name, images.crash)
     clock.start()
-    return KubectlTrial(proc, applied, clock)
+    trial = KubectlTrial(proc, applied, clock)
+    threading.Thread(target=trial.follow, daemon=True, name="kubectl-rollout-status").start()
+    return trial
 
 
 def finish_kubectl_trial(trial: KubectlTrial, result: FailureResult) -> None:
     """Wait for kubectl's verdict (at most the cap) and record it."""
     remaining = max(1.0, trial.applied + KUBECTL_CAP_S + 30 - time.time())
     say(f"failure: waiting up to {remaining:.0f}s more for kubectl rollout status")
-    try:
-        out, _ = trial.proc.communicate(timeout=remaining)
-    except subprocess.TimeoutExpired:
+    deadline = time.time() + remaining
+    while not trial.ended and time.time() < deadline:
+        time.sleep(1.0)
+    if not trial.ended:
         trial.proc.kill()
-        out, _ = trial.proc.communicate()
-    result.kubectl_from_apply = round(time.time() - trial.applied, 2)
-    result.kubectl_verdict = out.strip().splitlines()[-1] if out and out.strip() else ""
+        result.kubectl_verdict = f"no verdict within the {KUBECTL_CAP_S}s cap"
+        trial.clock.stop.set()
+        return
+    result.kubectl_from_apply = round(trial.ended[0] - trial.applied, 2)
+    out = trial.output[0].strip()
+    result.kubectl_verdict = out.splitlines()[-1] if out else ""
     # A watch broken by a stack restart ends kubectl early: that is no verdict on the rollout.
     result.kubectl_valid = "progress deadline" in result.kubectl_verdict
     trial.clock.stop.set()

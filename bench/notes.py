@@ -61,6 +61,9 @@ def _scale(figure: dict[str, Any]) -> list[str]:
             "cache; look inside one pod per image, not per service."
         )
     for n, f in sizes.items():
+        if f.get("not_measured"):
+            notes.append(f"checks at {n} Deployments not measured: {f['not_measured']}")
+            continue
         for failure in f.get("deploybook_failures", []):
             notes.append(f"checks at {n}: a deploybook run failed: {str(failure)[-200:]}")
     return notes
