@@ -70,7 +70,8 @@ def preflight_release(
     results = [_check_service(kube, state, s, manifest_dir, refs, pull_secret) for s in env.services]
     for result in results:
         if say is not None:
-            verdict = f"{result.objects} objects accepted (server-side dry-run)" if result.ok else "REFUSED"
+            noun = "object" if result.objects == 1 else "objects"
+            verdict = f"{result.objects} {noun} accepted (server-side dry-run)" if result.ok else "REFUSED"
             say(f"preflight {result.service}: {result.manifest.name}: {verdict}")
     bad = [r for r in results if not r.ok]
     if bad:
