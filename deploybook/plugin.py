@@ -149,13 +149,15 @@ def _new_state(config: pytest.Config, mode: str) -> RunState:
     state.source_record = _source_record(config, env)
     policy.check_branch(env, state.git)
     policy.check_clean_tree(env, state.git)
-    # Resolved now, and again by the registry_auth fixture: a missing password is found
-    # before the lock and the build, and the secret is never kept in the run state.
-    resolve_registry_auth(env)
     # Without --release, a confirmed promotion reads the test record from the cluster in
     # pytest_sessionstart (the first cluster contact) and is checked there.
     if env.promote_from and (state.source_record is not None or not state.confirm_prod):
         policy.check_promotion(env, state.source_record, confirmed=state.confirm_prod)
+    # Resolved after the rules (a refusal by them says more), before any cluster contact, and
+    # again by the registry_auth fixture: the secret is never kept in the run state. A
+    # deferred promotion check resolves them in pytest_sessionstart, before the lock.
+    if not (env.promote_from and state.source_record is None):
+        resolve_registry_auth(env)
     state.prefill_from_record()
     return state
 

@@ -61,6 +61,9 @@ def start_release(config: pytest.Config, state: RunState) -> None:
         state.source_record = _recorded_release_of(env.promote_from, config)
         policy.check_promotion(env, state.source_record, confirmed=state.confirm_prod)
         state.prefill_from_record()
+        from deploybook.fixtures import resolve_registry_auth
+
+        resolve_registry_auth(env)  # before the namespace and the lock, as for every release
     if state.source_record is not None:
         (state.run_dir / SOURCE_RECORD_FILE).write_text(state.source_record.to_json())
     _say(config, f"deploybook: release {state.run_id} of {env.name} to {kube.server} namespace {env.cluster.namespace}")

@@ -148,7 +148,8 @@ def case_env_variable_unset(c: Ctx) -> Invocation:
 
 @case("port out of range named", r"local\.yaml:\d+", r"key 'services\[0\]\.port'", "65535")
 def case_env_port_out_of_range(c: Ctx) -> Invocation:
-    c.box.edit("environments/local.yaml", ("    port: 8080\n    manifest: gateway.yaml", "    port: 80800\n    manifest: gateway.yaml"))
+    c.box.edit("environments/local.yaml",
+               ("    port: 8080\n    manifest: gateway.yaml", "    port: 80800\n    manifest: gateway.yaml"))
     return Invocation(release())
 
 
@@ -183,17 +184,18 @@ def case_env_http_path(c: Ctx) -> Invocation:
     return Invocation(release())
 
 
-@case("password variable unset: named, nothing applied", "DX29_REGISTRY_PASSWORD", "https://localhost:5000|localhost:5000",
-      locks=True)
+@case("password variable unset: named with the environment file's key before anything runs",
+      r"solo\.yaml:\d+", "key 'registry.password_env'", "DX29_REGISTRY_PASSWORD", "localhost:5000")
 def case_env_password_env_unset(c: Ctx) -> Invocation:
     c.box.edit("environments/solo.yaml", ("  password_file: ${DEPLOYBOOK_REGISTRY_PASSWORD_FILE}",
                                           "  password_env: DX29_REGISTRY_PASSWORD"))
     return Invocation(release(env="solo"), environ_with(c.env, DX29_REGISTRY_PASSWORD=None))
 
 
-@case("password file missing: named, nothing applied", "/nonexistent/registry-password", "localhost:5000", locks=True)
+@case("password file missing: named with the environment file's key before anything runs",
+      r"local\.yaml:\d+", "key 'registry.password_file'", "/nonexistent/registry-password", "localhost:5000")
 def case_env_password_file_missing(c: Ctx) -> Invocation:
-    return Invocation(release(env="solo"),
+    return Invocation(release(),
                       environ_with(c.env, DEPLOYBOOK_REGISTRY_PASSWORD_FILE="/nonexistent/registry-password"))
 
 
@@ -244,6 +246,21 @@ def case_manifest_invalid_port(c: Ctx) -> Invocation:
 def case_manifest_unknown_field(c: Ctx) -> Invocation:
     c.box.edit("manifests/gateway.yaml", ("  replicas: 1", "  replicaz: 1"))
     return Invocation(release(env="solo"))
+
+
+@case("all four services, one manifest naming an image no service builds: nothing applied, one error",
+      r"manifests/worker\.yaml", "dx29/payments", "no service", "1 of 4 services", locks=True)
+def case_manifest_one_of_four_unknown_image(c: Ctx) -> Invocation:
+    c.box.edit("manifests/worker.yaml", ("image: dx29/worker", "image: dx29/payments"))
+    return Invocation(release())
+
+
+@case("all four services, one manifest the API server rejects: nothing applied, one error",
+      r"manifests/annotation\.yaml", "Deployment/dx29-annotation-deployment", "containerPort", "1 of 4 services",
+      locks=True)
+def case_manifest_one_of_four_rejected(c: Ctx) -> Invocation:
+    c.box.edit("manifests/annotation.yaml", ("containerPort: 8080", "containerPort: 700000"))
+    return Invocation(release())
 
 
 # --- flags -----------------------------------------------------------------------------
@@ -306,10 +323,12 @@ def case_registry_wrong_ca(c: Ctx) -> Invocation:
     return Invocation(release(env="solo"), environ_with(c.env, DEPLOYBOOK_REGISTRY_CA=str(ca)))
 
 
-@case("registry answering HTTP 500: the registry and the status named", r"127\.0\.0\.1:\d+", "500", locks=True)
+@case("registry answering HTTP 500: the registry and the status named", r"https://127\.0\.0\.1:\d+", "HTTP 500",
+      locks=True)
 def case_registry_http_500(c: Ctx) -> Invocation:
-    address = c.stack.enter_context(registry_answering_500())
-    return Invocation(release(env="solo"), environ_with(c.env, DEPLOYBOOK_REGISTRY=address))
+    address, ca = c.stack.enter_context(registry_answering_500(c.tmp / "stub"))
+    return Invocation(release(env="solo"), environ_with(c.env, DEPLOYBOOK_REGISTRY=address,
+                                                        DEPLOYBOOK_REGISTRY_CA=str(ca)))
 
 
 # --- cluster answers ---------------------------------------------------------------------
@@ -355,9 +374,8 @@ def case_cluster_wrong_ca(c: Ctx) -> Invocation:
     return Invocation(release(), environ_with(c.env, KUBECONFIG=str(path)))
 
 
-@case("read-only context trying to release: forbidden, context named", "deploybook-view", "forbidden|HTTP 403",
-      gap="the Lease refusal (lock.py) names the lease but not the server and context: "
-          "acquire_lock's ClusterError needs source=kube.where")
+@case("read-only context trying to release: forbidden, server and context named", "server https://",
+      "context deploybook-view", "forbidden|HTTP 403")
 def case_cluster_forbidden(c: Ctx) -> Invocation:
     return Invocation(release("--kube-context", "deploybook-view"))
 

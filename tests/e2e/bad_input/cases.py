@@ -2,13 +2,16 @@
 
 Everything here stays on this machine: kubeconfigs are copies of the local stack's with one
 thing changed, certificates are made with ``openssl`` in a temporary folder, and the only
-server is an HTTP stub on a loopback port that answers every request with HTTP 500.
+server is an HTTPS stub on a loopback port that answers every request with HTTP 500 (over
+TLS with a certificate of its own, which the case trusts: deploybook never skips
+verification, so only a verified connection can get as far as the 500).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -80,14 +83,30 @@ class _Answer500(BaseHTTPRequestHandler):
         return
 
 
+def make_server_cert(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate and key for ``ip`` (its own CA): trust the certificate to reach it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "stub.crt", directory / "stub.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={ip}",
+         "-addext", f"subjectAltName=IP:{ip}", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, check=True, timeout=60,
+    )
+    return cert, key
+
+
 @contextmanager
-def registry_answering_500() -> Iterator[str]:
-    """``127.0.0.1:PORT`` of a plain-HTTP stub that answers HTTP 500 to everything."""
+def registry_answering_500(directory: Path) -> Iterator[tuple[str, Path]]:
+    """``(127.0.0.1:PORT, CA file)`` of an HTTPS stub that answers HTTP 500 to everything."""
+    cert, key = make_server_cert(directory)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer500)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        yield f"127.0.0.1:{server.server_address[1]}", cert
     finally:
         server.shutdown()
         server.server_close()

@@ -115,8 +115,8 @@ class Sandbox:
         command = [sys.executable, "-m", "pytest", *args, "--reports-dir", str(reports),
                    "-p", "no:cacheprovider", "-q", "-rfEs"]
         # A wide terminal: pytest would cut the one-line errors of the short summary at 80 columns.
-        proc = subprocess.run(command, cwd=self.root, env={**(env or self.env), "COLUMNS": "4000"}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(command, cwd=self.root, env={**(env or self.env), "COLUMNS": "4000"},
+                              capture_output=True, text=True, timeout=timeout, check=False)
         return Run(tuple(args), proc.returncode, proc.stdout, proc.stderr, reports)
 
 
