@@ -266,7 +266,21 @@ def _ping(registry: RegistryClient, repository: str, tag: str) -> None:
     try:
         registry.ping()
     except RegistryError as e:
+        cause = e.__cause__
+        if isinstance(cause, requests.exceptions.RequestException) and not isinstance(
+            cause, requests.exceptions.SSLError
+        ):
+            raise _unreachable(repository.split("/", 1)[0], repository, tag, _connection_problem(cause)) from e
         raise PushError(f"not pushing {repository}:{tag}: {e.message}", source=e.source, hint=e.hint) from e
+
+
+def _connection_problem(error: BaseException) -> str:
+    """The gist of a failed connection (requests wraps it in three layers of reprs)."""
+    text = str(error)
+    for known in ("connection refused", "timed out", "connection reset", "name or service not known"):
+        if known in text.lower():
+            return known
+    return type(error).__name__
 
 
 class _Retryable(Exception):

@@ -364,3 +364,24 @@ def test_split_repository(repository: str, expected: tuple[str, str]) -> None:
 def test_repository_without_registry_is_refused() -> None:
     with pytest.raises(PushError, match="names no registry"):
         split_repository("dx29/gateway")
+
+
+def test_an_unreachable_registry_at_the_ping_is_named_as_unreachable() -> None:
+    import requests
+
+    try:
+        try:
+            raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='localhost', port=1): Max retries "
+                                                      "exceeded (Caused by NewConnectionError(... Connection refused))")
+        except requests.exceptions.ConnectionError as e:
+            raise RegistryError("registry unreachable after 3 tries", source="https://localhost:1") from e
+    except RegistryError as e:
+        down = e
+    api = FakeAPI(pushes=[GOOD_PUSH])
+    with pytest.raises(PushError) as info:
+        push_image(FakeClient(api), repository="localhost:1/dx29/a", tag="v1", auth=None,
+                   registry=FakeRegistry(DIGEST, ping=down))  # type: ignore[arg-type]
+    text = str(info.value)
+    assert "registry localhost:1 unreachable when pushing localhost:1/dx29/a:v1 (tried 3 times): connection refused" \
+        in text and "HTTPSConnectionPool" not in text
+    assert info.value.source == "https://localhost:1" and api.calls == []
