@@ -11,7 +11,11 @@ def _release(figure: dict[str, Any]) -> list[str]:
         for tool in ("deploybook", "deploybook -n auto"):
             t = tools.get(tool, {})
             if t.get("failures"):
-                notes.append(f"release, {scenario}, {tool}: {len(t['failures'])} run(s) failed; see latest.json")
+                first = " ".join(str(t["failures"][0]).split())
+                notes.append(
+                    f"release, {scenario}, {tool}: {len(t['failures'])} run(s) failed, so no median; "
+                    f"first: ...{first[-330:]}"
+                )
             if t.get("ratio") is not None and t["ratio"] > 1.0:
                 notes.append(
                     f"release, {scenario}, {tool}: ratio {t['ratio']:.2f} > 1.0. The runbook does more than the "
