@@ -103,14 +103,15 @@ def _workload(kind: str, obj: Mapping[str, Any], template: Mapping[str, Any]) ->
 def recorded(release: Any, kube: Any, environment: Any) -> dict[str, Any]:
     """What should be running: digest, tag, release time and commit per service.
 
-    Taken from this run's results, then the `--release FILE` record, then the release record
-    ConfigMap in the namespace.
+    `expected(name)` gives (result, source): this run's push result, read when asked (under
+    pytest-xdist a later service's push may come after this fixture is made), else the
+    `--release FILE` record, else the release record ConfigMap in the namespace.
     """
+    from deploybook.digests import expected_result
     from deploybook.record import load_from_cluster
 
     record = getattr(release, "source_record", None) or load_from_cluster(kube, environment.cluster.namespace)
-    results = dict(record.services) if record else {}
-    results.update({k: v for k, v in (release.results or {}).items() if v.digest})
+    services = dict(record.services) if record else {}
     git = (record.git if record else {}) or {}
     released = (record.finished if record else "") or ""
     commit = str(git.get("commit") or git.get("sha") or "")[:12]
@@ -118,4 +119,8 @@ def recorded(release: Any, kube: Any, environment: Any) -> dict[str, Any]:
         # A release run checks what it is releasing; its record is written at the end.
         released = f"{release.started} (this run)"
         commit = release.git.commit[:12] if release.git is not None else commit
-    return {"results": results, "released": released, "commit": commit}
+
+    def expected(name: str) -> tuple[Any, str]:
+        return expected_result(name, release.results or {}, services)
+
+    return {"expected": expected, "released": released, "commit": commit}

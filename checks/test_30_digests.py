@@ -30,7 +30,7 @@ def test_running_digest_is_recorded_digest(
     recorded: dict[str, Any],
 ) -> None:
     """Compare each container's imageID digest with the release's, and ask the registry."""
-    result = recorded["results"].get(service.name)
+    result, source = recorded["expected"](service.name)
     expected = getattr(result, "digest", None)
     note_status(
         request.node,
@@ -62,7 +62,9 @@ def test_running_digest_is_recorded_digest(
     note_status(request.node, service.name, running=",".join(digests) or "")
     assert running, f"no running container of {service.name} found"
     mismatches = digest_mismatches(running, expected)
-    assert not mismatches, "image digest mismatch:\n" + "\n".join(map(str, mismatches))
+    assert not mismatches, f"image digest mismatch (recorded digest from {source}):\n" + "\n".join(
+        map(str, mismatches)
+    )
     repo = repository_path(running[0].image, registry.address)
     problem = registry_problem(registry, repo, expected, getattr(result, "tag", None))
     assert problem is None, problem

@@ -25,6 +25,7 @@ __all__ = [
     "RunningContainer",
     "digest_mismatches",
     "digest_of",
+    "expected_result",
     "image_matches",
     "registry_problem",
     "repository_path",
@@ -155,3 +156,19 @@ def registry_problem(registry: ManifestSource, repository: str, digest: str, tag
 def recorded_digests(results: Mapping[str, Any]) -> dict[str, str]:
     """Service name -> digest from a mapping of ServiceResult-like objects (digest attribute)."""
     return {name: r.digest for name, r in results.items() if getattr(r, "digest", None)}
+
+
+def expected_result(
+    name: str, run_results: Mapping[str, Any], record_services: Mapping[str, Any]
+) -> tuple[Any, str]:
+    """The result whose digest service `name` must run, and where it came from.
+
+    This run's push wins over a release record; it is looked up when the check runs, never
+    from a copy taken earlier: under pytest-xdist a worker may check one service before it
+    pushes another, and a copy taken then would judge the later service against the
+    previous release's digest.
+    """
+    current = run_results.get(name)
+    if getattr(current, "digest", None):
+        return current, "this run"
+    return record_services.get(name), "release record"
