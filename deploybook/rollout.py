@@ -53,6 +53,7 @@ from deploybook.workload_status import (
     evaluate_workload,
     pod_failure,
     pods_of_current_revision,
+    spec_observed,
 )
 
 __all__ = [
@@ -345,6 +346,11 @@ class _Tracker:
                 self.deadline_source,
                 tuple(self.timeline),
             )
+        if not spec_observed(self.kind, self.workload):
+            # Until the controller observes the new spec, "current" is still the revision being
+            # replaced (after a rollback: the crashing one), whose pods must not fail this one.
+            self.note(verdict.message)
+            return None
         for pod in self.current_pods():
             found = pod_failure(pod, judge_crashes=self.kind != "Job")
             if found:

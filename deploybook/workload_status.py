@@ -49,6 +49,11 @@ def _observed(obj: Mapping[str, Any]) -> bool:
     return bool(obj.get("status", {}).get("observedGeneration", 0) >= generation)
 
 
+def spec_observed(kind: str, obj: Mapping[str, Any]) -> bool:
+    """True once the controller has seen the workload's latest spec (Jobs carry no observedGeneration)."""
+    return kind == "Job" or _observed(obj)
+
+
 def _deployment(obj: Mapping[str, Any]) -> Verdict:
     st, want = obj.get("status", {}), obj.get("spec", {}).get("replicas", 1)
     updated, total = st.get("updatedReplicas", 0), st.get("replicas", 0)

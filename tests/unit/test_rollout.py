@@ -412,3 +412,19 @@ def test_statefulset_pods_filtered_by_update_revision() -> None:
     ]
     kept = pods_of_current_revision("StatefulSet", sts, pods, None)
     assert [p["metadata"]["name"] for p in kept] == ["b"]
+
+
+def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_is_observed() -> None:
+    """A rollback: the crashing revision is still 'current' until the controller observes the new spec."""
+    from deploybook.rollout import _Tracker
+
+    stale = deployment("10", generation=3, observed=2, updated=1, total=1)  # revision 2: the crashing one
+    crashing = pod("web-new-1", "20", restarts=1, state={"waiting": {"reason": "CrashLoopBackOff"}},
+                   last={"terminated": {"exitCode": 3, "reason": "Error"}}, hash_="new")
+    kube = FakeKube(FakeEndpoint([stale]), FakeEndpoint([crashing]), REPLICA_SETS)
+    tracker = _Tracker(kube, "Deployment", "ns", stale, 10, None)
+    tracker.pods = {"web-new-1": crashing}
+    assert tracker.judge() is None and tracker.timeline[-1][1] == "waiting for the spec update to be observed"
+    tracker.workload = deployment("11", generation=3, observed=3, updated=1, total=2)
+    with pytest.raises(RolloutFailed, match="CrashLoopBackOff"):  # once observed, a crash counts again
+        tracker.judge()
