@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from deploybook.digests import image_matches
-from deploybook.kubewatch import label_selector, list_raw
+from deploybook.digests import CachedManifests, image_matches
+from deploybook.kubewatch import NamespaceSnapshot, label_selector, selector_matches
 from deploybook.rollout import WORKLOAD_KINDS
 from deploybook.status import StatusTable
 
@@ -61,16 +61,50 @@ class Workload:
     pod_labels: Mapping[str, str]
     desired: int
     named_ports: Mapping[str, int]  # container port name -> number, for Service targetPorts
+    match: Mapping[str, Any]  # spec.selector as the API gives it
+
+    def pods(self, snapshot: NamespaceSnapshot) -> list[Any]:
+        """This workload's pods in the namespace snapshot."""
+        return [
+            p for p in snapshot.items("Pod") if selector_matches(self.match, p.get("metadata", {}).get("labels") or {})
+        ]
 
 
 @pytest.fixture(scope="session")
-def deployed(kube: Any, environment: Any) -> dict[str, list[Workload]]:
+def snapshot(kube: Any, environment: Any) -> NamespaceSnapshot:
+    """Every kind the checks read, listed once per namespace and shared by all checks.
+
+    With pytest-xdist each worker makes its own. A check that had to wait for a rollout marks
+    the snapshot stale, so the checks after it see the new pods and endpoints.
+    """
+    listers = {kind: getattr(getattr(kube, group), method) for kind, (group, method) in WORKLOAD_KINDS.items()}
+    listers.update(
+        Pod=kube.core.list_namespaced_pod,
+        ReplicaSet=kube.apps.list_namespaced_replica_set,
+        Service=kube.core.list_namespaced_service,
+        EndpointSlice=kube.discovery.list_namespaced_endpoint_slice,
+    )
+    return NamespaceSnapshot(environment.cluster.namespace, listers)
+
+
+@pytest.fixture(scope="session")
+def registry_answers(registry: Any) -> CachedManifests:
+    """The registry, asked once per (repository, reference) in this session."""
+    return CachedManifests(registry)
+
+
+@pytest.fixture(scope="session")
+def container_facts() -> dict[str, Any]:
+    """Facts seen inside containers, by `deploybook.containers.facts_key`: one exec per kind."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def deployed(snapshot: NamespaceSnapshot, environment: Any) -> dict[str, list[Workload]]:
     """Service name -> the workloads running its image in the environment's namespace."""
-    namespace = environment.cluster.namespace
     found: dict[str, list[Workload]] = {s.name: [] for s in environment.services}
-    for kind, (group, method) in WORKLOAD_KINDS.items():
-        items, _ = list_raw(getattr(getattr(kube, group), method), namespace)
-        for obj in items:
+    for kind in WORKLOAD_KINDS:
+        for obj in snapshot.items(kind):
             template = obj.get("spec", {}).get("template", {})
             images = [c.get("image", "") for c in template.get("spec", {}).get("containers", [])]
             for svc in environment.services:
@@ -96,6 +130,7 @@ def _workload(kind: str, obj: Mapping[str, Any], template: Mapping[str, Any]) ->
         template.get("metadata", {}).get("labels") or {},
         desired,
         named_ports,
+        spec.get("selector") or {},
     )
 
 

@@ -13,16 +13,14 @@ from typing import Any
 import allure
 import pytest
 
-from deploybook.endpoints import http_check, ready_endpoints, service_port_for
-from deploybook.kubewatch import list_raw
+from deploybook.endpoints import endpoint_report, http_check, service_port_for
 from deploybook.status import note_status
 
 
-def _services_for(kube: Any, namespace: str, workloads: list[Any]) -> list[dict[str, Any]]:
-    items, _ = list_raw(kube.core.list_namespaced_service, namespace)
+def _services_for(snapshot: Any, workloads: list[Any]) -> list[dict[str, Any]]:
     return [
         s
-        for s in items
+        for s in snapshot.items("Service")
         if (sel := s.get("spec", {}).get("selector"))
         and any(all(w.pod_labels.get(k) == v for k, v in sel.items()) for w in workloads)
     ]
@@ -33,18 +31,19 @@ def test_service_endpoints_ready_and_answering(
     service: Any,
     environment: Any,
     kube: Any,
+    snapshot: Any,
     deployed: dict[str, list[Any]],
 ) -> None:
     """Ready endpoints on each Service, then every declared HTTP check."""
     namespace = environment.cluster.namespace
-    k8s_services = _services_for(kube, namespace, deployed[service.name])
+    k8s_services = _services_for(snapshot, deployed[service.name])
     if not k8s_services and service.port is None:
         pytest.skip(f"{service.name} declares no port and no Service selects its pods")
     assert k8s_services, f"no Service in {namespace} selects the pods of {service.name}"
     problems, verdicts = [], []
     for svc in k8s_services:
         name = svc["metadata"]["name"]
-        report = ready_endpoints(kube, namespace, name)
+        report = endpoint_report(namespace, name, snapshot.items("EndpointSlice"))
         verdicts.append(f"{name}: {report.verdict}")
         allure.attach(
             json.dumps(report.__dict__, indent=2),

@@ -12,10 +12,10 @@ import allure
 import pytest
 
 from deploybook.digests import (
+    containers_in,
     digest_mismatches,
     registry_problem,
     repository_path,
-    running_images,
 )
 from deploybook.status import note_status
 
@@ -24,8 +24,8 @@ def test_running_digest_is_recorded_digest(
     request: pytest.FixtureRequest,
     service: Any,
     environment: Any,
-    kube: Any,
-    registry: Any,
+    snapshot: Any,
+    registry_answers: Any,
     deployed: dict[str, list[Any]],
     recorded: dict[str, Any],
 ) -> None:
@@ -44,14 +44,7 @@ def test_running_digest_is_recorded_digest(
         f"{environment.cluster.namespace} and none given with --release FILE"
     )
     running = [
-        c
-        for wl in deployed[service.name]
-        for c in running_images(
-            kube,
-            environment.cluster.namespace,
-            wl.selector,
-            image_repository=service.image,
-        )
+        c for wl in deployed[service.name] for c in containers_in(wl.pods(snapshot), image_repository=service.image)
     ]
     allure.attach(
         "\n".join(f"{c.pod}/{c.container}: {c.image_id or '(not pulled)'}" for c in running),
@@ -62,9 +55,7 @@ def test_running_digest_is_recorded_digest(
     note_status(request.node, service.name, running=",".join(digests) or "")
     assert running, f"no running container of {service.name} found"
     mismatches = digest_mismatches(running, expected)
-    assert not mismatches, f"image digest mismatch (recorded digest from {source}):\n" + "\n".join(
-        map(str, mismatches)
-    )
-    repo = repository_path(running[0].image, registry.address)
-    problem = registry_problem(registry, repo, expected, getattr(result, "tag", None))
+    assert not mismatches, f"image digest mismatch (recorded digest from {source}):\n" + "\n".join(map(str, mismatches))
+    repo = repository_path(running[0].image, registry_answers.address)
+    problem = registry_problem(registry_answers, repo, expected, getattr(result, "tag", None))
     assert problem is None, problem

@@ -13,7 +13,8 @@ Nothing here changes the cluster; the commands only read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -22,6 +23,7 @@ __all__ = [
     "ContainerFacts",
     "ExecFailed",
     "ExecForbidden",
+    "facts_key",
     "inspect_container",
     "kubectl_url",
     "listening_ports",
@@ -50,6 +52,22 @@ class ContainerFacts:
     container: str
     uid: int
     listening: frozenset[int]
+
+
+def facts_key(pod: Mapping[str, Any], container: str, digest: str | None) -> str | None:
+    """What decides a container's user and listening ports: the image digest and the specs.
+
+    Two containers with the same digest, the same container spec apart from name and image
+    reference (command, args, env, ports, securityContext) and the same pod securityContext
+    show the same facts, so one `kubectl exec` can answer for all of them. None when the
+    digest is not known yet (nothing to share).
+    """
+    if not digest:
+        return None
+    spec = pod.get("spec", {})
+    mine = next((c for c in spec.get("containers", []) if c.get("name") == container), {})
+    relevant = {k: v for k, v in mine.items() if k not in ("name", "image")}
+    return json.dumps([digest, relevant, spec.get("securityContext") or {}], sort_keys=True)
 
 
 def listening_ports(proc_net_tcp: str) -> set[int]:

@@ -21,8 +21,10 @@ from deploybook.errors import RegistryError
 from deploybook.kubewatch import list_raw
 
 __all__ = [
+    "CachedManifests",
     "DigestMismatch",
     "RunningContainer",
+    "containers_in",
     "digest_mismatches",
     "digest_of",
     "expected_result",
@@ -99,6 +101,14 @@ def running_images(
     that repository are kept, so sidecars of other images are not judged against the service.
     """
     pods, _ = list_raw(kube.core.list_namespaced_pod, namespace, label_selector=selector)
+    return containers_in(pods, image_repository=image_repository)
+
+
+def containers_in(pods: Iterable[Mapping[str, Any]], *, image_repository: str | None = None) -> list[RunningContainer]:
+    """The containers of `pods` (raw JSON) as `running_images` reports them, without a request.
+
+    Pods being deleted are left out: they belong to a revision on its way out.
+    """
     found: list[RunningContainer] = []
     for pod in pods:
         meta = pod.get("metadata", {})
@@ -130,6 +140,33 @@ def image_matches(image: str, repository: str) -> bool:
     return name == repository or name.endswith("/" + repository)
 
 
+class CachedManifests:
+    """A ManifestSource that asks the registry once per (repository, reference).
+
+    Many pods and services share a digest; the answer (or the error) of the first HEAD is
+    reused, so a checks run sends one request per distinct question. Thread-safe enough for
+    a lock-free dict: a race costs one duplicate HEAD, never a wrong answer.
+    """
+
+    def __init__(self, source: ManifestSource) -> None:
+        self.source = source
+        self.address = source.address
+        self._answers: dict[tuple[str, str], str | RegistryError] = {}
+
+    def manifest_digest(self, repository: str, reference: str) -> str:
+        """The digest the registry serves for `repository:reference`, asked at most once."""
+        key = (repository, reference)
+        if key not in self._answers:
+            try:
+                self._answers[key] = self.source.manifest_digest(repository, reference)
+            except RegistryError as exc:
+                self._answers[key] = exc
+        answer = self._answers[key]
+        if isinstance(answer, RegistryError):
+            raise answer
+        return answer
+
+
 def digest_mismatches(running: Iterable[RunningContainer], recorded: str) -> list[DigestMismatch]:
     """Every container whose running digest is not `recorded`."""
     return [DigestMismatch(c.pod, c.container, c.digest, recorded) for c in running if c.digest != recorded]
@@ -158,9 +195,7 @@ def recorded_digests(results: Mapping[str, Any]) -> dict[str, str]:
     return {name: r.digest for name, r in results.items() if getattr(r, "digest", None)}
 
 
-def expected_result(
-    name: str, run_results: Mapping[str, Any], record_services: Mapping[str, Any]
-) -> tuple[Any, str]:
+def expected_result(name: str, run_results: Mapping[str, Any], record_services: Mapping[str, Any]) -> tuple[Any, str]:
     """The result whose digest service `name` must run, and where it came from.
 
     This run's push wins over a release record; it is looked up when the check runs, never

@@ -30,6 +30,7 @@ from deploybook.kubewatch import list_raw
 __all__ = [
     "EndpointReport",
     "HttpResult",
+    "endpoint_report",
     "http_check",
     "proxy_path",
     "ready_endpoints",
@@ -95,15 +96,27 @@ def ready_endpoints(kube: Any, namespace: str, service: str) -> EndpointReport:
         namespace,
         label_selector=f"kubernetes.io/service-name={service}",
     )
+    return _report(namespace, service, slices)
+
+
+def endpoint_report(namespace: str, service: str, slices: list[Mapping[str, Any]]) -> EndpointReport:
+    """Judge the EndpointSlices of `service` among `slices` (all slices of the namespace will do)."""
+    mine = [
+        s for s in slices if (s.get("metadata", {}).get("labels") or {}).get("kubernetes.io/service-name") == service
+    ]
+    return _report(namespace, service, mine)
+
+
+def _report(namespace: str, service: str, mine: list[Mapping[str, Any]]) -> EndpointReport:
     ready: list[str] = []
     not_ready: list[str] = []
-    for item in slices:
+    for item in mine:
         for endpoint in item.get("endpoints") or ():
             target = (endpoint.get("targetRef") or {}).get("name", "?")
             where = [f"{address} (pod {target})" for address in endpoint.get("addresses") or ()]
             is_ready = (endpoint.get("conditions") or {}).get("ready") is not False
             (ready if is_ready else not_ready).extend(where)
-    return EndpointReport(namespace, service, tuple(ready), tuple(not_ready), len(slices))
+    return EndpointReport(namespace, service, tuple(ready), tuple(not_ready), len(mine))
 
 
 def service_port_for(

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import HTTPError
 
-__all__ = ["EventStream", "label_selector", "list_raw"]
+__all__ = ["EventStream", "NamespaceSnapshot", "label_selector", "list_raw", "selector_matches"]
 
 WATCH_WINDOW_S = 60  # server-side timeout of one watch request; the stream then resumes
 
@@ -44,10 +44,64 @@ def label_selector(obj: Mapping[str, Any]) -> str:
     return ",".join(terms)
 
 
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """True when `labels` satisfy a LabelSelector (matchLabels and matchExpressions).
+
+    An empty selector matches nothing, as for a workload's pods (the API rejects it there).
+    """
+    match = selector.get("matchLabels") or {}
+    exprs = selector.get("matchExpressions") or ()
+    if not match and not exprs:
+        return False
+    if any(labels.get(k) != v for k, v in match.items()):
+        return False
+    for expr in exprs:
+        key, op, values = expr["key"], expr["operator"], set(expr.get("values") or ())
+        present = key in labels
+        ok = {
+            "In": present and labels.get(key) in values,
+            "NotIn": not present or labels.get(key) not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
 def list_raw(list_fn: Callable[..., Any], namespace: str, **kw: Any) -> tuple[list[Any], str]:
     """List as raw JSON (the shape watch events carry) and return items and resourceVersion."""
     body = json.loads(list_fn(namespace, _preload_content=False, **kw).data)
     return body.get("items") or [], body.get("metadata", {}).get("resourceVersion", "")
+
+
+class NamespaceSnapshot:
+    """Each kind of one namespace listed once and shared by every check that reads it.
+
+    `items(kind)` lists the kind on first use and keeps the answer, so a checks run costs
+    one list per kind whatever the number of objects. `invalidate(*kinds)` marks kinds stale
+    (e.g. pods after a rollout was waited for); the next `items` lists them again. Safe to
+    share between threads. Only list calls are made.
+    """
+
+    def __init__(self, namespace: str, listers: Mapping[str, Callable[..., Any]]) -> None:
+        self.namespace = namespace
+        self._listers = dict(listers)
+        self._items: dict[str, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def items(self, kind: str) -> list[Any]:
+        """Every object of `kind` in the namespace, as raw JSON (listed once until invalidated)."""
+        with self._lock:
+            if kind not in self._items:
+                self._items[kind], _ = list_raw(self._listers[kind], self.namespace)
+            return self._items[kind]
+
+    def invalidate(self, *kinds: str) -> None:
+        """Forget `kinds` (all kinds when none given) so they are listed again when next read."""
+        with self._lock:
+            for kind in kinds or tuple(self._items):
+                self._items.pop(kind, None)
 
 
 class EventStream(threading.Thread):

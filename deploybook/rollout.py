@@ -63,6 +63,7 @@ __all__ = [
     "RolloutResult",
     "evaluate_workload",
     "pod_failure",
+    "rolled_out_in",
     "wait_for_rollout",
 ]
 
@@ -229,8 +230,7 @@ def collect_evidence(
 
 def _pod_ready(pod: Mapping[str, Any]) -> bool:
     return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in pod.get("status", {}).get("conditions") or ()
+        c.get("type") == "Ready" and c.get("status") == "True" for c in pod.get("status", {}).get("conditions") or ()
     )
 
 
@@ -260,8 +260,10 @@ def node_problem(kube: Any, node: str, *, now: datetime | None = None) -> str | 
         return None
     renewed = renewed if renewed.tzinfo else renewed.replace(tzinfo=UTC)
     if renewed + timedelta(seconds=duration) < (now or datetime.now(UTC)):
-        return (f"its kubelet stopped renewing the heartbeat lease {NODE_LEASE_NAMESPACE}/{node} "
-                f"(last renewed {renewed.isoformat()}, valid {duration}s): is the kubelet running?")
+        return (
+            f"its kubelet stopped renewing the heartbeat lease {NODE_LEASE_NAMESPACE}/{node} "
+            f"(last renewed {renewed.isoformat()}, valid {duration}s): is the kubelet running?"
+        )
     return None
 
 
@@ -433,6 +435,22 @@ class _Tracker:
             elapsed_s=round(self.elapsed(), 3),
             timeline=tuple(self.timeline),
         )
+
+
+def rolled_out_in(kind: str, namespace: str, obj: Mapping[str, Any], *, timeout_s: float) -> RolloutResult | None:
+    """The result when a listed workload object has already rolled out, else None (then wait).
+
+    Lets a checks run judge every complete workload from one list of its kind; only the
+    others need `wait_for_rollout` and its watches.
+    """
+    verdict = evaluate_workload(kind, obj)
+    if not verdict.done:
+        return None
+    deadline_s, source = _deadline(kind, obj, timeout_s)
+    name = obj.get("metadata", {}).get("name", "?")
+    return RolloutResult(
+        kind, namespace, name, verdict.ready, verdict.desired, 0.0, deadline_s, source, ((0.0, verdict.message),)
+    )
 
 
 def wait_for_rollout(

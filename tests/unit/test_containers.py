@@ -75,3 +75,16 @@ def test_an_exec_that_says_nothing_usable_names_the_pod_and_what_came_back() -> 
         inspect_container("web-1", "web", "ns", run=runner(uid=gone))
     with pytest.raises(ExecFailed, match="without a socket table"):
         inspect_container("web-1", "web", "ns", run=runner(uid=Result(0, "10001"), tcp=Result(1, "")))
+
+
+def test_facts_key_shares_one_exec_between_same_image_and_spec_only() -> None:
+    from deploybook.containers import facts_key
+
+    def pod(image: str, **extra: object) -> dict[str, object]:
+        return {"spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 8080}], **extra}]}}
+
+    a = facts_key(pod("r/tiny-001@sha256:1"), "app", "sha256:1")
+    assert a == facts_key(pod("r/tiny-002@sha256:1"), "app", "sha256:1")  # same content, other repository
+    assert a != facts_key(pod("r/tiny-001@sha256:1"), "app", "sha256:2")
+    assert a != facts_key(pod("r/tiny-001@sha256:1", securityContext={"runAsUser": 0}), "app", "sha256:1")
+    assert facts_key(pod("r/x"), "app", None) is None

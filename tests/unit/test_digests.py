@@ -125,3 +125,43 @@ def test_expected_result_prefers_this_runs_push_read_when_asked() -> None:
     run_results["terms"] = pushed  # the push of this run lands after the first lookup
     assert expected_result("terms", run_results, record) == (pushed, "this run")
     assert expected_result("worker", run_results, record) == (None, "release record")
+
+
+def test_containers_in_a_listed_pod_set_leave_out_terminating_pods_and_other_images() -> None:
+    from deploybook.digests import containers_in
+
+    def pod(name: str, image_id: str, *, deleting: bool = False) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return {
+            "metadata": meta,
+            "spec": {"containers": [{"name": "app", "image": "r/dx29/web@" + A}, {"name": "side", "image": "r/x:1"}]},
+            "status": {"containerStatuses": [{"name": "app", "imageID": "r/dx29/web@" + image_id, "ready": True}]},
+        }
+
+    found = containers_in([pod("new", A), pod("old", B, deleting=True)], image_repository="dx29/web")
+    assert [(c.pod, c.container, c.digest, c.ready) for c in found] == [("new", "app", A, True)]
+
+
+def test_registry_is_asked_once_per_repository_and_reference() -> None:
+    from deploybook.digests import CachedManifests
+
+    class Registry:
+        address = "localhost:5000"
+
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, str]] = []
+
+        def manifest_digest(self, repository: str, reference: str) -> str:
+            self.asked.append((repository, reference))
+            if reference == "gone":
+                raise RegistryError("manifest unknown")
+            return A
+
+    source = Registry()
+    cached = CachedManifests(source)
+    for _ in range(50):
+        assert registry_problem(cached, "dx29/web", A, "v1") is None
+        assert "does not serve" in (registry_problem(cached, "dx29/web", "gone") or "")
+    assert source.asked == [("dx29/web", A), ("dx29/web", "v1"), ("dx29/web", "gone")]

@@ -158,3 +158,18 @@ def test_a_service_without_ports_is_an_error_naming_it() -> None:
 
     with pytest.raises(ValueError, match="dx29-web declares no ports"):
         service_port_for(_service(), 8080)
+
+
+def test_endpoint_report_picks_the_services_slices_from_a_namespace_list() -> None:
+    from deploybook.endpoints import endpoint_report
+
+    def eps(service: str, ready: bool) -> dict[str, Any]:
+        return {
+            "metadata": {"labels": {"kubernetes.io/service-name": service}},
+            "endpoints": [{"addresses": ["10.1.0.9"], "conditions": {"ready": ready}, "targetRef": {"name": "p"}}],
+        }
+
+    slices = [eps("web", True), eps("api", False), eps("web", False)]
+    report = endpoint_report("dx29", "web", slices)
+    assert (report.ready, report.not_ready, report.slices) == (("10.1.0.9 (pod p)",), ("10.1.0.9 (pod p)",), 2)
+    assert endpoint_report("dx29", "none", slices).verdict == "no EndpointSlice"

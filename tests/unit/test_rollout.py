@@ -414,6 +414,43 @@ def test_statefulset_pods_filtered_by_update_revision() -> None:
     assert [p["metadata"]["name"] for p in kept] == ["b"]
 
 
+def test_a_listed_workload_already_rolled_out_needs_no_watch() -> None:
+    """The checks judge complete workloads from one list; only the rest are watched."""
+    from deploybook.kubewatch import NamespaceSnapshot
+    from deploybook.rollout import rolled_out_in
+
+    done = deployment("5", replicas=2, updated=2, available=2, total=2)
+    rolling = deployment("6", replicas=2, updated=1, available=1, total=2)
+    result = rolled_out_in("Deployment", "dx29", done, timeout_s=120)
+    assert result is not None and (result.ready, result.desired) == (2, 2)
+    assert result.deadline_s == 120 and result.timeline[0][1] == "2 of 2 replicas available"
+    assert rolled_out_in("Deployment", "dx29", rolling, timeout_s=120) is None
+
+    calls: list[str] = []
+
+    def lister(namespace: str, **kw: Any) -> FakeResponse:
+        calls.append(namespace)
+        return FakeResponse(json.dumps({"items": [done, rolling], "metadata": {"resourceVersion": "7"}}).encode())
+
+    snap = NamespaceSnapshot("dx29", {"Deployment": lister})
+    for _ in range(100):  # a hundred checks share one list
+        assert len(snap.items("Deployment")) == 2
+    snap.invalidate()
+    snap.items("Deployment")
+    assert calls == ["dx29", "dx29"]
+
+
+def test_selector_matches_labels_and_expressions() -> None:
+    from deploybook.kubewatch import selector_matches
+
+    sel = {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}
+    assert selector_matches(sel, {"app": "web", "tier": "a"})
+    assert not selector_matches(sel, {"app": "web", "tier": "b"})
+    assert not selector_matches(sel, {"app": "api", "tier": "a"})
+    assert not selector_matches({}, {"app": "web"})  # an empty selector selects nothing here
+    assert selector_matches({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, {"app": "web"})
+
+
 def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_is_observed() -> None:
     """A rollback: the crashing revision is still 'current' until the controller observes the new spec."""
     from deploybook.rollout import _Tracker
