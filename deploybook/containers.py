@@ -65,7 +65,7 @@ def facts_key(pod: Mapping[str, Any], container: str, digest: str | None) -> str
     if not digest:
         return None
     spec = pod.get("spec", {})
-    mine = next((c for c in spec.get("containers", []) if c.get("name") == container), {})
+    mine: Mapping[str, Any] = next((c for c in spec.get("containers", []) if c.get("name") == container), {})
     relevant = {k: v for k, v in mine.items() if k not in ("name", "image")}
     return json.dumps([digest, relevant, spec.get("securityContext") or {}], sort_keys=True)
 
