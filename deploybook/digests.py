@@ -173,20 +173,29 @@ def digest_mismatches(running: Iterable[RunningContainer], recorded: str) -> lis
 
 
 def registry_problem(registry: ManifestSource, repository: str, digest: str, tag: str | None = None) -> str | None:
-    """None when the registry serves `digest` (and `tag` points at it); else what is wrong."""
+    """None when the registry serves `digest` (and `tag` points at it); else what is wrong.
+
+    With a tag, one HEAD of the tag answers both questions when it resolves to `digest` (the
+    registry serves what the tag names); the digest itself is asked only to say what is wrong.
+    """
+    tagged: str | RegistryError | None = None
+    if tag:
+        try:
+            tagged = registry.manifest_digest(repository, tag)
+        except RegistryError as exc:
+            tagged = exc
+        if tagged == digest:
+            return None
     try:
         served = registry.manifest_digest(repository, digest)
     except RegistryError as exc:
         return f"registry {registry.address} does not serve {repository}@{digest}: {exc}"
     if served != digest:
         return f"registry {registry.address} answers {served} for {repository}@{digest}"
+    if isinstance(tagged, RegistryError):
+        return f"registry {registry.address} lost tag {repository}:{tag}: {tagged}"
     if tag:
-        try:
-            tagged = registry.manifest_digest(repository, tag)
-        except RegistryError as exc:
-            return f"registry {registry.address} lost tag {repository}:{tag}: {exc}"
-        if tagged != digest:
-            return f"tag {repository}:{tag} now points at {tagged}, the release recorded {digest}"
+        return f"tag {repository}:{tag} now points at {tagged}, the release recorded {digest}"
     return None
 
 

@@ -164,4 +164,9 @@ def test_registry_is_asked_once_per_repository_and_reference() -> None:
     for _ in range(50):
         assert registry_problem(cached, "dx29/web", A, "v1") is None
         assert "does not serve" in (registry_problem(cached, "dx29/web", "gone") or "")
-    assert source.asked == [("dx29/web", A), ("dx29/web", "v1"), ("dx29/web", "gone")]
+    assert source.asked == [("dx29/web", "v1"), ("dx29/web", "gone")]  # a tag naming the digest answers both
+
+
+def test_a_lost_tag_is_named_when_the_digest_is_still_served() -> None:
+    lost = registry_problem(FakeRegistry({A: A, "v1": RegistryError("manifest unknown")}), "dx29/web", A, "v1")
+    assert lost is not None and lost.startswith("registry ") and "lost tag dx29/web:v1" in lost
