@@ -52,6 +52,7 @@ from deploybook.kubewatch import EventStream, label_selector, list_raw
 from deploybook.workload_status import (
     evaluate_workload,
     pod_failure,
+    pull_is_retried,
     pods_of_current_revision,
     spec_observed,
 )
@@ -76,6 +77,7 @@ WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
 }
 LOG_TAIL_LINES = 40
 EVENT_LIMIT = 25
+PULL_GRACE_S = 20.0  # a failed pull must outlast one kubelet retry before it fails a rollout
 NODE_CHECK_S = 5.0  # how often the nodes of waiting pods are looked at (also a wake-up)
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 
@@ -302,6 +304,7 @@ class _Tracker:
         self.timeline: list[tuple[float, str]] = []
         self.on_progress = on_progress
         self.nodes_checked = 0.0
+        self.pull_failed_at: dict[str, float] = {}
         self.nodes_readable: bool | None = None
         self._hash_for: tuple[str, str | None] = (
             "",
@@ -355,11 +358,21 @@ class _Tracker:
             return None
         for pod in self.current_pods():
             found = pod_failure(pod, judge_crashes=self.kind != "Job")
-            if found:
+            if found and not self.pull_retry_pending(pod["metadata"]["name"], *found):
                 raise self.failed(*found)
         self.judge_nodes()
         self.note(verdict.message)
         return None
+
+    def pull_retry_pending(self, pod: str, cause: str, detail: str) -> bool:
+        """A pull failure waits out one kubelet retry (PULL_GRACE_S) before it is a verdict."""
+        if not pull_is_retried(cause, detail):
+            return False
+        first = self.pull_failed_at.setdefault(pod, self.elapsed())
+        if self.elapsed() - first >= PULL_GRACE_S:
+            return False
+        self.note(f"{detail}; waiting for the kubelet to retry the pull")
+        return True
 
     def judge_nodes(self) -> None:
         """Fail when a waiting pod sits on a node that is not Ready or lost its heartbeat."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Verdict", "evaluate_workload", "pod_failure", "pods_of_current_revision"]
+__all__ = ["Verdict", "evaluate_workload", "pod_failure", "pods_of_current_revision", "pull_is_retried"]
 
 PULL_FAILURES = {
     "ImagePullBackOff",
@@ -19,6 +19,9 @@ PULL_FAILURES = {
     "InvalidImageName",
     "ErrImageNeverPull",
 }
+# Pull failures the kubelet retries (after a 10 s back-off): a first 401 can be a pull secret
+# the kubelet has not synced yet, so these fail a rollout only when they last.
+RETRIED_PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull"}
 CONFIG_FAILURES = {
     "CreateContainerConfigError",
     "CreateContainerError",
@@ -157,6 +160,11 @@ def pod_failure(pod: Mapping[str, Any], *, judge_crashes: bool = True) -> tuple[
         if judge_crashes and reason == "CrashLoopBackOff":
             return "CrashLoopBackOff", f"{where}: {message or reason}"
     return None
+
+
+def pull_is_retried(cause: str, detail: str) -> bool:
+    """True for an image pull failure the kubelet will try again (not a malformed name)."""
+    return cause == "ImagePullBackOff" and any(f": {r}" in detail for r in RETRIED_PULL_FAILURES)
 
 
 def _crash(cs: Mapping[str, Any]) -> tuple[str, str] | None:

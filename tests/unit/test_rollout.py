@@ -21,7 +21,7 @@ from deploybook.rollout import (
     pod_failure,
     wait_for_rollout,
 )
-from deploybook.workload_status import pods_of_current_revision
+from deploybook.workload_status import pods_of_current_revision, pull_is_retried
 
 
 class FakeResponse:
@@ -465,3 +465,12 @@ def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_i
     tracker.workload = deployment("11", generation=3, observed=3, updated=1, total=2)
     with pytest.raises(RolloutFailed, match="CrashLoopBackOff"):  # once observed, a crash counts again
         tracker.judge()
+
+
+@pytest.mark.parametrize(
+    ("waiting", "retried"),
+    [("ErrImagePull", True), ("ImagePullBackOff", True), ("InvalidImageName", False)],
+)
+def test_only_pulls_the_kubelet_retries_get_a_grace_period(waiting: str, retried: bool) -> None:
+    found = pod_failure(pod("p", "1", state={"waiting": {"reason": waiting, "message": "401 Unauthorized"}}))
+    assert found is not None and pull_is_retried(*found) is retried
