@@ -159,15 +159,24 @@ def http_check(
     external_url: str | None = None,
     ca_file: str | None = None,
 ) -> HttpResult:
-    """Send one declared GET to the Service and judge the answer (status, body, latency)."""
-    started = time.monotonic()
-    if external_url:
-        url = external_url.rstrip("/") + "/" + check.path.lstrip("/")
-        status, body = _get_external(url, timeout_s, ca_file)
-    else:
-        url = kube.server.rstrip("/") + proxy_path(namespace, service, port, check.path)
-        status, body = _get_through_proxy(kube, proxy_path(namespace, service, port, check.path), timeout_s)
-    latency_ms = (time.monotonic() - started) * 1000
+    """Send one declared GET to the Service and judge the answer (status, body, latency).
+
+    A 5xx answer is asked again, once a second, until ``timeout_s`` has passed: right after a
+    release a Service may answer before the backend it calls has finished rolling out. The
+    latency judged is the last attempt's."""
+    give_up = time.monotonic() + timeout_s
+    while True:
+        started = time.monotonic()
+        if external_url:
+            url = external_url.rstrip("/") + "/" + check.path.lstrip("/")
+            status, body = _get_external(url, timeout_s, ca_file)
+        else:
+            url = kube.server.rstrip("/") + proxy_path(namespace, service, port, check.path)
+            status, body = _get_through_proxy(kube, proxy_path(namespace, service, port, check.path), timeout_s)
+        latency_ms = (time.monotonic() - started) * 1000
+        if status < 500 or check.expect_status >= 500 or time.monotonic() + 1 >= give_up:
+            break
+        time.sleep(1)
     problems = _judge(check, status, body, latency_ms)
     return HttpResult(url, status, round(latency_ms, 1), body[:BODY_LIMIT], problems)
 

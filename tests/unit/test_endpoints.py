@@ -82,6 +82,7 @@ def test_http_check_reports_every_problem_side_by_side() -> None:
         ),
         service="gateway",
         port=8080,
+        timeout_s=0.5,
     )
     assert not result.ok
     assert result.problems[0] == "status 503, expected 200"
@@ -89,6 +90,25 @@ def test_http_check_reports_every_problem_side_by_side() -> None:
     assert "body does not contain 'ok'" in result.problems
     assert "JSON field 'service' is 'terms', expected 'gateway'" in result.problems
     assert "JSON field 'ready' missing, expected True" in result.problems
+
+
+class Sequence(Wire):
+    """Answers with each (status, body) in turn, then keeps giving the last one."""
+
+    def __init__(self, *answers: tuple[int, bytes]) -> None:
+        super().__init__(*answers[0])
+        self.answers = list(answers)
+
+    def request(self, method: str, url: str, **kw: Any) -> urllib3.HTTPResponse:
+        self.status, self.body = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return super().request(method, url, **kw)
+
+
+def test_a_5xx_is_asked_again_until_the_backend_answers() -> None:
+    wire = Sequence((502, b"bad gateway"), (200, b'{"service": "gateway"}'))
+    result = http_check(kube_with(wire), "dx29", Check(expect_json={"service": "gateway"}),
+                        service="gateway", port=80, timeout_s=5)
+    assert result.ok and len(wire.sent) == 2, (result.problems, wire.sent)
 
 
 def test_forbidden_proxy_is_recognised() -> None:
