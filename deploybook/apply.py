@@ -151,8 +151,9 @@ def apply_objects(
     ordered = apply_order(objs)
     namespaces = [o for o in ordered if o["kind"] == "Namespace"]
     others = [o for o in ordered if o["kind"] != "Namespace"]
-    with api_errors(kube.where, "applying " + ", ".join(title(o) for o in ordered[:3])
-                    + (" ..." if len(ordered) > 3 else "")):
+    with api_errors(
+        kube.where, "applying " + ", ".join(title(o) for o in ordered[:3]) + (" ..." if len(ordered) > 3 else "")
+    ):
         results = _apply_plans(kube, _preflight(kube, namespaces, field_manager), dry_run, field_manager)
         plans = _preflight(kube, others, field_manager, allow_missing_namespace=dry_run)
         return results + _apply_plans(kube, plans, dry_run, field_manager)

@@ -210,8 +210,16 @@ def parse_environment(text: str, *, file: Path, name: str, root: Path) -> Enviro
 
 def _environment(doc: _Node, *, name: str, file: Path, root: Path) -> Environment:
     doc.only(
-        "description", "cluster", "registry", "branch", "manifests", "services",
-        "timeouts", "pull_secret", "promote_from", "lock_duration_s",
+        "description",
+        "cluster",
+        "registry",
+        "branch",
+        "manifests",
+        "services",
+        "timeouts",
+        "pull_secret",
+        "promote_from",
+        "lock_duration_s",
     )
     promote_from = doc.opt_str("promote_from")
     if promote_from == name:
@@ -381,8 +389,9 @@ class _Node:
 
     def only(self, *allowed: str) -> None:
         if not isinstance(self.node, yaml.MappingNode):
-            raise ConfigError("must be a mapping", file=self.file, line=self.node.start_mark.line + 1,
-                              key=self.key or None)
+            raise ConfigError(
+                "must be a mapping", file=self.file, line=self.node.start_mark.line + 1, key=self.key or None
+            )
         for k, _ in self.node.value:
             if k.value not in allowed:
                 self.fail(k.value, f"unknown key (allowed: {', '.join(allowed)})", k)
@@ -440,7 +449,7 @@ class _Node:
                 return os.environ[var]
             if default is not None:
                 return default
-            self.fail(name, f"${{{var}}} is not set", hint=f"export {var} (local stack: eval \"$(stack/env)\")")
+            self.fail(name, f"${{{var}}} is not set", hint=f'export {var} (local stack: eval "$(stack/env)")')
             return ""
 
         return _VAR.sub(substitute, value)

@@ -67,8 +67,11 @@ def docker_client(environment: Environment) -> Iterator[docker.DockerClient]:
         client = docker.from_env(timeout=int(environment.timeouts.build))
         client.ping()
     except docker.errors.DockerException as e:
-        raise BuildError(f"Docker engine not reachable: {e}", source=where,
-                         hint="start the engine or set DOCKER_HOST (local stack: eval \"$(stack/env)\")") from e
+        raise BuildError(
+            f"Docker engine not reachable: {e}",
+            source=where,
+            hint='start the engine or set DOCKER_HOST (local stack: eval "$(stack/env)")',
+        ) from e
     yield client
     client.close()
 
@@ -86,14 +89,16 @@ def resolve_registry_auth(environment: Environment) -> RegistryAuth | None:
 
     reg = environment.registry
     try:
-        return resolve_credentials(reg.address, username=reg.username, password_env=reg.password_env,
-                                   password_file=reg.password_file)
+        return resolve_credentials(
+            reg.address, username=reg.username, password_env=reg.password_env, password_file=reg.password_file
+        )
     except ConfigError as e:
         key = next((f"registry.{k}" for k in ("password_env", "password_file") if getattr(reg, k)), None)
         if e.file or key is None:
             raise
-        raise ConfigError(e.message, file=str(environment.file), line=key_line(environment.file, key), key=key,
-                          hint=e.hint) from e
+        raise ConfigError(
+            e.message, file=str(environment.file), line=key_line(environment.file, key), key=key, hint=e.hint
+        ) from e
 
 
 @pytest.fixture(scope="session")
@@ -115,8 +120,7 @@ def registry(environment: Environment, registry_auth: RegistryAuth | None) -> Re
 def service(request: pytest.FixtureRequest) -> Service:
     """One service of the environment; a test taking it runs once per service."""
     if not hasattr(request, "param"):
-        pytest.fail("'service' is parametrized from --env NAME; run runbook/ or checks/ with --env",
-                    pytrace=False)
+        pytest.fail("'service' is parametrized from --env NAME; run runbook/ or checks/ with --env", pytrace=False)
     return request.param  # type: ignore[no-any-return]
 
 

@@ -34,9 +34,7 @@ class GitState:
 def run_git(args: list[str], cwd: Path, *, timeout: float = 120.0, strip: bool = True) -> str:
     """Run ``git ARGS`` in ``cwd`` and return stdout; GitError with git's message on failure."""
     try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise GitError(f"git {' '.join(args)} could not run: {e}", source=str(cwd)) from e
     if proc.returncode != 0:

@@ -227,8 +227,14 @@ def _root_cause(error: BaseException) -> str:
     """What went wrong on the connection, without urllib3's object reprs."""
     reason = getattr(error, "reason", None) or error
     text = str(reason)
-    for known in ("Connection refused", "timed out", "Connection reset", "Name or service not known",
-                  "No route to host", "Remote end closed connection"):
+    for known in (
+        "Connection refused",
+        "timed out",
+        "Connection reset",
+        "Name or service not known",
+        "No route to host",
+        "Remote end closed connection",
+    ):
         if known.lower() in text.lower():
             return known.lower()
     return text.split(">: ", 1)[-1]

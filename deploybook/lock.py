@@ -142,8 +142,9 @@ def acquire_lock(
         return _acquire(coordination, namespace, holder, duration_s, take_over, now, where)
 
 
-def _acquire(coordination: Any, namespace: str, holder: str, duration_s: int, take_over: bool, now: datetime,
-             where: str) -> Lock:
+def _acquire(
+    coordination: Any, namespace: str, holder: str, duration_s: int, take_over: bool, now: datetime, where: str
+) -> Lock:
     try:
         current = coordination.read_namespaced_lease(LEASE_NAME, namespace)
     except ApiException as e:
@@ -187,8 +188,11 @@ def _api_failed(verb: str, e: ApiException, where: str) -> ClusterError:
             hint="release with a context that may write in the namespace (a read-only context "
             "such as deploybook-view is for checks only)",
         )
-    return ClusterError(f"cannot {verb} the lock: HTTP {e.status} {e.reason}", source=where,
-                        hint="check the cluster (local stack: stack/status) and run again")
+    return ClusterError(
+        f"cannot {verb} the lock: HTTP {e.status} {e.reason}",
+        source=where,
+        hint="check the cluster (local stack: stack/status) and run again",
+    )
 
 
 def _create(coordination: Any, namespace: str, holder: str, duration_s: int, now: datetime, where: str) -> Lock:
@@ -201,8 +205,12 @@ def _create(coordination: Any, namespace: str, holder: str, duration_s: int, now
 
 def _write_failed(e: ApiException, where: str) -> Exception:
     if e.status == 409:
-        return LockHeld("another release took the lock at the same moment", holder="unknown", source=where,
-                        hint="wait for it to finish, then run again")
+        return LockHeld(
+            "another release took the lock at the same moment",
+            holder="unknown",
+            source=where,
+            hint="wait for it to finish, then run again",
+        )
     return _api_failed("write", e, where)
 
 
@@ -214,16 +222,21 @@ def _held(previous: str, spec: Any, where: str, *, expired: bool, asked: bool = 
         return LockHeld(
             f"environment is locked by {previous} since {since}; the lock expired at {until} "
             f"(its release stopped renewing it)",
-            holder=previous, source=where,
+            holder=previous,
+            source=where,
             hint="if that release is dead, run again with --take-over-lock to take the lock over",
         )
     hint = "wait for that release to finish (it renews the lock while it runs)"
     if asked:
-        hint = (f"the lock is still being renewed, so --take-over-lock refuses until {until}; "
-                "stop that release or wait for it")
+        hint = (
+            f"the lock is still being renewed, so --take-over-lock refuses until {until}; "
+            "stop that release or wait for it"
+        )
     return LockHeld(
         f"environment is locked by {previous} since {since} (renewed, valid until {until})",
-        holder=previous, source=where, hint=hint,
+        holder=previous,
+        source=where,
+        hint=hint,
     )
 
 
@@ -234,8 +247,13 @@ def renew_lock(coordination: Any, lock: Lock, *, now: datetime | None = None) ->
     if current.spec.holder_identity != lock.holder:
         return False
     acquired = current.spec.acquire_time
-    body = _lease_body(lock.namespace, lock.holder, lock.duration_s or current.spec.lease_duration_seconds,
-                       now, current.metadata.resource_version)
+    body = _lease_body(
+        lock.namespace,
+        lock.holder,
+        lock.duration_s or current.spec.lease_duration_seconds,
+        now,
+        current.metadata.resource_version,
+    )
     if acquired is not None:
         body["spec"]["acquireTime"] = _stamp(_utc(acquired))
     coordination.replace_namespaced_lease(LEASE_NAME, lock.namespace, body)
@@ -249,8 +267,14 @@ class LeaseRenewer(threading.Thread):
     losing the lease to someone else is reported once on stderr and stops the renewals.
     """
 
-    def __init__(self, coordination: Any, lock: Lock, *, interval_s: float | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        coordination: Any,
+        lock: Lock,
+        *,
+        interval_s: float | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(name="deploybook-lease-renewer", daemon=True)
         self.coordination, self.lock = coordination, lock
         self.interval_s = interval_s if interval_s is not None else max(1.0, lock.duration_s / 3)
@@ -264,8 +288,10 @@ class LeaseRenewer(threading.Thread):
             try:
                 if not renew_lock(self.coordination, self.lock):
                     self.lost = True
-                    self.warn(f"deploybook: lost the lock lease {self.lock.namespace}/{LEASE_NAME}: "
-                              "another release took it over")
+                    self.warn(
+                        f"deploybook: lost the lock lease {self.lock.namespace}/{LEASE_NAME}: "
+                        "another release took it over"
+                    )
                     return
                 self.renewals += 1
             except Exception:
@@ -285,8 +311,9 @@ def release_lock(coordination: Any, lock: Lock) -> bool:
     except ApiException as e:
         if e.status == 404:
             return False
-        raise ClusterError(f"cannot read the lock: {e.status} {e.reason}",
-                           source=f"lease {lock.namespace}/{LEASE_NAME}") from e
+        raise ClusterError(
+            f"cannot read the lock: {e.status} {e.reason}", source=f"lease {lock.namespace}/{LEASE_NAME}"
+        ) from e
     if current.spec.holder_identity != lock.holder:
         return False
     coordination.delete_namespaced_lease(

@@ -53,30 +53,73 @@ _WORKER_LOADGROUP = "deploybook_loadgroup"
 def pytest_addoption(parser: pytest.Parser) -> None:
     """All deploybook options, in one group."""
     group = parser.getgroup("deploybook", "deploybook release runbook")
-    group.addoption("--env", dest="deploybook_env", metavar="NAME", default=None,
-                    help="environment to release to or check: environments/NAME.yaml "
-                    "(required for runbook/ and checks/)")
-    group.addoption("--dry-run", dest="deploybook_dry_run", action="store_true", default=False,
-                    help="change nothing: build and render, then server-side dry-run and diff")
-    group.addoption("--from-stage", dest="deploybook_from_stage", metavar="STAGE", choices=STAGES,
-                    default=None, help=f"resume a release at STAGE ({', '.join(STAGES)}); "
-                    "earlier stages take their outputs from --release")
-    group.addoption("--release", dest="deploybook_release", metavar="FILE", default=None,
-                    help="a release.json: the release to resume (--from-stage), the test release "
-                    "to promote (prod), or what checks expect to be running")
-    group.addoption("--kube-context", dest="deploybook_kube_context", metavar="NAME", default=None,
-                    help="kubeconfig context to use instead of the environment's (e.g. a "
-                    "read-only context for checks)")
-    group.addoption("--confirm-prod", dest="deploybook_confirm_prod", action="store_true",
-                    default=False, help="confirm a release to a deploy-only (production) environment")
-    group.addoption("--take-over-lock", dest="deploybook_take_over_lock", action="store_true", default=False,
-                    help="take over the environment lock of a release that stopped renewing it (expired), "
-                    "or of a dead process on this host; a live holder is never displaced")
-    group.addoption("--rollback-on-failure", dest="deploybook_rollback", action="store_true", default=False,
-                    help="when the release fails, restore the last passed release of the environment "
-                    "and prove its digests run again (outcome rolled-back)")
-    group.addoption("--reports-dir", dest="deploybook_reports_dir", metavar="DIR", default="reports",
-                    help="where run folders go: DIR/ENV/RUN_ID (default: reports)")
+    group.addoption(
+        "--env",
+        dest="deploybook_env",
+        metavar="NAME",
+        default=None,
+        help="environment to release to or check: environments/NAME.yaml (required for runbook/ and checks/)",
+    )
+    group.addoption(
+        "--dry-run",
+        dest="deploybook_dry_run",
+        action="store_true",
+        default=False,
+        help="change nothing: build and render, then server-side dry-run and diff",
+    )
+    group.addoption(
+        "--from-stage",
+        dest="deploybook_from_stage",
+        metavar="STAGE",
+        choices=STAGES,
+        default=None,
+        help=f"resume a release at STAGE ({', '.join(STAGES)}); earlier stages take their outputs from --release",
+    )
+    group.addoption(
+        "--release",
+        dest="deploybook_release",
+        metavar="FILE",
+        default=None,
+        help="a release.json: the release to resume (--from-stage), the test release "
+        "to promote (prod), or what checks expect to be running",
+    )
+    group.addoption(
+        "--kube-context",
+        dest="deploybook_kube_context",
+        metavar="NAME",
+        default=None,
+        help="kubeconfig context to use instead of the environment's (e.g. a read-only context for checks)",
+    )
+    group.addoption(
+        "--confirm-prod",
+        dest="deploybook_confirm_prod",
+        action="store_true",
+        default=False,
+        help="confirm a release to a deploy-only (production) environment",
+    )
+    group.addoption(
+        "--take-over-lock",
+        dest="deploybook_take_over_lock",
+        action="store_true",
+        default=False,
+        help="take over the environment lock of a release that stopped renewing it (expired), "
+        "or of a dead process on this host; a live holder is never displaced",
+    )
+    group.addoption(
+        "--rollback-on-failure",
+        dest="deploybook_rollback",
+        action="store_true",
+        default=False,
+        help="when the release fails, restore the last passed release of the environment "
+        "and prove its digests run again (outcome rolled-back)",
+    )
+    group.addoption(
+        "--reports-dir",
+        dest="deploybook_reports_dir",
+        metavar="DIR",
+        default="reports",
+        help="where run folders go: DIR/ENV/RUN_ID (default: reports)",
+    )
 
 
 def pytest_cmdline_main(config: pytest.Config) -> None:
@@ -134,9 +177,14 @@ def _new_state(config: pytest.Config, mode: str) -> RunState:
     reports = Path(opt.deploybook_reports_dir)
     reports = reports if reports.is_absolute() else config.rootpath / reports
     state = RunState(
-        env=env, run_id=run_id, run_dir=reports / env.name / run_id, mode=mode,
-        dry_run=opt.deploybook_dry_run, from_stage=opt.deploybook_from_stage,
-        confirm_prod=opt.deploybook_confirm_prod, take_over_lock=opt.deploybook_take_over_lock,
+        env=env,
+        run_id=run_id,
+        run_dir=reports / env.name / run_id,
+        mode=mode,
+        dry_run=opt.deploybook_dry_run,
+        from_stage=opt.deploybook_from_stage,
+        confirm_prod=opt.deploybook_confirm_prod,
+        take_over_lock=opt.deploybook_take_over_lock,
         rollback_on_failure=opt.deploybook_rollback,
     )
     started = getattr(config, "workerinput", {}).get(_WORKER_STARTED)

@@ -83,9 +83,7 @@ def _check_promoted_record(env: Environment, record: ReleaseRecord) -> None:
         )
 
 
-def check_before_release(
-    env: Environment, git: GitState, *, promotion: ReleaseRecord | None, confirmed: bool
-) -> None:
+def check_before_release(env: Environment, git: GitState, *, promotion: ReleaseRecord | None, confirmed: bool) -> None:
     """All rules, in the order an operator would fix them."""
     check_branch(env, git)
     check_clean_tree(env, git)

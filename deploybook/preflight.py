@@ -60,13 +60,18 @@ def manifest_directory(environment: Environment, run_dir: Path) -> Path:
 
 
 def preflight_release(
-    kube: KubeClients, state: RunState, manifest_dir: Path, *, pull_secret: str | None,
+    kube: KubeClients,
+    state: RunState,
+    manifest_dir: Path,
+    *,
+    pull_secret: str | None,
     say: Callable[[str], None] | None = None,
 ) -> list[ServicePreflight]:
     """Render and dry-run every service; raise PreflightFailed naming every bad manifest."""
     env = state.env
-    refs = {s.image: state.expected_ref(s.name) or f"{env.image_repository(s)}@{PLACEHOLDER_DIGEST}"
-            for s in env.services}
+    refs = {
+        s.image: state.expected_ref(s.name) or f"{env.image_repository(s)}@{PLACEHOLDER_DIGEST}" for s in env.services
+    }
     results = [_check_service(kube, state, s, manifest_dir, refs, pull_secret) for s in env.services]
     for result in results:
         if say is not None:
@@ -84,7 +89,11 @@ def preflight_release(
 
 
 def _check_service(
-    kube: KubeClients, state: RunState, service: Service, manifest_dir: Path, refs: dict[str, str],
+    kube: KubeClients,
+    state: RunState,
+    service: Service,
+    manifest_dir: Path,
+    refs: dict[str, str],
     pull_secret: str | None,
 ) -> ServicePreflight:
     from deploybook.apply import diff_objects
@@ -94,8 +103,15 @@ def _check_service(
     path = manifest_dir / service.manifest
     try:
         manifests = load_manifests(path)
-        objs = render_service(service, state.env, manifests, refs=refs, pull_secret=pull_secret,
-                              release_id=state.run_id, git_sha=_git_sha(state))
+        objs = render_service(
+            service,
+            state.env,
+            manifests,
+            refs=refs,
+            pull_secret=pull_secret,
+            release_id=state.run_id,
+            git_sha=_git_sha(state),
+        )
         diff_objects(kube, objs)
     except DeploybookError as e:
         return ServicePreflight(service.name, path, problem=_located(e, path))

@@ -92,9 +92,7 @@ def record_from_dict(data: Any, *, source: str) -> ReleaseRecord:
     if data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise RecordError(f"unsupported record schema {data.get('schema')!r}", source=source)
     known = {k: v for k, v in data.items() if k in ReleaseRecord.__dataclass_fields__}
-    known["services"] = {
-        name: ServiceResult.from_dict({**svc, "name": name}) for name, svc in data["services"].items()
-    }
+    known["services"] = {name: ServiceResult.from_dict({**svc, "name": name}) for name, svc in data["services"].items()}
     known.setdefault("started", "")
     known.setdefault("finished", "")
     known["applied"] = tuple(known.get("applied") or ())
@@ -138,8 +136,14 @@ def save_to_cluster(
         _save(kube, namespace, record, running, data, source)
 
 
-def _save(kube: KubeClients, namespace: str, record: ReleaseRecord, running: ReleaseRecord | None,
-          data: dict[str, str], source: str) -> None:
+def _save(
+    kube: KubeClients,
+    namespace: str,
+    record: ReleaseRecord,
+    running: ReleaseRecord | None,
+    data: dict[str, str],
+    source: str,
+) -> None:
     from kubernetes.client.exceptions import ApiException
 
     current = running or record
@@ -213,8 +217,10 @@ def load_last_passed(kube: KubeClients, namespace: str) -> ReleaseRecord | None:
         with api_errors(kube.where, f"reading configmap {namespace}/{CONFIGMAP_NAME}"):
             passed = _stored(kube, namespace, PASSED_KEY)
     except ApiException as e:
-        raise RecordError(f"could not read the release record: {e.status} {e.reason}",
-                          source=f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}") from e
+        raise RecordError(
+            f"could not read the release record: {e.status} {e.reason}",
+            source=f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME}",
+        ) from e
     if passed is not None:
         return passed
     current = load_from_cluster(kube, namespace)
@@ -258,7 +264,10 @@ def read_fragments(run_dir: Path) -> tuple[dict[str, ServiceResult], dict[str, d
 
 
 def build_record(
-    state: RunState, *, outcome: str, cluster: dict[str, Any] | None = None,
+    state: RunState,
+    *,
+    outcome: str,
+    cluster: dict[str, Any] | None = None,
     rollback: dict[str, Any] | None = None,
 ) -> ReleaseRecord:
     """The record of ``state``'s run, merged from every worker's fragments."""

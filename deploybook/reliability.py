@@ -60,8 +60,14 @@ def _read_file(path: Path) -> Iterable[CaseResult]:
         missing = [f for f in _FIELDS if f not in data]
         if missing:
             raise ResultsError(f"{path}:{number}: missing {', '.join(missing)}")
-        yield CaseResult(str(data["suite"]), str(data["case"]), str(data["expected"]), str(data["observed"]),
-                         str(data["lost"]), bool(data["passed"]))
+        yield CaseResult(
+            str(data["suite"]),
+            str(data["case"]),
+            str(data["expected"]),
+            str(data["observed"]),
+            str(data["lost"]),
+            bool(data["passed"]),
+        )
 
 
 def _cell(text: str, limit: int = 300) -> str:
@@ -95,8 +101,13 @@ def render(results: Sequence[CaseResult], *, sources: Sequence[str] = ()) -> str
     if sources:
         lines += ["", "Results read: " + ", ".join(f"`{s}`" for s in sources) + "."]
     for suite in _suites(results):
-        lines += ["", f"## {suite}", "", "| case | expected | what happened | lost | verdict |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {suite}",
+            "",
+            "| case | expected | what happened | lost | verdict |",
+            "|---|---|---|---|---|",
+        ]
         for r in (r for r in results if r.suite == suite):
             verdict = "pass" if r.passed else "**FAIL**"
             cells = (f"`{r.case}`", _cell(r.expected), _cell(r.observed), _cell(r.lost, 120), verdict)
@@ -107,8 +118,13 @@ def render(results: Sequence[CaseResult], *, sources: Sequence[str] = ()) -> str
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the page; exit 1 when there are no results to write it from."""
     parser = argparse.ArgumentParser(prog="python -m deploybook.reliability", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=RESULTS_DIR, metavar="DIR",
-                        help=f"folder of SUITE.jsonl files (default: {RESULTS_DIR})")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS_DIR,
+        metavar="DIR",
+        help=f"folder of SUITE.jsonl files (default: {RESULTS_DIR})",
+    )
     parser.add_argument("--out", type=Path, default=OUTPUT, metavar="FILE", help=f"page to write (default: {OUTPUT})")
     args = parser.parse_args(argv)
     try:

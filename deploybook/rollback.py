@@ -43,18 +43,27 @@ _WATCHED = ("Deployment", "StatefulSet", "DaemonSet")
 
 
 def render_service(
-    service: Service, environment: Environment, manifests: list[Manifest], *,
-    refs: Mapping[str, str], pull_secret: str | None, release_id: str, git_sha: str,
+    service: Service,
+    environment: Environment,
+    manifests: list[Manifest],
+    *,
+    refs: Mapping[str, str],
+    pull_secret: str | None,
+    release_id: str,
+    git_sha: str,
 ) -> list[dict[str, Any]]:
     """Render one service's manifests for a release: ``refs`` maps service image -> pinned ref."""
     replicas = {}
     if service.replicas is not None:
         replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in _SCALABLE}
     return render_manifests(
-        manifests, images=refs, namespace=environment.cluster.namespace,
+        manifests,
+        images=refs,
+        namespace=environment.cluster.namespace,
         labels={ENVIRONMENT_LABEL: environment.name},
         annotations={RELEASE_ID_ANNOTATION: release_id, GIT_SHA_ANNOTATION: git_sha},
-        pull_secret=pull_secret, replicas=replicas,
+        pull_secret=pull_secret,
+        replicas=replicas,
     )
 
 
@@ -92,21 +101,36 @@ class RollbackResult:
         return {
             "target_run_id": self.target_run_id,
             "ok": self.ok,
-            "services": {s.service: {"from": s.from_digest, "to": s.to_digest, "method": s.method,
-                                     "verified": s.verified, "detail": s.detail} for s in self.services},
+            "services": {
+                s.service: {
+                    "from": s.from_digest,
+                    "to": s.to_digest,
+                    "method": s.method,
+                    "verified": s.verified,
+                    "detail": s.detail,
+                }
+                for s in self.services
+            },
         }
 
 
 def to_roll_back(attempt: ReleaseRecord, target: ReleaseRecord) -> list[str]:
     """Services this attempt changed (apply ran, passed or not) that the target can restore."""
-    touched = [n for n, s in attempt.services.items()
-               if s.stages.get("apply", {}).get("outcome") in ("passed", "failed")]
+    touched = [
+        n for n, s in attempt.services.items() if s.stages.get("apply", {}).get("outcome") in ("passed", "failed")
+    ]
     return [n for n in touched if n in target.services and target.services[n].digest]
 
 
 def roll_back(
-    kube: Any, environment: Environment, target: ReleaseRecord, services: list[str], *,
-    manifest_dir: Path, timeout_s: float, attempted: Mapping[str, str | None] | None = None,
+    kube: Any,
+    environment: Environment,
+    target: ReleaseRecord,
+    services: list[str],
+    *,
+    manifest_dir: Path,
+    timeout_s: float,
+    attempted: Mapping[str, str | None] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> RollbackResult:
     """Re-apply ``target``'s rendering of each service in ``services`` and prove it runs.
@@ -115,22 +139,40 @@ def roll_back(
     """
     say = say or (lambda _text: None)
     by_name = {s.name: s for s in environment.services}
-    refs = {s.image: ref for s in environment.services
-            if (old := target.services.get(s.name)) is not None and (ref := old.ref)}
+    refs = {
+        s.image: ref
+        for s in environment.services
+        if (old := target.services.get(s.name)) is not None and (ref := old.ref)
+    }
     done = []
     for name in services:
         say(f"rollback {name}: restoring release {target.run_id}")
         restored = _restore(kube, environment, target, by_name[name], refs, manifest_dir, timeout_s)
-        done.append(ServiceRollback(name, (attempted or {}).get(name), restored.to_digest, restored.method,
-                                    restored.verified, restored.detail))
-        say(f"rollback {name}: {done[-1].method or 'not restored'}, "
-            f"{'proven' if done[-1].verified else 'NOT proven'}: {done[-1].detail}")
+        done.append(
+            ServiceRollback(
+                name,
+                (attempted or {}).get(name),
+                restored.to_digest,
+                restored.method,
+                restored.verified,
+                restored.detail,
+            )
+        )
+        say(
+            f"rollback {name}: {done[-1].method or 'not restored'}, "
+            f"{'proven' if done[-1].verified else 'NOT proven'}: {done[-1].detail}"
+        )
     return RollbackResult(target.run_id, tuple(done))
 
 
 def _restore(
-    kube: Any, environment: Environment, target: ReleaseRecord, service: Service,
-    refs: Mapping[str, str], manifest_dir: Path, timeout_s: float,
+    kube: Any,
+    environment: Environment,
+    target: ReleaseRecord,
+    service: Service,
+    refs: Mapping[str, str],
+    manifest_dir: Path,
+    timeout_s: float,
 ) -> ServiceRollback:
     from deploybook.apply import apply_objects
     from deploybook.errors import DeploybookError
@@ -138,9 +180,15 @@ def _restore(
     old = target.services[service.name]
     try:
         manifests = load_manifests(manifest_dir / service.manifest)
-        objs = render_service(service, environment, manifests, refs=refs, pull_secret=environment.pull_secret,
-                              release_id=old.deployed_by or target.run_id,
-                              git_sha=str(target.git.get("commit", "")))
+        objs = render_service(
+            service,
+            environment,
+            manifests,
+            refs=refs,
+            pull_secret=environment.pull_secret,
+            release_id=old.deployed_by or target.run_id,
+            git_sha=str(target.git.get("commit", "")),
+        )
         sha = hashlib.sha256(rendered_text(objs).encode()).hexdigest()
         method = "exact" if old.manifests.get(service.manifest) == sha else "re-rendered"
         apply_objects(kube, objs)
@@ -151,8 +199,9 @@ def _restore(
     return ServiceRollback(service.name, None, old.digest, method, not problems, detail)
 
 
-def _prove(kube: Any, environment: Environment, service: Service, objs: list[dict[str, Any]],
-           digest: str, timeout_s: float) -> list[str]:
+def _prove(
+    kube: Any, environment: Environment, service: Service, objs: list[dict[str, Any]], digest: str, timeout_s: float
+) -> list[str]:
     """Wait for each restored workload and compare the digests its pods run with ``digest``."""
     from deploybook.digests import digest_mismatches, running_images
     from deploybook.kubewatch import label_selector

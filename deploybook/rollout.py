@@ -52,8 +52,8 @@ from deploybook.kubewatch import EventStream, label_selector, list_raw
 from deploybook.workload_status import (
     evaluate_workload,
     pod_failure,
-    pull_is_retried,
     pods_of_current_revision,
+    pull_is_retried,
     spec_observed,
 )
 

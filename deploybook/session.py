@@ -73,8 +73,14 @@ def start_release(config: pytest.Config, state: RunState) -> None:
     from deploybook.apply import ensure_namespace
 
     ensure_namespace(kube, env.cluster.namespace)
-    lock = acquire_lock(kube.coordination, env.cluster.namespace, holder=holder_identity(state.run_id),
-                        duration_s=env.lock_duration_s, take_over=state.take_over_lock, cluster=kube.where)
+    lock = acquire_lock(
+        kube.coordination,
+        env.cluster.namespace,
+        holder=holder_identity(state.run_id),
+        duration_s=env.lock_duration_s,
+        take_over=state.take_over_lock,
+        cluster=kube.where,
+    )
     config.stash[_LOCK] = lock
     renewer = LeaseRenewer(kube.coordination, lock)
     renewer.start()
@@ -94,8 +100,13 @@ def _preflight(config: pytest.Config, state: RunState, kube: KubeClients) -> Non
 
     env = state.env
     pull_secret = env.pull_secret if env.pull_secret and resolve_registry_auth(env) is not None else None
-    preflight_release(kube, state, manifest_directory(env, state.run_dir), pull_secret=pull_secret,
-                      say=lambda text: _say(config, f"deploybook: {text}"))
+    preflight_release(
+        kube,
+        state,
+        manifest_directory(env, state.run_dir),
+        pull_secret=pull_secret,
+        say=lambda text: _say(config, f"deploybook: {text}"),
+    )
 
 
 def _read_rollback_target(config: pytest.Config, state: RunState, kube: KubeClients) -> None:
@@ -103,8 +114,11 @@ def _read_rollback_target(config: pytest.Config, state: RunState, kube: KubeClie
     state.rollback_target = load_last_passed(kube, state.env.cluster.namespace)
     target = state.rollback_target
     if target is None:
-        _say(config, "deploybook: --rollback-on-failure: no passed release in the namespace yet; "
-                     "a failure will be reported, not rolled back")
+        _say(
+            config,
+            "deploybook: --rollback-on-failure: no passed release in the namespace yet; "
+            "a failure will be reported, not rolled back",
+        )
     else:
         _say(config, f"deploybook: --rollback-on-failure: a failure restores release {target.run_id}")
 
@@ -156,8 +170,13 @@ def _roll_back(
         return record, None
     _say(config, f"deploybook: release failed; rolling back {', '.join(services)} to release {target.run_id}")
     result = roll_back(
-        kube, state.env, target, services, manifest_dir=_manifest_dir(state, target),
-        timeout_s=state.env.timeouts.rollout, attempted={n: s.digest for n, s in record.services.items()},
+        kube,
+        state.env,
+        target,
+        services,
+        manifest_dir=_manifest_dir(state, target),
+        timeout_s=state.env.timeouts.rollout,
+        attempted={n: s.digest for n, s in record.services.items()},
         say=lambda text: _say(config, f"deploybook: {text}"),
     )
     outcome = "rolled-back" if result.ok else "failed"

@@ -49,8 +49,12 @@ def test_build_image(
     command = f"docker build {service.context} -f {service.dockerfile} -t {tag}"
     with allure.step(command):
         result = build_image(
-            docker_client, context=service.context, dockerfile=service.dockerfile, tag=tag,
-            labels=labels, on_line=progress,
+            docker_client,
+            context=service.context,
+            dockerfile=service.dockerfile,
+            tag=tag,
+            labels=labels,
+            on_line=progress,
         )
         allure.attach(result.log, "build log", allure.attachment_type.TEXT)
     progress(f"built {tag} ({result.image_id[:19]})")
@@ -65,15 +69,26 @@ def prepare_context(service: Service, environment: Environment) -> None:
     with allure.step(command):
         try:
             done = subprocess.run(
-                service.prepare, cwd=environment.root, capture_output=True, text=True,
+                service.prepare,
+                cwd=environment.root,
+                capture_output=True,
+                text=True,
                 timeout=environment.timeouts.build,
             )
         except (OSError, subprocess.TimeoutExpired) as e:
-            raise BuildError(f"prepare command {command!r} could not run: {e}", stage="build",
-                             service=service.name, source=str(environment.file)) from e
+            raise BuildError(
+                f"prepare command {command!r} could not run: {e}",
+                stage="build",
+                service=service.name,
+                source=str(environment.file),
+            ) from e
         allure.attach(done.stdout + done.stderr, "prepare output", allure.attachment_type.TEXT)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-10:])
-        raise BuildError(f"prepare command {command!r} exited {done.returncode}:\n{tail}", stage="build",
-                         service=service.name, source=str(environment.file),
-                         hint="run it by hand from the repository root and fix what it reports")
+        raise BuildError(
+            f"prepare command {command!r} exited {done.returncode}:\n{tail}",
+            stage="build",
+            service=service.name,
+            source=str(environment.file),
+            hint="run it by hand from the repository root and fix what it reports",
+        )

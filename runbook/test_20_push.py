@@ -26,8 +26,13 @@ pytestmark = pytest.mark.stage("push")
 
 
 def test_push_image(
-    service: Service, environment: Environment, release: RunState, docker_client: object,
-    registry: RegistryClient, registry_auth: RegistryAuth | None, progress: Progress,
+    service: Service,
+    environment: Environment,
+    release: RunState,
+    docker_client: object,
+    registry: RegistryClient,
+    registry_auth: RegistryAuth | None,
+    progress: Progress,
 ) -> None:
     """docker push the release tag; the registry's own answer must give the same digest."""
     if environment.promote_from:
@@ -40,8 +45,13 @@ def test_push_image(
     assert built.image and built.tag, f"{service.name} has no built image to push"
     with allure.step(f"docker push {built.image}:{built.tag}"):
         pushed = push_image(
-            docker_client, repository=built.image, tag=built.tag, auth=registry_auth,
-            on_line=progress, source=built.image_id, registry=registry,
+            docker_client,
+            repository=built.image,
+            tag=built.tag,
+            auth=registry_auth,
+            on_line=progress,
+            source=built.image_id,
+            registry=registry,
         )
         allure.attach(pushed.log, "push log", allure.attachment_type.TEXT)
     with allure.step(f"registry v2: HEAD /v2/{split_repository(built.image)[1]}/manifests/{built.tag}"):
@@ -73,8 +83,10 @@ def _digest_without_push(
     except RegistryError:
         digest, source = release.expected_digest(service.name), "recorded release"
     if not digest:
-        pytest.skip(f"dry-run: {repository}:{release.tag} is not in the registry and no release records "
-                    f"{service.name}; nothing to render")
+        pytest.skip(
+            f"dry-run: {repository}:{release.tag} is not in the registry and no release records "
+            f"{service.name}; nothing to render"
+        )
     allure.attach(f"{repository}@{digest} (from the {source})", "digest (dry-run)", allure.attachment_type.TEXT)
     release.record_service(service.name, image=repository, tag=release.tag, digest=digest, digest_source=source)
     progress(f"dry-run: would deploy {repository}@{digest} (from the {source})")

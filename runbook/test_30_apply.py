@@ -44,16 +44,19 @@ def manifest_dir(environment: Environment, release: RunState) -> Path:
     if source.git is None:
         assert source.path is not None
         commit = release.git.commit if release.git else None
-        info: dict[str, Any] = {"kind": "path", "path": str(source.path.relative_to(environment.root)),
-                                "commit": commit, "dirty": bool(release.git and release.git.dirty)}
+        info: dict[str, Any] = {
+            "kind": "path",
+            "path": str(source.path.relative_to(environment.root)),
+            "commit": commit,
+            "dirty": bool(release.git and release.git.dirty),
+        }
         path = source.path
     else:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         checkout = release.run_dir / "manifest-source" / worker
         with allure.step(f"git fetch {source.git.url} {source.git.ref}"):
             commit = fetch_ref(source.git.url, source.git.ref, checkout)
-        info = {"kind": "git", "url": source.git.url, "ref": source.git.ref, "path": source.git.path,
-                "commit": commit}
+        info = {"kind": "git", "url": source.git.url, "ref": source.git.ref, "path": source.git.path, "commit": commit}
         path = checkout / source.git.path
     allure.attach(json.dumps(info, indent=2), "manifest source", allure.attachment_type.JSON)
     release.write_extra("_manifests", info)
@@ -61,8 +64,9 @@ def manifest_dir(environment: Environment, release: RunState) -> Path:
 
 
 @pytest.fixture(scope="module")
-def namespace_ready(kube: Any, environment: Environment, release: RunState,
-                    registry_auth: RegistryAuth | None) -> str | None:
+def namespace_ready(
+    kube: Any, environment: Environment, release: RunState, registry_auth: RegistryAuth | None
+) -> str | None:
     """The namespace exists and holds the image-pull secret; returns the secret's name."""
     namespace = environment.cluster.namespace
     with allure.step(f"namespace {namespace}"):
@@ -70,8 +74,14 @@ def namespace_ready(kube: Any, environment: Environment, release: RunState,
     if not environment.pull_secret or registry_auth is None:
         return None
     with allure.step(f"image-pull secret {namespace}/{environment.pull_secret} for {environment.registry.address}"):
-        ensure_pull_secret(kube, namespace, environment.pull_secret, environment.registry.address,
-                           registry_auth, dry_run=release.dry_run)
+        ensure_pull_secret(
+            kube,
+            namespace,
+            environment.pull_secret,
+            environment.registry.address,
+            registry_auth,
+            dry_run=release.dry_run,
+        )
     return environment.pull_secret
 
 
@@ -86,8 +96,14 @@ def previous_release(kube: Any, environment: Environment) -> ReleaseRecord | Non
 
 
 def test_apply_manifests(
-    service: Service, environment: Environment, release: RunState, kube: Any, manifest_dir: Path,
-    namespace_ready: str | None, previous_release: ReleaseRecord | None, progress: Progress,
+    service: Service,
+    environment: Environment,
+    release: RunState,
+    kube: Any,
+    manifest_dir: Path,
+    namespace_ready: str | None,
+    previous_release: ReleaseRecord | None,
+    progress: Progress,
 ) -> None:
     """Render with the pinned digest, show the diff, server-side apply (or dry-run)."""
     ref = release.expected_ref(service.name)
@@ -100,25 +116,32 @@ def test_apply_manifests(
     with allure.step("diff against the live objects (server-side dry-run)"):
         diffs = diff_objects(kube, objs)
         summary = "\n".join(f"{d.kind}/{d.name}: {d.action}" for d in diffs)
-        allure.attach(summary + "\n\n" + "\n".join(d.diff for d in diffs if d.diff), "diff",
-                      allure.attachment_type.TEXT)
+        allure.attach(
+            summary + "\n\n" + "\n".join(d.diff for d in diffs if d.diff), "diff", allure.attachment_type.TEXT
+        )
     for d in diffs:
         progress(f"{d.kind}/{d.name}: {d.action}")
     verb = "server-side dry-run" if release.dry_run else "server-side apply"
     with allure.step(f"{verb} --field-manager=deploybook ({len(objs)} objects)"):
         applied = apply_objects(kube, objs, dry_run=release.dry_run)
-        allure.attach("\n".join(f"{a.kind}/{a.name}: {a.action}" for a in applied), "applied",
-                      allure.attachment_type.TEXT)
+        allure.attach(
+            "\n".join(f"{a.kind}/{a.name}: {a.action}" for a in applied), "applied", allure.attachment_type.TEXT
+        )
     release.record_service(
-        service.name, deployed_by=release_id,
+        service.name,
+        deployed_by=release_id,
         manifests={service.manifest: hashlib.sha256(text.encode()).hexdigest()},
     )
     assert len(applied) == len(objs), f"{len(objs)} objects rendered, {len(applied)} applied"
 
 
 def _render_keeping_release_id(
-    service: Service, environment: Environment, release: RunState, manifests: list[Any],
-    pull_secret: str | None, previous: ReleaseRecord | None,
+    service: Service,
+    environment: Environment,
+    release: RunState,
+    manifests: list[Any],
+    pull_secret: str | None,
+    previous: ReleaseRecord | None,
 ) -> tuple[str, list[dict[str, Any]], str]:
     """Render with the previous release id when that gives the very same objects, else this run's."""
     before = previous.services.get(service.name) if previous else None
@@ -134,11 +157,24 @@ def _render_keeping_release_id(
     raise AssertionError("unreachable: the run id is always a candidate")
 
 
-def _render(service: Service, environment: Environment, release: RunState, manifests: list[Any],
-            pull_secret: str | None, release_id: str) -> list[dict[str, Any]]:
+def _render(
+    service: Service,
+    environment: Environment,
+    release: RunState,
+    manifests: list[Any],
+    pull_secret: str | None,
+    release_id: str,
+) -> list[dict[str, Any]]:
     refs = {s.image: ref for s in environment.services if (ref := release.expected_ref(s.name))}
-    return render_service(service, environment, manifests, refs=refs, pull_secret=pull_secret,
-                          release_id=release_id, git_sha=_git_sha(release))
+    return render_service(
+        service,
+        environment,
+        manifests,
+        refs=refs,
+        pull_secret=pull_secret,
+        release_id=release_id,
+        git_sha=_git_sha(release),
+    )
 
 
 def _git_sha(release: RunState) -> str:

@@ -68,8 +68,15 @@ def admin(cluster_ready: dict[str, str]) -> Any:
     return connect(context="deploybook-admin", kubeconfig=cluster_ready["KUBECONFIG"])
 
 
-def _write_environment(name: str, namespace: str, prefix: str, manifests: Path, services: Sequence[str],
-                       lock_duration_s: int, contexts: dict[str, Path]) -> dict[str, Any]:
+def _write_environment(
+    name: str,
+    namespace: str,
+    prefix: str,
+    manifests: Path,
+    services: Sequence[str],
+    lock_duration_s: int,
+    contexts: dict[str, Path],
+) -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / "environments" / "local.yaml").read_text())
     doc["description"] = "Throwaway environment of the e2e fault tests (deleted afterwards)."
     doc["cluster"]["namespace"] = namespace
@@ -110,9 +117,12 @@ def throwaway_environment(admin: Any) -> Iterator[Callable[..., ThrowawayEnviron
     """
     made: list[ThrowawayEnvironment] = []
 
-    def make(services: Sequence[str] = ("gateway",), lock_duration_s: int = 1800,
-             contexts: dict[str, Path] | None = None,
-             edit: Callable[[str, str], str] | None = None) -> ThrowawayEnvironment:
+    def make(
+        services: Sequence[str] = ("gateway",),
+        lock_duration_s: int = 1800,
+        contexts: dict[str, Path] | None = None,
+        edit: Callable[[str, str], str] | None = None,
+    ) -> ThrowawayEnvironment:
         ident = uuid.uuid4().hex[:8]
         name, namespace, prefix = f"fault-{ident}", f"dbk-fault-{ident}", f"fault-{ident}"
         # Inside the repository: a path source is recorded relative to it. reports/ is git-ignored.
@@ -168,8 +178,15 @@ def stop_component(name: str, env: dict[str, str], *, sig: int = signal.SIGTERM,
 def start_component(name: str, env: dict[str, str]) -> None:
     """Start a component with the stack's own function (it waits until the component answers)."""
     sources = "; ".join(f"source stack/lib/{lib}.sh" for lib in _STACK_LIBS)
-    proc = subprocess.run(["bash", "-c", f"set -euo pipefail; {sources}; {START_FUNCTIONS[name]}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; {sources}; {START_FUNCTIONS[name]}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 0, f"could not start {name}: {proc.stderr[-2000:]}"
 
 
@@ -189,8 +206,7 @@ def wait_node_ready(admin: Any, timeout_s: float = 120) -> None:
     while time.monotonic() < deadline:
         try:
             nodes = admin.core.list_node().items
-            ready = all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or ())
-                        for n in nodes)
+            ready = all(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or ()) for n in nodes)
             # The node controller lifts its unreachable/not-ready taints a moment after Ready.
             tainted = any(t.key.startswith("node.kubernetes.io/") for n in nodes for t in n.spec.taints or ())
             if nodes and ready and not tainted:
@@ -212,7 +228,10 @@ class Release:
         self.handle = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "pytest", *args, "-p", "no:cacheprovider", "-q"],
-            cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=self.handle, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -255,8 +274,7 @@ def release_runner(cluster_ready: dict[str, str], tmp_path: Path) -> Iterator[Ca
 
     def start(*args: str) -> Release:
         reports = tmp_path / "reports"
-        run = Release([*args, "--reports-dir", str(reports)], cluster_ready,
-                      tmp_path / f"run-{len(started)}.log")
+        run = Release([*args, "--reports-dir", str(reports)], cluster_ready, tmp_path / f"run-{len(started)}.log")
         started.append(run)
         return run
 
@@ -280,8 +298,13 @@ def records_of(reports: Path, env_name: str) -> list[dict[str, Any]]:
 def stack_kit() -> SimpleNamespace:
     """The helpers above for test modules (a conftest is not importable by its module name)."""
     return SimpleNamespace(
-        root=ROOT, component_down=component_down, component_pid=component_pid, stop_component=stop_component,
-        start_component=start_component, wait_node_ready=wait_node_ready, records_of=records_of,
+        root=ROOT,
+        component_down=component_down,
+        component_pid=component_pid,
+        stop_component=stop_component,
+        start_component=start_component,
+        wait_node_ready=wait_node_ready,
+        records_of=records_of,
     )
 
 
@@ -303,8 +326,13 @@ def fault_case(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     Written to ``reports/reliability/faults.jsonl`` after the test (one line per case, the
     latest run of a case replacing the earlier one), with ``passed`` from the test's outcome.
     """
-    row: dict[str, Any] = {"suite": "faults", "case": request.node.name, "expected": "", "observed": "",
-                           "lost": "unknown"}
+    row: dict[str, Any] = {
+        "suite": "faults",
+        "case": request.node.name,
+        "expected": "",
+        "observed": "",
+        "lost": "unknown",
+    }
     yield row
     call = getattr(request.node, "_fault_report_call", None)
     row["passed"] = bool(call is not None and call.passed)

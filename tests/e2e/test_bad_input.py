@@ -74,8 +74,9 @@ class Case:
 CASES: list[Case] = []
 
 
-def case(expected: str, *names: str, locks: bool = False,
-         gap: str | None = None) -> Callable[[Callable[[Ctx], Invocation]], Any]:
+def case(
+    expected: str, *names: str, locks: bool = False, gap: str | None = None
+) -> Callable[[Callable[[Ctx], Invocation]], Any]:
     """Register a case; ``names`` are texts the one error must contain (regex allowed)."""
 
     def register(make: Callable[[Ctx], Invocation]) -> Callable[[Ctx], Invocation]:
@@ -98,8 +99,9 @@ def case_env_malformed_yaml(c: Ctx) -> Invocation:
     return Invocation(release())
 
 
-@case("unknown key named with its line and the allowed keys", r"environments/local\.yaml:\d+", "key 'colour'",
-      "allowed")
+@case(
+    "unknown key named with its line and the allowed keys", r"environments/local\.yaml:\d+", "key 'colour'", "allowed"
+)
 def case_env_unknown_key(c: Ctx) -> Invocation:
     c.box.edit("environments/local.yaml", ("lock_duration_s: 1800", "lock_duration_s: 1800\ncolour: blue"))
     return Invocation(release())
@@ -130,7 +132,9 @@ def case_env_unknown_name(c: Ctx) -> Invocation:
 
 @case("registry address with a scheme refused", r"local\.yaml:\d+", "key 'registry.address'", "without scheme")
 def case_env_registry_scheme(c: Ctx) -> Invocation:
-    c.box.edit("environments/local.yaml", ("address: ${DEPLOYBOOK_REGISTRY}", "address: https://${DEPLOYBOOK_REGISTRY}"))
+    c.box.edit(
+        "environments/local.yaml", ("address: ${DEPLOYBOOK_REGISTRY}", "address: https://${DEPLOYBOOK_REGISTRY}")
+    )
     return Invocation(release())
 
 
@@ -140,16 +144,22 @@ def case_env_two_credential_sources(c: Ctx) -> Invocation:
     return Invocation(release())
 
 
-@case("unset variable in the file named with its key", r"local\.yaml:\d+", "key 'registry.address'",
-      r"\$\{DEPLOYBOOK_REGISTRY\} is not set")
+@case(
+    "unset variable in the file named with its key",
+    r"local\.yaml:\d+",
+    "key 'registry.address'",
+    r"\$\{DEPLOYBOOK_REGISTRY\} is not set",
+)
 def case_env_variable_unset(c: Ctx) -> Invocation:
     return Invocation(release(), environ_with(c.env, DEPLOYBOOK_REGISTRY=None))
 
 
 @case("port out of range named", r"local\.yaml:\d+", r"key 'services\[0\]\.port'", "65535")
 def case_env_port_out_of_range(c: Ctx) -> Invocation:
-    c.box.edit("environments/local.yaml",
-               ("    port: 8080\n    manifest: gateway.yaml", "    port: 80800\n    manifest: gateway.yaml"))
+    c.box.edit(
+        "environments/local.yaml",
+        ("    port: 8080\n    manifest: gateway.yaml", "    port: 80800\n    manifest: gateway.yaml"),
+    )
     return Invocation(release())
 
 
@@ -179,24 +189,39 @@ def case_env_negative_timeout(c: Ctx) -> Invocation:
 
 @case("HTTP check path without a slash refused", r"local\.yaml:\d+", r"key 'services\[0\]\.http\[0\]\.path'")
 def case_env_http_path(c: Ctx) -> Invocation:
-    c.box.edit("environments/local.yaml", ("      - path: /health\n        expect_status: 200",
-                                           "      - path: health\n        expect_status: 200"))
+    c.box.edit(
+        "environments/local.yaml",
+        ("      - path: /health\n        expect_status: 200", "      - path: health\n        expect_status: 200"),
+    )
     return Invocation(release())
 
 
-@case("password variable unset: named with the environment file's key before anything runs",
-      r"solo\.yaml:\d+", "key 'registry.password_env'", "DX29_REGISTRY_PASSWORD", "localhost:5000")
+@case(
+    "password variable unset: named with the environment file's key before anything runs",
+    r"solo\.yaml:\d+",
+    "key 'registry.password_env'",
+    "DX29_REGISTRY_PASSWORD",
+    "localhost:5000",
+)
 def case_env_password_env_unset(c: Ctx) -> Invocation:
-    c.box.edit("environments/solo.yaml", ("  password_file: ${DEPLOYBOOK_REGISTRY_PASSWORD_FILE}",
-                                          "  password_env: DX29_REGISTRY_PASSWORD"))
+    c.box.edit(
+        "environments/solo.yaml",
+        ("  password_file: ${DEPLOYBOOK_REGISTRY_PASSWORD_FILE}", "  password_env: DX29_REGISTRY_PASSWORD"),
+    )
     return Invocation(release(env="solo"), environ_with(c.env, DX29_REGISTRY_PASSWORD=None))
 
 
-@case("password file missing: named with the environment file's key before anything runs",
-      r"local\.yaml:\d+", "key 'registry.password_file'", "/nonexistent/registry-password", "localhost:5000")
+@case(
+    "password file missing: named with the environment file's key before anything runs",
+    r"local\.yaml:\d+",
+    "key 'registry.password_file'",
+    "/nonexistent/registry-password",
+    "localhost:5000",
+)
 def case_env_password_file_missing(c: Ctx) -> Invocation:
-    return Invocation(release(),
-                      environ_with(c.env, DEPLOYBOOK_REGISTRY_PASSWORD_FILE="/nonexistent/registry-password"))
+    return Invocation(
+        release(), environ_with(c.env, DEPLOYBOOK_REGISTRY_PASSWORD_FILE="/nonexistent/registry-password")
+    )
 
 
 @case("missing Dockerfile named, nothing applied", "Dockerfile.missing", "does not exist", locks=True)
@@ -208,15 +233,21 @@ def case_env_missing_dockerfile(c: Ctx) -> Invocation:
 # --- manifests -------------------------------------------------------------------------
 
 
-@case("malformed manifest YAML named with file and line", r"manifests/gateway\.yaml", r"line \d+", "malformed YAML",
-      locks=True)
+@case(
+    "malformed manifest YAML named with file and line",
+    r"manifests/gateway\.yaml",
+    r"line \d+",
+    "malformed YAML",
+    locks=True,
+)
 def case_manifest_malformed_yaml(c: Ctx) -> Invocation:
     c.box.edit("manifests/gateway.yaml", ("  replicas: 1", "  replicas: [1"))
     return Invocation(release(env="solo"))
 
 
-@case("manifest without kind named with file and document", r"manifests/gateway\.yaml, document 1", "'kind'",
-      locks=True)
+@case(
+    "manifest without kind named with file and document", r"manifests/gateway\.yaml, document 1", "'kind'", locks=True
+)
 def case_manifest_missing_kind(c: Ctx) -> Invocation:
     c.box.edit("manifests/gateway.yaml", ("kind: Deployment\n", ""))
     return Invocation(release(env="solo"))
@@ -234,30 +265,50 @@ def case_manifest_file_missing(c: Ctx) -> Invocation:
     return Invocation(release(env="solo"))
 
 
-@case("API server rejects an invalid port: its message and the object named", "Deployment/dx29-gateway-deployment",
-      "containerPort", "server https://", locks=True)
+@case(
+    "API server rejects an invalid port: its message and the object named",
+    "Deployment/dx29-gateway-deployment",
+    "containerPort",
+    "server https://",
+    locks=True,
+)
 def case_manifest_invalid_port(c: Ctx) -> Invocation:
     c.box.edit("manifests/gateway.yaml", ("containerPort: 8080", "containerPort: 700000"))
     return Invocation(release(env="solo"))
 
 
-@case("API server rejects an unknown field: the field and the object named", "Deployment/dx29-gateway-deployment",
-      "replicaz", locks=True)
+@case(
+    "API server rejects an unknown field: the field and the object named",
+    "Deployment/dx29-gateway-deployment",
+    "replicaz",
+    locks=True,
+)
 def case_manifest_unknown_field(c: Ctx) -> Invocation:
     c.box.edit("manifests/gateway.yaml", ("  replicas: 1", "  replicaz: 1"))
     return Invocation(release(env="solo"))
 
 
-@case("all four services, one manifest naming an image no service builds: nothing applied, one error",
-      r"manifests/worker\.yaml", "dx29/payments", "no service", "1 of 4 services", locks=True)
+@case(
+    "all four services, one manifest naming an image no service builds: nothing applied, one error",
+    r"manifests/worker\.yaml",
+    "dx29/payments",
+    "no service",
+    "1 of 4 services",
+    locks=True,
+)
 def case_manifest_one_of_four_unknown_image(c: Ctx) -> Invocation:
     c.box.edit("manifests/worker.yaml", ("image: dx29/worker", "image: dx29/payments"))
     return Invocation(release())
 
 
-@case("all four services, one manifest the API server rejects: nothing applied, one error",
-      r"manifests/annotation\.yaml", "Deployment/dx29-annotation-deployment", "containerPort", "1 of 4 services",
-      locks=True)
+@case(
+    "all four services, one manifest the API server rejects: nothing applied, one error",
+    r"manifests/annotation\.yaml",
+    "Deployment/dx29-annotation-deployment",
+    "containerPort",
+    "1 of 4 services",
+    locks=True,
+)
 def case_manifest_one_of_four_rejected(c: Ctx) -> Invocation:
     c.box.edit("manifests/annotation.yaml", ("containerPort: 8080", "containerPort: 700000"))
     return Invocation(release())
@@ -271,8 +322,12 @@ def case_flag_env_missing(c: Ctx) -> Invocation:
     return Invocation(("runbook",))
 
 
-@case("--from-stage with an unknown stage: the flag and the stages named", "--from-stage", "deploy",
-      "'build', 'push', 'apply'")
+@case(
+    "--from-stage with an unknown stage: the flag and the stages named",
+    "--from-stage",
+    "deploy",
+    "'build', 'push', 'apply'",
+)
 def case_flag_from_stage_unknown(c: Ctx) -> Invocation:
     return Invocation(release("--from-stage", "deploy"))
 
@@ -302,8 +357,12 @@ def case_flag_prod_without_confirm(c: Ctx) -> Invocation:
 # --- registry answers --------------------------------------------------------------------
 
 
-@case("wrong registry password: the registry and the credential source named", "https://localhost:5000",
-      "refused", locks=True)
+@case(
+    "wrong registry password: the registry and the credential source named",
+    "https://localhost:5000",
+    "refused",
+    locks=True,
+)
 def case_registry_wrong_password(c: Ctx) -> Invocation:
     wrong = c.tmp / "wrong-password"
     wrong.write_text("not-the-password\n")
@@ -316,26 +375,36 @@ def case_registry_unreachable(c: Ctx) -> Invocation:
     return Invocation(release(env="solo"), environ_with(c.env, DEPLOYBOOK_REGISTRY="localhost:1"))
 
 
-@case("registry certificate from another CA: a TLS verification failure naming the registry",
-      "https://localhost:5000", "TLS|certificate verify failed", locks=True)
+@case(
+    "registry certificate from another CA: a TLS verification failure naming the registry",
+    "https://localhost:5000",
+    "TLS|certificate verify failed",
+    locks=True,
+)
 def case_registry_wrong_ca(c: Ctx) -> Invocation:
     ca = make_ca(c.tmp / "ca")
     return Invocation(release(env="solo"), environ_with(c.env, DEPLOYBOOK_REGISTRY_CA=str(ca)))
 
 
-@case("registry answering HTTP 500: the registry and the status named", r"https://127\.0\.0\.1:\d+", "HTTP 500",
-      locks=True)
+@case(
+    "registry answering HTTP 500: the registry and the status named",
+    r"https://127\.0\.0\.1:\d+",
+    "HTTP 500",
+    locks=True,
+)
 def case_registry_http_500(c: Ctx) -> Invocation:
     address, ca = c.stack.enter_context(registry_answering_500(c.tmp / "stub"))
-    return Invocation(release(env="solo"), environ_with(c.env, DEPLOYBOOK_REGISTRY=address,
-                                                        DEPLOYBOOK_REGISTRY_CA=str(ca)))
+    return Invocation(
+        release(env="solo"), environ_with(c.env, DEPLOYBOOK_REGISTRY=address, DEPLOYBOOK_REGISTRY_CA=str(ca))
+    )
 
 
 # --- cluster answers ---------------------------------------------------------------------
 
 
-@case("unreachable API server: server and context named", "https://127.0.0.1:1", "context deploybook-admin",
-      "unreachable")
+@case(
+    "unreachable API server: server and context named", "https://127.0.0.1:1", "context deploybook-admin", "unreachable"
+)
 def case_cluster_unreachable(c: Ctx) -> Invocation:
     path = write_kubeconfig(c.tmp / "kubeconfig", c.kubeconfig, server="https://127.0.0.1:1")
     return Invocation(release(), environ_with(c.env, KUBECONFIG=str(path)))
@@ -346,36 +415,51 @@ def case_cluster_unknown_context(c: Ctx) -> Invocation:
     return Invocation(release("--kube-context", "deploybook-nope"))
 
 
-@case("invalid token refused: server and context named", "refused the credentials", "HTTP 401",
-      "context deploybook-admin")
+@case(
+    "invalid token refused: server and context named", "refused the credentials", "HTTP 401", "context deploybook-admin"
+)
 def case_cluster_invalid_token(c: Ctx) -> Invocation:
     path = write_kubeconfig(c.tmp / "kubeconfig", c.kubeconfig, user={"token": "expired." + secrets.token_hex(8)})
     return Invocation(release(), environ_with(c.env, KUBECONFIG=str(path)))
 
 
-@case("client certificate from another CA refused: server and context named", "context deploybook-admin",
-      "HTTP 401|HTTP 403|refused")
+@case(
+    "client certificate from another CA refused: server and context named",
+    "context deploybook-admin",
+    "HTTP 401|HTTP 403|refused",
+)
 def case_cluster_foreign_client_cert(c: Ctx) -> Invocation:
     import base64
+
     ca = make_ca(c.tmp / "client", "deploybook-admin-impostor")
     key = ca.with_suffix(".key")
-    user = {"client-certificate-data": base64.b64encode(ca.read_bytes()).decode(),
-            "client-key-data": base64.b64encode(key.read_bytes()).decode()}
+    user = {
+        "client-certificate-data": base64.b64encode(ca.read_bytes()).decode(),
+        "client-key-data": base64.b64encode(key.read_bytes()).decode(),
+    }
     path = write_kubeconfig(c.tmp / "kubeconfig", c.kubeconfig, user=user)
     return Invocation(release(), environ_with(c.env, KUBECONFIG=str(path)))
 
 
-@case("API server certificate from another CA: TLS failure naming the server", "server https://",
-      "CERTIFICATE_VERIFY_FAILED|certificate verify failed")
+@case(
+    "API server certificate from another CA: TLS failure naming the server",
+    "server https://",
+    "CERTIFICATE_VERIFY_FAILED|certificate verify failed",
+)
 def case_cluster_wrong_ca(c: Ctx) -> Invocation:
     import base64
+
     ca = make_ca(c.tmp / "ca")
     path = write_kubeconfig(c.tmp / "kubeconfig", c.kubeconfig, ca_data=base64.b64encode(ca.read_bytes()).decode())
     return Invocation(release(), environ_with(c.env, KUBECONFIG=str(path)))
 
 
-@case("read-only context trying to release: forbidden, server and context named", "server https://",
-      "context deploybook-view", "forbidden|HTTP 403")
+@case(
+    "read-only context trying to release: forbidden, server and context named",
+    "server https://",
+    "context deploybook-view",
+    "forbidden|HTTP 403",
+)
 def case_cluster_forbidden(c: Ctx) -> Invocation:
     return Invocation(release("--kube-context", "deploybook-view"))
 
@@ -421,8 +505,7 @@ def _sandbox_for(target: Sandbox, tmp: Path) -> Sandbox:
     return box
 
 
-def _run_case(spec: Case, target: Sandbox, tmp: Path, kubeconfig: dict[str, Any],
-              kinds: list[str] | None) -> Outcome:
+def _run_case(spec: Case, target: Sandbox, tmp: Path, kubeconfig: dict[str, Any], kinds: list[str] | None) -> Outcome:
     with ExitStack() as stack:
         box = _sandbox_for(target, tmp)
         invocation = spec.make(Ctx(box, tmp, target.env, kubeconfig, stack))
@@ -435,30 +518,34 @@ def _run_case(spec: Case, target: Sandbox, tmp: Path, kubeconfig: dict[str, Any]
     return Outcome(spec, run, before, after, seconds)
 
 
-
-def _run_locking(specs: list[Case], target: Sandbox, factory: pytest.TempPathFactory,
-                 kubeconfig: dict[str, Any], kinds: list[str]) -> dict[str, Outcome]:
+def _run_locking(
+    specs: list[Case], target: Sandbox, factory: pytest.TempPathFactory, kubeconfig: dict[str, Any], kinds: list[str]
+) -> dict[str, Outcome]:
     """Cases that take the environment lock, one after the other, each with its own snapshot."""
     return {s.id: _run_case(s, target, factory.mktemp(s.id), kubeconfig, kinds) for s in specs}
 
 
 @pytest.fixture(scope="module")
-def outcomes(request: pytest.FixtureRequest, target: Sandbox,
-             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+def outcomes(
+    request: pytest.FixtureRequest, target: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Outcome]:
     """Every selected case run: those taking the lock in turn, the others side by side meanwhile."""
     env = target.env
     kinds = namespaced_kinds(env)
     kubeconfig = admin_kubeconfig(env)
-    selected = {item.callspec.params["spec"].id for item in request.session.items
-                if hasattr(item, "callspec") and "spec" in item.callspec.params}
+    selected = {
+        item.callspec.params["spec"].id
+        for item in request.session.items
+        if hasattr(item, "callspec") and "spec" in item.callspec.params
+    }
     specs = [c for c in CASES if c.id in selected]
     early = [c for c in specs if not c.locks]
     before = snapshot(env, target.namespace, kinds)
     with ThreadPoolExecutor(PARALLEL + 1) as pool:
-        chain = pool.submit(_run_locking, [c for c in specs if c.locks], target, tmp_path_factory, kubeconfig,
-                            kinds)
-        futures = {c.id: pool.submit(_run_case, c, target, tmp_path_factory.mktemp(c.id), kubeconfig, None)
-                   for c in early}
+        chain = pool.submit(_run_locking, [c for c in specs if c.locks], target, tmp_path_factory, kubeconfig, kinds)
+        futures = {
+            c.id: pool.submit(_run_case, c, target, tmp_path_factory.mktemp(c.id), kubeconfig, None) for c in early
+        }
         results = {name: future.result() for name, future in futures.items()}
         after = snapshot(env, target.namespace, kinds)
         results.update(chain.result())
@@ -485,7 +572,7 @@ def error_messages(run: Run) -> list[str]:
         text = line.strip()
         if text.startswith("ERROR: usage:"):
             # argparse's refusal: pytest prints the usage, then the line naming the flag.
-            text = next((ln.strip() for ln in lines[i + 1:] if ": error: " in ln), text)
+            text = next((ln.strip() for ln in lines[i + 1 :] if ": error: " in ln), text)
         elif text.startswith("ERROR: "):
             text = text.removeprefix("ERROR: ")
         elif _SUMMARY.match(text):
@@ -510,8 +597,9 @@ def record(name: str, expected: str, observed: str, lost: str, passed: bool) -> 
 
 
 def _params() -> list[Any]:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.gap)] if c.gap else [])
-            for c in CASES]
+    return [
+        pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.gap)] if c.gap else []) for c in CASES
+    ]
 
 
 @pytest.mark.parametrize("spec", _params())
@@ -536,8 +624,9 @@ def test_bad_input_is_refused_with_one_clear_error(spec: Case, outcomes: dict[st
     observed = f"exit {run.returncode} in {outcome.seconds:.1f} s: {messages[0] if messages else '(no error)'}"
     if spec.gap:
         observed = f"{observed} [known gap: {spec.gap}]"
-    record(spec.id, spec.expected, observed[:600], "nothing" if not diff else f"changed: {', '.join(diff)}",
-           not problems)
+    record(
+        spec.id, spec.expected, observed[:600], "nothing" if not diff else f"changed: {', '.join(diff)}", not problems
+    )
     assert not problems, (
         f"{spec.id}: {'; '.join(problems)}\nerrors: {json.dumps(messages, indent=1)}\n"
         f"--- stdout ---\n{run.stdout[-3000:]}\n--- stderr ---\n{run.stderr[-2000:]}"

@@ -55,8 +55,11 @@ def registry_auth(cluster_ready: dict[str, str]) -> Any:
     from deploybook.registry import resolve_credentials
 
     env = cluster_ready
-    return resolve_credentials(env["DEPLOYBOOK_REGISTRY"], username=env["DEPLOYBOOK_REGISTRY_USER"],
-                               password_file=env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"])
+    return resolve_credentials(
+        env["DEPLOYBOOK_REGISTRY"],
+        username=env["DEPLOYBOOK_REGISTRY_USER"],
+        password_file=env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +78,21 @@ def good_image(cluster_ready: dict[str, str], docker_client: Any, registry_auth:
 
     subprocess.run([str(ROOT / "apps" / "dx29" / "prepare"), "gateway"], check=True, capture_output=True)
     repository = f"{cluster_ready['DEPLOYBOOK_REGISTRY']}/fault-shared/gateway"
-    built = build_image(docker_client, context=ROOT / "apps/dx29/gateway", dockerfile="Dockerfile",
-                        tag=f"{repository}:good", labels={"org.deploybook.fault": "good"})
-    return push_image(docker_client, repository=repository, tag="good", auth=registry_auth,
-                      source=built.image_id, ca_file=cluster_ready["DEPLOYBOOK_REGISTRY_CA"])
+    built = build_image(
+        docker_client,
+        context=ROOT / "apps/dx29/gateway",
+        dockerfile="Dockerfile",
+        tag=f"{repository}:good",
+        labels={"org.deploybook.fault": "good"},
+    )
+    return push_image(
+        docker_client,
+        repository=repository,
+        tag="good",
+        auth=registry_auth,
+        source=built.image_id,
+        ca_file=cluster_ready["DEPLOYBOOK_REGISTRY_CA"],
+    )
 
 
 @pytest.fixture
@@ -98,26 +112,46 @@ def namespace(admin: Any, cluster_ready: dict[str, str], registry_auth: Any) -> 
 def slow_deployment(name: str, image: str, *, ready_after_s: int) -> dict[str, Any]:
     """A one-replica Deployment of the gateway whose readiness probe starts after ``ready_after_s``."""
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                     "imagePullSecrets": [{"name": "fault-registry"}],
-                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
-                     "terminationGracePeriodSeconds": 2,
-                     "containers": [{
-                         "name": "web", "image": image, "ports": [{"name": "http", "containerPort": 8080}],
-                         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
-                                            "initialDelaySeconds": ready_after_s, "periodSeconds": 2},
-                     }]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "imagePullSecrets": [{"name": "fault-registry"}],
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": image,
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/health", "port": "http"},
+                                "initialDelaySeconds": ready_after_s,
+                                "periodSeconds": 2,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
     }
 
 
 def namespace_objects(admin: Any, namespace: str) -> dict[str, str]:
     """``kind/name`` -> resourceVersion of what a release could have written in ``namespace``."""
     found: dict[str, str] = {}
-    lists = {"Deployment": admin.apps.list_namespaced_deployment, "Service": admin.core.list_namespaced_service,
-             "ConfigMap": admin.core.list_namespaced_config_map, "Secret": admin.core.list_namespaced_secret,
-             "Lease": admin.coordination.list_namespaced_lease}
+    lists = {
+        "Deployment": admin.apps.list_namespaced_deployment,
+        "Service": admin.core.list_namespaced_service,
+        "ConfigMap": admin.core.list_namespaced_config_map,
+        "Secret": admin.core.list_namespaced_secret,
+        "Lease": admin.coordination.list_namespaced_lease,
+    }
     for kind, list_fn in lists.items():
         for obj in list_fn(namespace).items:
             if kind == "ConfigMap" and obj.metadata.name == "kube-root-ca.crt":
@@ -158,11 +192,18 @@ def running_digests(admin: Any, namespace: str, selector: str) -> set[str]:
 
 
 def test_registry_stopped_during_release(
-    throwaway_environment: Callable[..., ThrowawayEnvironment], release_runner: Callable[..., Release],
-    cluster_ready: dict[str, str], admin: Any, fault_case: dict[str, Any], kit: Any, tmp_path: Path,
+    throwaway_environment: Callable[..., ThrowawayEnvironment],
+    release_runner: Callable[..., Release],
+    cluster_ready: dict[str, str],
+    admin: Any,
+    fault_case: dict[str, Any],
+    kit: Any,
+    tmp_path: Path,
 ) -> None:
-    fault_case.update(case="registry stopped during push",
-                      expected="bounded push retries, one failure naming the registry, nothing applied")
+    fault_case.update(
+        case="registry stopped during push",
+        expected="bounded push retries, one failure naming the registry, nothing applied",
+    )
     env = throwaway_environment(services=("gateway",))
     with kit.component_down("registry", cluster_ready):
         run = release_runner("runbook", "--env", env.name)
@@ -181,22 +222,32 @@ def test_registry_stopped_during_release(
     assert record["outcome"] == "failed" and record["applied"] == []
     left = namespace_objects(admin, env.namespace)
     assert left == {}, f"a release whose push failed left objects behind: {left}"
-    fault_case.update(observed=f"push failed {failed_after:.1f}s after the registry stopped: "
-                               f"{message.strip()[:200]}; apply skipped, namespace holds no object",
-                      lost="nothing", seconds=round(failed_after, 1))
+    fault_case.update(
+        observed=f"push failed {failed_after:.1f}s after the registry stopped: "
+        f"{message.strip()[:200]}; apply skipped, namespace holds no object",
+        lost="nothing",
+        seconds=round(failed_after, 1),
+    )
 
 
 # --------------------------------------------------------------------------- 2. API server
 
 
 def test_api_server_restarted_while_rollout_watched(
-    admin: Any, namespace: str, good_image: Any, cluster_ready: dict[str, str], fault_case: dict[str, Any], kit: Any,
+    admin: Any,
+    namespace: str,
+    good_image: Any,
+    cluster_ready: dict[str, str],
+    fault_case: dict[str, Any],
+    kit: Any,
 ) -> None:
     from deploybook.kube import connect
     from deploybook.rollout import wait_for_rollout
 
-    fault_case.update(case="API server restarted during rollout watch",
-                      expected="the watch resumes after the restart and reports the rollout done")
+    fault_case.update(
+        case="API server restarted during rollout watch",
+        expected="the watch resumes after the restart and reports the rollout done",
+    )
     admin.apps.create_namespaced_deployment(namespace, slow_deployment("slow", good_image.ref, ready_after_s=20))
     watcher = connect(context="deploybook-admin", kubeconfig=cluster_ready["KUBECONFIG"])
     outcome: dict[str, Any] = {}
@@ -222,25 +273,37 @@ def test_api_server_restarted_while_rollout_watched(
     assert result.ready == 1 and result.desired == 1
     retried = [m for _, m in result.timeline if "retrying" in m]
     assert retried, f"the watch never saw the API server go: {result.timeline}"
-    fault_case.update(observed=f"API server down {outage:.1f}s; watch retried and resumed; rolled out "
-                               f"1/1 after {result.elapsed_s:.1f}s", lost="nothing", seconds=round(outage, 1),
-                      timeline=[f"{t:.1f}s {m[:120]}" for t, m in result.timeline])
+    fault_case.update(
+        observed=f"API server down {outage:.1f}s; watch retried and resumed; rolled out "
+        f"1/1 after {result.elapsed_s:.1f}s",
+        lost="nothing",
+        seconds=round(outage, 1),
+        timeline=[f"{t:.1f}s {m[:120]}" for t, m in result.timeline],
+    )
 
 
 # --------------------------------------------------------------------------- 3. kubelet
 
 
 def test_kubelet_stopped_mid_rollout(
-    admin: Any, namespace: str, good_image: Any, cluster_ready: dict[str, str], fault_case: dict[str, Any], kit: Any,
+    admin: Any,
+    namespace: str,
+    good_image: Any,
+    cluster_ready: dict[str, str],
+    fault_case: dict[str, Any],
+    kit: Any,
 ) -> None:
     from deploybook.rollout import RolloutFailed, wait_for_rollout
 
-    fault_case.update(case="kubelet stopped mid-rollout",
-                      expected=f"NodeNotReady naming node {NODE}, before the rollout deadline")
-    admin.apps.create_namespaced_deployment(namespace, slow_deployment("stranded", good_image.ref,
-                                                                       ready_after_s=300))
-    wait_for(lambda: [p for p in admin.core.list_namespaced_pod(namespace).items if p.spec.node_name],
-             60, "the pod scheduled")
+    fault_case.update(
+        case="kubelet stopped mid-rollout", expected=f"NodeNotReady naming node {NODE}, before the rollout deadline"
+    )
+    admin.apps.create_namespaced_deployment(namespace, slow_deployment("stranded", good_image.ref, ready_after_s=300))
+    wait_for(
+        lambda: [p for p in admin.core.list_namespaced_pod(namespace).items if p.spec.node_name],
+        60,
+        "the pod scheduled",
+    )
     deadline_s = 120
     try:
         with kit.component_down("kubelet", cluster_ready):
@@ -252,8 +315,11 @@ def test_kubelet_stopped_mid_rollout(
     failure = info.value
     assert failure.cause == "NodeNotReady", str(failure)
     assert NODE in failure.detail and failure.elapsed_s < deadline_s, str(failure)
-    fault_case.update(observed=f"{failure.cause} after {failure.elapsed_s:.1f}s (deadline {deadline_s}s): "
-                               f"{failure.detail[:200]}", lost="nothing", seconds=failure.elapsed_s)
+    fault_case.update(
+        observed=f"{failure.cause} after {failure.elapsed_s:.1f}s (deadline {deadline_s}s): {failure.detail[:200]}",
+        lost="nothing",
+        seconds=failure.elapsed_s,
+    )
 
 
 # --------------------------------------------------------------------------- 4. crash + rollback
@@ -276,28 +342,56 @@ def baseline_record(env: ThrowawayEnvironment, repository: str, digest: str, pat
     The good image carries its own tag, so the crashing build (tagged with the commit) does not
     move the tag the restored release recorded.
     """
-    record = {"run_id": f"baseline-{uuid.uuid4().hex[:6]}", "environment": env.name, "namespace": env.namespace,
-              "outcome": "passed", "started": "", "finished": "",
-              "services": {"gateway": {"image": repository, "tag": "baseline", "digest": digest}}}
+    record = {
+        "run_id": f"baseline-{uuid.uuid4().hex[:6]}",
+        "environment": env.name,
+        "namespace": env.namespace,
+        "outcome": "passed",
+        "started": "",
+        "finished": "",
+        "services": {"gateway": {"image": repository, "tag": "baseline", "digest": digest}},
+    }
     path.write_text(json.dumps(record))
     return path
 
 
 def test_crashing_image_rolled_back(
-    throwaway_environment: Callable[..., ThrowawayEnvironment], release_runner: Callable[..., Release],
-    cluster_ready: dict[str, str], admin: Any, good_image: Any, docker_client: Any, registry_auth: Any,
-    fault_case: dict[str, Any], kit: Any, tmp_path: Path,
+    throwaway_environment: Callable[..., ThrowawayEnvironment],
+    release_runner: Callable[..., Release],
+    cluster_ready: dict[str, str],
+    admin: Any,
+    good_image: Any,
+    docker_client: Any,
+    registry_auth: Any,
+    fault_case: dict[str, Any],
+    kit: Any,
+    tmp_path: Path,
 ) -> None:
     from deploybook.images import push_image
 
-    fault_case.update(case="new image crashes, --rollback-on-failure",
-                      expected="early CrashLoopBackOff; previous release restored; checks pass on its digests")
+    fault_case.update(
+        case="new image crashes, --rollback-on-failure",
+        expected="early CrashLoopBackOff; previous release restored; checks pass on its digests",
+    )
     env = throwaway_environment(services=("gateway",), contexts={"gateway": crash_context(tmp_path)})
     repository = env.repository(cluster_ready["DEPLOYBOOK_REGISTRY"], "gateway")
-    good = push_image(docker_client, repository=repository, tag="baseline", auth=registry_auth,
-                      source=good_image.ref, ca_file=cluster_ready["DEPLOYBOOK_REGISTRY_CA"])
-    first = release_runner("runbook", "--env", env.name, "--from-stage", "apply",
-                           "--release", str(baseline_record(env, repository, good.digest, tmp_path / "base.json")))
+    good = push_image(
+        docker_client,
+        repository=repository,
+        tag="baseline",
+        auth=registry_auth,
+        source=good_image.ref,
+        ca_file=cluster_ready["DEPLOYBOOK_REGISTRY_CA"],
+    )
+    first = release_runner(
+        "runbook",
+        "--env",
+        env.name,
+        "--from-stage",
+        "apply",
+        "--release",
+        str(baseline_record(env, repository, good.digest, tmp_path / "base.json")),
+    )
     assert first.wait(300) == 0, first.output[-4000:]
     passed = kit.records_of(tmp_path / "reports", env.name)[-1]
     assert passed["outcome"] == "passed"
@@ -318,22 +412,30 @@ def test_crashing_image_rolled_back(
 
     checks = release_runner("checks", "--env", env.name)
     assert checks.wait(300) == 0, checks.output[-4000:]
-    fault_case.update(observed=f"crash release failed with CrashLoopBackOff and was rolled back to "
-                               f"{passed['run_id']} ({restored['method']}, proven) in {took:.0f}s; "
-                               "`pytest checks` passed on the previous digest",
-                      lost="nothing", seconds=round(took, 1))
+    fault_case.update(
+        observed=f"crash release failed with CrashLoopBackOff and was rolled back to "
+        f"{passed['run_id']} ({restored['method']}, proven) in {took:.0f}s; "
+        "`pytest checks` passed on the previous digest",
+        lost="nothing",
+        seconds=round(took, 1),
+    )
 
 
 # --------------------------------------------------------------------------- 5. lock
 
 
 def test_concurrent_release_refused_and_dead_lock_taken_over(
-    throwaway_environment: Callable[..., ThrowawayEnvironment], release_runner: Callable[..., Release],
-    admin: Any, fault_case: dict[str, Any], kit: Any,
+    throwaway_environment: Callable[..., ThrowawayEnvironment],
+    release_runner: Callable[..., Release],
+    admin: Any,
+    fault_case: dict[str, Any],
+    kit: Any,
 ) -> None:
-    fault_case.update(case="two releases at once; lock of a killed run",
-                      expected="second refuses naming the holder; the dead run's lock expires and is "
-                               "taken over only with --take-over-lock")
+    fault_case.update(
+        case="two releases at once; lock of a killed run",
+        expected="second refuses naming the holder; the dead run's lock expires and is "
+        "taken over only with --take-over-lock",
+    )
     duration = 10
 
     def slow_gateway(name: str, text: str) -> str:  # keeps the first release busy past the lease duration
@@ -361,28 +463,36 @@ def test_concurrent_release_refused_and_dead_lock_taken_over(
     expiry = left.renew_time.timestamp() + duration
     time.sleep(max(0.0, expiry - time.time() + 1))
     refused = release_runner("runbook", "--env", env.name)
-    assert refused.wait(120) == 4 and "--take-over-lock" in refused.output and "expired" in refused.output, \
+    assert refused.wait(120) == 4 and "--take-over-lock" in refused.output and "expired" in refused.output, (
         refused.output[-3000:]
+    )
     taken = release_runner("runbook", "--env", env.name, "--take-over-lock")
     assert taken.wait(400) == 0, taken.output[-4000:]
     assert f"took over the lock of {holder}" in taken.output
     assert lease_spec(admin, env.namespace) is None
-    fault_case.update(observed="second release exited 4 naming the holder; the lease was renewed past its "
-                               f"{duration}s duration; after kill -9 it expired, a plain run refused, "
-                               "--take-over-lock took it and released", lost="nothing (the killed run's "
-                               "partial release was re-applied by the next one)")
+    fault_case.update(
+        observed="second release exited 4 naming the holder; the lease was renewed past its "
+        f"{duration}s duration; after kill -9 it expired, a plain run refused, "
+        "--take-over-lock took it and released",
+        lost="nothing (the killed run's partial release was re-applied by the next one)",
+    )
 
 
 # --------------------------------------------------------------------------- 6. SIGINT
 
 
 def test_sigint_during_apply(
-    throwaway_environment: Callable[..., ThrowawayEnvironment], release_runner: Callable[..., Release],
-    admin: Any, fault_case: dict[str, Any], kit: Any, tmp_path: Path,
+    throwaway_environment: Callable[..., ThrowawayEnvironment],
+    release_runner: Callable[..., Release],
+    admin: Any,
+    fault_case: dict[str, Any],
+    kit: Any,
+    tmp_path: Path,
 ) -> None:
-    fault_case.update(case="SIGINT during apply",
-                      expected="lock released, release recorded as interrupted with what was applied, "
-                               "report written")
+    fault_case.update(
+        case="SIGINT during apply",
+        expected="lock released, release recorded as interrupted with what was applied, report written",
+    )
     services = ("gateway", "annotation", "terms", "worker")
     env = throwaway_environment(services=services)
     run = release_runner("runbook", "--env", env.name)
@@ -405,6 +515,8 @@ def test_sigint_during_apply(
         if svc != partial:
             assert present == (svc in applied), f"{svc}: in cluster {present}, recorded applied {svc in applied}"
     assert len(applied) < len(services), f"the interrupt came after every apply: {record['applied']}"
-    fault_case.update(observed=f"exit 2; record interrupted, applied {sorted(applied) or 'none'}, stopped in "
-                               f"{during or '-'}; lease gone; report written",
-                      lost="nothing unrecorded: the services not applied are listed as such")
+    fault_case.update(
+        observed=f"exit 2; record interrupted, applied {sorted(applied) or 'none'}, stopped in "
+        f"{during or '-'}; lease gone; report written",
+        lost="nothing unrecorded: the services not applied are listed as such",
+    )

@@ -23,9 +23,25 @@ NAMESPACE = "dx29-local"
 def run_release(env: dict[str, str], reports: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """One ``pytest runbook --env local`` in a subprocess; its exit and its release record."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "runbook", "--env", "local", "--reports-dir", str(reports),
-         "-p", "no:cacheprovider", "-q"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "runbook",
+            "--env",
+            "local",
+            "--reports-dir",
+            str(reports),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
     )
     records = sorted(reports.glob("local/*/release.json"), key=lambda p: p.stat().st_mtime)
     assert records, f"no release.json written; exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
@@ -33,8 +49,14 @@ def run_release(env: dict[str, str], reports: Path) -> tuple[subprocess.Complete
 
 
 def kubectl_json(env: dict[str, str], *args: str) -> Any:
-    out = subprocess.run(["kubectl", "--context", "deploybook-admin", "-n", NAMESPACE, *args, "-o", "json"],
-                         env=env, capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["kubectl", "--context", "deploybook-admin", "-n", NAMESPACE, *args, "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return json.loads(out)
 
 
@@ -53,7 +75,9 @@ def running_digests(env: dict[str, str]) -> dict[str, set[str]]:
 
 
 def generations(env: dict[str, str]) -> dict[str, int]:
-    return {d["metadata"]["name"]: d["metadata"]["generation"] for d in kubectl_json(env, "get", "deployments")["items"]}
+    return {
+        d["metadata"]["name"]: d["metadata"]["generation"] for d in kubectl_json(env, "get", "deployments")["items"]
+    }
 
 
 def test_release_then_rerun_is_a_no_op(cluster_ready: dict[str, str], tmp_path: Path) -> None:

@@ -44,8 +44,14 @@ _BLOB = re.compile(rb"[A-Za-z0-9+/]{64,}={0,2}")
 
 def record(name: str, expected: str, observed: str, passed: bool, lost: str = "nothing") -> None:
     """Append one result line for docs/reliability.md."""
-    line = {"suite": SUITE, "case": name, "expected": expected, "observed": observed[:400], "lost": lost,
-            "passed": passed}
+    line = {
+        "suite": SUITE,
+        "case": name,
+        "expected": expected,
+        "observed": observed[:400],
+        "lost": lost,
+        "passed": passed,
+    }
     with RESULTS.open("a") as out:
         out.write(json.dumps(line) + "\n")
 
@@ -75,13 +81,16 @@ class Released:
 
 def _reference_secret(box: Sandbox) -> None:
     """The gateway reads one variable from the Secret, by reference only."""
-    box.edit("manifests/gateway.yaml", (
-        "          env:\n",
-        "          env:\n"
-        "            - name: APP_API_KEY\n"
-        "              valueFrom:\n"
-        f"                secretKeyRef: {{name: {SECRET_NAME}, key: apikey}}\n",
-    ))
+    box.edit(
+        "manifests/gateway.yaml",
+        (
+            "          env:\n",
+            "          env:\n"
+            "            - name: APP_API_KEY\n"
+            "              valueFrom:\n"
+            f"                secretKeyRef: {{name: {SECRET_NAME}, key: apikey}}\n",
+        ),
+    )
     box.commit("gateway reads its API key from a Secret")
 
 
@@ -90,18 +99,28 @@ def released(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPathFac
     """A release and a checks-only run with the planted values in play."""
     namespace = f"dbx-sec-{secrets.token_hex(3)}"
     password = Path(cluster_ready["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"]).read_text().strip()
-    planted = Planted({
-        "registry password": password,
-        "Secret value": "dbx-secret-" + secrets.token_hex(16),
-        "token in an environment variable": "dbx-token-" + secrets.token_hex(16),
-    })
+    planted = Planted(
+        {
+            "registry password": password,
+            "Secret value": "dbx-secret-" + secrets.token_hex(16),
+            "token in an environment variable": "dbx-token-" + secrets.token_hex(16),
+        }
+    )
     env = environ_with(cluster_ready, DX29_API_TOKEN=planted.values["token in an environment variable"])
     box = Sandbox.create(tmp_path_factory.mktemp("sec") / "repo", env, namespace)
     _reference_secret(box)
     try:
         kubectl(env, "create", "namespace", namespace)
-        kubectl(env, "-n", namespace, "create", "secret", "generic", SECRET_NAME,
-                f"--from-literal=apikey={planted.values['Secret value']}")
+        kubectl(
+            env,
+            "-n",
+            namespace,
+            "create",
+            "secret",
+            "generic",
+            SECRET_NAME,
+            f"--from-literal=apikey={planted.values['Secret value']}",
+        )
         reports = tmp_path_factory.mktemp("sec-reports")
         for _ in range(2):  # the fault suite may stop the node meanwhile: one more try
             release = box.run("runbook", "--env", "local", reports=reports)
@@ -134,7 +153,7 @@ def decoded_blobs(data: bytes) -> Iterator[bytes]:
             continue
         yield raw
         for inflate in (gzip.decompress, zlib.decompress):
-            try:
+            try:  # noqa: SIM105  (suppress() around a yield would swallow the consumer's errors)
                 yield inflate(raw)
             except (OSError, zlib.error, EOFError):
                 pass
@@ -174,27 +193,38 @@ def test_planted_secrets_never_show_in_any_output(released: Released) -> None:
     """No planted value in the runs' output, the reports, the bundle or decoded blobs in them."""
     found, searched = leaks(released)
     kinds = ", ".join(released.planted.values)
-    record("planted secrets never written", f"{kinds}: absent from every output of a release and a checks run",
-           f"{searched} outputs searched (plain, base64, decoded blobs): "
-           + ("none found" if not found else "; ".join(found)), not found,
-           "nothing" if not found else "secret exposed")
+    record(
+        "planted secrets never written",
+        f"{kinds}: absent from every output of a release and a checks run",
+        f"{searched} outputs searched (plain, base64, decoded blobs): "
+        + ("none found" if not found else "; ".join(found)),
+        not found,
+        "nothing" if not found else "secret exposed",
+    )
     assert searched > 10, f"only {searched} outputs found: the reports folder is not where it was expected"
     assert not found, "planted values leaked:\n" + "\n".join(found)
 
 
 def test_the_secret_was_really_used(released: Released, cluster_ready: dict[str, str]) -> None:
     """The scan means something only if the release used what was planted: pods read the Secret."""
-    spec = json.loads(kubectl(cluster_ready, "-n", released.box.namespace, "get", "deployment",
-                              "dx29-gateway-deployment", "-o", "json"))["spec"]["template"]["spec"]
-    refs = [e["valueFrom"]["secretKeyRef"]["name"] for c in spec["containers"] for e in c.get("env", [])
-            if "valueFrom" in e]
-    pull = json.loads(kubectl(cluster_ready, "-n", released.box.namespace, "get", "secret", "dx29-registry",
-                              "-o", "json"))
+    spec = json.loads(
+        kubectl(
+            cluster_ready, "-n", released.box.namespace, "get", "deployment", "dx29-gateway-deployment", "-o", "json"
+        )
+    )["spec"]["template"]["spec"]
+    refs = [
+        e["valueFrom"]["secretKeyRef"]["name"] for c in spec["containers"] for e in c.get("env", []) if "valueFrom" in e
+    ]
+    pull = json.loads(
+        kubectl(cluster_ready, "-n", released.box.namespace, "get", "secret", "dx29-registry", "-o", "json")
+    )
     assert refs == [SECRET_NAME] and pull["type"] == "kubernetes.io/dockerconfigjson"
 
 
-_INSECURE = re.compile(r"verify\s*=\s*False|verify_ssl\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|"
-                       r"disable_warnings|insecure-skip-tls-verify:\s*true|--insecure\b|curl\s+-k\b")
+_INSECURE = re.compile(
+    r"verify\s*=\s*False|verify_ssl\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|"
+    r"disable_warnings|insecure-skip-tls-verify:\s*true|--insecure\b|curl\s+-k\b"
+)
 
 
 def test_no_code_path_turns_tls_verification_off() -> None:
@@ -208,8 +238,12 @@ def test_no_code_path_turns_tls_verification_off() -> None:
                 for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                     if _INSECURE.search(line) and "refus" not in line:
                         hits.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
-    record("no code path skips TLS verification", "no verify=False, CERT_NONE, insecure flags in the code",
-           "none found" if not hits else "; ".join(hits), not hits)
+    record(
+        "no code path skips TLS verification",
+        "no verify=False, CERT_NONE, insecure flags in the code",
+        "none found" if not hits else "; ".join(hits),
+        not hits,
+    )
     assert not hits, "\n".join(hits)
 
 
@@ -217,13 +251,18 @@ def test_kubeconfig_skipping_tls_verification_is_refused(cluster_ready: dict[str
     """A context with insecure-skip-tls-verify is refused before any request is sent."""
     path = write_kubeconfig(tmp_path / "kubeconfig", admin_kubeconfig(cluster_ready), insecure=True)
     box = Sandbox.create(tmp_path / "repo", cluster_ready, "dbx-sec-never-created")
-    run = box.run("runbook", "--env", "local", reports=tmp_path / "reports",
-                  env=environ_with(cluster_ready, KUBECONFIG=str(path)))
+    run = box.run(
+        "runbook", "--env", "local", reports=tmp_path / "reports", env=environ_with(cluster_ready, KUBECONFIG=str(path))
+    )
     line = next((ln for ln in run.output.splitlines() if ln.startswith("ERROR: ")), "")
     absent = not kubectl(cluster_ready, "get", "namespace", "dbx-sec-never-created", "--ignore-not-found")
     passed = run.returncode != 0 and "refusing to skip TLS verification" in line and absent
-    record("kubeconfig with insecure-skip-tls-verify", "refused, naming the server and context",
-           f"exit {run.returncode}: {line}", passed)
+    record(
+        "kubeconfig with insecure-skip-tls-verify",
+        "refused, naming the server and context",
+        f"exit {run.returncode}: {line}",
+        passed,
+    )
     assert passed, run.output[-3000:]
 
 
@@ -233,16 +272,35 @@ def test_kubeconfig_skipping_tls_verification_is_refused(cluster_ready: dict[str
 @pytest.fixture(scope="module")
 def test_record() -> dict[str, object]:
     """A passed release record of test with a digest for every service (policy reads no cluster)."""
-    services = {name: {"name": name, "image": f"localhost:5000/dx29/{name}", "tag": "t",
-                       "digest": "sha256:" + hashlib.sha256(name.encode()).hexdigest()}
-                for name in ("gateway", "annotation", "terms", "worker")}
-    return {"run_id": "20260101T000000Z-abcdef", "environment": "test", "namespace": "app-ingress",
-            "outcome": "passed", "dry_run": False,
-            "git": {"branch": "main", "commit": "0" * 40}, "services": services}
+    services = {
+        name: {
+            "name": name,
+            "image": f"localhost:5000/dx29/{name}",
+            "tag": "t",
+            "digest": "sha256:" + hashlib.sha256(name.encode()).hexdigest(),
+        }
+        for name in ("gateway", "annotation", "terms", "worker")
+    }
+    return {
+        "run_id": "20260101T000000Z-abcdef",
+        "environment": "test",
+        "namespace": "app-ingress",
+        "outcome": "passed",
+        "dry_run": False,
+        "git": {"branch": "main", "commit": "0" * 40},
+        "services": services,
+    }
 
 
-def _prod(tmp: Path, env: dict[str, str], record_data: dict[str, object] | None, *, branch: str = "main",
-          dirty: bool = False, confirm: bool = True) -> Run:
+def _prod(
+    tmp: Path,
+    env: dict[str, str],
+    record_data: dict[str, object] | None,
+    *,
+    branch: str = "main",
+    dirty: bool = False,
+    confirm: bool = True,
+) -> Run:
     box = Sandbox.create(tmp / "repo", env, "dbx-never-used", branch=branch)
     args = ["runbook", "--env", "prod"]
     if record_data is not None:
@@ -265,16 +323,27 @@ PROD_CASES = {
 
 
 @pytest.mark.parametrize("name", PROD_CASES)
-def test_production_refuses(name: str, test_record: dict[str, object], cluster_ready: dict[str, str],
-                            tmp_path: Path) -> None:
+def test_production_refuses(
+    name: str, test_record: dict[str, object], cluster_ready: dict[str, str], tmp_path: Path
+) -> None:
     """Each broken promotion rule stops the run before any cluster is contacted, naming the rule."""
     change, expected = PROD_CASES[name]
     data = {**test_record, **{k: v for k, v in change.items() if k in ("outcome", "environment")}}
-    run = _prod(tmp_path, cluster_ready, data, branch=str(change.get("branch", "main")),
-                dirty=bool(change.get("dirty")), confirm=bool(change.get("confirm", True)))
+    run = _prod(
+        tmp_path,
+        cluster_ready,
+        data,
+        branch=str(change.get("branch", "main")),
+        dirty=bool(change.get("dirty")),
+        confirm=bool(change.get("confirm", True)),
+    )
     errors = [ln for ln in run.output.splitlines() if ln.startswith("ERROR: ")]
     contacted = "deploybook: release " in run.output
     passed = run.returncode != 0 and len(errors) == 1 and bool(re.search(expected, errors[0])) and not contacted
-    record(name, f"refused before any cluster contact: {expected}",
-           f"exit {run.returncode}: {errors[0] if errors else '(no error line)'}", passed)
+    record(
+        name,
+        f"refused before any cluster contact: {expected}",
+        f"exit {run.returncode}: {errors[0] if errors else '(no error line)'}",
+        passed,
+    )
     assert passed, f"{name}: exit {run.returncode}, errors {errors}, contacted {contacted}\n{run.output[-2500:]}"

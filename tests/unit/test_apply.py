@@ -412,8 +412,9 @@ def test_ensure_namespace_refuses_a_terminating_namespace(kube: Any, cluster: Fa
 def _refused_connection() -> Exception:
     import urllib3
 
-    reason = urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection: [Errno 111] "
-                                                         "Connection refused")  # type: ignore[arg-type]
+    reason = urllib3.exceptions.NewConnectionError(
+        None, "Failed to establish a new connection: [Errno 111] Connection refused"
+    )  # type: ignore[arg-type]
     return urllib3.exceptions.MaxRetryError(None, "/apis/apps/v1", reason)  # type: ignore[arg-type]
 
 
@@ -436,8 +437,9 @@ def test_api_server_lost_mid_apply_is_one_cluster_error_naming_the_server(
     assert "MaxRetryError" not in text and isinstance(info.value.__cause__, urllib3.exceptions.MaxRetryError)
 
 
-def test_api_server_lost_while_diffing_is_a_cluster_error(cluster: FakeCluster, kube: Any,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_server_lost_while_diffing_is_a_cluster_error(
+    cluster: FakeCluster, kube: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from deploybook.errors import ClusterError
 
     def lost(self: FakeResource, name: str, namespace: str | None = None) -> Instance:

@@ -101,8 +101,14 @@ def test_malformed_yaml_names_file_and_line() -> None:
         (("  context: ctx\n", "  context: ctx\n  colour: red\n"), "cluster.colour", 3),
         (("  path: manifests\n", "  path: m\n  git: {url: u, ref: r}\n"), "manifests.path", 9),
         (("branch:\n  name: null\n", "branch:\n  clean_tree: true\n"), "branch.name", 7),
-        (("    manifest: api.yaml\n", "    manifest: api.yaml\n  - name: api\n    context: c\n"
-          "    image: i\n    manifest: m\n"), "services[1].name", 15),
+        (
+            (
+                "    manifest: api.yaml\n",
+                "    manifest: api.yaml\n  - name: api\n    context: c\n    image: i\n    manifest: m\n",
+            ),
+            "services[1].name",
+            15,
+        ),
     ],
 )
 def test_bad_values_are_located(change: tuple[str, str], key: str, line: int) -> None:
@@ -113,8 +119,10 @@ def test_bad_values_are_located(change: tuple[str, str], key: str, line: int) ->
 
 
 def test_two_credential_sources_refused() -> None:
-    text = MINIMAL.replace("  address: reg.example:5000\n",
-                           "  address: reg.example:5000\n  username: u\n  password_env: P\n  docker_config: true\n")
+    text = MINIMAL.replace(
+        "  address: reg.example:5000\n",
+        "  address: reg.example:5000\n  username: u\n  password_env: P\n  docker_config: true\n",
+    )
     assert error_of(text).key == "registry.docker_config"
 
 

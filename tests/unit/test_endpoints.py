@@ -106,8 +106,9 @@ class Sequence(Wire):
 
 def test_a_5xx_is_asked_again_until_the_backend_answers() -> None:
     wire = Sequence((502, b"bad gateway"), (200, b'{"service": "gateway"}'))
-    result = http_check(kube_with(wire), "dx29", Check(expect_json={"service": "gateway"}),
-                        service="gateway", port=80, timeout_s=5)
+    result = http_check(
+        kube_with(wire), "dx29", Check(expect_json={"service": "gateway"}), service="gateway", port=80, timeout_s=5
+    )
     assert result.ok and len(wire.sent) == 2, (result.problems, wire.sent)
 
 

@@ -310,9 +310,14 @@ def test_unreachable_then_reachable_succeeds() -> None:
 @pytest.mark.parametrize(
     "failure",
     [
-        RegistryError("GET https://localhost:5000/v2/ answered HTTP 500: storage down", source="https://localhost:5000"),
-        RegistryError("TLS verification of https://localhost:5000/v2/ failed: certificate verify failed",
-                      source="https://localhost:5000", hint="trust the registry's CA"),
+        RegistryError(
+            "GET https://localhost:5000/v2/ answered HTTP 500: storage down", source="https://localhost:5000"
+        ),
+        RegistryError(
+            "TLS verification of https://localhost:5000/v2/ failed: certificate verify failed",
+            source="https://localhost:5000",
+            hint="trust the registry's CA",
+        ),
     ],
     ids=["http-500", "wrong-ca"],
 )
@@ -320,8 +325,9 @@ def test_a_failing_ping_stops_the_push_before_the_engine_is_asked(failure: Regis
     api = FakeAPI(pushes=[GOOD_PUSH])
     registry = FakeRegistry(DIGEST, ping=failure)
     with pytest.raises(PushError, match="not pushing localhost:5000/dx29/a:v1") as info:
-        push_image(FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, source=IMAGE_ID,
-                   registry=registry)  # type: ignore[arg-type]
+        push_image(
+            FakeClient(api), repository="localhost:5000/dx29/a", tag="v1", auth=None, source=IMAGE_ID, registry=registry
+        )  # type: ignore[arg-type]
     assert info.value.source == "https://localhost:5000" and failure.message in str(info.value)
     assert api.calls == [] and registry.asked == []
 
@@ -371,17 +377,27 @@ def test_an_unreachable_registry_at_the_ping_is_named_as_unreachable() -> None:
 
     try:
         try:
-            raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='localhost', port=1): Max retries "
-                                                      "exceeded (Caused by NewConnectionError(... Connection refused))")
+            raise requests.exceptions.ConnectionError(
+                "HTTPSConnectionPool(host='localhost', port=1): Max retries "
+                "exceeded (Caused by NewConnectionError(... Connection refused))"
+            )
         except requests.exceptions.ConnectionError as e:
             raise RegistryError("registry unreachable after 3 tries", source="https://localhost:1") from e
     except RegistryError as e:
         down = e
     api = FakeAPI(pushes=[GOOD_PUSH])
     with pytest.raises(PushError) as info:
-        push_image(FakeClient(api), repository="localhost:1/dx29/a", tag="v1", auth=None,
-                   registry=FakeRegistry(DIGEST, ping=down))  # type: ignore[arg-type]
+        push_image(
+            FakeClient(api),
+            repository="localhost:1/dx29/a",
+            tag="v1",
+            auth=None,
+            registry=FakeRegistry(DIGEST, ping=down),
+        )  # type: ignore[arg-type]
     text = str(info.value)
-    assert "registry localhost:1 unreachable when pushing localhost:1/dx29/a:v1 (tried 3 times): connection refused" \
-        in text and "HTTPSConnectionPool" not in text
+    assert (
+        "registry localhost:1 unreachable when pushing localhost:1/dx29/a:v1 (tried 3 times): connection refused"
+        in text
+        and "HTTPSConnectionPool" not in text
+    )
     assert info.value.source == "https://localhost:1" and api.calls == []

@@ -44,9 +44,12 @@ class FakeLeases:
 
         return SimpleNamespace(
             metadata=SimpleNamespace(resource_version=body["metadata"]["resourceVersion"]),
-            spec=SimpleNamespace(holder_identity=spec.get("holderIdentity"),
-                                 lease_duration_seconds=spec.get("leaseDurationSeconds"),
-                                 acquire_time=parse(spec.get("acquireTime")), renew_time=parse(spec.get("renewTime"))),
+            spec=SimpleNamespace(
+                holder_identity=spec.get("holderIdentity"),
+                lease_duration_seconds=spec.get("leaseDurationSeconds"),
+                acquire_time=parse(spec.get("acquireTime")),
+                renew_time=parse(spec.get("renewTime")),
+            ),
         )
 
     def read_namespaced_lease(self, name: str, namespace: str) -> SimpleNamespace:
@@ -105,8 +108,9 @@ def test_expired_lock_refused_without_the_flag(leases: FakeLeases) -> None:
 
 def test_expired_lock_taken_over_with_the_flag(leases: FakeLeases) -> None:
     acquire_lock(leases, "ns", holder="alice@h:1/r1", duration_s=60, now=NOW)
-    lock = acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True,
-                        now=NOW + timedelta(seconds=61))
+    lock = acquire_lock(
+        leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True, now=NOW + timedelta(seconds=61)
+    )
     assert lock.took_over_from == "alice@h:1/r1"
     assert leases.leases[("ns", LEASE_NAME)]["spec"]["holderIdentity"] == "bob@h:2/r2"
 
@@ -115,8 +119,7 @@ def test_fresh_lock_of_a_live_holder_is_never_taken_over(leases: FakeLeases) -> 
     live = f"alice@{socket.gethostname()}:{os.getpid()}/r1"
     acquire_lock(leases, "ns", holder=live, duration_s=60, now=NOW)
     with pytest.raises(LockHeld) as info:
-        acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True,
-                     now=NOW + timedelta(seconds=30))
+        acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True, now=NOW + timedelta(seconds=30))
     assert "still being renewed" in info.value.one_line() and info.value.holder == live
 
 
@@ -127,8 +130,9 @@ def test_fresh_lock_of_a_dead_local_process_taken_over_with_the_flag(leases: Fak
     acquire_lock(leases, "ns", holder=holder, duration_s=600, now=NOW)
     with pytest.raises(LockHeld):
         acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=600, now=NOW + timedelta(seconds=5))
-    lock = acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=600, take_over=True,
-                        now=NOW + timedelta(seconds=5))
+    lock = acquire_lock(
+        leases, "ns", holder="bob@h:2/r2", duration_s=600, take_over=True, now=NOW + timedelta(seconds=5)
+    )
     assert lock.took_over_from == holder
 
 
@@ -147,8 +151,7 @@ def test_renewal_moves_renew_time_and_keeps_acquire_time(leases: FakeLeases) -> 
     spec = leases.leases[("ns", LEASE_NAME)]["spec"]
     assert spec["acquireTime"].startswith("2026-01-01T12:00:00") and spec["renewTime"].startswith("2026-01-01T12:00:50")
     with pytest.raises(LockHeld):  # renewed at :50, so still fresh at :61
-        acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True,
-                     now=NOW + timedelta(seconds=61))
+        acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True, now=NOW + timedelta(seconds=61))
 
 
 def test_renewal_reports_a_lost_lease(leases: FakeLeases) -> None:
@@ -180,8 +183,9 @@ def test_renewer_thread_renews_until_stopped_and_survives_api_errors(leases: Fak
 
 def test_release_frees_only_our_own_lock(leases: FakeLeases) -> None:
     mine = acquire_lock(leases, "ns", holder="alice@h:1/r1", duration_s=60, now=NOW)
-    stolen = acquire_lock(leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True,
-                          now=NOW + timedelta(seconds=61))
+    stolen = acquire_lock(
+        leases, "ns", holder="bob@h:2/r2", duration_s=60, take_over=True, now=NOW + timedelta(seconds=61)
+    )
     assert release_lock(leases, mine) is False
     assert ("ns", LEASE_NAME) in leases.leases
     assert release_lock(leases, stolen) is True

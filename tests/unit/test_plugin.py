@@ -35,7 +35,7 @@ services:
   - {name: api, context: a, image: app/api, manifest: api.yaml}
   - {name: web, context: w, image: app/web, manifest: web.yaml}
 """
-STAGE = '''
+STAGE = """
 import os, pytest
 from deploybook.errors import BuildError
 pytestmark = pytest.mark.stage("{stage}")
@@ -49,11 +49,11 @@ def test_{stage}(service, release):
         raise BuildError("engine said no", stage="{stage}", service=service.name, hint="fix it")
     if "{stage}" == "push":
         release.record_service(service.name, image="reg.example/" + service.name, digest="sha256:" + "ab" * 32)
-'''
-CHECK = '''
+"""
+CHECK = """
 def test_check(service, release):
     assert release.expected_digest(service.name) == "sha256:" + "ab" * 32
-'''
+"""
 
 
 class FakeCluster:
@@ -66,12 +66,14 @@ class FakeCluster:
         self.preflights = 0
         self.refuse = ""
         self.coordination = SimpleNamespace(
-            read_namespaced_lease=self.read_lease, create_namespaced_lease=self.create_lease,
+            read_namespaced_lease=self.read_lease,
+            create_namespaced_lease=self.create_lease,
             replace_namespaced_lease=lambda name, ns, body: self.create_lease(ns, body, replace=True),
             delete_namespaced_lease=lambda name, ns, body: self.leases.pop(ns),
         )
         self.core = SimpleNamespace(
-            replace_namespaced_config_map=self.replace_cm, create_namespaced_config_map=self.create_cm,
+            replace_namespaced_config_map=self.replace_cm,
+            create_namespaced_config_map=self.create_cm,
             read_namespaced_config_map=self.read_cm,
         )
 
@@ -85,17 +87,28 @@ class FakeCluster:
 
     def connect(self, **kwargs: Any) -> SimpleNamespace:
         self.connects += 1
-        return SimpleNamespace(server="https://fake:6443", context="fake",
-                               where="server https://fake:6443, context fake", coordination=self.coordination,
-                               core=self.core, server_version=lambda: "v1.34.0")
+        return SimpleNamespace(
+            server="https://fake:6443",
+            context="fake",
+            where="server https://fake:6443, context fake",
+            coordination=self.coordination,
+            core=self.core,
+            server_version=lambda: "v1.34.0",
+        )
 
     def read_lease(self, name: str, ns: str) -> SimpleNamespace:
         if ns not in self.leases:
             raise ApiException(status=404, reason="Not Found")
         spec = self.leases[ns]["spec"]
-        return SimpleNamespace(metadata=SimpleNamespace(resource_version="1"), spec=SimpleNamespace(
-            holder_identity=spec["holderIdentity"], lease_duration_seconds=spec["leaseDurationSeconds"],
-            acquire_time=None, renew_time=None if spec["holderIdentity"] != "other" else _future()))
+        return SimpleNamespace(
+            metadata=SimpleNamespace(resource_version="1"),
+            spec=SimpleNamespace(
+                holder_identity=spec["holderIdentity"],
+                lease_duration_seconds=spec["leaseDurationSeconds"],
+                acquire_time=None,
+                renew_time=None if spec["holderIdentity"] != "other" else _future(),
+            ),
+        )
 
     def create_lease(self, ns: str, body: dict[str, Any], replace: bool = False) -> None:
         self.leases[ns] = body
@@ -136,8 +149,9 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     # xdist workers start from a fresh interpreter: the conftest makes deploybook importable.
     repo = Path(deploybook.kube.__file__).resolve().parents[1]
     pytester.makeconftest(f'import sys\nsys.path.insert(0, {str(repo)!r})\npytest_plugins = ["deploybook.plugin"]')
-    pytester.makeini("[pytest]\ntestpaths = tests\n"
-                     "addopts = -p no:cacheprovider -p no:allure_pytest -p no:deploybook-evidence\n")
+    pytester.makeini(
+        "[pytest]\ntestpaths = tests\naddopts = -p no:cacheprovider -p no:allure_pytest -p no:deploybook-evidence\n"
+    )
     (pytester.path / "environments").mkdir()
     (pytester.path / "environments" / "demo.yaml").write_text(ENV)
     (pytester.path / "environments" / "other.yaml").write_text(ENV)
@@ -145,8 +159,11 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     for name, stage in (("test_a", "apply"), ("test_b", "push"), ("test_c", "build")):
         pytester.makepyfile(**{f"runbook/{name}": STAGE.format(stage=stage)})
     pytester.makepyfile(**{"checks/test_check": CHECK, "tests/test_own": "def test_own():\n    assert 1 + 1 == 2\n"})
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"],
+    ):
         subprocess.run(["git", *args], cwd=pytester.path, check=True, capture_output=True)
     monkeypatch.setenv("STAGE_LOG", str(pytester.path / "stages.log"))
     monkeypatch.delenv("FAIL", raising=False)
@@ -194,10 +211,22 @@ def test_stages_run_in_marker_order_then_checks(project: pytest.Pytester, cluste
     result = project.runpytest("runbook", "--env", "demo", "-v")
     result.assert_outcomes(passed=8)
     order = [(svc, stage) for svc, stage, _ in stage_log(project)]
-    assert order == [("api", "build"), ("web", "build"), ("api", "push"), ("web", "push"),
-                     ("api", "apply"), ("web", "apply")]
-    result.stdout.fnmatch_lines(["*test_c.py::test_build[[]api[]]*", "*test_b.py::test_push[[]api[]]*",
-                                 "*test_a.py::test_apply[[]web[]]*", "*checks/test_check.py::test_check[[]api[]]*"])
+    assert order == [
+        ("api", "build"),
+        ("web", "build"),
+        ("api", "push"),
+        ("web", "push"),
+        ("api", "apply"),
+        ("web", "apply"),
+    ]
+    result.stdout.fnmatch_lines(
+        [
+            "*test_c.py::test_build[[]api[]]*",
+            "*test_b.py::test_push[[]api[]]*",
+            "*test_a.py::test_apply[[]web[]]*",
+            "*checks/test_check.py::test_check[[]api[]]*",
+        ]
+    )
 
 
 def test_failed_stage_skips_that_service_only(
@@ -236,9 +265,7 @@ def test_second_release_refused_naming_holder(project: pytest.Pytester, cluster:
     assert cluster.leases["demo"]["spec"]["holderIdentity"] == "other"
 
 
-def test_resume_from_stage_takes_earlier_outputs_from_record(
-    project: pytest.Pytester, cluster: FakeCluster
-) -> None:
+def test_resume_from_stage_takes_earlier_outputs_from_record(project: pytest.Pytester, cluster: FakeCluster) -> None:
     assert project.runpytest("runbook", "--env", "demo").ret == 0
     (first,) = project.path.glob("reports/demo/*/release.json")
     (project.path / "stages.log").unlink()
@@ -297,8 +324,9 @@ def test_interrupt_records_what_was_applied_and_frees_the_lock(
     assert json.loads(cluster.configmaps["demo"]["data"]["release.json"])["outcome"] == "interrupted"
 
 
-def test_rollback_without_a_passed_release_says_so(project: pytest.Pytester, cluster: FakeCluster,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rollback_without_a_passed_release_says_so(
+    project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAIL", "web:apply")
     result = project.runpytest("runbook", "--env", "demo", "--rollback-on-failure")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -310,38 +338,56 @@ def test_unset_password_variable_stops_before_the_cluster(
     project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DEMO_REGISTRY_PASSWORD", raising=False)
-    (project.path / "environments" / "demo.yaml").write_text(ENV.replace(
-        "registry: {address: reg.example}",
-        "registry:\n  address: reg.example\n  username: ci\n  password_env: DEMO_REGISTRY_PASSWORD"))
+    (project.path / "environments" / "demo.yaml").write_text(
+        ENV.replace(
+            "registry: {address: reg.example}",
+            "registry:\n  address: reg.example\n  username: ci\n  password_env: DEMO_REGISTRY_PASSWORD",
+        )
+    )
     result = project.runpytest("runbook", "--env", "demo")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ConfigError:*environments/demo.yaml:5: key 'registry.password_env': "
-                                 "registry reg.example: environment variable DEMO_REGISTRY_PASSWORD is not set*"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: ConfigError:*environments/demo.yaml:5: key 'registry.password_env': "
+            "registry reg.example: environment variable DEMO_REGISTRY_PASSWORD is not set*"
+        ]
+    )
     assert cluster.connects == 0 and not cluster.leases and not (project.path / "stages.log").exists()
 
 
 def test_missing_password_file_stops_before_the_cluster(project: pytest.Pytester, cluster: FakeCluster) -> None:
-    (project.path / "environments" / "demo.yaml").write_text(ENV.replace(
-        "registry: {address: reg.example}",
-        "registry:\n  address: reg.example\n  username: ci\n  password_file: /nonexistent/registry-password"))
+    (project.path / "environments" / "demo.yaml").write_text(
+        ENV.replace(
+            "registry: {address: reg.example}",
+            "registry:\n  address: reg.example\n  username: ci\n  password_file: /nonexistent/registry-password",
+        )
+    )
     result = project.runpytest("runbook", "--env", "demo")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ConfigError:*environments/demo.yaml:5: key 'registry.password_file': "
-                                 "*cannot read password file /nonexistent/registry-password*"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: ConfigError:*environments/demo.yaml:5: key 'registry.password_file': "
+            "*cannot read password file /nonexistent/registry-password*"
+        ]
+    )
     assert cluster.connects == 0 and not (project.path / "stages.log").exists()
 
 
 def test_status_table_registered_on_the_xdist_controller(project: pytest.Pytester, cluster: FakeCluster) -> None:
-    project.makepyfile(**{"checks/test_status_note": (
-        "from deploybook.status import note_status\n"
-        "def test_note(service, request):\n"
-        "    note_status(request.node, service.name, replicas='1/1')\n")})
+    project.makepyfile(
+        **{
+            "checks/test_status_note": (
+                "from deploybook.status import note_status\n"
+                "def test_note(service, request):\n"
+                "    note_status(request.node, service.name, replicas='1/1')\n"
+            )
+        }
+    )
     result = project.runpytest("runbook", "--env", "demo", "-n", "2")
     result.stdout.fnmatch_lines(["*= deployment status =*", "service*ready*", "api*1/1*", "web*1/1*"])
 
 
-def test_refused_preflight_stops_before_the_lock_and_any_stage(project: pytest.Pytester,
-                                                               cluster: FakeCluster) -> None:
+def test_refused_preflight_stops_before_the_lock_and_any_stage(project: pytest.Pytester, cluster: FakeCluster) -> None:
     cluster.refuse = "m/web.yaml, document 1 (line 1): image 'app/payments', which no service builds"
     result = project.runpytest("runbook", "--env", "demo")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -23,8 +23,9 @@ services:
   - {name: web, context: w, image: app/web, manifest: web.yaml}
 """
 CLEAN_MAIN = GitState(branch="main", commit="a" * 40, dirty=False, commit_time="2026-01-01T00:00:00Z")
-DIRTY_MAIN = GitState(branch="main", commit="a" * 40, dirty=True, commit_time="2026-01-01T00:00:00Z",
-                      dirty_files=("app.py",))
+DIRTY_MAIN = GitState(
+    branch="main", commit="a" * 40, dirty=True, commit_time="2026-01-01T00:00:00Z", dirty_files=("app.py",)
+)
 
 
 def env(name: str = "x", branch: str = "main", clean: bool = False, extra: str = "") -> Environment:
@@ -32,18 +33,25 @@ def env(name: str = "x", branch: str = "main", clean: bool = False, extra: str =
     return parse_environment(text, file=Path(f"environments/{name}.yaml"), name=name, root=Path("/r"))
 
 
-def record(environment: str = "test", outcome: str = "passed", digests: dict[str, str] | None = None,
-           dry_run: bool = False) -> ReleaseRecord:
+def record(
+    environment: str = "test", outcome: str = "passed", digests: dict[str, str] | None = None, dry_run: bool = False
+) -> ReleaseRecord:
     digests = {"api": "sha256:" + "1" * 64, "web": "sha256:" + "2" * 64} if digests is None else digests
     return ReleaseRecord(
-        run_id="r1", environment=environment, namespace="ns", outcome=outcome, started="", finished="",
-        dry_run=dry_run, services={n: ServiceResult(n, image=f"reg/{n}", digest=d) for n, d in digests.items()},
+        run_id="r1",
+        environment=environment,
+        namespace="ns",
+        outcome=outcome,
+        started="",
+        finished="",
+        dry_run=dry_run,
+        services={n: ServiceResult(n, image=f"reg/{n}", digest=d) for n, d in digests.items()},
     )
 
 
 def test_branch_rule() -> None:
     check_branch(env(branch="main"), CLEAN_MAIN)
-    with pytest.raises(PolicyError, match="releases from branch 'develop'.*on 'main'"):
+    with pytest.raises(PolicyError, match=r"releases from branch 'develop'.*on 'main'"):
         check_branch(env(branch="develop"), CLEAN_MAIN)
 
 
@@ -60,7 +68,7 @@ def test_detached_head_named() -> None:
 
 def test_clean_tree_only_when_asked() -> None:
     check_clean_tree(env(clean=False), DIRTY_MAIN)
-    with pytest.raises(PolicyError, match="app.py"):
+    with pytest.raises(PolicyError, match=r"app\.py"):
         check_clean_tree(env(clean=True), DIRTY_MAIN)
 
 
@@ -91,8 +99,9 @@ def test_promotion_refuses_untested_digests(rec: ReleaseRecord, message: str) ->
 
 
 def test_promotion_of_a_passed_test_release() -> None:
-    check_before_release(env("prod", clean=True, extra="promote_from: test\n"), CLEAN_MAIN,
-                         promotion=record(), confirmed=True)
+    check_before_release(
+        env("prod", clean=True, extra="promote_from: test\n"), CLEAN_MAIN, promotion=record(), confirmed=True
+    )
 
 
 def test_non_promoting_environment_ignores_promotion() -> None:

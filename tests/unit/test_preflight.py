@@ -65,8 +65,7 @@ def real_writes(cluster: FakeCluster) -> list[tuple[str, str, str, str | None]]:
     return [c for c in cluster.calls if c[0] == "apply" and c[3] is None]
 
 
-def test_every_service_is_dry_run_with_placeholder_digests(tmp_path: Path, cluster: FakeCluster,
-                                                           kube: Any) -> None:
+def test_every_service_is_dry_run_with_placeholder_digests(tmp_path: Path, cluster: FakeCluster, kube: Any) -> None:
     state, manifests = release(tmp_path)
     said: list[str] = []
     results = preflight_release(kube, state, manifests, pull_secret=None, say=said.append)
@@ -75,8 +74,9 @@ def test_every_service_is_dry_run_with_placeholder_digests(tmp_path: Path, clust
     assert real_writes(cluster) == [] and len(said) == 2
 
 
-def test_known_digests_are_used_instead_of_the_placeholder(tmp_path: Path, kube: Any,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_known_digests_are_used_instead_of_the_placeholder(
+    tmp_path: Path, kube: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import deploybook.apply
 
     state, manifests = release(tmp_path)
@@ -84,14 +84,18 @@ def test_known_digests_are_used_instead_of_the_placeholder(tmp_path: Path, kube:
     state.results["gateway"] = state.result("gateway")
     state.result("gateway").image, state.result("gateway").digest = "localhost:5000/dx29/gateway", digest
     seen: list[str] = []
-    monkeypatch.setattr(deploybook.apply, "diff_objects", lambda kube, objs: seen.extend(
-        c["image"] for o in objs for c in o["spec"]["template"]["spec"]["containers"]) or [])
+    monkeypatch.setattr(
+        deploybook.apply,
+        "diff_objects",
+        lambda kube, objs: (
+            seen.extend(c["image"] for o in objs for c in o["spec"]["template"]["spec"]["containers"]) or []
+        ),
+    )
     preflight_release(kube, state, manifests, pull_secret=None)
     assert seen == [f"localhost:5000/dx29/gateway@{digest}", f"localhost:5000/dx29/terms@{PLACEHOLDER_DIGEST}"]
 
 
-def test_an_image_no_service_builds_refuses_the_whole_release(tmp_path: Path, cluster: FakeCluster,
-                                                              kube: Any) -> None:
+def test_an_image_no_service_builds_refuses_the_whole_release(tmp_path: Path, cluster: FakeCluster, kube: Any) -> None:
     state, manifests = release(tmp_path, terms="dx29/payments")
     with pytest.raises(PreflightFailed) as info:
         preflight_release(kube, state, manifests, pull_secret=None)
@@ -101,8 +105,9 @@ def test_an_image_no_service_builds_refuses_the_whole_release(tmp_path: Path, cl
     assert real_writes(cluster) == []
 
 
-def test_every_refusal_by_the_api_server_is_named_with_its_manifest_file(tmp_path: Path, cluster: FakeCluster,
-                                                                         kube: Any) -> None:
+def test_every_refusal_by_the_api_server_is_named_with_its_manifest_file(
+    tmp_path: Path, cluster: FakeCluster, kube: Any
+) -> None:
     cluster.reject = lambda obj: "spec.replicas: Invalid value: -1" if obj["kind"] == "Deployment" else None
     state, manifests = release(tmp_path)
     with pytest.raises(PreflightFailed) as info:

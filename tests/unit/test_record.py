@@ -76,8 +76,13 @@ def test_malformed_record(tmp_path: Path, text: str, message: str) -> None:
 def test_prefill_from_record_uses_this_registry(state: RunState) -> None:
     state.record_service("api", image="other.example/app/api", tag="t", digest=DIGEST)
     state.source_record = build_record(state, outcome="passed")
-    fresh = RunState(env=state.env, run_id="r2", run_dir=state.run_dir.parent / "r2", mode="runbook",
-                     source_record=state.source_record)
+    fresh = RunState(
+        env=state.env,
+        run_id="r2",
+        run_dir=state.run_dir.parent / "r2",
+        mode="runbook",
+        source_record=state.source_record,
+    )
     fresh.prefill_from_record()
     assert fresh.expected_ref("api") == f"reg.example/app/api@{DIGEST}"
     assert fresh.expected_ref("web") is None
@@ -94,10 +99,12 @@ def test_api_server_lost_while_saving_the_record_names_the_server(state: RunStat
     def lost(*args: object) -> None:
         raise urllib3.exceptions.MaxRetryError(None, "/api/v1", OSError("[Errno 111] Connection refused"))  # type: ignore[arg-type]
 
-    core = SimpleNamespace(read_namespaced_config_map=lost, replace_namespaced_config_map=lost,
-                           create_namespaced_config_map=lost)
-    kube = SimpleNamespace(server="https://10.0.0.1:6443", where="server https://10.0.0.1:6443, context admin",
-                           core=core)
+    core = SimpleNamespace(
+        read_namespaced_config_map=lost, replace_namespaced_config_map=lost, create_namespaced_config_map=lost
+    )
+    kube = SimpleNamespace(
+        server="https://10.0.0.1:6443", where="server https://10.0.0.1:6443, context admin", core=core
+    )
     record = build_record(state, outcome="failed")
     with pytest.raises(ClusterError) as info:
         save_to_cluster(kube, "ns", record)  # type: ignore[arg-type]

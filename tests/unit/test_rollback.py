@@ -41,12 +41,28 @@ spec:
 GOOD, BAD = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
-def record(run_id: str, digest: str, *, outcome: str = "passed", manifests: dict[str, str] | None = None,
-           apply: str = "passed") -> ReleaseRecord:
-    svc = ServiceResult(name="api", image="reg.example/app/api", tag="t", digest=digest, deployed_by=run_id,
-                        manifests=manifests or {}, stages={"apply": {"outcome": apply}})
-    return ReleaseRecord(run_id=run_id, environment="demo", namespace="demo", outcome=outcome, started="",
-                         finished="", git={"commit": "c0ffee"}, services={"api": svc})
+def record(
+    run_id: str, digest: str, *, outcome: str = "passed", manifests: dict[str, str] | None = None, apply: str = "passed"
+) -> ReleaseRecord:
+    svc = ServiceResult(
+        name="api",
+        image="reg.example/app/api",
+        tag="t",
+        digest=digest,
+        deployed_by=run_id,
+        manifests=manifests or {},
+        stages={"apply": {"outcome": apply}},
+    )
+    return ReleaseRecord(
+        run_id=run_id,
+        environment="demo",
+        namespace="demo",
+        outcome=outcome,
+        started="",
+        finished="",
+        git={"commit": "c0ffee"},
+        services={"api": svc},
+    )
 
 
 @pytest.fixture
@@ -57,9 +73,15 @@ def env(tmp_path: Path) -> Any:
 
 
 def target_rendering(env: Any, run_id: str) -> str:
-    objs = rollback.render_service(env.services[0], env, load_manifests(env.manifests.path / "api.yaml"),
-                                   refs={"app/api": f"reg.example/app/api@{GOOD}"}, pull_secret=None,
-                                   release_id=run_id, git_sha="c0ffee")
+    objs = rollback.render_service(
+        env.services[0],
+        env,
+        load_manifests(env.manifests.path / "api.yaml"),
+        refs={"app/api": f"reg.example/app/api@{GOOD}"},
+        pull_secret=None,
+        release_id=run_id,
+        git_sha="c0ffee",
+    )
     return hashlib.sha256(rollback.rendered_text(objs).encode()).hexdigest()
 
 
@@ -67,8 +89,7 @@ def test_only_applied_services_the_target_knows_are_rolled_back() -> None:
     target = record("r1", GOOD)
     assert rollback.to_roll_back(record("r2", BAD, outcome="failed"), target) == ["api"]
     assert rollback.to_roll_back(record("r2", BAD, outcome="failed", apply="skipped"), target) == []
-    empty = ReleaseRecord(run_id="r0", environment="demo", namespace="demo", outcome="passed", started="",
-                          finished="")
+    empty = ReleaseRecord(run_id="r0", environment="demo", namespace="demo", outcome="passed", started="", finished="")
     assert rollback.to_roll_back(record("r2", BAD, outcome="failed"), empty) == []
 
 
@@ -79,10 +100,16 @@ def test_restore_is_exact_when_the_rendering_hashes_to_the_recorded_one(
     monkeypatch.setattr(deploybook.apply, "apply_objects", lambda kube, objs, **kw: applied.append(objs))
     monkeypatch.setattr(rollback, "_prove", lambda *a: [])
     target = record("r1", GOOD, manifests={"api.yaml": target_rendering(env, "r1")})
-    result = rollback.roll_back(None, env, target, ["api"], manifest_dir=env.manifests.path, timeout_s=5,
-                                attempted={"api": BAD})
+    result = rollback.roll_back(
+        None, env, target, ["api"], manifest_dir=env.manifests.path, timeout_s=5, attempted={"api": BAD}
+    )
     assert result.ok and result.to_dict()["services"]["api"] == {
-        "from": BAD, "to": GOOD, "method": "exact", "verified": True, "detail": f"running {GOOD} again"}
+        "from": BAD,
+        "to": GOOD,
+        "method": "exact",
+        "verified": True,
+        "detail": f"running {GOOD} again",
+    }
     (objs,) = applied
     assert objs[0]["spec"]["template"]["spec"]["containers"][0]["image"] == f"reg.example/app/api@{GOOD}"
     assert objs[0]["metadata"]["annotations"]["deploybook.io/release-id"] == "r1"
@@ -107,7 +134,6 @@ def test_a_refused_apply_is_reported_not_raised(env: Any, monkeypatch: pytest.Mo
         raise ApplyError("admission webhook said no", source="https://fake:6443")
 
     monkeypatch.setattr(deploybook.apply, "apply_objects", refuse)
-    result = rollback.roll_back(None, env, record("r1", GOOD), ["api"], manifest_dir=env.manifests.path,
-                                timeout_s=5)
+    result = rollback.roll_back(None, env, record("r1", GOOD), ["api"], manifest_dir=env.manifests.path, timeout_s=5)
     assert not result.ok and "could not re-apply" in result.services[0].detail
     assert "admission webhook said no" in result.services[0].detail

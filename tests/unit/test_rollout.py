@@ -456,8 +456,14 @@ def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_i
     from deploybook.rollout import _Tracker
 
     stale = deployment("10", generation=3, observed=2, updated=1, total=1)  # revision 2: the crashing one
-    crashing = pod("web-new-1", "20", restarts=1, state={"waiting": {"reason": "CrashLoopBackOff"}},
-                   last={"terminated": {"exitCode": 3, "reason": "Error"}}, hash_="new")
+    crashing = pod(
+        "web-new-1",
+        "20",
+        restarts=1,
+        state={"waiting": {"reason": "CrashLoopBackOff"}},
+        last={"terminated": {"exitCode": 3, "reason": "Error"}},
+        hash_="new",
+    )
     kube = FakeKube(FakeEndpoint([stale]), FakeEndpoint([crashing]), REPLICA_SETS)
     tracker = _Tracker(kube, "Deployment", "ns", stale, 10, None)
     tracker.pods = {"web-new-1": crashing}

@@ -27,15 +27,25 @@ def admin_kubeconfig(env: dict[str, str]) -> dict[str, Any]:
     """The stack's admin context as a self-contained kubeconfig (credentials inlined)."""
     out = subprocess.run(
         ["kubectl", "config", "view", "--raw", "--minify", "--flatten", "--context", "deploybook-admin", "-o", "json"],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout
     data: dict[str, Any] = json.loads(out)
     return data
 
 
-def write_kubeconfig(path: Path, base: dict[str, Any], *, server: str | None = None,
-                     user: dict[str, Any] | None = None, ca_data: str | None = None,
-                     insecure: bool = False) -> Path:
+def write_kubeconfig(
+    path: Path,
+    base: dict[str, Any],
+    *,
+    server: str | None = None,
+    user: dict[str, Any] | None = None,
+    ca_data: str | None = None,
+    insecure: bool = False,
+) -> Path:
     """A copy of ``base`` with its server, user credentials or CA replaced."""
     data = copy.deepcopy(base)
     cluster = data["clusters"][0]["cluster"]
@@ -58,9 +68,25 @@ def make_ca(directory: Path, name: str = "unrelated-ca") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-         "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, check=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
     return cert
 
@@ -88,9 +114,27 @@ def make_server_cert(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "stub.crt", directory / "stub.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={ip}",
-         "-addext", f"subjectAltName=IP:{ip}", "-keyout", str(key), "-out", str(cert)],
-        capture_output=True, check=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={ip}",
+            "-addext",
+            f"subjectAltName=IP:{ip}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
     return cert, key
 

@@ -76,16 +76,26 @@ class Sandbox:
             (root / name).symlink_to(ROOT / name)
         (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nreports/\n")
         box = cls(root, env, namespace)
-        box.edit("environments/local.yaml", ("namespace: dx29-local", f"namespace: {namespace}"),
-                 ("path: apps/dx29/manifests", "path: manifests"))
+        box.edit(
+            "environments/local.yaml",
+            ("namespace: dx29-local", f"namespace: {namespace}"),
+            ("path: apps/dx29/manifests", "path: manifests"),
+        )
         box.git("init", "--quiet", "--initial-branch", branch)
         box.commit("sandbox of the deploybook runbook")
         return box
 
     def git(self, *args: str) -> str:
         """Run git in the sandbox with a fixed identity and date."""
-        proc = subprocess.run(["git", *args], cwd=self.root, env={**self.env, **_GIT_IDENTITY},
-                              capture_output=True, text=True, check=True, timeout=60)
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            env={**self.env, **_GIT_IDENTITY},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
         return proc.stdout.strip()
 
     def commit(self, message: str) -> None:
@@ -112,11 +122,28 @@ class Sandbox:
 
     def run(self, *args: str, reports: Path, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
         """``python -m pytest ARGS --reports-dir REPORTS`` in the sandbox, as an operator runs it."""
-        command = [sys.executable, "-m", "pytest", *args, "--reports-dir", str(reports),
-                   "-p", "no:cacheprovider", "-q", "-rfEs"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            "--reports-dir",
+            str(reports),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rfEs",
+        ]
         # A wide terminal: pytest would cut the one-line errors of the short summary at 80 columns.
-        proc = subprocess.run(command, cwd=self.root, env={**(env or self.env), "COLUMNS": "4000"},
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            command,
+            cwd=self.root,
+            env={**(env or self.env), "COLUMNS": "4000"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         return Run(tuple(args), proc.returncode, proc.stdout, proc.stderr, reports)
 
 
@@ -127,8 +154,9 @@ def kubectl(env: dict[str, str], *args: str, context: str = "deploybook-admin", 
     for up to a minute so that a snapshot is taken, not skipped.
     """
     for _ in range(30):
-        proc = subprocess.run(["kubectl", "--context", context, *args], env=env, capture_output=True, text=True,
-                              timeout=120, check=False)
+        proc = subprocess.run(
+            ["kubectl", "--context", context, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
         if "was refused" not in proc.stderr and "connection refused" not in proc.stderr:
             break
         time.sleep(2)
@@ -149,8 +177,9 @@ def snapshot(env: dict[str, str], namespace: str, kinds: list[str]) -> dict[str,
     versions: dict[str, str] = {}
     if found:
         versions[f"Namespace/{namespace}"] = found["metadata"]["resourceVersion"]
-        items: list[dict[str, Any]] = json.loads(
-            kubectl(env, "-n", namespace, "get", ",".join(kinds), "-o", "json"))["items"]
+        items: list[dict[str, Any]] = json.loads(kubectl(env, "-n", namespace, "get", ",".join(kinds), "-o", "json"))[
+            "items"
+        ]
         versions.update({f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in items})
     return versions
 
