@@ -201,9 +201,16 @@ def test_push_with_wrong_password_is_one_clear_error(
     wrong = RegistryAuth(stack.user, "not-the-password", "test")
     started = time.monotonic()
     with pytest.raises(PushError) as info:
-        push_image(engine, repository=repository, tag=f"bad-{run_id}", auth=wrong, source=built["terms"][0].image_id)
+        push_image(
+            engine,
+            repository=repository,
+            tag=f"bad-{run_id}",
+            auth=wrong,
+            source=built["terms"][0].image_id,
+            ca_file=stack.ca_file,
+        )
     text = str(info.value)
-    assert f"registry {stack.registry} refused" in text and stack.user in text
+    assert f"were refused at https://{stack.registry}/v2/" in text and stack.user in text
     assert "not-the-password" not in text
     assert "password" in (info.value.hint or "")
     assert time.monotonic() - started < 30, "a refused password must not be retried"
