@@ -96,7 +96,7 @@ def render(results: Sequence[CaseResult], *, sources: Sequence[str] = ()) -> str
     for suite in _suites(results):
         mine = [r for r in results if r.suite == suite]
         passed = sum(r.passed for r in mine)
-        lost = sum(r.lost.strip().lower() != "nothing" for r in mine)
+        lost = sum(not r.lost.strip().lower().startswith("nothing") for r in mine)
         lines.append(f"| {suite} | {len(mine)} | {passed} | {len(mine) - passed} | {lost} |")
     if sources:
         lines += ["", "Results read: " + ", ".join(f"`{s}`" for s in sources) + "."]
