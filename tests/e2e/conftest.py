@@ -68,6 +68,18 @@ def admin(cluster_ready: dict[str, str]) -> Any:
     return connect(context="deploybook-admin", kubeconfig=cluster_ready["KUBECONFIG"])
 
 
+@pytest.fixture(scope="session")
+def registry_auth(cluster_ready: dict[str, str]) -> Any:
+    """The stack registry's credentials, read from its password file."""
+    from deploybook.registry import resolve_credentials
+
+    return resolve_credentials(
+        cluster_ready["DEPLOYBOOK_REGISTRY"],
+        username=cluster_ready["DEPLOYBOOK_REGISTRY_USER"],
+        password_file=cluster_ready["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"],
+    )
+
+
 def _write_environment(
     name: str,
     namespace: str,

@@ -46,26 +46,6 @@ CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]
 
 
 @pytest.fixture(scope="module")
-def admin(cluster_ready: dict[str, str]) -> Any:
-    """API clients with the admin context: the tests break things, the checks only read."""
-    from deploybook.kube import connect
-
-    return connect(context="deploybook-admin", kubeconfig=cluster_ready["KUBECONFIG"])
-
-
-@pytest.fixture(scope="module")
-def registry_auth(cluster_ready: dict[str, str]) -> Any:
-    from deploybook.registry import resolve_credentials
-
-    env = cluster_ready
-    return resolve_credentials(
-        env["DEPLOYBOOK_REGISTRY"],
-        username=env["DEPLOYBOOK_REGISTRY_USER"],
-        password_file=env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"],
-    )
-
-
-@pytest.fixture(scope="module")
 def tiny_images(
     cluster_ready: dict[str, str], registry_auth: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:

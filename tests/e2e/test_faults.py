@@ -51,18 +51,6 @@ def kit(stack_kit: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def registry_auth(cluster_ready: dict[str, str]) -> Any:
-    from deploybook.registry import resolve_credentials
-
-    env = cluster_ready
-    return resolve_credentials(
-        env["DEPLOYBOOK_REGISTRY"],
-        username=env["DEPLOYBOOK_REGISTRY_USER"],
-        password_file=env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"],
-    )
-
-
-@pytest.fixture(scope="module")
 def docker_client(cluster_ready: dict[str, str]) -> Iterator[Any]:
     import docker
 
