@@ -63,32 +63,25 @@ def write_kubeconfig(
     return path
 
 
-def make_ca(directory: Path, name: str = "unrelated-ca") -> Path:
-    """A self-signed CA certificate that nothing on this machine was signed by."""
+def _self_signed(directory: Path, stem: str, subject_cn: str, *extra: str) -> tuple[Path, Path]:
+    """``(certificate, key)`` of a self-signed certificate made by openssl, valid for a day."""
     directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
     subprocess.run(
         [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", f"/CN={subject_cn}", *extra, "-keyout", str(key), "-out", str(cert)),
         ],
         capture_output=True,
         check=True,
         timeout=60,
     )
-    return cert
+    return cert, key
+
+
+def make_ca(directory: Path, name: str = "unrelated-ca") -> Path:
+    """A self-signed CA certificate that nothing on this machine was signed by."""
+    return _self_signed(directory, name, name)[0]
 
 
 class _Answer500(BaseHTTPRequestHandler):
@@ -111,32 +104,7 @@ class _Answer500(BaseHTTPRequestHandler):
 
 def make_server_cert(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
     """A self-signed certificate and key for ``ip`` (its own CA): trust the certificate to reach it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / "stub.crt", directory / "stub.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            f"/CN={ip}",
-            "-addext",
-            f"subjectAltName=IP:{ip}",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    return cert, key
+    return _self_signed(directory, "stub", ip, "-addext", f"subjectAltName=IP:{ip}")
 
 
 @contextmanager
