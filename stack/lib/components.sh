@@ -4,15 +4,31 @@
 DEBIAN_PACKAGES=(docker.io docker-registry containerd runc containernetworking-plugins
                  iptables conntrack socat busybox-static apache2-utils openssl curl)
 
+# Runs once on every fresh state directory, even when every package is already
+# installed (then `apt-get install` is a quick no-op), so the step and its log are
+# walked the same way on a new machine and on a warm one. The package lists are
+# refreshed only when the install from the current lists fails.
 install_packages() {
-  local missing=() p
+  [[ -f $STATE/packages.done && -z $(missing_packages) ]] && return 0
+  say "installing from Debian's packages (log: $LOGS/apt.log)"
+  : >"$LOGS/apt.log"
+  apt_install >>"$LOGS/apt.log" 2>&1 \
+    || { apt-get update >>"$LOGS/apt.log" 2>&1 && apt_install >>"$LOGS/apt.log" 2>&1; } \
+    || die "installing Debian's packages failed; see $LOGS/apt.log"
+  local still; still=$(missing_packages)
+  [[ -z $still ]] || die "still not installed after apt-get:$still; see $LOGS/apt.log"
+  : >"$STATE/packages.done"
+}
+
+missing_packages() {  # prints " NAME" for each package dpkg does not list as installed
+  local p
   for p in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || printf ' %s' "$p"
   done
-  (( ${#missing[@]} == 0 )) && return 0
-  say "installing from Debian's packages: ${missing[*]}"
-  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; } \
-    >"$LOGS/apt.log" 2>&1 || die "installing ${missing[*]} failed; see $LOGS/apt.log"
+}
+
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${DEBIAN_PACKAGES[@]}"
 }
 
 render() {  # render TEMPLATE DEST: fills ${VAR} from the settings in common.sh
