@@ -4,8 +4,8 @@
 // the per-run parts through environment variables, so this one file serves both the pytest
 // plugin and someone regenerating a report by hand:
 //   DEPLOYBOOK_REPORT_NAME    title shown at the top of the report
-//   DEPLOYBOOK_ALLURE_RESULTS results folder; its categories.json feeds the awesome plugin,
-//                             which reads categories from the config, not from the results
+//   DEPLOYBOOK_ALLURE_RESULTS results folder; its categories.json feeds the report, which
+//                             reads categories from the config, not from the results
 //   DEPLOYBOOK_ALLURE_HISTORY history.jsonl carried from the previous run (Allure appends)
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,16 +20,23 @@ function categories() {
   return JSON.parse(readFileSync(categoriesFile, "utf-8"));
 }
 
+const reportName = process.env.DEPLOYBOOK_REPORT_NAME ?? "deploybook release";
+
 export default {
-  name: process.env.DEPLOYBOOK_REPORT_NAME ?? "deploybook release",
+  name: reportName,
   historyPath: process.env.DEPLOYBOOK_ALLURE_HISTORY || undefined,
   categories: categories(),
   plugins: {
-    awesome: {
+    // The allure2 plugin (the classic report's look), not "awesome": in Allure 3.18.0 the
+    // awesome, classic and dashboard plugins always embed a Google Tag Manager script, so
+    // every reader of the evidence would call a third party; allure2 leaves it out when
+    // ALLURE_NO_ANALYTICS=true, which deploybook.evidence always sets.
+    allure2: {
       options: {
         // One self-contained index.html: attachable to a release, opens with no server.
         singleFile: true,
         reportLanguage: "en",
+        reportName,
       },
     },
   },

@@ -9,8 +9,9 @@ It points allure-pytest at ``RUN_DIR/allure-results`` and pytest's JUnit writer 
    run, from the CI's own variables) and ``categories.json`` into the results folder;
 2. blanks out known secret values in the results, a last line of defence behind the stages;
 3. carries ``history.jsonl`` over from ``reports/ENV/latest`` so trends show;
-4. runs Allure 3 (``node_modules/.bin/allure``, installed by ``npm ci``) with the awesome
-   plugin's ``singleFile`` option: one self-contained ``RUN_DIR/index.html``;
+4. runs Allure 3 (``node_modules/.bin/allure``, installed by ``npm ci``) with the allure2
+   plugin's ``singleFile`` option and ``ALLURE_NO_ANALYTICS=true``: one self-contained
+   ``RUN_DIR/index.html`` that loads nothing from anywhere else;
 5. points ``reports/ENV/latest`` at this run, packs the release bundle and prints both paths.
 """
 
@@ -297,6 +298,7 @@ def generate_html(
         DEPLOYBOOK_REPORT_NAME=report_name,
         DEPLOYBOOK_ALLURE_RESULTS=str(results_dir),
         DEPLOYBOOK_ALLURE_HISTORY=str(history_file) if history_file else "",
+        ALLURE_NO_ANALYTICS="true",  # evidence calls no one: no analytics script in the page
     )
     try:
         done = subprocess.run(

@@ -8,8 +8,10 @@ Each test runs against two runs:
 - ``sample``: a small suite run through :class:`deploybook.evidence.EvidencePlugin` whose
   "stage" logs the registry password on purpose, as a careless build step would.
 
-The single-file HTML is opened from ``file://`` in Debian's headless Chromium (no server, no
-network); a screenshot is kept next to the report and attached when Allure is recording.
+The single-file HTML is opened from ``file://`` in Debian's headless Chromium, in a network
+namespace of its own (no server, no network: see ``tests/e2e/browser.py``); every request the page
+makes is recorded and must be ``file:`` or ``data:``. A screenshot is kept next to the report and
+attached when Allure is recording.
 """
 
 from __future__ import annotations
@@ -19,31 +21,21 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import tarfile
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browser import Browser
 
 from deploybook.bundle import searchable_contents
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--hide-scrollbars",
-]
 
 
 @dataclass(frozen=True)
@@ -232,26 +224,6 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 # --------------------------------------------------------------------------- the browser
 
 
-def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
-    """Debian's headless Chromium with a fresh profile and nothing that reaches out."""
-    binary = shutil.which("chromium")
-    if binary is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (make browser)")
-    return subprocess.run(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def visible_text(dom: str) -> str:
-    """The page's text as rendered: scripts (the embedded data) and styles left out."""
-    dom = re.sub(r"<(script|style)\b[^>]*>.*?</\1>", " ", dom, flags=re.DOTALL)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
-
-
 def junit_counts(path: Path) -> dict[str, int]:
     """Total, passed, not passed (failures and errors) and skipped from the JUnit XML."""
     cases = ET.parse(path).getroot().iter("testcase")
@@ -268,17 +240,32 @@ def junit_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def page_counts(text: str) -> dict[str, int]:
-    """The status counters under the report's summary ("Total 5 Failed 1 Passed 4")."""
-    # e.g. "Total 4 New tests 4 Broken 1 Passed 2 Skipped 1 Metadata ..."
-    match = re.search(r"Total (\d+)(.{0,200}?)(?:Metadata|Retry|$)", text)
-    assert match, f"no status counters on the page: {text[:500]}"
-    found = dict(re.findall(r"(Failed|Broken|Passed|Skipped|Unknown) (\d+)", match.group(2)))
+# The report's overview page, read as a person reads it: the widgets' text (the Environment
+# widget after its "Show all" is clicked) and the status bars of the Suites widget.
+WIDGETS = """Array.from(document.querySelectorAll('.widget')).map(function (w) {
+  return [w.getAttribute('data-id'), w.innerText.replace(/\\s+/g, ' ')]; })"""
+SHOW_ALL_ENVIRONMENT = """(function () {
+  var w = document.querySelector('.widget[data-id=environment]');
+  var more = w && Array.from(w.querySelectorAll('*')).find(function (e) {
+    return e.childElementCount === 0 && e.textContent.trim() === 'Show all'; });
+  if (more) { more.click(); }
+  return Boolean(more); })()"""
+SUITE_BARS = """Array.from(document.querySelectorAll('.widget[data-id=suites] [class*=bar__fill_status_]'))
+  .map(function (e) { return [e.className.match(/bar__fill_status_(\\w+)/)[1], Number(e.textContent)]; })"""
+
+
+def page_counts(widgets: dict[str, str], bars: list[list[object]]) -> dict[str, int]:
+    """Total from the summary widget ("12 test cases"), statuses summed over the suite bars."""
+    match = re.search(r"(\d+) test cases", widgets.get("summary", ""))
+    assert match, f"no test case count on the page: {widgets}"
+    found: dict[str, int] = {}
+    for status, count in bars:
+        found[str(status)] = found.get(str(status), 0) + int(str(count))
     return {
         "total": int(match.group(1)),
-        "passed": int(found.get("Passed", 0)),
-        "not passed": int(found.get("Failed", 0)) + int(found.get("Broken", 0)),
-        "skipped": int(found.get("Skipped", 0)),
+        "passed": found.get("passed", 0),
+        "not passed": found.get("failed", 0) + found.get("broken", 0),
+        "skipped": found.get("skipped", 0),
     }
 
 
@@ -292,45 +279,38 @@ def attach_screenshot(path: Path) -> None:
         pass
 
 
-# The metadata block shows eight entries and a "Show more" button; a reader clicks it. The
-# page is a copy of the report with this click added, so the report itself stays untouched.
-SHOW_MORE = """<script>(function () {
-  var tries = 0, timer = setInterval(function () {
-    var more = Array.from(document.querySelectorAll("body *")).find(function (e) {
-      return e.childElementCount === 0 && e.textContent.trim() === "Show more"; });
-    if (more) { more.click(); clearInterval(timer); }
-    if (++tries > 100) { clearInterval(timer); }
-  }, 100);
-})();</script>"""
+OUTSIDE_URL = re.compile(rb"""<[^>]+\s(?:src|href)\s*=\s*["']?\s*(https?:)?//""", re.IGNORECASE)
 
 
-def reader_view(html: Path, folder: Path) -> str:
-    """``file://`` URL of a copy of the report that expands the metadata block."""
-    page = folder / "report-expanded.html"
-    page.write_bytes(html.read_bytes().replace(b"</body>", SHOW_MORE.encode() + b"</body>", 1))
-    return page.as_uri()
+def test_report_names_nothing_outside_itself(run: Run) -> None:
+    """No tag of the HTML loads a script, style, font or image over http(s)."""
+    html = (run.run_dir / "index.html").read_bytes()
+    found = [m.group(0)[:120] for m in OUTSIDE_URL.finditer(html)]
+    assert found == []
 
 
 def test_report_opens_offline_and_shows_services_digests_and_counts(run: Run, tmp_path: Path) -> None:
-    url = reader_view(run.run_dir / "index.html", tmp_path)
-    screenshot = run.run_dir / "report-screenshot.png"
-    shot = chromium(
-        ["--window-size=1400,1300", "--virtual-time-budget=10000", f"--screenshot={screenshot}", url],
-        tmp_path / "profile-shot",
-    )
-    assert screenshot.is_file() and screenshot.stat().st_size > 20_000, shot.stderr[-2000:]
+    html = run.run_dir / "index.html"
+    with Browser(tmp_path / "profile") as browser:
+        visit = browser.visit(html.as_uri())
+        browser.evaluate(SHOW_ALL_ENVIRONMENT)
+        time.sleep(1.0)
+        widgets = dict(browser.evaluate(WIDGETS))
+        bars = browser.evaluate(SUITE_BARS)
+        screenshot = browser.screenshot(run.run_dir / "report-screenshot.png")
+    assert screenshot.stat().st_size > 20_000
     attach_screenshot(screenshot)
-    dump = chromium(["--virtual-time-budget=10000", "--dump-dom", url], tmp_path / "profile-dom")
-    text = visible_text(dump.stdout)
+    elsewhere = [url[:120] for url in visit.requests if not url.startswith(("file:", "data:"))]
+    assert elsewhere == [], "the report reached out of its own file"
+    assert visit.failed == []
 
     record = json.loads((run.run_dir / "release.json").read_text())
     refs = {name: data["ref"] for name, data in record["services"].items() if data.get("ref")}
     assert refs, f"release.json of {run.run_dir} has no pushed image"
+    environment = widgets.get("environment", "")
     for name, ref in refs.items():
-        assert f"image.{name} {ref}" in text, f"{name} {ref} not on the page: {text[:1500]}"
-    for name in record["services"]:
-        assert name in text
-    assert page_counts(text) == junit_counts(run.run_dir / "junit.xml")
+        assert f"image.{name} {ref}" in environment, f"{name} {ref} not on the page: {environment[:1500]}"
+    assert page_counts(widgets, bars) == junit_counts(run.run_dir / "junit.xml")
 
 
 def secret_forms(planted: dict[str, str]) -> dict[bytes, str]:

@@ -254,15 +254,14 @@ def test_plugin_writes_report_junit_metadata_and_history(
     payloads = report_payloads((run_dir / "index.html").read_bytes())
     categories = payloads["widgets/categories.json"].decode()
     assert "Rollout failures" in categories and "Digest mismatches" in categories
-    stats = json.loads(payloads["widgets/statistic.json"])
-    assert (stats["total"], stats["passed"], stats["broken"], stats["new"]) == (3, 1, 2, 3)
+    stats = json.loads(payloads["widgets/summary.json"])["statistic"]
+    assert (stats["total"], stats["passed"], stats["broken"]) == (3, 1, 2)
+    assert len(json.loads(payloads["widgets/history-trend.json"])) == 1
 
     second = run_suite(pytester, reports, "r2")
     second.assert_outcomes(passed=1, failed=2)
     assert (reports / "local" / "latest").readlink() == Path("r2")
     assert len((reports / "local" / "r2" / "history.jsonl").read_text().splitlines()) == 2
-    # With the first run's history carried over, no test of the second run is new.
-    stats = json.loads(
-        report_payloads((reports / "local" / "r2" / "index.html").read_bytes())["widgets/statistic.json"]
-    )
-    assert stats["total"] == 3 and not stats.get("new")
+    # With the first run's history carried over, the trend shows both runs.
+    trend = report_payloads((reports / "local" / "r2" / "index.html").read_bytes())["widgets/history-trend.json"]
+    assert [point["data"]["total"] for point in json.loads(trend)] == [3, 3]
