@@ -66,3 +66,24 @@ def test_a_component_that_dies_is_named_with_its_log(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert f"broken exited during start-up; see {tmp_path}/logs/broken.log" in proc.stderr
     assert "cannot bind" in proc.stderr
+
+
+def test_up_installs_a_package_that_was_removed(env, stack_command) -> None:
+    """The package step is walked whenever a package is missing, not only on a new machine."""
+    state = Path(env["DEPLOYBOOK_STACK_STATE"])
+    assert stack_command("down").returncode == 0
+    removed = subprocess.run(["apt-get", "remove", "-y", "socat"], capture_output=True, text=True, timeout=300)
+    assert removed.returncode == 0, removed.stderr
+    assert not package_installed("socat")
+
+    up = stack_command("up")
+    assert up.returncode == 0, up.stderr[-2000:]
+    assert "installing from Debian's packages" in up.stderr
+    assert package_installed("socat")
+    assert "socat" in (state / "logs" / "apt.log").read_text()
+    assert stack_command("status").returncode == 0
+
+
+def package_installed(name: str) -> bool:
+    query = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True)
+    return "ok installed" in query.stdout
