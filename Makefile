@@ -10,9 +10,10 @@ STACK_ENV = eval "$$(stack/env)"
 
 .PHONY: demo test unit stack stack-down venv node browser lint bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -45,9 +46,9 @@ test: venv node browser stack
 	$(STACK_ENV) && $(VENV)/bin/pytest tests/stack -m lifecycle
 
 lint: venv
-	$(VENV)/bin/ruff check deploybook runbook checks tests bench
-	$(VENV)/bin/ruff format --check deploybook runbook checks tests bench
-	$(VENV)/bin/mypy deploybook
+	$(VENV)/bin/ruff check src runbook checks tests bench conftest.py
+	$(VENV)/bin/ruff format --check src runbook checks tests bench conftest.py
+	$(VENV)/bin/mypy
 
 bench: venv stack
 	$(STACK_ENV) && $(PY) -m bench

@@ -1,3 +1,2 @@
-"""Registers the deploybook plugin for this repository (options, fixtures, stage ordering)."""
-
-pytest_plugins = ["deploybook.plugin"]
+"""This repository's own conftest: deploybook's plugin loads through its ``pytest11`` entry
+point once the package is installed (``make venv`` installs it in editable mode)."""

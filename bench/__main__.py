@@ -133,7 +133,7 @@ def _stack_ready() -> None:
 
 
 def _start_failure(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from deploybook.kube import connect
+    from deploybook.cluster.connect import connect
 
     say("failure_detection: kubectl rollout status on a crashing image, left waiting (600 s deadline)")
     kube = connect(context="deploybook-admin")

@@ -1,7 +1,7 @@
 """Figure 2: seconds from applying a crashing image to a verdict, deploybook vs kubectl.
 
 Each trial first rolls out a healthy tiny image, then applies a new image that exits 1 at
-start. deploybook's verdict is ``deploybook.rollout.wait_for_rollout`` raising
+start. deploybook's verdict is ``deploybook.verify.rollout.wait_for_rollout`` raising
 ``RolloutFailed`` (run in-process, several trials); kubectl's is ``kubectl rollout status``
 with the default ``progressDeadlineSeconds`` (600 s), which does not stop on a crash loop.
 kubectl is measured once per invocation, started first and left waiting in the background
@@ -151,7 +151,7 @@ def finish_kubectl_trial(trial: KubectlTrial, result: FailureResult) -> None:
 
 def deploybook_trials(kube: Any, images: Images, runs: int, result: FailureResult) -> None:
     """``runs`` trials of deploybook's rollout check on a fresh crashing Deployment each."""
-    from deploybook.rollout import RolloutFailed, wait_for_rollout
+    from deploybook.verify.rollout import RolloutFailed, wait_for_rollout
 
     suffix = uuid.uuid4().hex[:6]
     for i in range(1, runs + 1):

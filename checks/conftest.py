@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from deploybook.digests import CachedManifests, image_matches
-from deploybook.kubewatch import NamespaceSnapshot, label_selector, selector_matches
-from deploybook.rollout import WORKLOAD_KINDS
-from deploybook.status import StatusTable
+from deploybook.cluster.watch import NamespaceSnapshot, label_selector, selector_matches
+from deploybook.plugin.status_table import StatusTable
+from deploybook.verify.digests import CachedManifests, image_matches
+from deploybook.verify.rollout import WORKLOAD_KINDS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -95,7 +95,7 @@ def registry_answers(registry: Any) -> CachedManifests:
 
 @pytest.fixture(scope="session")
 def container_facts() -> dict[str, Any]:
-    """Facts seen inside containers, by `deploybook.containers.facts_key`: one exec per kind."""
+    """Facts seen inside containers, by `deploybook.verify.containers.facts_key`: one exec per kind."""
     return {}
 
 
@@ -142,8 +142,8 @@ def recorded(release: Any, kube: Any, environment: Any) -> dict[str, Any]:
     pytest-xdist a later service's push may come after this fixture is made), else the
     `--release FILE` record, else the release record ConfigMap in the namespace.
     """
-    from deploybook.digests import expected_result
-    from deploybook.record import load_from_cluster
+    from deploybook.evidence.record import load_from_cluster
+    from deploybook.verify.digests import expected_result
 
     record = getattr(release, "source_record", None) or load_from_cluster(kube, environment.cluster.namespace)
     services = dict(record.services) if record else {}

@@ -3,7 +3,7 @@
 A workload the namespace snapshot already shows rolled out passes from that one list (a
 checks-only run of a healthy namespace makes no watch at all). Any other workload, and every
 workload of a release run (whose apply may have come after the snapshot), is watched with
-`kubectl rollout status` semantics and the early failure causes of `deploybook.rollout`
+`kubectl rollout status` semantics and the early failure causes of `deploybook.verify.rollout`
 (crash loop, image pull, config error, OOM, progress deadline). On failure the workload's
 conditions, recent events and the log tails of failing containers are attached. Reads only.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import allure
 import pytest
 
-from deploybook.rollout import RolloutFailed, RolloutResult, rolled_out_in, wait_for_rollout
-from deploybook.status import note_status
+from deploybook.plugin.status_table import note_status
+from deploybook.verify.rollout import RolloutFailed, RolloutResult, rolled_out_in, wait_for_rollout
 
 
 def _from_snapshot(release: Any, snapshot: Any, wl: Any, namespace: str, timeout_s: float) -> RolloutResult | None:

@@ -13,8 +13,8 @@ from typing import Any
 import allure
 import pytest
 
-from deploybook.endpoints import endpoint_report, http_check, service_port_for
-from deploybook.status import note_status
+from deploybook.plugin.status_table import note_status
+from deploybook.verify.endpoints import endpoint_report, http_check, service_port_for
 
 
 def _services_for(snapshot: Any, workloads: list[Any]) -> list[dict[str, Any]]:

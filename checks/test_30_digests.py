@@ -11,13 +11,13 @@ from typing import Any
 import allure
 import pytest
 
-from deploybook.digests import (
+from deploybook.plugin.status_table import note_status
+from deploybook.verify.digests import (
     containers_in,
     digest_mismatches,
     registry_problem,
     repository_path,
 )
-from deploybook.status import note_status
 
 
 def test_running_digest_is_recorded_digest(

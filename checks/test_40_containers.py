@@ -1,12 +1,12 @@
 """Inside the containers: the service process runs as non-root and listens on its port.
 
-Uses pytest-testinfra's kubectl backend (`kubectl exec`, see deploybook.containers). Exec
+Uses pytest-testinfra's kubectl backend (`kubectl exec`, see deploybook.verify.containers). Exec
 needs `create` on `pods/exec`, which the read-only `view` role does not grant: under such a
 context the check is skipped with that reason rather than failed. A pod replaced while it is
 looked into (a release rolling at the same time) is not a finding: the next ready pod is tried.
 
 Containers with the same image digest and the same specs show the same facts (see
-`deploybook.containers.facts_key`), so one exec answers for all of them: a namespace of a
+`deploybook.verify.containers.facts_key`), so one exec answers for all of them: a namespace of a
 hundred copies of one image costs one `kubectl exec` pair, not a hundred.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import allure
 import pytest
 
-from deploybook.containers import ContainerFacts, ExecFailed, ExecForbidden, facts_key, inspect_container
-from deploybook.digests import containers_in
+from deploybook.verify.containers import ContainerFacts, ExecFailed, ExecForbidden, facts_key, inspect_container
+from deploybook.verify.digests import containers_in
 
 ATTEMPTS = 3
 

@@ -18,12 +18,12 @@ import subprocess
 import allure
 import pytest
 
-from deploybook.config import Environment, Service
+from deploybook.config.environment import Environment, Service
 from deploybook.errors import BuildError
-from deploybook.fixtures import Progress
-from deploybook.gitinfo import source_url
-from deploybook.images import build_image, oci_labels
-from deploybook.run import RunState
+from deploybook.images.build import build_image, oci_labels
+from deploybook.plugin.fixtures import Progress
+from deploybook.release.state import RunState
+from deploybook.sources.git import source_url
 
 pytestmark = pytest.mark.stage("build")
 

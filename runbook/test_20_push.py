@@ -15,12 +15,12 @@ from __future__ import annotations
 import allure
 import pytest
 
-from deploybook.config import Environment, Service
+from deploybook.config.environment import Environment, Service
 from deploybook.errors import RegistryError
-from deploybook.fixtures import Progress
-from deploybook.images import push_image, split_repository
-from deploybook.registry import RegistryAuth, RegistryClient
-from deploybook.run import RunState
+from deploybook.images.build import push_image, split_repository
+from deploybook.images.registry import RegistryAuth, RegistryClient
+from deploybook.plugin.fixtures import Progress
+from deploybook.release.state import RunState
 
 pytestmark = pytest.mark.stage("push")
 

@@ -23,16 +23,16 @@ from typing import Any
 import allure
 import pytest
 
-from deploybook.apply import apply_objects, diff_objects, ensure_namespace, ensure_pull_secret
-from deploybook.config import Environment, Service
+from deploybook.config.environment import Environment, Service
 from deploybook.errors import RecordError
-from deploybook.fixtures import Progress
-from deploybook.gitinfo import fetch_ref
-from deploybook.record import ReleaseRecord, load_from_cluster
-from deploybook.registry import RegistryAuth
-from deploybook.render import load_manifests
-from deploybook.rollback import render_service, rendered_text
-from deploybook.run import RunState
+from deploybook.evidence.record import ReleaseRecord, load_from_cluster
+from deploybook.images.registry import RegistryAuth
+from deploybook.manifests.apply import apply_objects, diff_objects, ensure_namespace, ensure_pull_secret
+from deploybook.manifests.render import load_manifests
+from deploybook.plugin.fixtures import Progress
+from deploybook.release.rollback import render_service, rendered_text
+from deploybook.release.state import RunState
+from deploybook.sources.git import fetch_ref
 
 pytestmark = pytest.mark.stage("apply")
 

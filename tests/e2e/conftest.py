@@ -63,7 +63,7 @@ class ThrowawayEnvironment:
 @pytest.fixture(scope="session")
 def admin(cluster_ready: dict[str, str]) -> Any:
     """API clients with the stack's admin context."""
-    from deploybook.kube import connect
+    from deploybook.cluster.connect import connect
 
     return connect(context="deploybook-admin", kubeconfig=cluster_ready["KUBECONFIG"])
 
@@ -71,7 +71,7 @@ def admin(cluster_ready: dict[str, str]) -> Any:
 @pytest.fixture(scope="session")
 def registry_auth(cluster_ready: dict[str, str]) -> Any:
     """The stack registry's credentials, read from its password file."""
-    from deploybook.registry import resolve_credentials
+    from deploybook.images.registry import resolve_credentials
 
     return resolve_credentials(
         cluster_ready["DEPLOYBOOK_REGISTRY"],

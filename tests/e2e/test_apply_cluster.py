@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from deploybook.apply import apply_objects, diff_objects, ensure_namespace, ensure_pull_secret
+from deploybook.cluster.connect import KubeClients, connect
 from deploybook.errors import ApplyError, ClusterError
-from deploybook.kube import KubeClients, connect
-from deploybook.render import load_manifests, render_manifests
+from deploybook.manifests.apply import apply_objects, diff_objects, ensure_namespace, ensure_pull_secret
+from deploybook.manifests.render import load_manifests, render_manifests
 
 pytestmark = pytest.mark.e2e
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from deploybook.endpoints import ready_endpoints
-from deploybook.rollout import RolloutFailed, wait_for_rollout
+from deploybook.verify.endpoints import ready_endpoints
+from deploybook.verify.rollout import RolloutFailed, wait_for_rollout
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = "deploybook-e2e/tiny"
@@ -52,7 +52,7 @@ def tiny_images(
     """Variant -> PushResult of the tiny busybox image; variants differ only by a label."""
     import docker
 
-    from deploybook.images import build_image, push_image
+    from deploybook.images.build import build_image, push_image
 
     context = tmp_path_factory.mktemp("tiny")
     shutil.copy("/bin/busybox", context / "busybox")
@@ -88,7 +88,7 @@ def tiny_images(
 @pytest.fixture
 def namespace(admin: Any, cluster_ready: dict[str, str], registry_auth: Any) -> Iterator[str]:
     """A fresh namespace with the registry's pull secret; deleted after the test, pass or fail."""
-    from deploybook.apply import ensure_pull_secret
+    from deploybook.manifests.apply import ensure_pull_secret
 
     name = f"dbk-broken-{uuid.uuid4().hex[:8]}"
     admin.core.create_namespace({"metadata": {"name": name, "labels": {"deploybook.io/e2e": "broken"}}})
@@ -255,7 +255,6 @@ def checks_root(tmp_path: Path, namespace: str, recorded: Any) -> Path:
     root = tmp_path / "project"
     shutil.copytree(ROOT / "checks", root / "checks", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pytest.ini", root / "pytest.ini")
-    (root / "conftest.py").write_text('pytest_plugins = ["deploybook.plugin"]\n')
     (root / "environments").mkdir()
     (root / "environments" / "broken.yaml").write_text(ENVIRONMENT.format(namespace=namespace, repository=REPOSITORY))
     record = {

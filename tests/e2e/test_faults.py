@@ -62,7 +62,7 @@ def docker_client(cluster_ready: dict[str, str]) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def good_image(cluster_ready: dict[str, str], docker_client: Any, registry_auth: Any) -> Any:
     """The sample gateway, built from its context and pushed as ``fault-shared/gateway:good``."""
-    from deploybook.images import build_image, push_image
+    from deploybook.images.build import build_image, push_image
 
     subprocess.run([str(ROOT / "apps" / "dx29" / "prepare"), "gateway"], check=True, capture_output=True)
     repository = f"{cluster_ready['DEPLOYBOOK_REGISTRY']}/fault-shared/gateway"
@@ -86,7 +86,7 @@ def good_image(cluster_ready: dict[str, str], docker_client: Any, registry_auth:
 @pytest.fixture
 def namespace(admin: Any, cluster_ready: dict[str, str], registry_auth: Any) -> Iterator[str]:
     """A fresh namespace with the registry's pull secret; deleted afterwards, pass or fail."""
-    from deploybook.apply import ensure_pull_secret
+    from deploybook.manifests.apply import ensure_pull_secret
 
     name = f"dbk-fault-{uuid.uuid4().hex[:8]}"
     admin.core.create_namespace({"metadata": {"name": name, "labels": {"deploybook.io/e2e": "fault"}}})
@@ -171,7 +171,7 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def running_digests(admin: Any, namespace: str, selector: str) -> set[str]:
-    from deploybook.digests import running_images
+    from deploybook.verify.digests import running_images
 
     return {c.digest or "none" for c in running_images(admin, namespace, selector)}
 
@@ -229,8 +229,8 @@ def test_api_server_restarted_while_rollout_watched(
     fault_case: dict[str, Any],
     kit: Any,
 ) -> None:
-    from deploybook.kube import connect
-    from deploybook.rollout import wait_for_rollout
+    from deploybook.cluster.connect import connect
+    from deploybook.verify.rollout import wait_for_rollout
 
     fault_case.update(
         case="API server restarted during rollout watch",
@@ -281,7 +281,7 @@ def test_kubelet_stopped_mid_rollout(
     fault_case: dict[str, Any],
     kit: Any,
 ) -> None:
-    from deploybook.rollout import RolloutFailed, wait_for_rollout
+    from deploybook.verify.rollout import RolloutFailed, wait_for_rollout
 
     fault_case.update(
         case="kubelet stopped mid-rollout", expected=f"NodeNotReady naming node {NODE}, before the rollout deadline"
@@ -355,7 +355,7 @@ def test_crashing_image_rolled_back(
     kit: Any,
     tmp_path: Path,
 ) -> None:
-    from deploybook.images import push_image
+    from deploybook.images.build import push_image
 
     fault_case.update(
         case="new image crashes, --rollback-on-failure",

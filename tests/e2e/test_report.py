@@ -5,7 +5,7 @@ Each test runs against two runs:
 - ``release``: the real runbook (``pytest runbook --env local``) against the local stack,
   with a Secret planted in the namespace first; skipped with the reason while the stack's
   cluster is not Ready or the runbook does not exist yet.
-- ``sample``: a small suite run through :class:`deploybook.evidence.EvidencePlugin` whose
+- ``sample``: a small suite run through :class:`deploybook.evidence.report.EvidencePlugin` whose
   "stage" logs the registry password on purpose, as a careless build step would.
 
 The single-file HTML is opened from ``file://`` in Debian's headless Chromium, in a network
@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from browser import Browser
 
-from deploybook.bundle import searchable_contents
+from deploybook.evidence.bundle import searchable_contents
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -56,8 +56,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploybook.evidence import EvidencePlugin
-from deploybook.run import RUN_STATE, RunState, ServiceResult
+from deploybook.evidence.report import EvidencePlugin
+from deploybook.release.state import RUN_STATE, RunState, ServiceResult
 
 DIGESTS = {digests!r}
 
@@ -69,12 +69,12 @@ def pytest_configure(config):
     for name, digest in DIGESTS.items():
         state.results[name] = ServiceResult(name=name, image=f"localhost:5000/dx29/{{name}}", digest=digest)
     config.stash[RUN_STATE] = state
-    config.pluginmanager.register(EvidencePlugin(config), "deploybook-evidence")
+    config.pluginmanager.register(EvidencePlugin(config, project_root=Path("{repo}")), "deploybook-evidence")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):
-    # What deploybook.record does for a real release.
+    # What deploybook.evidence.record does for a real release.
     state = session.config.stash[RUN_STATE]
     record = {{"run_id": state.run_id, "environment": "sample",
               "services": {{n: r.to_dict() for n, r in state.results.items()}}}}
@@ -120,11 +120,13 @@ def run_sample(base: Path) -> Run:
     digests = {name: "sha256:" + secrets.token_hex(32) for name in ("gateway", "terms")}
     suite = base / "suite"
     suite.mkdir()
-    (suite / "conftest.py").write_text(SAMPLE_CONFTEST.format(digests=digests, run_id="r1", reports=base / "reports"))
+    (suite / "conftest.py").write_text(
+        SAMPLE_CONFTEST.format(digests=digests, run_id="r1", reports=base / "reports", repo=REPO)
+    )
     (suite / "test_sample.py").write_text(SAMPLE_SUITE.format())
     env = dict(os.environ, PYTHONPATH=str(REPO), DEPLOYBOOK_REGISTRY_PASSWORD_FILE=str(password_file))
     done = subprocess.run(
-        [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", str(suite)],
+        [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:deploybook", str(suite)],
         cwd=suite,
         env=env,
         capture_output=True,
@@ -162,7 +164,7 @@ def plant_secret(env: dict[str, str], namespace: str, value: str) -> None:
     """Create Secret ``secret-appsettings`` holding ``value`` in the release namespace."""
     from kubernetes import client
 
-    from deploybook.kube import connect
+    from deploybook.cluster.connect import connect
 
     kube = connect(context="deploybook-admin", kubeconfig=env["KUBECONFIG"])
     try:
@@ -345,7 +347,7 @@ def test_no_planted_secret_in_the_bundle_or_the_run_folder(run: Run, tmp_path: P
 
 def test_bundle_verifies(run: Run) -> None:
     done = subprocess.run(
-        [str(PYTHON), "-m", "deploybook.bundle", "verify", str(run.bundle)],
+        [str(PYTHON), "-m", "deploybook.evidence.bundle", "verify", str(run.bundle)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -24,7 +24,7 @@ from typing import Any
 import docker
 import pytest
 
-from deploybook.registry import RegistryAuth, RegistryClient, resolve_credentials
+from deploybook.images.registry import RegistryAuth, RegistryClient, resolve_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "apps" / "dx29"

@@ -19,14 +19,14 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError, api_exception
 
-from deploybook.apply import (
+from deploybook.errors import ApplyError
+from deploybook.manifests.apply import (
     apply_objects,
     apply_order,
     diff_objects,
     ensure_namespace,
     ensure_pull_secret,
 )
-from deploybook.errors import ApplyError
 
 NS = "dx29-test"
 IMAGE = "localhost:5000/dx29/gateway@sha256:" + "a" * 64

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deploybook import bundle
+from deploybook.evidence import bundle
 
 DIGEST = "sha256:" + "cd" * 32
 DEPLOYMENT = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: dx29-api-deployment\n"

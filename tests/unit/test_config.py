@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploybook.config import load_environment, parse_environment
+from deploybook.config.environment import load_environment, parse_environment
 from deploybook.errors import ConfigError, UnknownEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from deploybook.containers import (
+from deploybook.verify.containers import (
     ExecFailed,
     ExecForbidden,
     inspect_container,
@@ -78,7 +78,7 @@ def test_an_exec_that_says_nothing_usable_names_the_pod_and_what_came_back() -> 
 
 
 def test_facts_key_shares_one_exec_between_same_image_and_spec_only() -> None:
-    from deploybook.containers import facts_key
+    from deploybook.verify.containers import facts_key
 
     def pod(image: str, **extra: object) -> dict[str, object]:
         return {"spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 8080}], **extra}]}}

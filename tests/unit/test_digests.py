@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deploybook.digests import (
+from deploybook.errors import RegistryError
+from deploybook.verify.digests import (
     digest_mismatches,
     digest_of,
     registry_problem,
     repository_path,
     running_images,
 )
-from deploybook.errors import RegistryError
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -116,7 +116,7 @@ def test_expected_result_prefers_this_runs_push_read_when_asked() -> None:
     """Under xdist a worker may check one service before it pushes the next: the lookup is live."""
     from types import SimpleNamespace
 
-    from deploybook.digests import expected_result
+    from deploybook.verify.digests import expected_result
 
     record = {"terms": SimpleNamespace(digest=A, tag="old")}
     run_results: dict[str, object] = {"terms": SimpleNamespace(digest=None)}  # built, not pushed yet
@@ -128,7 +128,7 @@ def test_expected_result_prefers_this_runs_push_read_when_asked() -> None:
 
 
 def test_containers_in_a_listed_pod_set_leave_out_terminating_pods_and_other_images() -> None:
-    from deploybook.digests import containers_in
+    from deploybook.verify.digests import containers_in
 
     def pod(name: str, image_id: str, *, deleting: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": name}
@@ -145,7 +145,7 @@ def test_containers_in_a_listed_pod_set_leave_out_terminating_pods_and_other_ima
 
 
 def test_registry_is_asked_once_per_repository_and_reference() -> None:
-    from deploybook.digests import CachedManifests
+    from deploybook.verify.digests import CachedManifests
 
     class Registry:
         address = "localhost:5000"

@@ -13,7 +13,7 @@ from typing import Any
 import urllib3
 from kubernetes import client as k8s
 
-from deploybook.endpoints import http_check, proxy_path, ready_endpoints, service_port_for
+from deploybook.verify.endpoints import http_check, proxy_path, ready_endpoints, service_port_for
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def test_a_service_without_ports_is_an_error_naming_it() -> None:
 
 
 def test_endpoint_report_picks_the_services_slices_from_a_namespace_list() -> None:
-    from deploybook.endpoints import endpoint_report
+    from deploybook.verify.endpoints import endpoint_report
 
     def eps(service: str, ready: bool) -> dict[str, Any]:
         return {

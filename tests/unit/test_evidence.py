@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from deploybook import evidence
-from deploybook.bundle import report_payloads
+from deploybook.evidence import report as evidence
+from deploybook.evidence.bundle import report_payloads
 
 pytest_plugins = ("pytester",)
 
-REPO = evidence.REPO_ROOT
+REPO = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "ab" * 32
 FACTS = evidence.ReportFacts(
     environment="local",
@@ -173,7 +173,7 @@ def test_no_history_on_the_first_run(tmp_path: Path) -> None:
 
 def test_missing_allure_says_to_run_npm_ci(tmp_path: Path) -> None:
     with pytest.raises(evidence.EvidenceError) as caught:
-        evidence.generate_html(tmp_path, tmp_path, report_name="x", history_file=None, repo_root=tmp_path)
+        evidence.generate_html(tmp_path, tmp_path, report_name="x", history_file=None, project_root=tmp_path)
     assert "npm ci" in str(caught.value) and "package.json" in str(caught.value)
 
 
@@ -185,14 +185,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploybook.evidence import EvidencePlugin
-from deploybook.run import RUN_STATE, RunState, ServiceResult
+from deploybook.evidence.report import EvidencePlugin
+from deploybook.release.state import RUN_STATE, RunState, ServiceResult
 
 REPORTS = Path({reports!r})
+PROJECT = Path({project!r})  # where npm ci installed the pinned Allure
 
 
 def pytest_configure(config):
-    # What deploybook.plugin does: run state first, then the evidence plugin.
+    # What deploybook.plugin.hooks does: run state first, then the evidence plugin.
     env = SimpleNamespace(name="local", cluster=SimpleNamespace(namespace="app-ingress",
                                                                 context="deploybook-admin"))
     run_id = config.getoption("--run-id")
@@ -201,7 +202,7 @@ def pytest_configure(config):
         state.results[name] = ServiceResult(name=name, image=f"localhost:5000/dx29/{{name}}",
                                             digest="{digest}")
     config.stash[RUN_STATE] = state
-    config.pluginmanager.register(EvidencePlugin(config, bundle=False), "deploybook-evidence")
+    config.pluginmanager.register(EvidencePlugin(config, bundle=False, project_root=PROJECT), "deploybook-evidence")
 
 
 def pytest_addoption(parser):
@@ -229,9 +230,9 @@ def test_digest_api():
 
 
 def run_suite(pytester: pytest.Pytester, reports: Path, run_id: str) -> pytest.RunResult:
-    pytester.makeconftest(CONFTEST.format(reports=str(reports), digest=DIGEST))
+    pytester.makeconftest(CONFTEST.format(reports=str(reports), digest=DIGEST, project=str(REPO)))
     pytester.makepyfile(test_release=SUITE)
-    return pytester.runpytest_subprocess("--run-id", run_id, "-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess("--run-id", run_id, "-p", "no:cacheprovider", "-p", "no:deploybook")
 
 
 @needs_allure

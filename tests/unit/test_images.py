@@ -1,4 +1,4 @@
-"""Unit tests of deploybook.images with a fake engine API (the docker SDK's low-level seam)."""
+"""Unit tests of deploybook.images.build with a fake engine API (the docker SDK's low-level seam)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import requests
 
-from deploybook import images as images_module
 from deploybook.errors import BuildError, PushError, RegistryError
-from deploybook.images import build_image, oci_labels, push_image, split_repository
-from deploybook.registry import RegistryAuth
+from deploybook.images import build as images_module
+from deploybook.images.build import build_image, oci_labels, push_image, split_repository
+from deploybook.images.registry import RegistryAuth
 
 DIGEST = "sha256:" + "cd" * 32
 OTHER = "sha256:" + "ef" * 32
@@ -336,8 +336,8 @@ def test_ping_through_the_registry_client_answering_500_fails_fast(monkeypatch: 
     import requests
     from requests.adapters import BaseAdapter
 
-    from deploybook import registry as registry_module
-    from deploybook.registry import RegistryClient
+    from deploybook.images import registry as registry_module
+    from deploybook.images.registry import RegistryClient
 
     class Answer500(BaseAdapter):
         def send(self, request: Any, **kwargs: Any) -> requests.Response:

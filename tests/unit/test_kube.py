@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from deploybook.cluster.connect import connect
 from deploybook.errors import ClusterError
-from deploybook.kube import connect
 
 
 @dataclass(frozen=True)

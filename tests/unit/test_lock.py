@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from deploybook.errors import LockHeld
-from deploybook.lock import (
+from deploybook.cluster.lock import (
     LEASE_NAME,
     LeaseRenewer,
     acquire_lock,
@@ -25,6 +24,7 @@ from deploybook.lock import (
     release_lock,
     renew_lock,
 )
+from deploybook.errors import LockHeld
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """The plugin through pytester: --env rules, stage ordering, dependency skips, lock, record.
 
-The cluster is faked at its seam (``deploybook.kube.connect`` and the namespace call), so
+The cluster is faked at its seam (``deploybook.cluster.connect.connect`` and the namespace call), so
 these runs are fast and need no stack; the stage modules here are small stand-ins that
 record what they did instead of building and deploying.
 """
@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+import deploybook.cluster.connect
+
 # Imported here, before any in-process pytester run snapshots sys.modules, so the fakes
 # below patch the very modules the inner runs use.
-import deploybook.apply
-import deploybook.kube
-import deploybook.plugin
-import deploybook.preflight
-from deploybook.lock import LEASE_NAME
+import deploybook.manifests.apply
+import deploybook.plugin.hooks
+import deploybook.release.preflight
+from deploybook.cluster.lock import LEASE_NAME
 
 pytest_plugins = ["pytester"]
 
@@ -136,19 +137,16 @@ def _future() -> Any:
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     fake = FakeCluster()
-    monkeypatch.setattr(deploybook.kube, "connect", fake.connect)
-    monkeypatch.setattr(deploybook.apply, "ensure_namespace", lambda *a, **k: None)
+    monkeypatch.setattr(deploybook.cluster.connect, "connect", fake.connect)
+    monkeypatch.setattr(deploybook.manifests.apply, "ensure_namespace", lambda *a, **k: None)
     # The preflight's rendering and dry-run are unit-tested in test_preflight.py.
-    monkeypatch.setattr(deploybook.preflight, "preflight_release", fake.preflight)
+    monkeypatch.setattr(deploybook.release.preflight, "preflight_release", fake.preflight)
     return fake
 
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A miniature deploybook repository: plugin, one environment, three stages, one check."""
-    # xdist workers start from a fresh interpreter: the conftest makes deploybook importable.
-    repo = Path(deploybook.kube.__file__).resolve().parents[1]
-    pytester.makeconftest(f'import sys\nsys.path.insert(0, {str(repo)!r})\npytest_plugins = ["deploybook.plugin"]')
     pytester.makeini(
         "[pytest]\ntestpaths = tests\naddopts = -p no:cacheprovider -p no:allure_pytest -p no:deploybook-evidence\n"
     )
@@ -377,7 +375,7 @@ def test_status_table_registered_on_the_xdist_controller(project: pytest.Pyteste
     project.makepyfile(
         **{
             "checks/test_status_note": (
-                "from deploybook.status import note_status\n"
+                "from deploybook.plugin.status_table import note_status\n"
                 "def test_note(service, request):\n"
                 "    note_status(request.node, service.name, replicas='1/1')\n"
             )

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from deploybook.config import Environment, parse_environment
+from deploybook.config.environment import Environment, parse_environment
 from deploybook.errors import PolicyError
-from deploybook.gitinfo import GitState
-from deploybook.policy import check_before_release, check_branch, check_clean_tree, check_promotion
-from deploybook.record import ReleaseRecord
-from deploybook.run import ServiceResult
+from deploybook.evidence.record import ReleaseRecord
+from deploybook.release.policy import check_before_release, check_branch, check_clean_tree, check_promotion
+from deploybook.release.state import ServiceResult
+from deploybook.sources.git import GitState
 
 BASE = """\
 cluster: {context: c, namespace: ns}

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from test_apply import FakeCluster, FakeDynamic, FakeKube, FakeResources
 
-from deploybook.config import parse_environment
+from deploybook.config.environment import parse_environment
 from deploybook.errors import PreflightFailed
-from deploybook.preflight import PLACEHOLDER_DIGEST, preflight_release
-from deploybook.run import RunState
+from deploybook.release.preflight import PLACEHOLDER_DIGEST, preflight_release
+from deploybook.release.state import RunState
 
 NS = "dx29-test"
 ENV_TEXT = f"""\
@@ -77,7 +77,7 @@ def test_every_service_is_dry_run_with_placeholder_digests(tmp_path: Path, clust
 def test_known_digests_are_used_instead_of_the_placeholder(
     tmp_path: Path, kube: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deploybook.apply
+    import deploybook.manifests.apply
 
     state, manifests = release(tmp_path)
     digest = "sha256:" + "1" * 64
@@ -85,7 +85,7 @@ def test_known_digests_are_used_instead_of_the_placeholder(
     state.result("gateway").image, state.result("gateway").digest = "localhost:5000/dx29/gateway", digest
     seen: list[str] = []
     monkeypatch.setattr(
-        deploybook.apply,
+        deploybook.manifests.apply,
         "diff_objects",
         lambda kube, objs: (
             seen.extend(c["image"] for o in objs for c in o["spec"]["template"]["spec"]["containers"]) or []

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from deploybook.config import parse_environment
+from deploybook.config.environment import parse_environment
 from deploybook.errors import RecordError
-from deploybook.gitinfo import GitState
-from deploybook.record import build_record, load_file, write_record
-from deploybook.run import RunState
+from deploybook.evidence.record import build_record, load_file, write_record
+from deploybook.release.state import RunState
+from deploybook.sources.git import GitState
 
 ENV_TEXT = """\
 cluster: {context: c, namespace: ns}
@@ -94,7 +94,7 @@ def test_api_server_lost_while_saving_the_record_names_the_server(state: RunStat
     import urllib3
 
     from deploybook.errors import ClusterError
-    from deploybook.record import save_to_cluster
+    from deploybook.evidence.record import save_to_cluster
 
     def lost(*args: object) -> None:
         raise urllib3.exceptions.MaxRetryError(None, "/api/v1", OSError("[Errno 111] Connection refused"))  # type: ignore[arg-type]

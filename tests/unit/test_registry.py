@@ -1,4 +1,4 @@
-"""Unit tests of deploybook.registry: credentials and the v2 client behind a fake transport."""
+"""Unit tests of deploybook.images.registry: credentials and the v2 client behind a fake transport."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from deploybook import registry as registry_module
 from deploybook.errors import ConfigError, RegistryError
-from deploybook.registry import RegistryAuth, RegistryClient, registry_host, resolve_credentials
+from deploybook.images import registry as registry_module
+from deploybook.images.registry import RegistryAuth, RegistryClient, registry_host, resolve_credentials
 
 DIGEST = "sha256:" + "ab" * 32
 Handler = Callable[[requests.PreparedRequest], tuple[int, dict[str, str], bytes]]

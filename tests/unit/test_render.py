@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from deploybook.errors import RenderError
-from deploybook.render import (
+from deploybook.manifests.render import (
     Manifest,
     image_name,
     load_manifests,

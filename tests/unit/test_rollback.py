@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-import deploybook.apply
-import deploybook.rollback as rollback
-from deploybook.config import parse_environment
-from deploybook.record import ReleaseRecord
-from deploybook.render import load_manifests
-from deploybook.run import ServiceResult
+import deploybook.manifests.apply
+import deploybook.release.rollback as rollback
+from deploybook.config.environment import parse_environment
+from deploybook.evidence.record import ReleaseRecord
+from deploybook.manifests.render import load_manifests
+from deploybook.release.state import ServiceResult
 
 ENV = """\
 cluster: {context: fake, namespace: demo}
@@ -97,7 +97,7 @@ def test_restore_is_exact_when_the_rendering_hashes_to_the_recorded_one(
     env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     applied: list[list[dict[str, Any]]] = []
-    monkeypatch.setattr(deploybook.apply, "apply_objects", lambda kube, objs, **kw: applied.append(objs))
+    monkeypatch.setattr(deploybook.manifests.apply, "apply_objects", lambda kube, objs, **kw: applied.append(objs))
     monkeypatch.setattr(rollback, "_prove", lambda *a: [])
     target = record("r1", GOOD, manifests={"api.yaml": target_rendering(env, "r1")})
     result = rollback.roll_back(
@@ -118,7 +118,7 @@ def test_restore_is_exact_when_the_rendering_hashes_to_the_recorded_one(
 def test_changed_manifests_are_re_rendered_and_a_failed_proof_is_not_ok(
     env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deploybook.apply, "apply_objects", lambda kube, objs, **kw: None)
+    monkeypatch.setattr(deploybook.manifests.apply, "apply_objects", lambda kube, objs, **kw: None)
     monkeypatch.setattr(rollback, "_prove", lambda *a: ["Deployment/api: CrashLoopBackOff"])
     target = record("r1", GOOD, manifests={"api.yaml": "0" * 64})
     result = rollback.roll_back(None, env, target, ["api"], manifest_dir=env.manifests.path, timeout_s=5)
@@ -133,7 +133,7 @@ def test_a_refused_apply_is_reported_not_raised(env: Any, monkeypatch: pytest.Mo
     def refuse(kube: Any, objs: Any, **kw: Any) -> None:
         raise ApplyError("admission webhook said no", source="https://fake:6443")
 
-    monkeypatch.setattr(deploybook.apply, "apply_objects", refuse)
+    monkeypatch.setattr(deploybook.manifests.apply, "apply_objects", refuse)
     result = rollback.roll_back(None, env, record("r1", GOOD), ["api"], manifest_dir=env.manifests.path, timeout_s=5)
     assert not result.ok and "could not re-apply" in result.services[0].detail
     assert "admission webhook said no" in result.services[0].detail

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from urllib3.exceptions import ProtocolError
 
-from deploybook.rollout import (
+from deploybook.verify.rollout import (
     RolloutFailed,
     evaluate_workload,
     pod_failure,
     wait_for_rollout,
 )
-from deploybook.workload_status import pods_of_current_revision, pull_is_retried
+from deploybook.verify.workload_status import pods_of_current_revision, pull_is_retried
 
 
 class FakeResponse:
@@ -416,8 +416,8 @@ def test_statefulset_pods_filtered_by_update_revision() -> None:
 
 def test_a_listed_workload_already_rolled_out_needs_no_watch() -> None:
     """The checks judge complete workloads from one list; only the rest are watched."""
-    from deploybook.kubewatch import NamespaceSnapshot
-    from deploybook.rollout import rolled_out_in
+    from deploybook.cluster.watch import NamespaceSnapshot
+    from deploybook.verify.rollout import rolled_out_in
 
     done = deployment("5", replicas=2, updated=2, available=2, total=2)
     rolling = deployment("6", replicas=2, updated=1, available=1, total=2)
@@ -441,7 +441,7 @@ def test_a_listed_workload_already_rolled_out_needs_no_watch() -> None:
 
 
 def test_selector_matches_labels_and_expressions() -> None:
-    from deploybook.kubewatch import selector_matches
+    from deploybook.cluster.watch import selector_matches
 
     sel = {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}
     assert selector_matches(sel, {"app": "web", "tier": "a"})
@@ -453,7 +453,7 @@ def test_selector_matches_labels_and_expressions() -> None:
 
 def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_is_observed() -> None:
     """A rollback: the crashing revision is still 'current' until the controller observes the new spec."""
-    from deploybook.rollout import _Tracker
+    from deploybook.verify.rollout import _Tracker
 
     stale = deployment("10", generation=3, observed=2, updated=1, total=1)  # revision 2: the crashing one
     crashing = pod(

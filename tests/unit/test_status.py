@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploybook.status import format_table
+from deploybook.plugin.status_table import format_table
 
 pytest_plugins = ["pytester"]
 
@@ -34,12 +34,12 @@ def test_table_marks_a_digest_that_differs() -> None:
 
 def test_notes_from_tests_end_in_one_table(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
-        "from deploybook.status import StatusTable\n"
+        "from deploybook.plugin.status_table import StatusTable\n"
         "def pytest_configure(config):\n"
         "    config.pluginmanager.register(StatusTable(), 'deploybook-status')\n"
     )
     pytester.makepyfile(
-        "from deploybook.status import note_status\n"
+        "from deploybook.plugin.status_table import note_status\n"
         "def test_rollout(request):\n"
         "    note_status(request.node, 'gateway', replicas='1/1', commit='3f2c1d0')\n"
         "def test_endpoints(request):\n"
