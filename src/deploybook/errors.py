@@ -2,25 +2,28 @@
 
 Every error keeps where it came from (``stage``, ``service``, ``source``: a file and line,
 a flag, a registry URL, a cluster server) and says what to do next, so the terminal can
-show it as one line instead of a traceback::
+show it as one line instead of a traceback. Library errors are wrapped at the seam where
+they are met (``raise ... from e``); nothing above a seam catches a library exception::
 
     DeploybookError
-    ├── ConfigError                 environments/NAME.yaml is missing, malformed or invalid
+    ├── ConfigError                 the app or an environment file is missing, malformed or invalid
     │   └── UnknownEnvironment      --env names no file in environments/
-    ├── PolicyError                 branch rule, clean tree, production promotion
+    ├── PolicyError                 branch rule, clean tree, production promotion, confinement
     ├── LockHeld                    another release holds the environment's Lease
-    ├── GitError                    a git command failed (checkout state, manifest fetch)
+    ├── GitError                    a git command failed (checkout state, fetching a source)
     ├── RecordError                 release.json missing, malformed or not usable
+    ├── EvidenceError               the report or the bundle could not be made or verified
     ├── BuildError                  docker build failed (missing Dockerfile, failing step)
     ├── RegistryError               registry unreachable, auth refused, digest mismatch
     │   └── PushError               docker push failed
     ├── ClusterError                cluster unreachable or an API call failed
-    │   ├── RenderError             manifests could not be rendered (unknown image, bad YAML)
+    │   ├── RenderError             manifests could not be loaded or rendered
     │   ├── ApplyError              server-side apply refused an object
-    │   │   └── PreflightFailed     a service's manifests refused before anything ran
-    │   └── RolloutFailed           a workload did not become ready
-    └── CheckFailed                 a post-deploy check observed something else than expected
-        └── ImageDigestMismatch     a running container's digest differs from the recorded one
+    │   │   └── PreflightFailed     a service's manifests refused before anything was applied
+    │   └── ExecFailed              a command could not be run inside a container
+    │       └── ExecForbidden       the context may not exec into pods (pods/exec)
+    └── CheckFailed                 a post-deploy check found something other than expected
+        └── RolloutFailed           a workload did not roll out; ``cause`` says why
 """
 
 from __future__ import annotations
@@ -150,13 +153,50 @@ class PreflightFailed(ApplyError):
     """Before anything ran, some service's manifests did not render or were refused by a dry-run."""
 
 
-class RolloutFailed(ClusterError):
-    """A workload did not become ready; ``cause`` carries the observed reason."""
+class ExecFailed(ClusterError):
+    """A command could not be run in a container, or said nothing usable."""
+
+
+class ExecForbidden(ExecFailed):
+    """The context may not exec into pods (no ``create`` on ``pods/exec``)."""
+
+
+class EvidenceError(DeploybookError):
+    """The release evidence could not be produced or verified (Allure missing, a bad bundle)."""
 
 
 class CheckFailed(DeploybookError):
-    """A post-deploy check observed something other than what was expected."""
+    """A post-deploy check found something other than what was expected."""
 
 
-class ImageDigestMismatch(CheckFailed):
-    """A running container's image digest differs from the recorded one."""
+class RolloutFailed(CheckFailed):
+    """A workload that will not roll out; ``cause`` names why (CrashLoopBackOff, Timeout, ...).
+
+    ``evidence`` is the text an operator reads to see why: conditions, events, log tails.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        name: str,
+        cause: str,
+        detail: str,
+        evidence: str = "",
+        deadline_s: float = 0.0,
+        deadline_source: str = "timeout",
+        elapsed_s: float = 0.0,
+        timeline: tuple[tuple[float, str], ...] = (),
+        service: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"{kind} {namespace}/{name} failed to roll out after {elapsed_s:.1f}s: {cause}: {detail} "
+            f"(deadline {deadline_s:.0f}s from {deadline_source})",
+            service=service,
+            hint="see the conditions, events and log tails in the evidence; fix the cause and release again",
+        )
+        self.kind, self.namespace, self.name = kind, namespace, name
+        self.cause, self.detail, self.evidence = cause, detail, evidence
+        self.deadline_s, self.deadline_source = deadline_s, deadline_source
+        self.elapsed_s, self.timeline = elapsed_s, timeline

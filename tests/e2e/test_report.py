@@ -5,7 +5,7 @@ Each test runs against two runs:
 - ``release``: the real runbook (``pytest runbook --env local``) against the local stack,
   with a Secret planted in the namespace first; skipped with the reason while the stack's
   cluster is not Ready or the runbook does not exist yet.
-- ``sample``: a small suite run through :class:`deploybook.evidence.report.EvidencePlugin` whose
+- ``sample``: a small suite run through :class:`deploybook.plugin.evidence.EvidencePlugin` whose
   "stage" logs the registry password on purpose, as a careless build step would.
 
 The single-file HTML is opened from ``file://`` in Debian's headless Chromium, in a network
@@ -52,37 +52,33 @@ class Run:
 SAMPLE_CONFTEST = """
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from deploybook.evidence.report import EvidencePlugin
-from deploybook.release.state import RUN_STATE, RunState, ServiceResult
+from deploybook.evidence.report import ReportFacts
+from deploybook.plugin.evidence import EvidencePlugin
 
 DIGESTS = {digests!r}
+RUN_DIR = Path("{reports}") / "sample" / "{run_id}"
+IMAGES = {{name: f"localhost:5000/dx29/{{name}}@{{digest}}" for name, digest in DIGESTS.items()}}
 
 
 def pytest_configure(config):
-    env = SimpleNamespace(name="sample", cluster=SimpleNamespace(namespace="dx29-sample", context="none"))
-    state = RunState(env=env, run_id="{run_id}", run_dir=Path("{reports}") / "sample" / "{run_id}",
-                     mode="runbook")
-    for name, digest in DIGESTS.items():
-        state.results[name] = ServiceResult(name=name, image=f"localhost:5000/dx29/{{name}}", digest=digest)
-    config.stash[RUN_STATE] = state
-    config.pluginmanager.register(EvidencePlugin(config, project_root=Path("{repo}")), "deploybook-evidence")
+    facts = ReportFacts("sample", "none", "dx29-sample", "unknown", "unknown", "{run_id}", IMAGES)
+    plugin = EvidencePlugin(config, RUN_DIR, lambda: facts, project_root=Path("{repo}"))
+    config.pluginmanager.register(plugin, "deploybook-evidence")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):
-    # What deploybook.evidence.record does for a real release.
-    state = session.config.stash[RUN_STATE]
-    record = {{"run_id": state.run_id, "environment": "sample",
-              "services": {{n: r.to_dict() for n, r in state.results.items()}}}}
+    # What deploybook's release record is for a real release.
+    services = {{n: {{"name": n, "ref": IMAGES[n], "digest": d}} for n, d in DIGESTS.items()}}
     for name in DIGESTS:
-        record["services"][name]["manifests"] = {{f"Deployment/dx29-{{name}}-deployment":
-            f"kind: Deployment\\nimage: localhost:5000/dx29/{{name}}@{{DIGESTS[name]}}\\n"}}
-    state.run_dir.mkdir(parents=True, exist_ok=True)
-    (state.run_dir / "release.json").write_text(json.dumps(record))
+        services[name]["manifests"] = {{f"Deployment/dx29-{{name}}-deployment":
+            f"kind: Deployment\\nimage: {{IMAGES[name]}}\\n"}}
+    record = {{"run_id": "{run_id}", "environment": "sample", "services": services}}
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    (RUN_DIR / "release.json").write_text(json.dumps(record))
 """
 
 SAMPLE_SUITE = '''
@@ -92,7 +88,7 @@ from pathlib import Path
 import allure
 import pytest
 
-from deploybook.errors import ImageDigestMismatch
+from deploybook.errors import CheckFailed
 
 
 @pytest.mark.parametrize("service", ["gateway", "terms"])
@@ -104,7 +100,7 @@ def test_push(service):
 
 
 def test_digest_terms():
-    raise ImageDigestMismatch("running sha256:0 differs from the recorded digest", service="terms")
+    raise CheckFailed("image digest mismatch: running sha256:0, not the recorded digest", service="terms")
 
 
 def test_endpoint_worker():

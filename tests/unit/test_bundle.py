@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from deploybook.errors import EvidenceError
 from deploybook.evidence import bundle
 
 DIGEST = "sha256:" + "cd" * 32
@@ -131,7 +132,7 @@ def test_create_refuses_a_known_secret_even_inside_the_report(run_dir: Path, tmp
     password_file.write_text(password)
     # Embedded and base64-encoded twice over: invisible to a plain search of the HTML.
     (run_dir / "index.html").write_bytes(fake_report({"data/attachments/1.attach": f"-p {password}".encode()}))
-    with pytest.raises(bundle.BundleError) as caught:
+    with pytest.raises(EvidenceError) as caught:
         bundle.create_bundle(run_dir, environ={"DEPLOYBOOK_REGISTRY_PASSWORD_FILE": str(password_file)})
     assert "index.html#data/attachments/1.attach" in str(caught.value)
     assert password not in str(caught.value)
@@ -157,5 +158,5 @@ def test_manifest_recorded_by_sha256_but_absent_is_named(run_dir: Path) -> None:
     record = json.loads((run_dir / "release.json").read_text())
     record["services"]["api"]["manifests"] = {"api.yaml": "0" * 64}
     (run_dir / "release.json").write_text(json.dumps(record))
-    with pytest.raises(bundle.BundleError, match=r"rendered manifest api\.yaml of api"):
+    with pytest.raises(EvidenceError, match=r"rendered manifest api\.yaml of api"):
         bundle.create_bundle(run_dir, environ={})

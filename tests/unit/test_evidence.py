@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from deploybook.errors import EvidenceError
 from deploybook.evidence import report as evidence
+from deploybook.evidence import secrets
 from deploybook.evidence.bundle import report_payloads
 
 pytest_plugins = ("pytester",)
@@ -108,7 +110,7 @@ def first_category(message: str) -> str | None:
 @pytest.mark.parametrize(
     ("message", "category"),
     [
-        ("deploybook.errors.ImageDigestMismatch: [service api] running sha256:1 != sha256:2", "Digest mismatches"),
+        ("AssertionError: image digest mismatch (recorded digest from this run):", "Digest mismatches"),
         ("deploybook.errors.RolloutFailed: [service api] CrashLoopBackOff\nlast log lines", "Rollout failures"),
         ("AssertionError: dx29-api has no ready endpoints\nassert 0 > 0", "Endpoint failures"),
         ("deploybook.errors.PolicyError: branch feature/x may not release to test", "Policy refusals"),
@@ -137,7 +139,7 @@ def test_known_secret_values_from_variables_and_files(tmp_path: Path) -> None:
         "HOME": "/root-not-a-secret",
         "MISSING_TOKEN_FILE": str(tmp_path / "nope"),
     }
-    assert evidence.known_secret_values(environ) == {"env-held-password", "tok-123456", "file-held-password"}
+    assert secrets.known_secret_values(environ) == {"env-held-password", "tok-123456", "file-held-password"}
 
 
 def test_scrub_secrets_blanks_plain_and_base64_forms(tmp_path: Path) -> None:
@@ -146,11 +148,11 @@ def test_scrub_secrets_blanks_plain_and_base64_forms(tmp_path: Path) -> None:
     attachment.write_text(f"docker login -p {secret}\ndata: {base64.b64encode(secret.encode()).decode()}\n")
     untouched = tmp_path / "b-result.json"
     untouched.write_text('{"status": "passed"}')
-    changed = evidence.scrub_secrets(tmp_path, {secret})
+    changed = secrets.scrub_secrets(tmp_path, {secret})
     assert changed == [attachment]
     text = attachment.read_text()
     assert secret not in text and base64.b64encode(secret.encode()).decode() not in text
-    assert text.count(evidence.REDACTED) == 2
+    assert text.count(secrets.REDACTED) == 2
 
 
 def test_history_is_carried_from_latest_and_latest_moves(tmp_path: Path) -> None:
@@ -172,7 +174,7 @@ def test_no_history_on_the_first_run(tmp_path: Path) -> None:
 
 
 def test_missing_allure_says_to_run_npm_ci(tmp_path: Path) -> None:
-    with pytest.raises(evidence.EvidenceError) as caught:
+    with pytest.raises(EvidenceError) as caught:
         evidence.generate_html(tmp_path, tmp_path, report_name="x", history_file=None, project_root=tmp_path)
     assert "npm ci" in str(caught.value) and "package.json" in str(caught.value)
 
@@ -181,28 +183,21 @@ def test_missing_allure_says_to_run_npm_ci(tmp_path: Path) -> None:
 
 CONFTEST = """
 from pathlib import Path
-from types import SimpleNamespace
 
-import pytest
-
-from deploybook.evidence.report import EvidencePlugin
-from deploybook.release.state import RUN_STATE, RunState, ServiceResult
+from deploybook.evidence.report import ReportFacts
+from deploybook.plugin.evidence import EvidencePlugin
 
 REPORTS = Path({reports!r})
 PROJECT = Path({project!r})  # where npm ci installed the pinned Allure
 
 
 def pytest_configure(config):
-    # What deploybook.plugin.hooks does: run state first, then the evidence plugin.
-    env = SimpleNamespace(name="local", cluster=SimpleNamespace(namespace="app-ingress",
-                                                                context="deploybook-admin"))
+    # What deploybook.plugin.hooks does: the evidence plugin, told where the run folder is.
     run_id = config.getoption("--run-id")
-    state = RunState(env=env, run_id=run_id, run_dir=REPORTS / "local" / run_id, mode="runbook")
-    for name in ("api", "web"):
-        state.results[name] = ServiceResult(name=name, image=f"localhost:5000/dx29/{{name}}",
-                                            digest="{digest}")
-    config.stash[RUN_STATE] = state
-    config.pluginmanager.register(EvidencePlugin(config, bundle=False, project_root=PROJECT), "deploybook-evidence")
+    images = {{name: f"localhost:5000/dx29/{{name}}@{digest}" for name in ("api", "web")}}
+    facts = ReportFacts("local", "https://10.244.0.1:6443", "app-ingress", "main", "0" * 40, run_id, images)
+    plugin = EvidencePlugin(config, REPORTS / "local" / run_id, lambda: facts, bundle=False, project_root=PROJECT)
+    config.pluginmanager.register(plugin, "deploybook-evidence")
 
 
 def pytest_addoption(parser):
@@ -211,7 +206,7 @@ def pytest_addoption(parser):
 
 SUITE = '''
 import allure
-from deploybook.errors import ImageDigestMismatch, RolloutFailed
+from deploybook.errors import CheckFailed, RolloutFailed
 
 
 def test_build_api():
@@ -221,11 +216,12 @@ def test_build_api():
 
 
 def test_rollout_web():
-    raise RolloutFailed("dx29-web-deployment: CrashLoopBackOff", service="web")
+    raise RolloutFailed(kind="Deployment", namespace="app-ingress", name="dx29-web-deployment",
+                        cause="CrashLoopBackOff", detail="exited with code 1", service="web")
 
 
 def test_digest_api():
-    raise ImageDigestMismatch("running sha256:1 differs from recorded sha256:2", service="api")
+    raise CheckFailed("image digest mismatch: running sha256:1, recorded sha256:2", service="api")
 '''
 
 

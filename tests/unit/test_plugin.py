@@ -1,14 +1,16 @@
-"""The plugin through pytester: --env rules, stage ordering, dependency skips, lock, record.
+"""The plugin through pytester: --env rules, ordering, dependency skips, lock, record, concurrency.
 
-The cluster is faked at its seam (``deploybook.cluster.connect.connect`` and the namespace call), so
-these runs are fast and need no stack; the stage modules here are small stand-ins that
-record what they did instead of building and deploying.
+The cluster is faked at its seam (the connect call the engine's clients make, and the
+namespace call), and so are the engine's stage tasks: these runs are fast and need no stack.
+The fake tasks record what they did (service, task, start and end time) instead of building
+and deploying; the runbook modules are written exactly as a team's are.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,14 +18,14 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-import deploybook.cluster.connect
-
 # Imported here, before any in-process pytester run snapshots sys.modules, so the fakes
 # below patch the very modules the inner runs use.
-import deploybook.manifests.apply
-import deploybook.plugin.hooks
-import deploybook.release.preflight
+import deploybook.release.clients
+import deploybook.release.release
+import deploybook.release.session
 from deploybook.cluster.lock import LEASE_NAME
+from deploybook.errors import BuildError
+from deploybook.release.stages import Applied, Built, Pushed
 
 pytest_plugins = ["pytester"]
 
@@ -38,23 +40,48 @@ services:
 """
 STAGE = """
 import os, pytest
-from deploybook.errors import BuildError
 pytestmark = pytest.mark.stage("{stage}")
 
 def test_{stage}(service, release):
-    with open(os.environ["STAGE_LOG"], "a") as log:
-        log.write(f"{{service.name}} {stage} {{os.getpid()}}\\n")
+    release.wait(service, "{stage}")
     if os.environ.get("INTERRUPT") == f"{{service.name}}:{stage}":
         raise KeyboardInterrupt
-    if os.environ.get("FAIL") == f"{{service.name}}:{stage}":
-        raise BuildError("engine said no", stage="{stage}", service=service.name, hint="fix it")
-    if "{stage}" == "push":
-        release.record_service(service.name, image="reg.example/" + service.name, digest="sha256:" + "ab" * 32)
 """
 CHECK = """
 def test_check(service, release):
-    assert release.expected_digest(service.name) == "sha256:" + "ab" * 32
+    digest, _, source = release.engine.expected(service.name)
+    assert digest == "sha256:" + "ab" * 32, source
 """
+DIGEST = "sha256:" + "ab" * 32
+
+
+class FakeTasks:
+    """The engine's stage tasks, recording (service, task, start, end) and failing on demand."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.fail: str | None = None
+        self.seconds = 0.0
+
+    def task(self, name: str) -> Any:
+        def run(release: Any, service: Any, say: Any) -> object:
+            started = time.monotonic()
+            time.sleep(self.seconds)
+            with self.log.open("a") as log:
+                log.write(f"{service.name} {name} {started:.3f} {time.monotonic():.3f}\n")
+            if self.fail == f"{service.name}:{name}":
+                raise BuildError("engine said no", stage=name, service=service.name, hint="fix it")
+            if release.context.skips_stage(name):
+                from deploybook.release.pipeline import Skipped
+
+                return Skipped(release.resumed_note(name))
+            if name == "build":
+                return Built(f"reg.example/{service.name}", "t", "sha256:" + "1" * 64, {}, "docker build", "")
+            if name == "push":
+                return Pushed(f"reg.example/{service.name}", DIGEST, "push", "t")
+            return Applied(f"{service.name}.yaml", release.context.run_id, "", "ab")
+
+        return run
 
 
 class FakeCluster:
@@ -78,7 +105,7 @@ class FakeCluster:
             read_namespaced_config_map=self.read_cm,
         )
 
-    def preflight(self, kube: Any, state: Any, manifest_dir: Path, **kwargs: Any) -> list[Any]:
+    def preflight(self, kube: Any, env: Any, manifest_dir: Path, **kwargs: Any) -> list[Any]:
         self.preflights += 1
         if self.refuse:
             from deploybook.errors import PreflightFailed
@@ -137,10 +164,18 @@ def _future() -> Any:
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     fake = FakeCluster()
-    monkeypatch.setattr(deploybook.cluster.connect, "connect", fake.connect)
-    monkeypatch.setattr(deploybook.manifests.apply, "ensure_namespace", lambda *a, **k: None)
+    monkeypatch.setattr(deploybook.release.clients, "connect", fake.connect)
+    monkeypatch.setattr(deploybook.release.session, "ensure_namespace", lambda *a, **k: None)
     # The preflight's rendering and dry-run are unit-tested in test_preflight.py.
-    monkeypatch.setattr(deploybook.release.preflight, "preflight_release", fake.preflight)
+    monkeypatch.setattr(deploybook.release.session, "preflight_release", fake.preflight)
+    return fake
+
+
+@pytest.fixture
+def tasks(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> FakeTasks:
+    fake = FakeTasks(project.path / "stages.log")
+    for name in ("build", "push", "apply"):
+        monkeypatch.setitem(deploybook.release.release.TASKS, name, fake.task(name))
     return fake
 
 
@@ -163,14 +198,13 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
         ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init"],
     ):
         subprocess.run(["git", *args], cwd=pytester.path, check=True, capture_output=True)
-    monkeypatch.setenv("STAGE_LOG", str(pytester.path / "stages.log"))
-    monkeypatch.delenv("FAIL", raising=False)
     monkeypatch.delenv("INTERRUPT", raising=False)
     return pytester
 
 
-def stage_log(project: pytest.Pytester) -> list[list[str]]:
-    return [line.split() for line in (project.path / "stages.log").read_text().splitlines()]
+def stage_log(project: pytest.Pytester) -> list[tuple[str, str, float, float]]:
+    lines = (project.path / "stages.log").read_text().splitlines()
+    return [(svc, task, float(start), float(end)) for svc, task, start, end in (line.split() for line in lines)]
 
 
 def the_record(project: pytest.Pytester) -> dict[str, Any]:
@@ -205,18 +239,13 @@ def test_malformed_yaml_stops_before_the_cluster(project: pytest.Pytester, clust
     assert cluster.connects == 0 and not (project.path / "stages.log").exists()
 
 
-def test_stages_run_in_marker_order_then_checks(project: pytest.Pytester, cluster: FakeCluster) -> None:
+def test_stages_run_in_marker_order_then_checks(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
     result = project.runpytest("runbook", "--env", "demo", "-v")
     result.assert_outcomes(passed=8)
-    order = [(svc, stage) for svc, stage, _ in stage_log(project)]
-    assert order == [
-        ("api", "build"),
-        ("web", "build"),
-        ("api", "push"),
-        ("web", "push"),
-        ("api", "apply"),
-        ("web", "apply"),
-    ]
+    for svc in ("api", "web"):  # each service's tasks ran in stage order
+        assert [task for s, task, _, _ in stage_log(project) if s == svc] == ["build", "push", "apply"]
     result.stdout.fnmatch_lines(
         [
             "*test_c.py::test_build[[]api[]]*",
@@ -227,14 +256,32 @@ def test_stages_run_in_marker_order_then_checks(project: pytest.Pytester, cluste
     )
 
 
-def test_failed_stage_skips_that_service_only(
-    project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAIL", "web:build")
+def test_services_are_worked_on_side_by_side(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:
+    tasks.seconds = 0.4
+    started = time.monotonic()
+    result = project.runpytest("runbook", "--env", "demo")
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(passed=8)
+    spans = {(svc, task): (start, end) for svc, task, start, end in stage_log(project)}
+    api, web = spans[("api", "build")], spans[("web", "build")]
+    assert api[0] < web[1] and web[0] < api[1], "the two builds did not overlap"
+    assert elapsed < 6 * 0.4 + 3  # three stages of two services, not six one after the other
+
+
+def test_n_is_ignored_a_run_is_one_process(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:
+    result = project.runpytest("runbook", "--env", "demo", "-n", "2")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*deploybook: -n 2 ignored: the services of a run are worked on concurrently*"])
+    assert len(the_record(project)["services"]) == 2
+
+
+def test_failed_stage_skips_that_service_only(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:
+    tasks.fail = "web:build"
     result = project.runpytest("runbook", "--env", "demo", "-rs")
     result.assert_outcomes(passed=4, failed=1, skipped=3)
-    assert ("web", "push") not in [(s, st) for s, st, _ in stage_log(project)]
-    result.stdout.fnmatch_lines(["*web: build failed, so this is skipped (BuildError: *engine said no*"])
+    assert ("web", "push") not in [(s, task) for s, task, _, _ in stage_log(project)]
+    result.stdout.fnmatch_lines(["*build failed: BuildError: *engine said no*"])
+    result.stdout.fnmatch_lines(["*web's checks are skipped: build failed*"])  # a team's check too
     # One clean line for a deploybook error, not a traceback.
     result.stdout.fnmatch_lines(["*BuildError: [[]stage build, service web[]] engine said no -> fix it*"])
     assert "Traceback" not in result.stdout.str()
@@ -242,9 +289,12 @@ def test_failed_stage_skips_that_service_only(
     assert record["outcome"] == "failed"
     assert record["services"]["web"]["stages"]["build"]["outcome"] == "failed"
     assert record["services"]["api"]["stages"]["apply"]["outcome"] == "passed"
+    assert record["applied"] == ["api"]
 
 
-def test_lock_taken_and_released_and_record_kept(project: pytest.Pytester, cluster: FakeCluster) -> None:
+def test_lock_taken_and_released_and_record_kept(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
     result = project.runpytest("runbook", "--env", "demo")
     assert result.ret == 0
     assert cluster.leases == {}  # released at the end
@@ -252,9 +302,10 @@ def test_lock_taken_and_released_and_record_kept(project: pytest.Pytester, clust
     assert record["outcome"] == "passed" and record["cluster"]["server"] == "https://fake:6443"
     kept = json.loads(cluster.configmaps["demo"]["data"]["release.json"])
     assert kept["run_id"] == record["run_id"]
+    result.stdout.fnmatch_lines(["*deploybook: verdict: passed (runbook *"])
 
 
-def test_second_release_refused_naming_holder(project: pytest.Pytester, cluster: FakeCluster) -> None:
+def test_second_release_refused_naming_holder(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:
     cluster.leases["demo"] = {"spec": {"holderIdentity": "other", "leaseDurationSeconds": 600}}
     result = project.runpytest("runbook", "--env", "demo")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -263,14 +314,17 @@ def test_second_release_refused_naming_holder(project: pytest.Pytester, cluster:
     assert cluster.leases["demo"]["spec"]["holderIdentity"] == "other"
 
 
-def test_resume_from_stage_takes_earlier_outputs_from_record(project: pytest.Pytester, cluster: FakeCluster) -> None:
+def test_resume_from_stage_takes_earlier_outputs_from_record(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
     assert project.runpytest("runbook", "--env", "demo").ret == 0
     (first,) = project.path.glob("reports/demo/*/release.json")
     (project.path / "stages.log").unlink()
     result = project.runpytest("runbook", "--env", "demo", "--from-stage", "apply", "--release", str(first), "-rs")
     result.assert_outcomes(passed=4, skipped=4)
-    assert {st for _, st, _ in stage_log(project)} == {"apply"}
-    result.stdout.fnmatch_lines(["*api: resumed at apply; build output taken from release*"])
+    result.stdout.fnmatch_lines(["*resumed at apply; build output taken from release*"])
+    (second,) = set(project.path.glob("reports/demo/*/release.json")) - {first}
+    assert json.loads(second.read_text())["resumed_from"] == json.loads(first.read_text())["run_id"]
 
 
 def test_from_stage_needs_release(project: pytest.Pytester, cluster: FakeCluster) -> None:
@@ -279,18 +333,7 @@ def test_from_stage_needs_release(project: pytest.Pytester, cluster: FakeCluster
     result.stderr.fnmatch_lines(["ERROR: --from-stage needs --release FILE*"])
 
 
-def test_xdist_keeps_each_service_in_order_on_one_worker(project: pytest.Pytester, cluster: FakeCluster) -> None:
-    result = project.runpytest("runbook", "--env", "demo", "-n", "2")
-    result.assert_outcomes(passed=8)
-    log = stage_log(project)
-    for svc in ("api", "web"):
-        mine = [(stage, pid) for s, stage, pid in log if s == svc]
-        assert [stage for stage, _ in mine] == ["build", "push", "apply"]
-        assert len({pid for _, pid in mine}) == 1
-    assert len(the_record(project)["services"]) == 2
-
-
-def test_expired_lock_needs_take_over_lock(project: pytest.Pytester, cluster: FakeCluster) -> None:
+def test_expired_lock_needs_take_over_lock(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:
     cluster.leases["demo"] = {"spec": {"holderIdentity": "dead-run", "leaseDurationSeconds": 600}}
     refused = project.runpytest("runbook", "--env", "demo")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
@@ -301,7 +344,9 @@ def test_expired_lock_needs_take_over_lock(project: pytest.Pytester, cluster: Fa
     assert cluster.leases == {}
 
 
-def test_take_over_lock_never_displaces_a_live_holder(project: pytest.Pytester, cluster: FakeCluster) -> None:
+def test_take_over_lock_never_displaces_a_live_holder(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
     cluster.leases["demo"] = {"spec": {"holderIdentity": "other", "leaseDurationSeconds": 600}}
     result = project.runpytest("runbook", "--env", "demo", "--take-over-lock")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -310,22 +355,24 @@ def test_take_over_lock_never_displaces_a_live_holder(project: pytest.Pytester, 
 
 
 def test_interrupt_records_what_was_applied_and_frees_the_lock(
-    project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INTERRUPT", "web:apply")
     result = project.runpytest_inprocess("runbook", "--env", "demo", no_reraise_ctrlc=True)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     record = the_record(project)
-    assert record["outcome"] == "interrupted" and record["applied"] == ["api"]
+    # Both applies had finished when Ctrl-C came (the engine works ahead of the tests): the
+    # record says what the cluster got, and which test was showing when it stopped.
+    assert record["outcome"] == "interrupted" and record["applied"] == ["api", "web"]
     assert record["interrupted_during"].endswith("test_apply[web]")
     assert cluster.leases == {}
     assert json.loads(cluster.configmaps["demo"]["data"]["release.json"])["outcome"] == "interrupted"
 
 
 def test_rollback_without_a_passed_release_says_so(
-    project: pytest.Pytester, cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
 ) -> None:
-    monkeypatch.setenv("FAIL", "web:apply")
+    tasks.fail = "web:apply"
     result = project.runpytest("runbook", "--env", "demo", "--rollback-on-failure")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*--rollback-on-failure: no passed release in the namespace yet*"])
@@ -371,21 +418,15 @@ def test_missing_password_file_stops_before_the_cluster(project: pytest.Pytester
     assert cluster.connects == 0 and not (project.path / "stages.log").exists()
 
 
-def test_status_table_registered_on_the_xdist_controller(project: pytest.Pytester, cluster: FakeCluster) -> None:
-    project.makepyfile(
-        **{
-            "checks/test_status_note": (
-                "from deploybook.plugin.status_table import note_status\n"
-                "def test_note(service, request):\n"
-                "    note_status(request.node, service.name, replicas='1/1')\n"
-            )
-        }
-    )
-    result = project.runpytest("runbook", "--env", "demo", "-n", "2")
+def test_status_table_from_the_checks_notes(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:
+    project.makepyfile(**{"checks/test_status_note": ("def test_note(service, status):\n    status(replicas='1/1')\n")})
+    result = project.runpytest("runbook", "--env", "demo")
     result.stdout.fnmatch_lines(["*= deployment status =*", "service*ready*", "api*1/1*", "web*1/1*"])
 
 
-def test_refused_preflight_stops_before_the_lock_and_any_stage(project: pytest.Pytester, cluster: FakeCluster) -> None:
+def test_refused_preflight_stops_before_the_lock_and_any_stage(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
     cluster.refuse = "m/web.yaml, document 1 (line 1): image 'app/payments', which no service builds"
     result = project.runpytest("runbook", "--env", "demo")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -8,9 +8,8 @@ import pytest
 
 from deploybook.config.environment import Environment, parse_environment
 from deploybook.errors import PolicyError
-from deploybook.evidence.record import ReleaseRecord
+from deploybook.evidence.record import ReleaseRecord, ServiceRecord
 from deploybook.release.policy import check_before_release, check_branch, check_clean_tree, check_promotion
-from deploybook.release.state import ServiceResult
 from deploybook.sources.git import GitState
 
 BASE = """\
@@ -45,7 +44,7 @@ def record(
         started="",
         finished="",
         dry_run=dry_run,
-        services={n: ServiceResult(n, image=f"reg/{n}", digest=d) for n, d in digests.items()},
+        services={n: ServiceRecord(n, image=f"reg/{n}", digest=d) for n, d in digests.items()},
     )
 
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from test_apply import FakeCluster, FakeDynamic, FakeKube, FakeResources
 
-from deploybook.config.environment import parse_environment
+from deploybook.config.environment import Environment, parse_environment
 from deploybook.errors import PreflightFailed
-from deploybook.release.preflight import PLACEHOLDER_DIGEST, preflight_release
-from deploybook.release.state import RunState
+from deploybook.release import preflight as preflight_module
+from deploybook.release.preflight import PLACEHOLDER_DIGEST, ServicePreflight, placeholder_refs, preflight_release
 
 NS = "dx29-test"
 ENV_TEXT = f"""\
@@ -50,15 +50,23 @@ def kube(cluster: FakeCluster) -> Any:
     return FakeKube(FakeDynamic(FakeResources(cluster)))
 
 
-def release(tmp_path: Path, **images: str) -> tuple[RunState, Path]:
+def release(tmp_path: Path, **images: str) -> tuple[Environment, Path]:
     manifests = tmp_path / "m"
     manifests.mkdir()
     for name in ("gateway", "terms"):
         image = images.get(name, f"dx29/{name}")
         (manifests / f"{name}.yaml").write_text(MANIFEST.format(name=name, image=image, port=8080))
     env = parse_environment(ENV_TEXT, file=tmp_path / "environments" / "t.yaml", name="t", root=tmp_path)
-    state = RunState(env=env, run_id="20260101T000000Z-abc", run_dir=tmp_path / "run", mode="runbook")
-    return state, manifests
+    return env, manifests
+
+
+def run_preflight(
+    kube: Any, env: Environment, manifests: Path, known: dict[str, str | None] | None = None, **kw: Any
+) -> list[ServicePreflight]:
+    refs = placeholder_refs(env, known or {})
+    return preflight_release(
+        kube, env, manifests, refs=refs, pull_secret=None, release_id="20260101T000000Z-abc", git_sha="0" * 40, **kw
+    )
 
 
 def real_writes(cluster: FakeCluster) -> list[tuple[str, str, str, str | None]]:
@@ -66,10 +74,10 @@ def real_writes(cluster: FakeCluster) -> list[tuple[str, str, str, str | None]]:
 
 
 def test_every_service_is_dry_run_with_placeholder_digests(tmp_path: Path, cluster: FakeCluster, kube: Any) -> None:
-    state, manifests = release(tmp_path)
+    env, manifests = release(tmp_path)
     said: list[str] = []
-    results = preflight_release(kube, state, manifests, pull_secret=None, say=said.append)
-    assert [(r.service, r.ok, r.objects) for r in results] == [("gateway", True, 1), ("terms", True, 1)]
+    results = run_preflight(kube, env, manifests, say=said.append)
+    assert [(r.service, r.ok, len(r.objects)) for r in results] == [("gateway", True, 1), ("terms", True, 1)]
     assert {c[2] for c in cluster.calls if c[3] == "All"} == {"dx29-gateway-deployment", "dx29-terms-deployment"}
     assert real_writes(cluster) == [] and len(said) == 2
 
@@ -77,28 +85,24 @@ def test_every_service_is_dry_run_with_placeholder_digests(tmp_path: Path, clust
 def test_known_digests_are_used_instead_of_the_placeholder(
     tmp_path: Path, kube: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deploybook.manifests.apply
-
-    state, manifests = release(tmp_path)
+    env, manifests = release(tmp_path)
     digest = "sha256:" + "1" * 64
-    state.results["gateway"] = state.result("gateway")
-    state.result("gateway").image, state.result("gateway").digest = "localhost:5000/dx29/gateway", digest
     seen: list[str] = []
     monkeypatch.setattr(
-        deploybook.manifests.apply,
+        preflight_module,
         "diff_objects",
         lambda kube, objs: (
             seen.extend(c["image"] for o in objs for c in o["spec"]["template"]["spec"]["containers"]) or []
         ),
     )
-    preflight_release(kube, state, manifests, pull_secret=None)
-    assert seen == [f"localhost:5000/dx29/gateway@{digest}", f"localhost:5000/dx29/terms@{PLACEHOLDER_DIGEST}"]
+    run_preflight(kube, env, manifests, {"gateway": f"localhost:5000/dx29/gateway@{digest}"})
+    assert sorted(seen) == [f"localhost:5000/dx29/gateway@{digest}", f"localhost:5000/dx29/terms@{PLACEHOLDER_DIGEST}"]
 
 
 def test_an_image_no_service_builds_refuses_the_whole_release(tmp_path: Path, cluster: FakeCluster, kube: Any) -> None:
-    state, manifests = release(tmp_path, terms="dx29/payments")
+    env, manifests = release(tmp_path, terms="dx29/payments")
     with pytest.raises(PreflightFailed) as info:
-        preflight_release(kube, state, manifests, pull_secret=None)
+        run_preflight(kube, env, manifests)
     text = info.value.one_line()
     assert "1 of 2 services' manifests refused" in text and str(manifests / "terms.yaml") in text
     assert "dx29/payments" in text and "gateway.yaml" not in text
@@ -109,9 +113,9 @@ def test_every_refusal_by_the_api_server_is_named_with_its_manifest_file(
     tmp_path: Path, cluster: FakeCluster, kube: Any
 ) -> None:
     cluster.reject = lambda obj: "spec.replicas: Invalid value: -1" if obj["kind"] == "Deployment" else None
-    state, manifests = release(tmp_path)
+    env, manifests = release(tmp_path)
     with pytest.raises(PreflightFailed) as info:
-        preflight_release(kube, state, manifests, pull_secret=None)
+        run_preflight(kube, env, manifests)
     text = info.value.one_line()
     assert "2 of 2 services' manifests refused" in text
     for name in ("gateway", "terms"):
@@ -120,7 +124,7 @@ def test_every_refusal_by_the_api_server_is_named_with_its_manifest_file(
 
 
 def test_a_missing_manifest_file_is_named(tmp_path: Path, kube: Any) -> None:
-    state, manifests = release(tmp_path)
+    env, manifests = release(tmp_path)
     (manifests / "terms.yaml").unlink()
     with pytest.raises(PreflightFailed, match=r"terms\.yaml: manifest path does not exist"):
-        preflight_release(kube, state, manifests, pull_secret=None)
+        run_preflight(kube, env, manifests)

@@ -1,17 +1,25 @@
-"""Release records: JSON round trip, merge of worker fragments, located errors."""
+"""Release records: made from a run's stage outcomes, JSON round trip, located errors."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import urllib3
 
 from deploybook.config.environment import parse_environment
-from deploybook.errors import RecordError
-from deploybook.evidence.record import build_record, load_file, write_record
-from deploybook.release.state import RunState
+from deploybook.errors import BuildError, ClusterError, RecordError
+from deploybook.evidence.record import ReleaseRecord, ServiceRecord, load_file, write_record
+from deploybook.evidence.record_store import save_to_cluster
+from deploybook.release.context import RunContext
+from deploybook.release.pipeline import Pipeline
+from deploybook.release.recording import build_record
+from deploybook.release.release import Release
+from deploybook.release.stages import Applied, Built, Pushed
 from deploybook.sources.git import GitState
+from deploybook.verify.workloads import Workload
 
 ENV_TEXT = """\
 cluster: {context: c, namespace: ns}
@@ -23,35 +31,87 @@ services:
   - {name: web, context: w, image: app/web, manifest: web.yaml}
 """
 DIGEST = "sha256:" + "3" * 64
+GIT = GitState(branch="main", commit="c" * 40, dirty=False, commit_time="2026-01-01T00:00:00Z")
 
 
-@pytest.fixture
-def state(tmp_path: Path) -> RunState:
+def make_release(tmp_path: Path, source: ReleaseRecord | None = None) -> Release:
     env = parse_environment(ENV_TEXT, file=Path("environments/x.yaml"), name="x", root=Path("/r"))
-    git = GitState(branch="main", commit="c" * 40, dirty=False, commit_time="2026-01-01T00:00:00Z")
-    return RunState(env=env, run_id="20260101T000000Z-abc", run_dir=tmp_path / "run", mode="runbook", git=git)
+    context = RunContext(
+        env=env,
+        mode="runbook",
+        run_id="20260101T000000Z-abc",
+        run_dir=tmp_path / "run",
+        started="2026-01-01T00:00:00Z",
+        git=GIT,
+        source_record=source,
+    )
+    return Release(context, say=lambda text: None)
 
 
-def test_fragments_from_two_workers_merge(state: RunState, tmp_path: Path) -> None:
-    other = RunState(env=state.env, run_id=state.run_id, run_dir=state.run_dir, mode="runbook")
-    state.record_service("api", image="reg.example/app/api", tag="t", digest=DIGEST)
-    state.record_stage("api", "push", "passed", 1.5)
-    other.record_service("web", image="reg.example/app/web", tag="t")
-    other.record_stage("web", "build", "failed", 0.2, "BuildError: boom")
-    other.write_extra("_manifests", {"kind": "path", "path": "m", "commit": "c" * 40})
-    rec = build_record(state, outcome="failed", cluster={"server": "https://k:6443", "version": "v1.34"})
+def run_tasks(release: Release, outcomes: dict[tuple[str, str], object]) -> None:
+    """Run a pipeline whose tasks return (or raise) the given outcomes, as the stages would."""
+
+    def task(service: str, name: str) -> object:
+        outcome = outcomes[(service, name)]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    chains: dict[str, list[str]] = {}
+    for service, name in outcomes:
+        chains.setdefault(service, []).append(name)
+    release.pipeline = Pipeline(chains, task)
+    release.pipeline.start()
+    assert release.pipeline.join(10)
+
+
+def test_the_record_holds_what_each_stage_produced_and_how_its_test_ended(tmp_path: Path) -> None:
+    release = make_release(tmp_path)
+    workload = Workload("Deployment", "api", generation=2)
+    run_tasks(
+        release,
+        {
+            ("api", "build"): Built("reg.example/app/api", "t", "sha256:" + "1" * 64, {}, "docker build", "log"),
+            ("api", "push"): Pushed("reg.example/app/api", DIGEST, "push", "t"),
+            ("api", "apply"): Applied("api.yaml", "20260101T000000Z-abc", "kind: X\n", "ab", (), (workload,)),
+            ("web", "build"): BuildError("boom", service="web"),
+            ("web", "push"): Pushed("never", DIGEST, "push"),  # skipped: its build failed
+        },
+    )
+    release.note_stage("api", "push", "passed", 1.5)
+    release.note_stage("web", "build", "failed", 0.2, "BuildError: boom")
+    rec = build_record(release, outcome="failed", cluster={"server": "https://k:6443", "version": "v1.34"})
+    api, web = rec.services["api"], rec.services["web"]
     assert list(rec.services) == ["api", "web"]
-    assert rec.services["api"].ref == f"reg.example/app/api@{DIGEST}"
-    assert rec.services["web"].stages["build"] == {"outcome": "failed", "duration_s": 0.2, "reason": "BuildError: boom"}
-    assert rec.manifest_source["commit"] == "c" * 40
+    assert api.ref == f"reg.example/app/api@{DIGEST}" and api.image_id == "sha256:" + "1" * 64
+    assert api.deployed_by == "20260101T000000Z-abc" and api.manifests == {"api.yaml": "ab"}
+    assert api.workloads == ("Deployment/api",) and api.digest_source == "push"
+    assert web.stages["build"] == {"outcome": "failed", "duration_s": 0.2, "reason": "BuildError: boom"}
+    assert web.digest is None and release.pipeline is not None
+    assert release.pipeline.wait("web", "push").reason.startswith("build failed: BuildError")  # type: ignore[attr-defined]
     assert rec.git == {"branch": "main", "commit": "c" * 40, "dirty": False}
     assert rec.cluster["server"] == "https://k:6443" and not rec.passed
+    assert rec.applied == ("api",)  # what the engine applied, whatever the tests showed
+    assert api.stages["apply"]["outcome"] == "passed"  # from the engine: its test did not report
 
 
-def test_round_trip_through_file(state: RunState) -> None:
-    state.record_service("api", image="reg.example/app/api", digest=DIGEST, manifests={"api.yaml": "ab"})
-    rec = build_record(state, outcome="passed")
-    path = write_record(state.run_dir, rec)
+def test_a_resumed_release_records_the_digest_it_was_resumed_from(tmp_path: Path) -> None:
+    previous = ReleaseRecord(
+        "r0", "x", "ns", "failed", "", "", services={"api": ServiceRecord("api", image="other/app/api", digest=DIGEST)}
+    )
+    release = make_release(tmp_path, source=previous)
+    release.note_stage("api", "apply", "passed", 0.1)
+    rec = build_record(release, outcome="passed")
+    assert rec.services["api"].ref == f"reg.example/app/api@{DIGEST}"  # this environment's registry
+    assert rec.applied == () and "web" not in rec.services  # nothing was applied by this run
+
+
+def test_round_trip_through_file(tmp_path: Path) -> None:
+    release = make_release(tmp_path)
+    run_tasks(release, {("api", "push"): Pushed("reg.example/app/api", DIGEST, "push", "t")})
+    release.note_stage("api", "push", "passed", 1.0)
+    rec = build_record(release, outcome="passed")
+    path = write_record(tmp_path / "run", rec)
     assert path.name == "release.json"
     data = json.loads(path.read_text())
     assert data["services"]["api"]["ref"] == f"reg.example/app/api@{DIGEST}"
@@ -73,29 +133,7 @@ def test_malformed_record(tmp_path: Path, text: str, message: str) -> None:
         load_file(path)
 
 
-def test_prefill_from_record_uses_this_registry(state: RunState) -> None:
-    state.record_service("api", image="other.example/app/api", tag="t", digest=DIGEST)
-    state.source_record = build_record(state, outcome="passed")
-    fresh = RunState(
-        env=state.env,
-        run_id="r2",
-        run_dir=state.run_dir.parent / "r2",
-        mode="runbook",
-        source_record=state.source_record,
-    )
-    fresh.prefill_from_record()
-    assert fresh.expected_ref("api") == f"reg.example/app/api@{DIGEST}"
-    assert fresh.expected_ref("web") is None
-
-
-def test_api_server_lost_while_saving_the_record_names_the_server(state: RunState) -> None:
-    from types import SimpleNamespace
-
-    import urllib3
-
-    from deploybook.errors import ClusterError
-    from deploybook.evidence.record import save_to_cluster
-
+def test_api_server_lost_while_saving_the_record_names_the_server(tmp_path: Path) -> None:
     def lost(*args: object) -> None:
         raise urllib3.exceptions.MaxRetryError(None, "/api/v1", OSError("[Errno 111] Connection refused"))  # type: ignore[arg-type]
 
@@ -105,7 +143,7 @@ def test_api_server_lost_while_saving_the_record_names_the_server(state: RunStat
     kube = SimpleNamespace(
         server="https://10.0.0.1:6443", where="server https://10.0.0.1:6443, context admin", core=core
     )
-    record = build_record(state, outcome="failed")
+    record = build_record(make_release(tmp_path), outcome="failed")
     with pytest.raises(ClusterError) as info:
         save_to_cluster(kube, "ns", record)  # type: ignore[arg-type]
     text = info.value.one_line()

@@ -12,12 +12,10 @@ from typing import Any
 
 import pytest
 
-import deploybook.manifests.apply
 import deploybook.release.rollback as rollback
 from deploybook.config.environment import parse_environment
-from deploybook.evidence.record import ReleaseRecord
-from deploybook.manifests.render import load_manifests
-from deploybook.release.state import ServiceResult
+from deploybook.evidence.record import ReleaseRecord, ServiceRecord
+from deploybook.manifests.load import load_manifests
 
 ENV = """\
 cluster: {context: fake, namespace: demo}
@@ -44,7 +42,7 @@ GOOD, BAD = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 def record(
     run_id: str, digest: str, *, outcome: str = "passed", manifests: dict[str, str] | None = None, apply: str = "passed"
 ) -> ReleaseRecord:
-    svc = ServiceResult(
+    svc = ServiceRecord(
         name="api",
         image="reg.example/app/api",
         tag="t",
@@ -97,7 +95,7 @@ def test_restore_is_exact_when_the_rendering_hashes_to_the_recorded_one(
     env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     applied: list[list[dict[str, Any]]] = []
-    monkeypatch.setattr(deploybook.manifests.apply, "apply_objects", lambda kube, objs, **kw: applied.append(objs))
+    monkeypatch.setattr(rollback, "apply_objects", lambda kube, objs, **kw: applied.append(objs))
     monkeypatch.setattr(rollback, "_prove", lambda *a: [])
     target = record("r1", GOOD, manifests={"api.yaml": target_rendering(env, "r1")})
     result = rollback.roll_back(
@@ -118,7 +116,7 @@ def test_restore_is_exact_when_the_rendering_hashes_to_the_recorded_one(
 def test_changed_manifests_are_re_rendered_and_a_failed_proof_is_not_ok(
     env: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deploybook.manifests.apply, "apply_objects", lambda kube, objs, **kw: None)
+    monkeypatch.setattr(rollback, "apply_objects", lambda kube, objs, **kw: None)
     monkeypatch.setattr(rollback, "_prove", lambda *a: ["Deployment/api: CrashLoopBackOff"])
     target = record("r1", GOOD, manifests={"api.yaml": "0" * 64})
     result = rollback.roll_back(None, env, target, ["api"], manifest_dir=env.manifests.path, timeout_s=5)
@@ -133,7 +131,7 @@ def test_a_refused_apply_is_reported_not_raised(env: Any, monkeypatch: pytest.Mo
     def refuse(kube: Any, objs: Any, **kw: Any) -> None:
         raise ApplyError("admission webhook said no", source="https://fake:6443")
 
-    monkeypatch.setattr(deploybook.manifests.apply, "apply_objects", refuse)
+    monkeypatch.setattr(rollback, "apply_objects", refuse)
     result = rollback.roll_back(None, env, record("r1", GOOD), ["api"], manifest_dir=env.manifests.path, timeout_s=5)
     assert not result.ok and "could not re-apply" in result.services[0].detail
     assert "admission webhook said no" in result.services[0].detail

@@ -12,7 +12,7 @@ A bundle is a gzipped tar with one top folder ``deploybook-ENV-RUN_ID/`` holding
 ``python -m deploybook.evidence.bundle create RUN_DIR`` writes ``RUN_DIR/deploybook-ENV-RUN_ID.tar.gz``;
 ``python -m deploybook.evidence.bundle verify ARCHIVE`` checks every file against SHA256SUMS and
 names each file that was changed, removed or slipped in. Creating a bundle refuses when a
-known secret value (see :func:`deploybook.evidence.report.known_secret_values`) is in any file.
+known secret value (see :func:`deploybook.evidence.secrets.known_secret_values`) is in any file.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from deploybook.errors import DeploybookError
+from deploybook.errors import DeploybookError, EvidenceError
 from deploybook.evidence.record import RECORD_FILE
-from deploybook.evidence.report import HTML_FILENAME, JUNIT_FILENAME, RESULTS_DIRNAME, known_secret_values, secret_forms
+from deploybook.evidence.report import HTML_FILENAME, JUNIT_FILENAME, RESULTS_DIRNAME
+from deploybook.evidence.secrets import known_secret_values, secret_forms
 
 SUMS_FILE = "SHA256SUMS"
 MANIFESTS_DIR = "manifests"
@@ -42,10 +43,6 @@ OPTIONAL = ("summary.json",)
 # The single-file report embeds each data file as d("NAME","BASE64"): a secret inside an
 # attachment is invisible to a plain search of the HTML unless the payloads are decoded.
 _EMBEDDED = re.compile(rb'd\("([^"]{1,500})","([A-Za-z0-9+/=]*)"\)')
-
-
-class BundleError(DeploybookError):
-    """A bundle could not be made (missing evidence, secret found) or does not verify."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +60,10 @@ class VerifyProblem:
 
 
 def collect_files(run_dir: Path) -> dict[str, bytes]:
-    """Bundle path -> content for the evidence of ``run_dir``; BundleError names what is missing."""
+    """Bundle path -> content for the evidence of ``run_dir``; EvidenceError names what is missing."""
     missing = [name for name in REQUIRED if not (run_dir / name).is_file()]
     if missing:
-        raise BundleError(
+        raise EvidenceError(
             f"no {', '.join(missing)} in the run folder",
             source=str(run_dir),
             hint="bundle a finished run: the report, release.json and junit.xml "
@@ -95,7 +92,7 @@ def rendered_manifests(run_dir: Path) -> dict[str, bytes]:
         for name, recorded in ((data or {}).get("manifests") or {}).items():
             content = _manifest_bytes(run_dir, str(recorded), attachments)
             if content is None:
-                raise BundleError(
+                raise EvidenceError(
                     f"rendered manifest {name} of {service} (sha256 {recorded}) is not in the run folder",
                     source=str(run_dir / RECORD_FILE),
                     hint="the apply stage must attach or write the exact YAML it applied",
@@ -171,7 +168,7 @@ def create_bundle(run_dir: Path, *, output: Path | None = None, environ: Mapping
     files = collect_files(run_dir)
     leaked = find_secrets(files, known_secret_values(os.environ if environ is None else environ))
     if leaked:
-        raise BundleError(
+        raise EvidenceError(
             f"secret value found in {', '.join(leaked)}; bundle not written",
             source=str(run_dir),
             hint="find what wrote the secret into that file and reference it by variable or file name instead",
@@ -215,7 +212,7 @@ def read_bundle(archive: Path) -> dict[str, bytes]:
             members = [m for m in tar.getmembers() if m.isfile()]
             return {_inner_path(m.name): _read_member(tar, m) for m in members}
     except (OSError, tarfile.TarError) as e:
-        raise BundleError(f"cannot read the bundle: {e}", source=str(archive)) from e
+        raise EvidenceError(f"cannot read the bundle: {e}", source=str(archive)) from e
 
 
 def _inner_path(name: str) -> str:
@@ -252,11 +249,11 @@ def check_sums(files: Mapping[str, bytes]) -> list[VerifyProblem]:
 
 
 def verify_bundle(archive: Path) -> int:
-    """Check ``archive``; BundleError naming every bad file, else the number of files checked."""
+    """Check ``archive``; EvidenceError naming every bad file, else the number of files checked."""
     files = read_bundle(archive)
     problems = check_sums(files)
     if problems:
-        raise BundleError(
+        raise EvidenceError(
             "bundle does not match its SHA256SUMS: " + "; ".join(map(str, problems)),
             source=str(archive),
             hint="do not use this bundle; take the one attached to the release",

@@ -1,8 +1,7 @@
-"""Release evidence: Allure metadata, history, the single-file HTML report and the bundle.
+"""The release report: Allure metadata, history and the single-file HTML.
 
-:class:`EvidencePlugin` is registered by :mod:`deploybook.plugin.hooks` once the run state exists.
-It points allure-pytest at ``RUN_DIR/allure-results`` and pytest's JUnit writer at
-``RUN_DIR/junit.xml``; at the end of the session (controller only, never on xdist workers) it
+``build_report`` turns a finished run's results (``RUN_DIR/allure-results``, written by
+allure-pytest, and ``RUN_DIR/junit.xml``) into the report. It
 
 1. writes ``environment.properties`` (environment, cluster, namespace, branch, commit,
    release id and one ``image.SERVICE`` line per pushed image), ``executor.json`` (the CI
@@ -12,27 +11,26 @@ It points allure-pytest at ``RUN_DIR/allure-results`` and pytest's JUnit writer 
 4. runs Allure 3 (``node_modules/.bin/allure``, installed by ``npm ci``) with the allure2
    plugin's ``singleFile`` option and ``ALLURE_NO_ANALYTICS=true``: one self-contained
    ``RUN_DIR/index.html`` that loads nothing from anywhere else;
-5. points ``reports/ENV/latest`` at this run, packs the release bundle and prints both paths.
+5. points ``reports/ENV/latest`` at this run.
+
+The pytest side (pointing allure-pytest into the run folder, calling this at the end of the
+session, the bundle) is ``deploybook.plugin.evidence``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from deploybook.errors import DeploybookError
-from deploybook.evidence.record import RECORD_FILE, read_fragments
-from deploybook.release.state import FRAGMENTS, RUN_STATE, RunState
+from deploybook.errors import EvidenceError
+from deploybook.evidence.secrets import known_secret_values, replace_forms, scrub_secrets, secret_forms
 
 RESULTS_DIRNAME = "allure-results"
 JUNIT_FILENAME = "junit.xml"
@@ -40,8 +38,6 @@ HTML_FILENAME = "index.html"
 HISTORY_FILENAME = "history.jsonl"
 LATEST_LINK = "latest"
 ALLURE_CONFIG = Path(__file__).with_name("allurerc.mjs")  # package data
-MIN_SECRET_LENGTH = 6
-REDACTED = "[redacted]"
 
 _FAILING = ["failed", "broken"]
 # One rule per category, matched on the exception text allure-pytest records
@@ -49,7 +45,7 @@ _FAILING = ["failed", "broken"]
 # an inline (?s) flag because the same pattern must work in Java (Allure 2) and JavaScript.
 _CATEGORY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("Policy refusals", r"PolicyError|LockHeld"),
-    ("Digest mismatches", r"ImageDigestMismatch|[Dd]igest mismatch|imageID"),
+    ("Digest mismatches", r"[Dd]igest mismatch|imageID"),
     ("Rollout failures", r"RolloutFailed|CrashLoopBackOff|ImagePullBackOff|ErrImagePull|ProgressDeadlineExceeded"),
     ("Endpoint failures", r"EndpointNotReady|[Ee]ndpoint"),
     (
@@ -59,10 +55,6 @@ _CATEGORY_PATTERNS: tuple[tuple[str, str], ...] = (
         r"|ApiException|DockerException|APIError|SSLError",
     ),
 )
-
-
-class EvidenceError(DeploybookError):
-    """The release evidence could not be produced (Allure missing or failing, bad folder)."""
 
 
 @dataclass(frozen=True)
@@ -179,70 +171,6 @@ def write_metadata(results_dir: Path, facts: ReportFacts, environ: Mapping[str, 
     (results_dir / "categories.json").write_text(json.dumps(categories(), indent=2), encoding="utf-8")
 
 
-# --------------------------------------------------------------------------- secrets
-
-_SECRET_VALUE_SUFFIXES = ("_PASSWORD", "_TOKEN", "_SECRET", "_API_KEY")
-_SECRET_FILE_SUFFIXES = ("_PASSWORD_FILE", "_TOKEN_FILE", "_SECRET_FILE")
-
-
-def known_secret_values(environ: Mapping[str, str]) -> set[str]:
-    """Secret values this process can know: ``*_PASSWORD``/``*_TOKEN``/``*_SECRET`` variables
-    and the contents of files named by ``*_PASSWORD_FILE``-style variables.
-
-    Short values are left out: blanking a three-letter word everywhere would ruin the report
-    and protect nothing.
-    """
-    values: set[str] = set()
-    for name, value in environ.items():
-        upper = name.upper()
-        if upper.endswith(_SECRET_FILE_SUFFIXES):
-            value = _read_secret_file(value)
-        elif not upper.endswith(_SECRET_VALUE_SUFFIXES):
-            continue
-        if len(value.strip()) >= MIN_SECRET_LENGTH:
-            values.add(value.strip())
-    return values
-
-
-def _read_secret_file(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
-def secret_forms(values: Iterable[str]) -> list[bytes]:
-    """Each secret as it may appear on disk: plain and base64 (Kubernetes Secret data)."""
-    forms: set[bytes] = set()
-    for value in values:
-        raw = value.encode("utf-8")
-        forms.update({raw, base64.b64encode(raw)})
-    # Longest first so a value never leaves a tail of a longer one behind.
-    return sorted(forms, key=len, reverse=True)
-
-
-def scrub_secrets(folder: Path, values: Iterable[str]) -> list[Path]:
-    """Replace known secret values in every file under ``folder``; return the files changed."""
-    forms = secret_forms(values)
-    changed: list[Path] = []
-    if not forms:
-        return changed
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        if _replace_forms(path, forms):
-            changed.append(path)
-    return changed
-
-
-def _replace_forms(path: Path, forms: list[bytes]) -> bool:
-    data = path.read_bytes()
-    cleaned = data
-    for form in forms:
-        cleaned = cleaned.replace(form, REDACTED.encode())
-    if cleaned != data:
-        path.write_bytes(cleaned)
-    return cleaned != data
-
-
 # --------------------------------------------------------------------------- history and HTML
 
 
@@ -338,7 +266,7 @@ def build_report(run_dir: Path, facts: ReportFacts, environ: Mapping[str, str], 
     scrub_secrets(results_dir, secrets)
     junit = run_dir / JUNIT_FILENAME
     if junit.is_file():
-        _replace_forms(junit, secret_forms(secrets))
+        replace_forms(junit, secret_forms(secrets))
     history = carry_history(run_dir.parent, run_dir)
     html = generate_html(
         results_dir,
@@ -349,130 +277,3 @@ def build_report(run_dir: Path, facts: ReportFacts, environ: Mapping[str, str], 
     )
     point_latest(run_dir)
     return html
-
-
-# --------------------------------------------------------------------------- run state
-
-
-def facts_from_state(state: RunState) -> ReportFacts:
-    """Report facts of a run: ``release.json`` when the record is written, else the state."""
-    record = _read_json(state.run_dir / RECORD_FILE)
-    services, extras = read_fragments(state.run_dir) if (state.run_dir / FRAGMENTS).is_dir() else ({}, {})
-    merged = {
-        **{name: r.to_dict() for name, r in services.items()},
-        **{name: r.to_dict() for name, r in state.results.items() if r.ref},
-    }
-    merged.update(record.get("services", {}) if isinstance(record.get("services"), dict) else {})
-    cluster = record.get("cluster") or extras.get("cluster") or {}
-    git = state.git
-    return ReportFacts(
-        environment=state.env.name,
-        cluster=str(cluster.get("server") or state.env.cluster.context or "unknown"),
-        namespace=state.env.cluster.namespace,
-        branch=(git.branch or "(detached)") if git else "unknown",
-        commit=git.commit if git else "unknown",
-        release_id=state.run_id,
-        images={name: str(data["ref"]) for name, data in merged.items() if isinstance(data, dict) and data.get("ref")},
-    )
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-# --------------------------------------------------------------------------- pytest plugin
-
-
-class EvidencePlugin:
-    """Turns a finished run into release evidence (see the module docstring).
-
-    Registered by :mod:`deploybook.plugin.hooks` after ``config.stash[RUN_STATE]`` is set, on the
-    controller and on xdist workers alike; only the controller builds the report.
-    """
-
-    def __init__(
-        self,
-        config: pytest.Config,
-        *,
-        project_root: Path | None = None,
-        environ: Mapping[str, str] | None = None,
-        bundle: bool = True,
-    ) -> None:
-        self.config = config
-        self.project_root = project_root or config.rootpath
-        self.environ = os.environ if environ is None else environ
-        self.bundle = bundle
-        self.html: Path | None = None
-        self.archive: Path | None = None
-        self.error: DeploybookError | None = None
-
-    @property
-    def state(self) -> RunState:
-        """The run state the plugin reports on."""
-        return self.config.stash[RUN_STATE]
-
-    @property
-    def results_dir(self) -> Path:
-        """``RUN_DIR/allure-results``: where allure-pytest writes."""
-        return self.state.run_dir / RESULTS_DIRNAME
-
-    def pytest_configure(self, config: pytest.Config) -> None:
-        """Point allure-pytest and the JUnit writer into the run folder unless the user did.
-
-        This runs when the plugin is registered, which is inside deploybook's own
-        ``pytest_configure`` and so before allure-pytest's and junitxml's, which read these
-        options; :meth:`pytest_sessionstart` checks that it took.
-        """
-        if not getattr(config.option, "allure_report_dir", None):
-            config.option.allure_report_dir = str(self.results_dir)
-        if not getattr(config.option, "xmlpath", None):
-            config.option.xmlpath = str(self.state.run_dir / JUNIT_FILENAME)
-
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        """Fail early when allure-pytest is not writing results: no evidence, no release."""
-        if session.config.pluginmanager.get_plugin("allure_listener") is None:
-            raise pytest.UsageError(
-                "allure-pytest is not recording results: deploybook.evidence.report.EvidencePlugin was "
-                "registered after allure-pytest configured itself; register it from "
-                "deploybook.plugin.hooks's pytest_configure or pass --alluredir RUN_DIR/allure-results"
-            )
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Build the report (and bundle) after everything else, the release record included."""
-        if hasattr(session.config, "workerinput") or session.config.option.collectonly:
-            return
-        try:
-            facts = facts_from_state(self.state)
-            self.html = build_report(self.state.run_dir, facts, self.environ, project_root=self.project_root)
-            # A checks-only run writes no release record of its own, so it has no bundle.
-            if self.bundle and (self.state.run_dir / RECORD_FILE).is_file():
-                from deploybook.evidence.bundle import create_bundle  # late: bundle imports this module
-
-                self.archive = create_bundle(self.state.run_dir, environ=self.environ)
-        except DeploybookError as e:
-            self.error = e
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """Print where the evidence is, or why there is none."""
-        if self.error is not None:
-            terminalreporter.write_line(f"release evidence FAILED: {self.error.one_line()}", red=True)
-            return
-        if self.html is not None:
-            terminalreporter.write_line(f"report: {_display(self.html)}", bold=True)
-        if self.archive is not None:
-            terminalreporter.write_line(f"bundle: {_display(self.archive)}", bold=True)
-
-
-def _display(path: Path) -> str:
-    """``path`` relative to the working directory when below it, else absolute."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

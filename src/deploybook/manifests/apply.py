@@ -1,16 +1,17 @@
 """Diff and server-side apply of rendered objects.
 
-Every object is first sent to the API server as a server-side dry-run apply
-(``dryRun=All``) with field manager ``deploybook``. The dry-run answer is the
-object as it would be stored: the server's defaults included. Comparing it with
-the live object (server-set metadata and ``status`` left out) gives an honest
-diff, and an empty one when a release is applied again unchanged.
+``diff_objects`` sends every object to the API server as a server-side dry-run apply
+(``dryRun=All``) with field manager ``deploybook``. The dry-run answer is the object as it
+would be stored, the server's defaults included; compared with the live object (server-set
+metadata and ``status`` left out, see ``deploybook.manifests.diff``) it gives an honest diff,
+and an empty one when a release is applied again unchanged.
 
-The dry-run is also the validation: if the server rejects any object, every
-rejection is reported in one :class:`~deploybook.errors.ApplyError` and nothing
-is applied. Namespace objects of the batch are the one exception: they are
-applied before the others are validated, because nothing can be validated in a
-namespace that does not exist yet.
+The dry-run is also the validation: if the server rejects any object, every rejection is
+reported in one :class:`~deploybook.errors.ApplyError` and nothing is applied. A release
+dry-runs each object once, in its preflight, before anything is applied; its apply stage
+then applies for real (``validated=True``) and records the diff of the live object against
+what the server stored. Namespace objects of a batch are applied before the others are
+validated, because nothing can be validated in a namespace that does not exist yet.
 
 Conflicts are forced (``force=true``): the release is the source of truth for
 the fields deploybook renders, so a hand edit (``kubectl edit``, ``kubectl
@@ -21,19 +22,17 @@ so. Fields deploybook does not set stay with their owners.
 from __future__ import annotations
 
 import base64
-import copy
-import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import yaml
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from deploybook.cluster.connect import KubeClients, api_errors
 from deploybook.errors import ApplyError, ClusterError
+from deploybook.manifests.diff import normalize, unified_diff
 from deploybook.manifests.render import MANAGED_BY, MANAGED_BY_LABEL
 
 FIELD_MANAGER = "deploybook"
@@ -58,14 +57,13 @@ KIND_ORDER = (
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
 )
-# Metadata the server sets; it says nothing about what the release changes.
-_SERVER_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
-_REDACTED = "<redacted>"
 
 
 class _Credentials(Protocol):
-    username: str
-    password: str
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -103,6 +101,8 @@ class AppliedObject:
     uid: str | None = None
     resource_version: str | None = None
     validated: bool = True
+    generation: int = 0
+    diff: str = ""  # the live object against what was applied (or would be, in a dry run)
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,13 @@ class _Plan:
     obj: dict[str, Any]
     resource: Any
     live: dict[str, Any] | None
-    would: dict[str, Any]
+    would: dict[str, Any] | None  # the server's dry-run answer (None when not dry-run)
     validated: bool
 
-    @property
-    def unchanged(self) -> bool:
-        return self.live is not None and normalize(self.live) == normalize(self.would)
+    def action(self, result: Mapping[str, Any]) -> str:
+        if self.live is None:
+            return "created"
+        return "unchanged" if normalize(self.live) == normalize(result) else "configured"
 
 
 def apply_order(objs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -141,12 +142,15 @@ def apply_objects(
     objs: Iterable[Mapping[str, Any]],
     *,
     dry_run: bool = False,
+    validated: bool = False,
     field_manager: str = FIELD_MANAGER,
 ) -> list[AppliedObject]:
     """Server-side apply the objects in kind order; ``dry_run`` changes nothing.
 
-    All objects are validated by a dry-run first; if any is rejected, ApplyError
-    lists every rejection and nothing is applied.
+    Unless ``validated`` (a release's preflight already dry-ran every object), all objects
+    are validated by a dry-run first; if any is rejected, ApplyError lists every rejection
+    and nothing is applied. Each result carries the diff of the live object against what was
+    applied: one dry-run per object at most, and the diff is the change the server made.
     """
     ordered = apply_order(objs)
     namespaces = [o for o in ordered if o["kind"] == "Namespace"]
@@ -154,9 +158,24 @@ def apply_objects(
     with api_errors(
         kube.where, "applying " + ", ".join(title(o) for o in ordered[:3]) + (" ..." if len(ordered) > 3 else "")
     ):
-        results = _apply_plans(kube, _preflight(kube, namespaces, field_manager), dry_run, field_manager)
-        plans = _preflight(kube, others, field_manager, allow_missing_namespace=dry_run)
+        results = _apply_plans(
+            kube, _plans(kube, namespaces, field_manager, dry_run, validated), dry_run, field_manager
+        )
+        plans = _plans(kube, others, field_manager, dry_run, validated)
         return results + _apply_plans(kube, plans, dry_run, field_manager)
+
+
+def _plans(
+    kube: KubeClients, objs: list[dict[str, Any]], field_manager: str, dry_run: bool, validated: bool
+) -> list[_Plan]:
+    if validated and not dry_run:
+        return [_read_plan(kube, obj) for obj in objs]
+    return _preflight(kube, objs, field_manager, allow_missing_namespace=dry_run)
+
+
+def _read_plan(kube: KubeClients, obj: dict[str, Any]) -> _Plan:
+    resource = _resource(kube, obj.get("apiVersion", ""), obj.get("kind", ""))
+    return _Plan(obj=obj, resource=resource, live=_get_live(kube, resource, obj), would=None, validated=True)
 
 
 def ensure_namespace(kube: KubeClients, name: str, *, dry_run: bool = False) -> AppliedObject:
@@ -171,7 +190,9 @@ def ensure_namespace(kube: KubeClients, name: str, *, dry_run: bool = False) -> 
                 source=kube.where,
                 hint="wait until it is gone, then run the release again",
             )
-        return _outcome(live, "unchanged", dry_run=dry_run)
+        return _outcome(
+            _Plan(obj=live, resource=resource, live=live, would=live, validated=True), live, dry_run=dry_run
+        )
     body = {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -256,9 +277,9 @@ def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_miss
 def _apply_plans(kube: KubeClients, plans: list[_Plan], dry_run: bool, field_manager: str) -> list[AppliedObject]:
     results: list[AppliedObject] = []
     for plan in plans:
-        action = "created" if plan.live is None else "unchanged" if plan.unchanged else "configured"
         if dry_run:
-            results.append(_outcome(plan.would, action, dry_run=True, validated=plan.validated))
+            assert plan.would is not None
+            results.append(_outcome(plan, plan.would, dry_run=True))
             continue
         try:
             applied = _server_side_apply(plan.resource, plan.obj, field_manager, dry_run=False)
@@ -269,7 +290,7 @@ def _apply_plans(kube: KubeClients, plans: list[_Plan], dry_run: bool, field_man
                 source=kube.where,
                 hint="fix the cause and run the release again; applying is idempotent",
             ) from e
-        results.append(_outcome(applied, action, dry_run=False))
+        results.append(_outcome(plan, applied, dry_run=False))
     return results
 
 
@@ -335,17 +356,21 @@ def _api_message(error: ApiException) -> str:
     return f"{message} (HTTP {error.status})" if message else f"HTTP {error.status} {error.reason}"
 
 
-def _outcome(obj: Mapping[str, Any], action: str, *, dry_run: bool, validated: bool = True) -> AppliedObject:
-    metadata = obj.get("metadata") or {}
+def _outcome(plan: _Plan, result: Mapping[str, Any], *, dry_run: bool) -> AppliedObject:
+    metadata = result.get("metadata") or {}
+    kind = str(result.get("kind") or plan.obj.get("kind", ""))
+    name = f"{kind}/{metadata.get('namespace') or '-'}/{metadata.get('name', '')}"
     return AppliedObject(
-        kind=obj.get("kind", ""),
+        kind=kind,
         namespace=metadata.get("namespace"),
         name=metadata.get("name", ""),
-        action=action,
+        action=plan.action(result),
         dry_run=dry_run,
         uid=None if dry_run else metadata.get("uid"),
         resource_version=None if dry_run else metadata.get("resourceVersion"),
-        validated=validated,
+        validated=plan.validated,
+        generation=int(metadata.get("generation") or 0),
+        diff=unified_diff(kind, plan.live, result, name)[1],
     )
 
 
@@ -356,25 +381,11 @@ def title(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind')}/{metadata.get('name')}" + (f" -n {namespace}" if namespace else "")
 
 
-def normalize(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The object without status and server-set metadata: what a release decides."""
-    clean = copy.deepcopy(dict(obj))
-    clean.pop("status", None)
-    metadata = clean.get("metadata") or {}
-    for key in _SERVER_METADATA:
-        metadata.pop(key, None)
-    return clean
-
-
 def _diff(plan: _Plan) -> ObjectDiff:
     obj = plan.obj
-    live = normalize(plan.live) if plan.live is not None else None
-    would = normalize(plan.would)
-    if obj["kind"] == "Secret":
-        live, would = _redact_secret(live, would)
-    action = "create" if live is None else "unchanged" if live == would else "update"
+    assert plan.would is not None
     name = f"{obj['kind']}/{obj['metadata'].get('namespace') or '-'}/{obj['metadata']['name']}"
-    text = "" if action == "unchanged" else _unified(live, would, name)
+    action, text = unified_diff(obj["kind"], plan.live, plan.would, name)
     return ObjectDiff(
         kind=obj["kind"],
         namespace=obj["metadata"].get("namespace"),
@@ -383,27 +394,3 @@ def _diff(plan: _Plan) -> ObjectDiff:
         diff=text,
         validated=plan.validated,
     )
-
-
-def _unified(live: dict[str, Any] | None, would: dict[str, Any], name: str) -> str:
-    before = _yaml_lines(live) if live is not None else []
-    after = _yaml_lines(would)
-    fromfile = f"live/{name}" if live is not None else "/dev/null"
-    return "".join(difflib.unified_diff(before, after, fromfile=fromfile, tofile=f"release/{name}"))
-
-
-def _yaml_lines(obj: Mapping[str, Any]) -> list[str]:
-    return yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False).splitlines(keepends=True)
-
-
-def _redact_secret(live: dict[str, Any] | None, would: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Secret values replaced by markers; a changed value shows as a changed marker."""
-    before = dict((live or {}).get("data") or {})
-    after = dict(would.get("data") or {})
-    for key in ("data", "stringData"):
-        for obj, other, side in ((live, after, "old"), (would, before, "new")):
-            values = (obj or {}).get(key)
-            if isinstance(values, dict):
-                for k, v in values.items():
-                    values[k] = _REDACTED if other.get(k) == v else f"{_REDACTED} ({side} value)"
-    return live, would

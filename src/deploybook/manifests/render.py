@@ -19,17 +19,15 @@ the document and what to do, before anything reaches a cluster.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from deploybook.config.environment import Environment, Service
 from deploybook.errors import RenderError
+from deploybook.manifests.load import Manifest
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "deploybook"
@@ -61,95 +59,6 @@ CLUSTER_SCOPED_KINDS = frozenset(
 _TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
 _SCALABLE_KINDS = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_MANIFEST_SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """One YAML document and where it was read from (for error messages)."""
-
-    doc: dict[str, Any]
-    source: Path
-    index: int  # 1-based position of the document in its file
-    line: int  # 1-based line where the document starts
-
-    @property
-    def where(self) -> str:
-        """``file, document N (line L)``: the place a reader should look."""
-        return f"{self.source}, document {self.index} (line {self.line})"
-
-    @property
-    def title(self) -> str:
-        """``Kind/name`` of the document."""
-        return f"{self.doc['kind']}/{self.doc['metadata']['name']}"
-
-
-def load_manifests(path: str | Path) -> list[Manifest]:
-    """Read every manifest document from a YAML file or a directory of them.
-
-    A directory is read recursively, files in sorted order, so the result is
-    stable. Empty documents are skipped; every other document must be a mapping
-    with ``apiVersion``, ``kind`` and ``metadata.name``.
-    """
-    root = Path(path)
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in _MANIFEST_SUFFIXES)
-    elif root.is_file():
-        files = [root]
-    else:
-        raise RenderError(
-            "manifest path does not exist", source=str(root), hint="check the environment's manifest source"
-        )
-    if not files:
-        raise RenderError("no manifest files (*.yaml, *.yml) found", source=str(root))
-    manifests: list[Manifest] = []
-    for file in files:
-        manifests.extend(_load_file(file))
-    return manifests
-
-
-def _load_file(file: Path) -> Iterator[Manifest]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RenderError(f"cannot read manifest file: {e}", source=str(file)) from e
-    for index, line, doc in _documents(file, text):
-        if doc is None:
-            continue
-        manifest = Manifest(doc=doc, source=file, index=index, line=line)
-        _validate_document(manifest)
-        yield manifest
-
-
-def _documents(file: Path, text: str) -> Iterator[tuple[int, int, Any]]:
-    """Yield (index, start line, document) for each YAML document of a file."""
-    loader = yaml.SafeLoader(text)
-    index = 0
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            index += 1
-            if node is not None:
-                yield index, node.start_mark.line + 1, loader.construct_document(node)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
-        problem = getattr(e, "problem", None) or str(e)
-        raise RenderError(f"malformed YAML in document {index + 1} at {where}: {problem}", source=str(file)) from e
-    finally:
-        loader.dispose()
-
-
-def _validate_document(manifest: Manifest) -> None:
-    doc = manifest.doc
-    if not isinstance(doc, dict):
-        raise RenderError(f"a manifest must be a mapping, not {type(doc).__name__}", source=manifest.where)
-    for key in ("apiVersion", "kind"):
-        if not isinstance(doc.get(key), str) or not doc[key]:
-            raise RenderError(f"missing or empty '{key}'", source=manifest.where)
-    metadata = doc.get("metadata")
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
-        raise RenderError(f"missing or empty 'metadata.name' in {doc['kind']}", source=manifest.where)
 
 
 def render_manifests(
@@ -263,10 +172,21 @@ def _pod_template(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     return template if isinstance(template, dict) else None
 
 
-def _pod_specs(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _pod_specs(obj: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     spec = obj.get("spec") if obj["kind"] == "Pod" else (_pod_template(obj) or {}).get("spec")
     if isinstance(spec, dict):
         yield spec
+
+
+def containers_of(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every container and initContainer of an object's pod spec (none for other kinds)."""
+    return [
+        c
+        for spec in _pod_specs(obj)
+        for field in ("initContainers", "containers")
+        for c in spec.get(field) or []
+        if isinstance(c, dict)
+    ]
 
 
 def _pin_images(pod_spec: dict[str, Any], images: Mapping[str, str], manifest: Manifest) -> None:
@@ -346,12 +266,35 @@ def _set_replicas(obj: dict[str, Any], manifest: Manifest, replicas: Mapping[str
             return
 
 
-def manifest_sha256(obj: Mapping[str, Any]) -> str:
-    """Hex sha256 of an object's canonical JSON (sorted keys): stable evidence."""
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def render_service(
+    service: Service,
+    environment: Environment,
+    manifests: list[Manifest],
+    *,
+    refs: Mapping[str, str],
+    pull_secret: str | None,
+    release_id: str,
+    git_sha: str,
+) -> list[dict[str, Any]]:
+    """Render one service's manifests for a release: ``refs`` maps service image -> pinned ref.
+
+    The apply stage, the preflight and a rollback all render through here, so a rollback
+    reproduces exactly what an apply of the restored release did.
+    """
+    replicas = {}
+    if service.replicas is not None:
+        replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in _SCALABLE_KINDS}
+    return render_manifests(
+        manifests,
+        images=refs,
+        namespace=environment.cluster.namespace,
+        labels={ENVIRONMENT_LABEL: environment.name},
+        annotations={RELEASE_ID_ANNOTATION: release_id, GIT_SHA_ANNOTATION: git_sha},
+        pull_secret=pull_secret,
+        replicas=replicas,
+    )
 
 
-def to_yaml(objs: Iterable[Mapping[str, Any]]) -> str:
-    """Objects as one multi-document YAML text, keys in manifest order."""
-    return yaml.safe_dump_all([dict(o) for o in objs], sort_keys=False, explicit_start=True, default_flow_style=False)
+def rendered_text(objs: list[dict[str, Any]]) -> str:
+    """The YAML text whose sha256 the release record keeps per manifest."""
+    return yaml.safe_dump_all(objs, sort_keys=True)

@@ -1,119 +1,127 @@
 """Fixtures the plugin provides to runbook stages and checks (names are a contract).
 
-``environment``, ``release``, ``kube``, ``docker_client``, ``registry`` are per session;
-``service`` is one service of the environment (tests taking it run once per service);
-``progress`` writes live progress lines for the running test's service and stage.
+``release`` is what a test sees of the run: it waits for the outcome of the engine task the
+test shows (``release.wait(service, "build")``), writing every service's progress while it
+waits, and turns a task that did not apply into a skip with its reason. ``environment``,
+``kube``, ``docker_client``, ``registry`` and ``registry_auth`` are the run's own, per
+session; ``service`` is one service of the environment (tests taking it run once per
+service); ``status`` notes a cell of the end-of-run status table.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from deploybook.config.environment import Environment, Service
-from deploybook.errors import BuildError, ConfigError
-from deploybook.release.session import connect_cluster
-from deploybook.release.state import RUN_STATE, RunState
+from deploybook.plugin.status_table import note_status
+from deploybook.plugin.terminal import Terminal
+from deploybook.release.context import RunContext
+from deploybook.release.pipeline import Skipped
 
 if TYPE_CHECKING:
-    import docker
+    from docker import DockerClient
 
     from deploybook.cluster.connect import KubeClients
     from deploybook.images.registry import RegistryAuth, RegistryClient
+    from deploybook.release.release import Release
+
+__all__ = ["ENGINE", "TERMINAL", "RunView"]
+
+ENGINE = pytest.StashKey["Release"]()
+TERMINAL = pytest.StashKey[Terminal]()
 
 
-@pytest.fixture(scope="session")
-def release(request: pytest.FixtureRequest) -> RunState:
-    """The run state: run id, run folder, per-service results and the record built upon.
+class RunView:
+    """A test's view of the run: its context, and the outcome of any task of any service."""
 
-    In a checks-only run without ``--release``, the record kept in the cluster says what
-    should be running (``release.source_record``; ``release.expected_digest(name)``).
-    """
-    state = request.config.stash.get(RUN_STATE, None)
-    if state is None:
+    def __init__(self, engine: Release, terminal: Terminal) -> None:
+        self.engine = engine
+        self.terminal = terminal
+
+    @property
+    def context(self) -> RunContext:
+        """The run: environment, mode, run id, options, the record it builds on."""
+        return self.engine.context
+
+    def wait(self, service: Service | str, task: str) -> Any:
+        """The outcome of ``task`` for ``service``; skips the test when the task did not apply."""
+        __tracebackhide__ = True
+        name = service.name if isinstance(service, Service) else service
+        pipeline = self.engine.pipeline
+        idle = (lambda: self.terminal.drain(pipeline.events)) if pipeline is not None else None
+        outcome = self.engine.wait(name, task, idle=idle)
+        if isinstance(outcome, Skipped):
+            pytest.skip(outcome.reason)
+        return outcome
+
+    @property
+    def manifest_source(self) -> dict[str, Any]:
+        """Where this run's manifests came from (kind, path or url and ref, commit)."""
+        checkout = self.engine.checkout
+        return dict(checkout.info) if checkout is not None else {}
+
+    def say(self, service: Service | str, text: str) -> None:
+        """A live line of a team's own check."""
+        name = service.name if isinstance(service, Service) else service
+        self.terminal.progress(name, "check", text)
+
+    @property
+    def released(self) -> tuple[str, str]:
+        """(when, commit) of the release checked: this run, or the recorded one."""
+        ctx = self.context
+        if ctx.mode == "runbook" and not ctx.options.dry_run:
+            return f"{ctx.started} (this run)", ctx.git.commit[:12] if ctx.git else ""
+        record = ctx.source_record
+        if record is None:
+            return "", ""
+        git = record.git or {}
+        return record.finished or "", str(git.get("commit") or git.get("sha") or "")[:12]
+
+
+def _engine(request: pytest.FixtureRequest) -> Release:
+    engine = request.config.stash.get(ENGINE, None)
+    if engine is None:
         pytest.fail("no release: run runbook/ or checks/ with --env NAME", pytrace=False)
-    if state.mode == "checks" and state.source_record is None:
-        from deploybook.evidence.record import load_from_cluster
-
-        state.source_record = load_from_cluster(request.getfixturevalue("kube"), state.env.cluster.namespace)
-    return state
+    return engine
 
 
 @pytest.fixture(scope="session")
-def environment(release: RunState) -> Environment:
+def release(request: pytest.FixtureRequest) -> RunView:
+    """The run: ``release.wait(service, task)`` gives a task's outcome (see RunView)."""
+    return RunView(_engine(request), request.config.stash[TERMINAL])
+
+
+@pytest.fixture(scope="session")
+def environment(release: RunView) -> Environment:
     """The loaded, validated environment named by ``--env``."""
-    return release.env
+    return release.context.env
 
 
 @pytest.fixture(scope="session")
-def kube(request: pytest.FixtureRequest) -> KubeClients:
+def kube(release: RunView) -> KubeClients:
     """API clients for the environment's cluster (or the ``--kube-context`` given)."""
-    state = request.config.stash.get(RUN_STATE, None)
-    if state is None:
-        pytest.fail("no environment: run with --env NAME", pytrace=False)
-    return connect_cluster(request.config, state)
+    return release.engine.clients.kube
 
 
 @pytest.fixture(scope="session")
-def docker_client(environment: Environment) -> Iterator[docker.DockerClient]:
+def docker_client(release: RunView) -> DockerClient:
     """The Docker engine from ``DOCKER_HOST`` (as the docker CLI finds it), checked to answer."""
-    import docker
-
-    where = os.environ.get("DOCKER_HOST", "the default Docker socket")
-    try:
-        client = docker.from_env(timeout=int(environment.timeouts.build))
-        client.ping()
-    except docker.errors.DockerException as e:
-        raise BuildError(
-            f"Docker engine not reachable: {e}",
-            source=where,
-            hint='start the engine or set DOCKER_HOST (local stack: eval "$(stack/env)")',
-        ) from e
-    yield client
-    client.close()
-
-
-def resolve_registry_auth(environment: Environment) -> RegistryAuth | None:
-    """The registry credentials the environment file refers to.
-
-    A reference that cannot be resolved (an unset variable, a missing file) is a
-    ConfigError naming the environment file, the line and key of the reference, and the
-    variable or file: the plugin calls this before anything runs, so it is never found
-    late, after the lock is taken and the images are built.
-    """
-    from deploybook.config.environment import key_line
-    from deploybook.images.registry import resolve_credentials
-
-    reg = environment.registry
-    try:
-        return resolve_credentials(
-            reg.address, username=reg.username, password_env=reg.password_env, password_file=reg.password_file
-        )
-    except ConfigError as e:
-        key = next((f"registry.{k}" for k in ("password_env", "password_file") if getattr(reg, k)), None)
-        if e.file or key is None:
-            raise
-        raise ConfigError(
-            e.message, file=str(environment.file), line=key_line(environment.file, key), key=key, hint=e.hint
-        ) from e
+    return release.engine.clients.docker
 
 
 @pytest.fixture(scope="session")
-def registry_auth(environment: Environment) -> RegistryAuth | None:
+def registry_auth(release: RunView) -> RegistryAuth | None:
     """Credentials for the environment's registry, from the reference in the environment file."""
-    return resolve_registry_auth(environment)
+    return release.engine.clients.registry_auth
 
 
 @pytest.fixture(scope="session")
-def registry(environment: Environment, registry_auth: RegistryAuth | None) -> RegistryClient:
+def registry(release: RunView) -> RegistryClient:
     """The registry's v2 API with the environment's credentials and CA."""
-    from deploybook.images.registry import RegistryClient
-
-    reg = environment.registry
-    return RegistryClient(reg.address, registry_auth, ca_file=reg.ca_file, timeout=environment.timeouts.http)
+    return release.engine.clients.registry
 
 
 @pytest.fixture
@@ -124,38 +132,11 @@ def service(request: pytest.FixtureRequest) -> Service:
     return request.param  # type: ignore[no-any-return]
 
 
-class Progress:
-    """Writes ``service stage | text`` lines to the terminal while a test runs.
-
-    Output capture is suspended for each line so the operator sees progress live; repeated
-    identical lines (progress bars) are shown once.
-    """
-
-    def __init__(self, config: pytest.Config, label: str) -> None:
-        self.config = config
-        self.label = label
-        self.last = ""
-
-    def __call__(self, text: Any) -> None:
-        line = str(text).rstrip()
-        if not line or line == self.last:
-            return
-        self.last = line
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        capman = self.config.pluginmanager.get_plugin("capturemanager")
-        if tr is None or capman is None:
-            return
-        with capman.global_and_fixture_disabled():
-            tr.ensure_newline()
-            tr.write_line(f"  {self.label} | {line[:160]}")
-
-
 @pytest.fixture
-def progress(request: pytest.FixtureRequest) -> Progress:
-    """A callable printing live progress lines labelled with the test's service and stage."""
-    marker = request.node.get_closest_marker("stage")
-    stage = str(marker.args[0]) if marker else "check"
-    params = getattr(getattr(request.node, "callspec", None), "params", {})
-    svc = params.get("service")
-    name = getattr(svc, "name", "") or "-"
-    return Progress(request.config, f"{name:<11} {stage:<5}")
+def status(request: pytest.FixtureRequest, service: Service) -> Callable[..., None]:
+    """``status(column=value, ...)`` fills this service's row of the end-of-run status table."""
+
+    def note(**cells: str) -> None:
+        note_status(request.node, service.name, **cells)
+
+    return note

@@ -2,30 +2,35 @@
 
 A release must never be half-applied because one service's manifest is bad (it names an
 image no service builds, it does not parse, the API server rejects it). So right after the
-lock is taken and before any image is built, the controller renders every service's
-manifests and asks the API server to dry-run all of them (``dryRun=All``: validated,
-defaulted, admitted, never stored). Images not pushed yet are pinned to a placeholder
-digest: the digest is the one thing the apply stage renders differently, and the API
-server does not look inside it. Every problem found is reported in one
-:class:`~deploybook.errors.PreflightFailed` naming each manifest file; then nothing was
-built or applied, the lock is given back and the release record in the cluster is untouched.
+lock is taken and before any image is built, every service's manifests are rendered and the
+API server is asked to dry-run all of them (``dryRun=All``: validated, defaulted, admitted,
+never stored). This is the one dry-run each object gets in a release: the apply stage then
+applies for real. Images not pushed yet are pinned to a placeholder digest: the digest is
+the one thing the apply stage renders differently, and the API server does not look inside
+it. Every problem found is reported in one :class:`~deploybook.errors.PreflightFailed`
+naming each manifest file; then nothing was built or applied, the lock is given back and the
+release record in the cluster is untouched.
+
+A ``--dry-run`` release renders here without asking the server: its apply stage is the
+server-side dry-run, and the one it makes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from deploybook.cluster.connect import KubeClients
+from deploybook.config.environment import Environment, Service
 from deploybook.errors import DeploybookError, PreflightFailed
+from deploybook.manifests.apply import diff_objects
+from deploybook.manifests.load import load_manifests
+from deploybook.manifests.render import render_service
 
-if TYPE_CHECKING:
-    from deploybook.cluster.connect import KubeClients
-    from deploybook.config.environment import Environment, Service
-    from deploybook.release.state import RunState
-
-__all__ = ["PLACEHOLDER_DIGEST", "ServicePreflight", "manifest_directory", "preflight_release"]
+__all__ = ["PLACEHOLDER_DIGEST", "ServicePreflight", "placeholder_refs", "preflight_release"]
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 """Stands for a digest not known yet (the image is built and pushed later in the run)."""
@@ -37,7 +42,7 @@ class ServicePreflight:
 
     service: str
     manifest: Path
-    objects: int = 0
+    objects: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     problem: str = ""
 
     @property
@@ -45,39 +50,52 @@ class ServicePreflight:
         """True when the manifests rendered and the API server accepted every object."""
         return not self.problem
 
+    @property
+    def kinds(self) -> set[str]:
+        """The kinds of the rendered objects."""
+        return {str(o.get("kind")) for o in self.objects}
 
-def manifest_directory(environment: Environment, run_dir: Path) -> Path:
-    """Where the environment's manifests are: its path, or its git repository fetched at the ref."""
-    source = environment.manifests
-    if source.git is None:
-        assert source.path is not None
-        return source.path
-    from deploybook.sources.git import fetch_ref
 
-    checkout = run_dir / "manifest-source" / "preflight"
-    fetch_ref(source.git.url, source.git.ref, checkout)
-    return checkout / source.git.path
+def placeholder_refs(env: Environment, known: Mapping[str, str | None]) -> dict[str, str]:
+    """Service image -> pinned ref: ``known`` (service name -> ref) where given, else a placeholder."""
+    return {s.image: known.get(s.name) or f"{env.image_repository(s)}@{PLACEHOLDER_DIGEST}" for s in env.services}
 
 
 def preflight_release(
-    kube: KubeClients,
-    state: RunState,
+    kube: KubeClients | None,
+    env: Environment,
     manifest_dir: Path,
     *,
+    refs: Mapping[str, str],
     pull_secret: str | None,
+    release_id: str,
+    git_sha: str,
     say: Callable[[str], None] | None = None,
 ) -> list[ServicePreflight]:
-    """Render and dry-run every service; raise PreflightFailed naming every bad manifest."""
-    env = state.env
-    refs = {
-        s.image: state.expected_ref(s.name) or f"{env.image_repository(s)}@{PLACEHOLDER_DIGEST}" for s in env.services
-    }
-    results = [_check_service(kube, state, s, manifest_dir, refs, pull_secret) for s in env.services]
+    """Render every service (and dry-run it when ``kube`` is given); raise PreflightFailed
+    naming every bad manifest. Services are checked side by side."""
+
+    def check(service: Service) -> ServicePreflight:
+        return _check_service(kube, env, service, manifest_dir, refs, pull_secret, release_id, git_sha)
+
+    with ThreadPoolExecutor(max_workers=min(8, len(env.services)) or 1) as pool:
+        results = list(pool.map(check, env.services))
     for result in results:
         if say is not None:
-            noun = "object" if result.objects == 1 else "objects"
-            verdict = f"{result.objects} {noun} accepted (server-side dry-run)" if result.ok else "REFUSED"
-            say(f"preflight {result.service}: {result.manifest.name}: {verdict}")
+            say(f"preflight {result.service}: {result.manifest.name}: {_verdict(result, dry_run=kube is not None)}")
+    _raise_for(results)
+    return results
+
+
+def _verdict(result: ServicePreflight, *, dry_run: bool) -> str:
+    if not result.ok:
+        return "REFUSED"
+    noun = "object" if len(result.objects) == 1 else "objects"
+    how = "accepted (server-side dry-run)" if dry_run else "rendered"
+    return f"{len(result.objects)} {noun} {how}"
+
+
+def _raise_for(results: Sequence[ServicePreflight]) -> None:
     bad = [r for r in results if not r.ok]
     if bad:
         raise PreflightFailed(
@@ -85,37 +103,29 @@ def preflight_release(
             + "; ".join(r.problem for r in bad),
             hint="fix the manifest and run the release again; nothing was built or applied",
         )
-    return results
 
 
 def _check_service(
-    kube: KubeClients,
-    state: RunState,
+    kube: KubeClients | None,
+    env: Environment,
     service: Service,
     manifest_dir: Path,
-    refs: dict[str, str],
+    refs: Mapping[str, str],
     pull_secret: str | None,
+    release_id: str,
+    git_sha: str,
 ) -> ServicePreflight:
-    from deploybook.manifests.apply import diff_objects
-    from deploybook.manifests.render import load_manifests
-    from deploybook.release.rollback import render_service
-
     path = manifest_dir / service.manifest
     try:
         manifests = load_manifests(path)
         objs = render_service(
-            service,
-            state.env,
-            manifests,
-            refs=refs,
-            pull_secret=pull_secret,
-            release_id=state.run_id,
-            git_sha=_git_sha(state),
+            service, env, manifests, refs=refs, pull_secret=pull_secret, release_id=release_id, git_sha=git_sha
         )
-        diff_objects(kube, objs)
+        if kube is not None:
+            diff_objects(kube, objs)
     except DeploybookError as e:
         return ServicePreflight(service.name, path, problem=_located(e, path))
-    return ServicePreflight(service.name, path, objects=len(objs))
+    return ServicePreflight(service.name, path, tuple(objs))
 
 
 def _located(error: DeploybookError, path: Path) -> str:
@@ -123,10 +133,3 @@ def _located(error: DeploybookError, path: Path) -> str:
     text = f"{error.source}: {error.message}" if error.source else error.message
     text = " ".join(text.split())
     return text if str(path) in text else f"{path}: {text}"
-
-
-def _git_sha(state: RunState) -> str:
-    """The commit the images are built from (for a promotion: the promoted release's)."""
-    if state.env.promote_from and state.source_record is not None:
-        return str(state.source_record.git.get("commit", ""))
-    return state.git.commit if state.git else ""

@@ -9,8 +9,8 @@ changed since and the result is the target's images in today's manifests (``re-r
 Then every restored workload is watched until it has rolled out and the digests its pods run
 are compared with the target's: a rollback is only reported done when that proof holds.
 
-`render_service` is also what the apply stage renders with, so a rollback reproduces what an
-apply of the target did.
+Rendering goes through ``deploybook.manifests.render.render_service``, as the apply stage's
+does, so a rollback reproduces what an apply of the target did.
 """
 
 from __future__ import annotations
@@ -19,57 +19,21 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import yaml
-
+from deploybook.cluster.watch import label_selector
 from deploybook.config.environment import Environment, Service
-from deploybook.manifests.render import (
-    ENVIRONMENT_LABEL,
-    GIT_SHA_ANNOTATION,
-    RELEASE_ID_ANNOTATION,
-    Manifest,
-    load_manifests,
-    render_manifests,
-)
-
-if TYPE_CHECKING:
-    from deploybook.evidence.record import ReleaseRecord
+from deploybook.errors import DeploybookError, RolloutFailed
+from deploybook.evidence.record import ReleaseRecord
+from deploybook.manifests.apply import apply_objects
+from deploybook.manifests.load import load_manifests
+from deploybook.manifests.render import render_service, rendered_text
+from deploybook.verify.digests import digest_mismatches, running_images
+from deploybook.verify.rollout import wait_for_rollout
 
 __all__ = ["RollbackResult", "ServiceRollback", "render_service", "rendered_text", "roll_back", "to_roll_back"]
 
-_SCALABLE = ("Deployment", "StatefulSet")
 _WATCHED = ("Deployment", "StatefulSet", "DaemonSet")
-
-
-def render_service(
-    service: Service,
-    environment: Environment,
-    manifests: list[Manifest],
-    *,
-    refs: Mapping[str, str],
-    pull_secret: str | None,
-    release_id: str,
-    git_sha: str,
-) -> list[dict[str, Any]]:
-    """Render one service's manifests for a release: ``refs`` maps service image -> pinned ref."""
-    replicas = {}
-    if service.replicas is not None:
-        replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in _SCALABLE}
-    return render_manifests(
-        manifests,
-        images=refs,
-        namespace=environment.cluster.namespace,
-        labels={ENVIRONMENT_LABEL: environment.name},
-        annotations={RELEASE_ID_ANNOTATION: release_id, GIT_SHA_ANNOTATION: git_sha},
-        pull_secret=pull_secret,
-        replicas=replicas,
-    )
-
-
-def rendered_text(objs: list[dict[str, Any]]) -> str:
-    """The YAML text whose sha256 the release record keeps per manifest."""
-    return yaml.safe_dump_all(objs, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -174,9 +138,6 @@ def _restore(
     manifest_dir: Path,
     timeout_s: float,
 ) -> ServiceRollback:
-    from deploybook.errors import DeploybookError
-    from deploybook.manifests.apply import apply_objects
-
     old = target.services[service.name]
     try:
         manifests = load_manifests(manifest_dir / service.manifest)
@@ -203,10 +164,6 @@ def _prove(
     kube: Any, environment: Environment, service: Service, objs: list[dict[str, Any]], digest: str, timeout_s: float
 ) -> list[str]:
     """Wait for each restored workload and compare the digests its pods run with ``digest``."""
-    from deploybook.cluster.watch import label_selector
-    from deploybook.verify.digests import digest_mismatches, running_images
-    from deploybook.verify.rollout import RolloutFailed, wait_for_rollout
-
     namespace = environment.cluster.namespace
     problems: list[str] = []
     for obj in objs:

@@ -43,11 +43,16 @@ BODY_LIMIT = 4000  # characters of the body kept for the report
 class HttpCheckSpec(Protocol):
     """The shape of `deploybook.config.environment.HttpCheck` that this module reads."""
 
-    path: str
-    expect_status: int
-    expect_json: Mapping[str, Any] | None
-    expect_text: str | None
-    latency_ms: int | None
+    @property
+    def path(self) -> str: ...
+    @property
+    def expect_status(self) -> int: ...
+    @property
+    def expect_json(self) -> Mapping[str, Any] | None: ...
+    @property
+    def expect_text(self) -> str | None: ...
+    @property
+    def latency_ms(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
