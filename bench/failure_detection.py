@@ -151,7 +151,8 @@ def finish_kubectl_trial(trial: KubectlTrial, result: FailureResult) -> None:
 
 def deploybook_trials(kube: Any, images: Images, runs: int, result: FailureResult) -> None:
     """``runs`` trials of deploybook's rollout check on a fresh crashing Deployment each."""
-    from deploybook.verify.rollout import RolloutFailed, wait_for_rollout
+    from deploybook.errors import RolloutFailed
+    from deploybook.verify.rollout import wait_for_rollout
 
     suffix = uuid.uuid4().hex[:6]
     for i in range(1, runs + 1):

@@ -62,7 +62,8 @@ def docker_client(cluster_ready: dict[str, str]) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def good_image(cluster_ready: dict[str, str], docker_client: Any, registry_auth: Any) -> Any:
     """The sample gateway, built from its context and pushed as ``fault-shared/gateway:good``."""
-    from deploybook.images.build import build_image, push_image
+    from deploybook.images.build import build_image
+    from deploybook.images.push import push_image
 
     subprocess.run([str(ROOT / "apps" / "dx29" / "prepare"), "gateway"], check=True, capture_output=True)
     repository = f"{cluster_ready['DEPLOYBOOK_REGISTRY']}/fault-shared/gateway"
@@ -281,7 +282,8 @@ def test_kubelet_stopped_mid_rollout(
     fault_case: dict[str, Any],
     kit: Any,
 ) -> None:
-    from deploybook.verify.rollout import RolloutFailed, wait_for_rollout
+    from deploybook.errors import RolloutFailed
+    from deploybook.verify.rollout import wait_for_rollout
 
     fault_case.update(
         case="kubelet stopped mid-rollout", expected=f"NodeNotReady naming node {NODE}, before the rollout deadline"
@@ -355,7 +357,7 @@ def test_crashing_image_rolled_back(
     kit: Any,
     tmp_path: Path,
 ) -> None:
-    from deploybook.images.build import push_image
+    from deploybook.images.push import push_image
 
     fault_case.update(
         case="new image crashes, --rollback-on-failure",

@@ -20,7 +20,8 @@ import docker
 import pytest
 
 from deploybook.errors import BuildError, PushError, RegistryError
-from deploybook.images.build import BuildResult, build_image, oci_labels, push_image
+from deploybook.images.build import BuildResult, build_image, oci_labels
+from deploybook.images.push import push_image
 from deploybook.images.registry import RegistryAuth, RegistryClient, resolve_credentials
 
 pytestmark = pytest.mark.integration

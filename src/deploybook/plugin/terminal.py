@@ -56,7 +56,7 @@ class Terminal:
         if self._last.get((service, task)) == text:
             return
         self._last[(service, task)] = text
-        self._write(f"  {service:<11} {task:<9}| {text[:LINE_LIMIT]}")
+        self._write(f"  {service:<11} {task:<5} | {text[:LINE_LIMIT]}")
 
     def drain(self, events: queue.Queue[tuple[str, str, str]]) -> None:
         """Write every progress line waiting in ``events``."""
