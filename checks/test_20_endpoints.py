@@ -13,7 +13,7 @@ from collections.abc import Callable
 import allure
 import pytest
 
-from deploybook.config.environment import Service
+from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
 from deploybook.release.checking import EndpointsReport
 

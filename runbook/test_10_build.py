@@ -18,7 +18,7 @@ import json
 import allure
 import pytest
 
-from deploybook.config.environment import Service
+from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
 from deploybook.release.stages import Built
 

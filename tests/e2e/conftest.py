@@ -90,6 +90,8 @@ def _write_environment(
     contexts: dict[str, Path],
 ) -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / "environments" / "local.yaml").read_text())
+    # A self-contained environment: its own list of services, from the app definition.
+    doc["services"] = yaml.safe_load((ROOT / "app.yaml").read_text())["services"]
     doc["description"] = "Throwaway environment of the e2e fault tests (deleted afterwards)."
     doc["cluster"]["namespace"] = namespace
     doc["lock_duration_s"] = lock_duration_s

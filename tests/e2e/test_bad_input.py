@@ -154,18 +154,18 @@ def case_env_variable_unset(c: Ctx) -> Invocation:
     return Invocation(release(), environ_with(c.env, DEPLOYBOOK_REGISTRY=None))
 
 
-@case("port out of range named", r"local\.yaml:\d+", r"key 'services\[0\]\.port'", "65535")
+@case("port out of range named", r"app\.yaml:\d+", r"key 'services\[0\]\.port'", "65535")
 def case_env_port_out_of_range(c: Ctx) -> Invocation:
     c.box.edit(
-        "environments/local.yaml",
+        "app.yaml",
         ("    port: 8080\n    manifest: gateway.yaml", "    port: 80800\n    manifest: gateway.yaml"),
     )
     return Invocation(release())
 
 
-@case("duplicate service name refused", r"local\.yaml:\d+", r"key 'services\[1\]\.name'", "duplicate")
+@case("duplicate service name refused", r"app\.yaml:\d+", r"key 'services\[1\]\.name'", "duplicate")
 def case_env_duplicate_service(c: Ctx) -> Invocation:
-    c.box.edit("environments/local.yaml", ("  - name: annotation", "  - name: gateway"))
+    c.box.edit("app.yaml", ("  - name: annotation", "  - name: gateway"))
     return Invocation(release())
 
 
@@ -187,10 +187,10 @@ def case_env_negative_timeout(c: Ctx) -> Invocation:
     return Invocation(release())
 
 
-@case("HTTP check path without a slash refused", r"local\.yaml:\d+", r"key 'services\[0\]\.http\[0\]\.path'")
+@case("HTTP check path without a slash refused", r"app\.yaml:\d+", r"key 'services\[0\]\.http\[0\]\.path'")
 def case_env_http_path(c: Ctx) -> Invocation:
     c.box.edit(
-        "environments/local.yaml",
+        "app.yaml",
         ("      - path: /health\n        expect_status: 200", "      - path: health\n        expect_status: 200"),
     )
     return Invocation(release())

@@ -8,13 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 READ_ONLY_MODULES = [
     "checks",
-    "deploybook/rollout.py",
-    "deploybook/kubewatch.py",
-    "deploybook/workload_status.py",
-    "deploybook/endpoints.py",
-    "deploybook/digests.py",
-    "deploybook/containers.py",
-    "deploybook/status.py",
+    "src/deploybook/verify",
+    "src/deploybook/cluster/watch.py",
+    "src/deploybook/release/checking.py",
+    "src/deploybook/plugin/status_table.py",
 ]
 # Kubernetes client write methods, dynamic-client writes and raw write requests.
 # str.replace and datetime.replace are not writes; the dynamic client's replace takes body=.

@@ -158,3 +158,80 @@ def test_environment_is_frozen() -> None:
     env = parse(MINIMAL)
     with pytest.raises(AttributeError):
         env.name = "other"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- the app and overlays
+
+APP = """\
+name: shop
+services:
+  - name: api
+    context: apps/api
+    image: shop/api
+    manifest: api.yaml
+    port: 8080
+    http:
+      - {path: /health}
+  - name: worker
+    context: apps/worker
+    image: shop/worker
+    manifest: worker.yaml
+"""
+OVERLAY = MINIMAL[: MINIMAL.index("services:")]
+
+
+def project(tmp_path: Path, environment: str, app: str | None = APP) -> Path:
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "prod.yaml").write_text(environment)
+    if app is not None:
+        (tmp_path / "app.yaml").write_text(app)
+    return tmp_path / "environments"
+
+
+def test_services_are_declared_once_in_the_app(tmp_path: Path) -> None:
+    env = load_environment("prod", project(tmp_path, OVERLAY))
+    assert env.service_names == ("api", "worker")
+    assert env.service("api").context == tmp_path / "apps/api" and env.service("api").http[0].path == "/health"
+
+
+def test_an_environment_overrides_replicas_and_http_checks_only(tmp_path: Path) -> None:
+    text = OVERLAY + "services:\n  api:\n    replicas: 3\n    http:\n      - {path: /ready, latency_ms: 500}\n"
+    env = load_environment("prod", project(tmp_path, text))
+    api = env.service("api")
+    assert api.replicas == 3 and [c.path for c in api.http] == ["/ready"] and api.image == "shop/api"
+    assert env.service("worker").replicas is None  # what is not overridden is the app's
+
+
+@pytest.mark.parametrize(
+    ("services", "where", "message"),
+    [
+        ("  payments: {replicas: 2}\n", ":11: key 'services.payments'", "no service 'payments' in app.yaml"),
+        ("  api: {image: other/api}\n", ":11: key 'services.api.image'", "unknown key (allowed: replicas, http)"),
+        ("  api: {replicas: -1}\n", ":11: key 'services.api.replicas'", "below the minimum 0"),
+        ("  worker:\n    http: [{path: /h}]\n", ":12: key 'services.worker.http'", "http checks need a port"),
+    ],
+)
+def test_a_bad_override_names_the_file_line_and_key(tmp_path: Path, services: str, where: str, message: str) -> None:
+    directory = project(tmp_path, OVERLAY + "services:\n" + services)
+    with pytest.raises(ConfigError) as info:
+        load_environment("prod", directory)
+    text = str(info.value)
+    assert f"{directory / 'prod.yaml'}{where}" in text and message in text
+
+
+def test_a_list_of_services_makes_an_environment_complete_on_its_own(tmp_path: Path) -> None:
+    env = load_environment("prod", project(tmp_path, MINIMAL))
+    assert env.service_names == ("api",) and env.service("api").image == "app/api"  # not app.yaml's
+
+
+def test_without_an_app_an_environment_must_list_its_services(tmp_path: Path) -> None:
+    directory = project(tmp_path, OVERLAY, app=None)
+    with pytest.raises(ConfigError, match=r"key 'services': required: a list of services here, or app\.yaml"):
+        load_environment("prod", directory)
+
+
+def test_a_bad_app_definition_is_located_in_app_yaml(tmp_path: Path) -> None:
+    directory = project(tmp_path, OVERLAY, app=APP.replace("port: 8080", "port: 99999"))
+    with pytest.raises(ConfigError) as info:
+        load_environment("prod", directory)
+    assert f"{tmp_path / 'app.yaml'}:7: key 'services[0].port'" in str(info.value)

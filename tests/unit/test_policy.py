@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deploybook.config.environment import Environment, parse_environment
+from deploybook.config.environment import parse_environment
+from deploybook.config.model import Environment
 from deploybook.errors import PolicyError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
 from deploybook.release.policy import check_before_release, check_branch, check_clean_tree, check_promotion

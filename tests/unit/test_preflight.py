@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from test_apply import FakeCluster, FakeDynamic, FakeKube, FakeResources
 
-from deploybook.config.environment import Environment, parse_environment
+from deploybook.config.environment import parse_environment
+from deploybook.config.model import Environment
 from deploybook.errors import PreflightFailed
 from deploybook.release import preflight as preflight_module
 from deploybook.release.preflight import PLACEHOLDER_DIGEST, ServicePreflight, placeholder_refs, preflight_release

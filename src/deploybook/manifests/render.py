@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from deploybook.config.environment import Environment, Service
+from deploybook.config.model import Environment, Service
 from deploybook.errors import RenderError
 from deploybook.manifests.load import Manifest
 

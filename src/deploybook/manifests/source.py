@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploybook.config.environment import ManifestSource
+from deploybook.config.model import ManifestSource
 from deploybook.sources.git import GitState, fetch_ref
 
 __all__ = ["ManifestCheckout", "checkout_manifests"]

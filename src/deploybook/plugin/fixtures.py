@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from deploybook.config.environment import Environment, Service
+from deploybook.config.model import Environment, Service
 from deploybook.plugin.status_table import note_status
 from deploybook.plugin.terminal import Terminal
 from deploybook.release.context import RunContext

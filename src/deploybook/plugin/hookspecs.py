@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from deploybook.config.environment import Environment, Service
+    from deploybook.config.model import Environment, Service
     from deploybook.evidence.record import ReleaseRecord
     from deploybook.verify.workloads import Workload
 

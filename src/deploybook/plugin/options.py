@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from deploybook.config.environment import Environment, known_environments, load_environment
+from deploybook.config.environment import known_environments, load_environment
+from deploybook.config.model import Environment
 from deploybook.errors import RecordError
 from deploybook.evidence.record import ReleaseRecord, load_file
 from deploybook.release import policy

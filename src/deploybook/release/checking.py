@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deploybook.cluster.watch import NamespaceSnapshot, list_raw
-from deploybook.config.environment import Service
+from deploybook.config.model import Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
 from deploybook.release.pipeline import Skipped
 from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container

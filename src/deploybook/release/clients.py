@@ -18,7 +18,7 @@ import docker.errors
 from docker import DockerClient
 
 from deploybook.cluster.connect import KubeClients, connect
-from deploybook.config.environment import Environment
+from deploybook.config.model import Environment
 from deploybook.errors import BuildError
 from deploybook.images.registry import RegistryAuth, RegistryClient
 from deploybook.release.credentials import resolve_registry_auth

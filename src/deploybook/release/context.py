@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploybook.config.environment import Environment
+from deploybook.config.model import Environment
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
 from deploybook.sources.git import GitState
 

@@ -6,7 +6,8 @@ import of the Docker and Kubernetes clients.
 
 from __future__ import annotations
 
-from deploybook.config.environment import Environment, key_line
+from deploybook.config.environment import key_line
+from deploybook.config.model import Environment
 from deploybook.errors import ConfigError
 from deploybook.images.registry import RegistryAuth, resolve_credentials
 

@@ -8,7 +8,7 @@ and on promoting only digests that passed on test. Each broken rule is one
 
 from __future__ import annotations
 
-from deploybook.config.environment import Environment
+from deploybook.config.model import Environment
 from deploybook.errors import PolicyError
 from deploybook.evidence.record import ReleaseRecord
 from deploybook.sources.git import GitState

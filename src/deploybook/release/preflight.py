@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybook.cluster.connect import KubeClients
-from deploybook.config.environment import Environment, Service
+from deploybook.config.model import Environment, Service
 from deploybook.errors import DeploybookError, PreflightFailed
 from deploybook.manifests.apply import diff_objects
 from deploybook.manifests.load import load_manifests

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybook.cluster.lock import LeaseRenewer, Lock
-from deploybook.config.environment import Environment, Service
+from deploybook.config.model import Environment, Service
 from deploybook.errors import RenderError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
 from deploybook.manifests.source import ManifestCheckout

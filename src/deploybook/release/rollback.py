@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deploybook.cluster.watch import label_selector
-from deploybook.config.environment import Environment, Service
+from deploybook.config.model import Environment, Service
 from deploybook.errors import DeploybookError, RolloutFailed
 from deploybook.evidence.record import ReleaseRecord
 from deploybook.manifests.apply import apply_objects

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deploybook.config.environment import Service
+from deploybook.config.model import Service
 from deploybook.errors import BuildError, RegistryError
 from deploybook.images.build import build_image, oci_labels
 from deploybook.images.push import push_image, split_repository

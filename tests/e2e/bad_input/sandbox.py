@@ -67,13 +67,12 @@ class Sandbox:
     def create(cls, root: Path, env: dict[str, str], namespace: str, *, branch: str = "main") -> Sandbox:
         """Copy the runbook into ``root``, point ``local`` at ``namespace``, commit it all."""
         root.mkdir(parents=True)
-        for name in ("conftest.py", "pytest.ini"):
+        for name in ("conftest.py", "pytest.ini", "app.yaml"):
             shutil.copy(ROOT / name, root / name)
         for name in ("runbook", "checks", "environments"):
             shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "apps" / "dx29" / "manifests", root / "manifests")
-        for name in ("deploybook", "apps"):
-            (root / name).symlink_to(ROOT / name)
+        (root / "apps").symlink_to(ROOT / "apps")
         (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nreports/\n")
         box = cls(root, env, namespace)
         box.edit(
