@@ -49,6 +49,7 @@ lint: venv
 	$(VENV)/bin/ruff check src runbook checks tests bench conftest.py
 	$(VENV)/bin/ruff format --check src runbook checks tests bench conftest.py
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: venv stack
 	$(STACK_ENV) && $(PY) -m bench

@@ -343,7 +343,7 @@ def test_no_planted_secret_in_the_bundle_or_the_run_folder(run: Run, tmp_path: P
 
 def test_bundle_verifies(run: Run) -> None:
     done = subprocess.run(
-        [str(PYTHON), "-m", "deploybook.evidence.bundle", "verify", str(run.bundle)],
+        [str(PYTHON), "-m", "deploybook", "bundle", "verify", str(run.bundle)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from deploybook import cli
 from deploybook.errors import EvidenceError
 from deploybook.evidence import bundle
 
@@ -90,7 +91,7 @@ def test_manifest_files_written_by_the_apply_stage_take_precedence(run_dir: Path
 
 def test_fresh_bundle_verifies(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     archive = bundle.create_bundle(run_dir, environ={})
-    assert bundle.main(["verify", str(archive)]) == 0
+    assert cli.main(["bundle", "verify", str(archive)]) == 0
     assert capsys.readouterr().out.startswith("OK: 5 files match SHA256SUMS")
 
 
@@ -107,7 +108,7 @@ def test_tampered_bundle_fails_naming_the_file(
 ) -> None:
     archive = bundle.create_bundle(run_dir, environ={})
     rewrite(archive, change)
-    assert bundle.main(["verify", str(archive)]) == 1
+    assert cli.main(["bundle", "verify", str(archive)]) == 1
     err = capsys.readouterr().err
     assert named in err and str(archive) in err
 
@@ -115,13 +116,13 @@ def test_tampered_bundle_fails_naming_the_file(
 def test_unreadable_bundle_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bogus = tmp_path / "bundle.tar.gz"
     bogus.write_text("not an archive")
-    assert bundle.main(["verify", str(bogus)]) == 1
+    assert cli.main(["bundle", "verify", str(bogus)]) == 1
     assert "cannot read the bundle" in capsys.readouterr().err
 
 
 def test_create_names_the_missing_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "release.json").write_text("{}")
-    assert bundle.main(["create", str(tmp_path)]) == 1
+    assert cli.main(["bundle", "create", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "no index.html, junit.xml in the run folder" in err and str(tmp_path) in err
 

@@ -6,13 +6,8 @@ import json
 from typing import Any
 
 from deploybook.errors import RegistryError
-from deploybook.verify.digests import (
-    digest_mismatches,
-    digest_of,
-    registry_problem,
-    repository_path,
-    running_images,
-)
+from deploybook.images.references import digest_of, repository_path
+from deploybook.verify.digests import digest_mismatches, registry_problem, running_images
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -110,21 +105,6 @@ def test_registry_problem_covers_gone_digest_and_moved_tag() -> None:
     assert "does not serve dx29/web@" in str(registry_problem(FakeRegistry({A: gone}), "dx29/web", A))
     moved = registry_problem(FakeRegistry({A: A, "v1": B}), "dx29/web", A, "v1")
     assert moved == f"tag dx29/web:v1 now points at {B}, the release recorded {A}"
-
-
-def test_expected_result_prefers_this_runs_push_read_when_asked() -> None:
-    """Under xdist a worker may check one service before it pushes the next: the lookup is live."""
-    from types import SimpleNamespace
-
-    from deploybook.verify.digests import expected_result
-
-    record = {"terms": SimpleNamespace(digest=A, tag="old")}
-    run_results: dict[str, object] = {"terms": SimpleNamespace(digest=None)}  # built, not pushed yet
-    assert expected_result("terms", run_results, record) == (record["terms"], "release record")
-    pushed = SimpleNamespace(digest=B, tag="new")
-    run_results["terms"] = pushed  # the push of this run lands after the first lookup
-    assert expected_result("terms", run_results, record) == (pushed, "this run")
-    assert expected_result("worker", run_results, record) == (None, "release record")
 
 
 def test_containers_in_a_listed_pod_set_leave_out_terminating_pods_and_other_images() -> None:

@@ -10,7 +10,7 @@ from deploybook.config.environment import parse_environment
 from deploybook.config.model import Environment
 from deploybook.errors import PolicyError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
-from deploybook.release.policy import check_before_release, check_branch, check_clean_tree, check_promotion
+from deploybook.release.policy import check_branch, check_clean_tree, check_promotion
 from deploybook.sources.git import GitState
 
 BASE = """\
@@ -98,10 +98,11 @@ def test_promotion_refuses_untested_digests(rec: ReleaseRecord, message: str) ->
         check_promotion(env("prod", extra="promote_from: test\n"), rec, confirmed=True)
 
 
-def test_promotion_of_a_passed_test_release() -> None:
-    check_before_release(
-        env("prod", clean=True, extra="promote_from: test\n"), CLEAN_MAIN, promotion=record(), confirmed=True
-    )
+def test_promotion_of_a_passed_test_release_from_a_clean_main() -> None:
+    prod = env("prod", clean=True, extra="promote_from: test\n")
+    check_branch(prod, CLEAN_MAIN)
+    check_clean_tree(prod, CLEAN_MAIN)
+    check_promotion(prod, record(), confirmed=True)
 
 
 def test_non_promoting_environment_ignores_promotion() -> None:

@@ -106,6 +106,24 @@ def test_a_resumed_release_records_the_digest_it_was_resumed_from(tmp_path: Path
     assert rec.applied == () and "web" not in rec.services  # nothing was applied by this run
 
 
+def test_what_a_service_must_run_is_this_runs_push_else_the_record(tmp_path: Path) -> None:
+    older = "sha256:" + "9" * 64
+    previous = ReleaseRecord(
+        "r0",
+        "x",
+        "ns",
+        "passed",
+        "",
+        "",
+        services={n: ServiceRecord(n, digest=older, tag="old") for n in ("api", "web")},
+    )
+    release = make_release(tmp_path, source=previous)
+    run_tasks(release, {("api", "push"): Pushed("reg.example/app/api", DIGEST, "push", "t")})
+    assert release.expected("api") == (DIGEST, "t", "this run")
+    assert release.expected("web") == (older, "old", "release record r0")
+    assert release.ref("web") == f"reg.example/app/web@{older}"  # this environment's registry
+
+
 def test_round_trip_through_file(tmp_path: Path) -> None:
     release = make_release(tmp_path)
     run_tasks(release, {("api", "push"): Pushed("reg.example/app/api", DIGEST, "push", "t")})

@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from deploybook.errors import RenderError
+from deploybook.images.references import image_name
 from deploybook.manifests.load import Manifest, load_manifests
-from deploybook.manifests.render import image_name, render_manifests, rendered_text
+from deploybook.manifests.render import render_manifests, rendered_text
 
 GATEWAY_REF = "localhost:5000/dx29/gateway@sha256:" + "a" * 64
 MIGRATE_REF = "localhost:5000/dx29/migrate@sha256:" + "b" * 64

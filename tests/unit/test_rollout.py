@@ -437,7 +437,7 @@ def test_a_listed_workload_already_rolled_out_needs_no_watch() -> None:
 
 
 def test_selector_matches_labels_and_expressions() -> None:
-    from deploybook.cluster.watch import selector_matches
+    from deploybook.cluster.selectors import selector_matches
 
     sel = {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}
     assert selector_matches(sel, {"app": "web", "tier": "a"})

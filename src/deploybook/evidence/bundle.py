@@ -17,7 +17,6 @@ known secret value (see :func:`deploybook.evidence.secrets.known_secret_values`)
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
@@ -25,13 +24,12 @@ import io
 import json
 import os
 import re
-import sys
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from deploybook.errors import DeploybookError, EvidenceError
+from deploybook.errors import EvidenceError
 from deploybook.evidence.record import RECORD_FILE
 from deploybook.evidence.report import HTML_FILENAME, JUNIT_FILENAME, RESULTS_DIRNAME
 from deploybook.evidence.secrets import known_secret_values, secret_forms
@@ -259,31 +257,3 @@ def verify_bundle(archive: Path) -> int:
             hint="do not use this bundle; take the one attached to the release",
         )
     return len(files) - 1
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``create RUN_DIR [-o ARCHIVE]`` or ``verify ARCHIVE``; exit 1 with one error line."""
-    parser = argparse.ArgumentParser(prog="python -m deploybook.evidence.bundle", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="pack a finished run folder (reports/ENV/RUN_ID)")
-    create.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    create.add_argument("-o", "--output", type=Path, metavar="ARCHIVE", help="where to write the archive")
-    verify = commands.add_parser("verify", help="check a bundle against its SHA256SUMS")
-    verify.add_argument("archive", type=Path, metavar="ARCHIVE")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "create":
-            print(create_bundle(args.run_dir, output=args.output))
-        else:
-            print(f"OK: {verify_bundle(args.archive)} files match SHA256SUMS in {args.archive}")
-    except DeploybookError as e:
-        print(f"error: {e.one_line()}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

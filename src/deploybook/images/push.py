@@ -20,9 +20,10 @@ import requests
 
 from deploybook.errors import PushError, RegistryError
 from deploybook.images.build import LineCallback, emit_line
+from deploybook.images.references import split_repository
 from deploybook.images.registry import RegistryAuth, RegistryClient, registry_host
 
-__all__ = ["PushResult", "push_image", "split_repository"]
+__all__ = ["PushResult", "push_image"]
 
 _PUSH_TRIES = 3
 _PUSH_BACKOFF_S = 1.0
@@ -41,17 +42,6 @@ class PushResult:
     repository: str = ""
     tag: str = ""
     seconds: float = 0.0
-
-
-def split_repository(repository: str) -> tuple[str, str]:
-    """``(registry address, path)`` of a repository such as ``localhost:5000/dx29/gateway``."""
-    first, _, rest = repository.partition("/")
-    if not rest or not ("." in first or ":" in first or first == "localhost"):
-        raise PushError(
-            f"repository {repository!r} names no registry",
-            hint="push to a repository that starts with the registry address, e.g. localhost:5000/dx29/gateway",
-        )
-    return first, rest
 
 
 def push_image(

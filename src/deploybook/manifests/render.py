@@ -27,6 +27,7 @@ import yaml
 
 from deploybook.config.model import Environment, Service
 from deploybook.errors import RenderError
+from deploybook.images.references import image_name
 from deploybook.manifests.load import Manifest
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -208,17 +209,6 @@ def _pin_images(pod_spec: dict[str, Any], images: Mapping[str, str], manifest: M
                     hint="fix the image in the manifest or add a service that builds it",
                 )
             container["image"] = images[name]
-
-
-def image_name(image: str) -> str:
-    """An image reference without its digest and tag: ``a/b:1@sha256:..`` -> ``a/b``."""
-    name = image.split("@", 1)[0]
-    last_slash = name.rfind("/")
-    colon = name.rfind(":")
-    # A colon after the last slash is a tag; before it, a registry port.
-    if colon > last_slash:
-        name = name[:colon]
-    return name
 
 
 def _add_pull_secret(pod_spec: dict[str, Any], name: str) -> None:

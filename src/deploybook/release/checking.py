@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from deploybook.cluster.watch import NamespaceSnapshot, list_raw
 from deploybook.config.model import Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
+from deploybook.images.references import repository_path
 from deploybook.release.pipeline import Skipped
 from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container
 from deploybook.verify.digests import (
@@ -32,7 +33,6 @@ from deploybook.verify.digests import (
     containers_in,
     digest_mismatches,
     registry_problem,
-    repository_path,
 )
 from deploybook.verify.endpoints import EndpointReport, HttpResult, endpoint_report, http_check, service_port_for
 from deploybook.verify.rollout import WORKLOAD_KINDS, RolloutResult, rolled_out_in

@@ -81,10 +81,3 @@ def _check_promoted_record(env: Environment, record: ReleaseRecord) -> None:
             source=where,
             hint="promote a test release that built every service of this environment",
         )
-
-
-def check_before_release(env: Environment, git: GitState, *, promotion: ReleaseRecord | None, confirmed: bool) -> None:
-    """All rules, in the order an operator would fix them."""
-    check_branch(env, git)
-    check_clean_tree(env, git)
-    check_promotion(env, promotion, confirmed=confirmed)

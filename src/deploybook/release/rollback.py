@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploybook.cluster.watch import label_selector
+from deploybook.cluster.selectors import label_selector
 from deploybook.config.model import Environment, Service
 from deploybook.errors import DeploybookError, RolloutFailed
 from deploybook.evidence.record import ReleaseRecord

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 from deploybook.config.model import Service
 from deploybook.errors import BuildError, RegistryError
 from deploybook.images.build import build_image, oci_labels
-from deploybook.images.push import push_image, split_repository
+from deploybook.images.push import push_image
+from deploybook.images.references import image_name, split_repository
 from deploybook.manifests.apply import AppliedObject, apply_objects
 from deploybook.manifests.load import load_manifests
-from deploybook.manifests.render import containers_of, image_name, render_service, rendered_text
+from deploybook.manifests.render import containers_of, render_service, rendered_text
 from deploybook.release.pipeline import Skipped
 from deploybook.sources.git import source_url
 from deploybook.verify.workloads import Workload, workloads_in

@@ -12,13 +12,13 @@ Only reads are made: list pods, HEAD manifests.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from deploybook.cluster.watch import list_raw
 from deploybook.errors import RegistryError
+from deploybook.images.references import digest_of, image_matches
 
 __all__ = [
     "CachedManifests",
@@ -26,15 +26,9 @@ __all__ = [
     "RunningContainer",
     "containers_in",
     "digest_mismatches",
-    "digest_of",
-    "expected_result",
-    "image_matches",
     "registry_problem",
-    "repository_path",
     "running_images",
 ]
-
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class ManifestSource(Protocol):
@@ -69,27 +63,6 @@ class DigestMismatch:
     def __str__(self) -> str:
         running = self.running or "no digest yet (image not pulled)"
         return f"pod {self.pod} container {self.container}: running {running}, recorded {self.recorded}"
-
-
-def digest_of(reference: str) -> str | None:
-    """The `sha256:...` digest in an image reference or imageID, if any."""
-    found = _DIGEST.search(reference or "")
-    return found.group(0) if found else None
-
-
-def _name_only(image: str) -> str:
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:  # a tag, not a registry port
-        name = name[: -len(last)] + last.split(":", 1)[0]
-    return name
-
-
-def repository_path(image: str, registry_address: str) -> str:
-    """`localhost:5000/dx29/gateway@sha256:..` -> `dx29/gateway` for that registry."""
-    name = _name_only(image)
-    prefix = registry_address.rstrip("/") + "/"
-    return name.removeprefix(prefix)
 
 
 def running_images(
@@ -132,12 +105,6 @@ def containers_in(pods: Iterable[Mapping[str, Any]], *, image_repository: str | 
                 )
             )
     return found
-
-
-def image_matches(image: str, repository: str) -> bool:
-    """True when `image` (any registry, tag or digest) is from `repository`, e.g. dx29/web."""
-    name = _name_only(image)
-    return name == repository or name.endswith("/" + repository)
 
 
 class CachedManifests:
@@ -197,22 +164,3 @@ def registry_problem(registry: ManifestSource, repository: str, digest: str, tag
     if tag:
         return f"tag {repository}:{tag} now points at {tagged}, the release recorded {digest}"
     return None
-
-
-def recorded_digests(results: Mapping[str, Any]) -> dict[str, str]:
-    """Service name -> digest from a mapping of ServiceResult-like objects (digest attribute)."""
-    return {name: r.digest for name, r in results.items() if getattr(r, "digest", None)}
-
-
-def expected_result(name: str, run_results: Mapping[str, Any], record_services: Mapping[str, Any]) -> tuple[Any, str]:
-    """The result whose digest service `name` must run, and where it came from.
-
-    This run's push wins over a release record; it is looked up when the check runs, never
-    from a copy taken earlier: under pytest-xdist a worker may check one service before it
-    pushes another, and a copy taken then would judge the later service against the
-    previous release's digest.
-    """
-    current = run_results.get(name)
-    if getattr(current, "digest", None):
-        return current, "this run"
-    return record_services.get(name), "release record"

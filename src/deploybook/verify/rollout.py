@@ -44,7 +44,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from deploybook.cluster.watch import EventStream, label_selector, list_raw, selector_matches
+from deploybook.cluster.selectors import label_selector, selector_matches
+from deploybook.cluster.watch import EventStream, list_raw
 from deploybook.errors import RolloutFailed
 from deploybook.verify.evidence import collect_evidence
 from deploybook.verify.nodes import node_problem, pod_ready

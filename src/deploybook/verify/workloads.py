@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploybook.cluster.watch import label_selector, selector_matches
-from deploybook.verify.digests import image_matches
+from deploybook.cluster.selectors import label_selector, selector_matches
+from deploybook.images.references import image_matches
 
 __all__ = ["Workload", "pod_template", "services_selecting", "workloads_in", "workloads_running"]
 

@@ -1,0 +1,175 @@
+"""Image build through the Docker engine, with OCI labels and a captured log.
+
+`build_image` runs a classic ``docker build`` through the SDK's low-level API, streams every
+log line to a callback (the terminal's progress) and keeps the whole log (the report's
+evidence). A missing context or Dockerfile is reported before the engine is called; a
+failed build carries the last lines of its log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from deploybook.errors import BuildError
+
+__all__ = ["BuildResult", "LineCallback", "build_image", "emit_line", "oci_labels"]
+
+LineCallback = Callable[[str], None]
+_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced: the image id, the tag it carries, its labels and full log."""
+
+    image_id: str
+    tag: str
+    labels: Mapping[str, str]
+    log: str = field(repr=False)
+    seconds: float
+
+
+def oci_labels(*, revision: str, source: str, version: str, created: str | datetime | None = None) -> dict[str, str]:
+    """The OCI annotations (``org.opencontainers.image.*``) for an image of this release.
+
+    ``created`` defaults to now; pass the commit time instead to keep rebuilds of the same
+    commit byte-identical (same labels, so the build cache holds and the digest stays).
+    """
+    if created is None:
+        created = datetime.now(UTC)
+    if isinstance(created, datetime):
+        created = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.source": source,
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.created": created,
+    }
+
+
+def _build_args(labels: Mapping[str, str], extra: Mapping[str, str] | None) -> dict[str, str]:
+    """VERSION and REVISION from the labels (so the image can report them), then ``extra``."""
+    args = {
+        name: labels[key]
+        for name, key in (
+            ("VERSION", "org.opencontainers.image.version"),
+            ("REVISION", "org.opencontainers.image.revision"),
+        )
+        if key in labels
+    }
+    args.update(extra or {})
+    return args
+
+
+def _dockerfile_in_context(context: Path, dockerfile: str | Path) -> str:
+    """The Dockerfile as the engine wants it (relative to the context), checked to exist."""
+    if not context.is_dir():
+        raise BuildError(
+            f"build context {context} does not exist or is not a directory",
+            source=str(context),
+            hint="fix the service's context path in the environment file",
+        )
+    path = Path(dockerfile)
+    path = path if path.is_absolute() else context / path
+    if not path.is_file():
+        raise BuildError(
+            f"Dockerfile {path} does not exist",
+            source=str(path),
+            hint="fix the service's dockerfile in the environment file or add the file",
+        )
+    try:
+        return str(path.resolve().relative_to(context.resolve()))
+    except ValueError:
+        return str(path.resolve())  # outside the context: docker-py sends it along
+
+
+def build_image(
+    client: docker.DockerClient,
+    *,
+    context: str | Path,
+    dockerfile: str | Path,
+    tag: str,
+    labels: Mapping[str, str],
+    on_line: LineCallback | None = None,
+    build_args: Mapping[str, str] | None = None,
+) -> BuildResult:
+    """Build ``context`` with ``dockerfile`` into ``tag``, labelled with ``labels``.
+
+    Every log line goes to ``on_line`` as it arrives and into the result's ``log``. The OCI
+    version and revision labels are also passed as build args ``VERSION`` and ``REVISION``
+    (``build_args`` adds or overrides). Raises `BuildError` for a missing context or
+    Dockerfile (before calling the engine), a failing step (with the log's last lines) or an
+    unreachable engine.
+    """
+    context = Path(context)
+    relative_dockerfile = _dockerfile_in_context(context, dockerfile)
+    started = time.monotonic()
+    lines: list[str] = []
+    image_id = ""
+    try:
+        stream = client.api.build(
+            path=str(context),
+            dockerfile=relative_dockerfile,
+            tag=tag,
+            labels=dict(labels),
+            buildargs=_build_args(labels, build_args),
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            image_id = _consume_build_chunk(chunk, lines, on_line) or image_id
+        image_id = client.api.inspect_image(tag)["Id"]
+    except _StepFailed as e:
+        raise _build_failed(f"docker build of {tag} failed: {e}", context, lines) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        raise _build_failed(f"docker build of {tag} failed: {e}", context, lines) from e
+    return BuildResult(image_id, tag, dict(labels), "\n".join(lines), time.monotonic() - started)
+
+
+class _StepFailed(Exception):
+    """The engine reported a failing build step; its message is the error text."""
+
+
+def _consume_build_chunk(chunk: Mapping[str, Any], lines: list[str], on_line: LineCallback | None) -> str | None:
+    """Record one decoded build message; return the image id if it carries one."""
+    if "error" in chunk or "errorDetail" in chunk:
+        message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
+        emit_line(lines, on_line, f"ERROR: {message}")
+        raise _StepFailed(message)
+    for key in ("stream", "status"):
+        if chunk.get(key):
+            for line in str(chunk[key]).splitlines():
+                if line.strip():
+                    emit_line(lines, on_line, line.rstrip())
+    aux = chunk.get("aux")
+    return str(aux["ID"]) if isinstance(aux, Mapping) and aux.get("ID") else None
+
+
+def emit_line(lines: list[str], on_line: LineCallback | None, line: str) -> None:
+    """Keep ``line`` in the log and hand it to the progress callback."""
+    lines.append(line)
+    if on_line is not None:
+        on_line(line)
+
+
+def _build_failed(message: str, context: Path, lines: list[str]) -> BuildError:
+    tail = "\n".join(lines[-_TAIL_LINES:])
+    text = (
+        f"{message}\n--- last {min(len(lines), _TAIL_LINES)} lines of the build log ---\n{tail}" if lines else message
+    )
+    return BuildError(
+        text,
+        source=str(context),
+        hint="read the build log above; files the Dockerfile COPYs must exist in the context "
+        "(a generated context needs its prepare step first, e.g. apps/dx29/prepare)",
+    )

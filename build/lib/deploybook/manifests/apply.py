@@ -1,0 +1,396 @@
+"""Diff and server-side apply of rendered objects.
+
+``diff_objects`` sends every object to the API server as a server-side dry-run apply
+(``dryRun=All``) with field manager ``deploybook``. The dry-run answer is the object as it
+would be stored, the server's defaults included; compared with the live object (server-set
+metadata and ``status`` left out, see ``deploybook.manifests.diff``) it gives an honest diff,
+and an empty one when a release is applied again unchanged.
+
+The dry-run is also the validation: if the server rejects any object, every rejection is
+reported in one :class:`~deploybook.errors.ApplyError` and nothing is applied. A release
+dry-runs each object once, in its preflight, before anything is applied; its apply stage
+then applies for real (``validated=True``) and records the diff of the live object against
+what the server stored. Namespace objects of a batch are applied before the others are
+validated, because nothing can be validated in a namespace that does not exist yet.
+
+Conflicts are forced (``force=true``): the release is the source of truth for
+the fields deploybook renders, so a hand edit (``kubectl edit``, ``kubectl
+scale``) of those fields is taken back, and the diff shown before the apply says
+so. Fields deploybook does not set stay with their owners.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
+
+from deploybook.cluster.connect import KubeClients, api_errors
+from deploybook.errors import ApplyError, ClusterError
+from deploybook.manifests.diff import normalize, unified_diff
+from deploybook.manifests.render import MANAGED_BY, MANAGED_BY_LABEL
+
+FIELD_MANAGER = "deploybook"
+# Apply order: what others refer to comes first; kinds not listed go last.
+KIND_ORDER = (
+    "Namespace",
+    "ResourceQuota",
+    "LimitRange",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Secret",
+    "PersistentVolumeClaim",
+    "Service",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "Ingress",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+)
+
+
+class _Credentials(Protocol):
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ObjectDiff:
+    """What applying one object would change: ``action`` is create, update or unchanged.
+
+    ``diff`` is a unified diff of the live object against the would-be object
+    (empty when unchanged); Secret values are redacted. ``validated`` is False
+    when the server could not dry-run the object because its namespace does not
+    exist yet; the diff then shows the rendered object.
+    """
+
+    kind: str
+    namespace: str | None
+    name: str
+    action: str
+    diff: str
+    validated: bool = True
+
+    @property
+    def changed(self) -> bool:
+        """True unless applying the object changes nothing."""
+        return self.action != "unchanged"
+
+
+@dataclass(frozen=True)
+class AppliedObject:
+    """The outcome of applying one object: ``action`` is created, configured or unchanged."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    action: str
+    dry_run: bool
+    uid: str | None = None
+    resource_version: str | None = None
+    validated: bool = True
+    generation: int = 0
+    diff: str = ""  # the live object against what was applied (or would be, in a dry run)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    obj: dict[str, Any]
+    resource: Any
+    live: dict[str, Any] | None
+    would: dict[str, Any] | None  # the server's dry-run answer (None when not dry-run)
+    validated: bool
+
+    def action(self, result: Mapping[str, Any]) -> str:
+        if self.live is None:
+            return "created"
+        return "unchanged" if normalize(self.live) == normalize(result) else "configured"
+
+
+def apply_order(objs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Objects sorted by kind (Namespace first, workloads last); stable within a kind."""
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    return sorted((dict(o) for o in objs), key=lambda o: rank.get(o.get("kind", ""), len(KIND_ORDER)))
+
+
+def diff_objects(
+    kube: KubeClients, objs: Iterable[Mapping[str, Any]], *, field_manager: str = FIELD_MANAGER
+) -> list[ObjectDiff]:
+    """Diff each object against the cluster, changing nothing.
+
+    Raises ApplyError listing every object the server would reject.
+    """
+    with api_errors(kube.where, "diffing against the live objects"):
+        plans = _preflight(kube, apply_order(objs), field_manager)
+    return [_diff(plan) for plan in plans]
+
+
+def apply_objects(
+    kube: KubeClients,
+    objs: Iterable[Mapping[str, Any]],
+    *,
+    dry_run: bool = False,
+    validated: bool = False,
+    field_manager: str = FIELD_MANAGER,
+) -> list[AppliedObject]:
+    """Server-side apply the objects in kind order; ``dry_run`` changes nothing.
+
+    Unless ``validated`` (a release's preflight already dry-ran every object), all objects
+    are validated by a dry-run first; if any is rejected, ApplyError lists every rejection
+    and nothing is applied. Each result carries the diff of the live object against what was
+    applied: one dry-run per object at most, and the diff is the change the server made.
+    """
+    ordered = apply_order(objs)
+    namespaces = [o for o in ordered if o["kind"] == "Namespace"]
+    others = [o for o in ordered if o["kind"] != "Namespace"]
+    with api_errors(
+        kube.where, "applying " + ", ".join(title(o) for o in ordered[:3]) + (" ..." if len(ordered) > 3 else "")
+    ):
+        results = _apply_plans(
+            kube, _plans(kube, namespaces, field_manager, dry_run, validated), dry_run, field_manager
+        )
+        plans = _plans(kube, others, field_manager, dry_run, validated)
+        return results + _apply_plans(kube, plans, dry_run, field_manager)
+
+
+def _plans(
+    kube: KubeClients, objs: list[dict[str, Any]], field_manager: str, dry_run: bool, validated: bool
+) -> list[_Plan]:
+    if validated and not dry_run:
+        return [_read_plan(kube, obj) for obj in objs]
+    return _preflight(kube, objs, field_manager, allow_missing_namespace=dry_run)
+
+
+def _read_plan(kube: KubeClients, obj: dict[str, Any]) -> _Plan:
+    resource = _resource(kube, obj.get("apiVersion", ""), obj.get("kind", ""))
+    return _Plan(obj=obj, resource=resource, live=_get_live(kube, resource, obj), would=None, validated=True)
+
+
+def ensure_namespace(kube: KubeClients, name: str, *, dry_run: bool = False) -> AppliedObject:
+    """Create the namespace when it is absent; an existing one is left as it is."""
+    with api_errors(kube.where, f"reading namespace {name}"):
+        resource = _resource(kube, "v1", "Namespace")
+        live = _get_live(kube, resource, {"kind": "Namespace", "metadata": {"name": name}})
+    if live is not None:
+        if (live.get("status") or {}).get("phase") == "Terminating":
+            raise ApplyError(
+                f"namespace {name} is being deleted",
+                source=kube.where,
+                hint="wait until it is gone, then run the release again",
+            )
+        return _outcome(
+            _Plan(obj=live, resource=resource, live=live, would=live, validated=True), live, dry_run=dry_run
+        )
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
+    }
+    return apply_objects(kube, [body], dry_run=dry_run)[0]
+
+
+def ensure_pull_secret(
+    kube: KubeClients,
+    namespace: str,
+    name: str,
+    address: str,
+    auth: _Credentials,
+    *,
+    dry_run: bool = False,
+) -> AppliedObject:
+    """Apply a ``kubernetes.io/dockerconfigjson`` Secret for the registry at ``address``.
+
+    The credentials go to the API server only; they are never logged or returned.
+    """
+    return apply_objects(kube, [pull_secret_object(namespace, name, address, auth)], dry_run=dry_run)[0]
+
+
+def pull_secret_object(namespace: str, name: str, address: str, auth: _Credentials) -> dict[str, Any]:
+    """The Secret manifest kubelet reads to pull from ``address`` (kept out of logs)."""
+    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+    config = {"auths": {address: {"username": auth.username, "password": auth.password, "auth": token}}}
+    encoded = base64.b64encode(json.dumps(config, sort_keys=True).encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": encoded},
+    }
+
+
+def _preflight(
+    kube: KubeClients,
+    objs: list[dict[str, Any]],
+    field_manager: str,
+    *,
+    allow_missing_namespace: bool = True,
+) -> list[_Plan]:
+    """Dry-run every object; collect every rejection before raising."""
+    plans: list[_Plan] = []
+    failures: list[str] = []
+    for obj in objs:
+        try:
+            plans.append(_plan(kube, obj, field_manager, allow_missing_namespace))
+        except ApplyError as e:
+            failures.append(f"{title(obj)}: {e.message}")
+    if failures:
+        raise ApplyError(
+            "the API server rejected "
+            + ("1 object" if len(failures) == 1 else f"{len(failures)} objects")
+            + ":\n  "
+            + "\n  ".join(failures),
+            source=kube.where,
+            hint="fix the manifests; nothing was applied",
+        )
+    return plans
+
+
+def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_missing_namespace: bool) -> _Plan:
+    resource = _resource(kube, obj.get("apiVersion", ""), obj.get("kind", ""))
+    live = _get_live(kube, resource, obj)
+    try:
+        would = _server_side_apply(resource, obj, field_manager, dry_run=True)
+    except DynamicApiError as e:
+        if not _is_missing_namespace(e):
+            raise ApplyError(_api_message(e)) from e
+        if allow_missing_namespace:
+            return _Plan(obj=obj, resource=resource, live=None, would=obj, validated=False)
+        raise ApplyError(
+            f"namespace {obj['metadata'].get('namespace')} does not exist (create it first: ensure_namespace)"
+        ) from e
+    return _Plan(obj=obj, resource=resource, live=live, would=would, validated=True)
+
+
+def _apply_plans(kube: KubeClients, plans: list[_Plan], dry_run: bool, field_manager: str) -> list[AppliedObject]:
+    results: list[AppliedObject] = []
+    for plan in plans:
+        if dry_run:
+            assert plan.would is not None
+            results.append(_outcome(plan, plan.would, dry_run=True))
+            continue
+        try:
+            applied = _server_side_apply(plan.resource, plan.obj, field_manager, dry_run=False)
+        except DynamicApiError as e:
+            done = ", ".join(f"{r.kind}/{r.name}" for r in results) or "none"
+            raise ApplyError(
+                f"{title(plan.obj)}: {_api_message(e)} (already applied: {done})",
+                source=kube.where,
+                hint="fix the cause and run the release again; applying is idempotent",
+            ) from e
+        results.append(_outcome(plan, applied, dry_run=False))
+    return results
+
+
+def _resource(kube: KubeClients, api_version: str, kind: str) -> Any:
+    try:
+        return kube.dynamic.resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError as e:
+        raise ApplyError(
+            f"the cluster serves no kind {kind} in {api_version}",
+            source=kube.where,
+            hint="check apiVersion and kind, or install the CRD that defines it",
+        ) from e
+
+
+def _get_live(kube: KubeClients, resource: Any, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    metadata = obj["metadata"]
+    namespace = metadata.get("namespace") if resource.namespaced else None
+    try:
+        return _as_dict(resource.get(name=metadata["name"], namespace=namespace))
+    except DynamicApiError as e:
+        if e.status == 404:
+            return None
+        raise ClusterError(f"cannot read {title(obj)}: {_api_message(e)}", source=kube.where) from e
+
+
+def _server_side_apply(resource: Any, obj: dict[str, Any], field_manager: str, *, dry_run: bool) -> dict[str, Any]:
+    metadata = obj["metadata"]
+    return _as_dict(
+        resource.server_side_apply(
+            body=obj,
+            name=metadata["name"],
+            namespace=metadata.get("namespace") if resource.namespaced else None,
+            field_manager=field_manager,
+            force_conflicts=True,
+            dry_run="All" if dry_run else None,
+        )
+    )
+
+
+def _as_dict(instance: Any) -> dict[str, Any]:
+    return instance.to_dict() if hasattr(instance, "to_dict") else dict(instance)
+
+
+def _is_missing_namespace(error: ApiException) -> bool:
+    if error.status != 404:
+        return False
+    details = _status_body(error).get("details") or {}
+    return details.get("kind") == "namespaces"
+
+
+def _status_body(error: ApiException) -> dict[str, Any]:
+    body = error.body.decode() if isinstance(error.body, bytes) else error.body
+    try:
+        parsed = json.loads(body or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _api_message(error: ApiException) -> str:
+    """The API server's own message (a Status), never the request body."""
+    message = _status_body(error).get("message")
+    return f"{message} (HTTP {error.status})" if message else f"HTTP {error.status} {error.reason}"
+
+
+def _outcome(plan: _Plan, result: Mapping[str, Any], *, dry_run: bool) -> AppliedObject:
+    metadata = result.get("metadata") or {}
+    kind = str(result.get("kind") or plan.obj.get("kind", ""))
+    name = f"{kind}/{metadata.get('namespace') or '-'}/{metadata.get('name', '')}"
+    return AppliedObject(
+        kind=kind,
+        namespace=metadata.get("namespace"),
+        name=metadata.get("name", ""),
+        action=plan.action(result),
+        dry_run=dry_run,
+        uid=None if dry_run else metadata.get("uid"),
+        resource_version=None if dry_run else metadata.get("resourceVersion"),
+        validated=plan.validated,
+        generation=int(metadata.get("generation") or 0),
+        diff=unified_diff(kind, plan.live, result, name)[1],
+    )
+
+
+def title(obj: Mapping[str, Any]) -> str:
+    """``Kind/name`` (``-n namespace``) of an object, for messages."""
+    metadata = obj.get("metadata") or {}
+    namespace = metadata.get("namespace")
+    return f"{obj.get('kind')}/{metadata.get('name')}" + (f" -n {namespace}" if namespace else "")
+
+
+def _diff(plan: _Plan) -> ObjectDiff:
+    obj = plan.obj
+    assert plan.would is not None
+    name = f"{obj['kind']}/{obj['metadata'].get('namespace') or '-'}/{obj['metadata']['name']}"
+    action, text = unified_diff(obj["kind"], plan.live, plan.would, name)
+    return ObjectDiff(
+        kind=obj["kind"],
+        namespace=obj["metadata"].get("namespace"),
+        name=obj["metadata"]["name"],
+        action=action,
+        diff=text,
+        validated=plan.validated,
+    )

@@ -1,0 +1,109 @@
+"""Manifests loaded from YAML files: every document, where it came from, checked for shape.
+
+A manifest file is input nobody here wrote. Each document must be a mapping with
+``apiVersion``, ``kind`` and ``metadata.name``; every problem is one
+:class:`~deploybook.errors.RenderError` naming the file, the document and its line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deploybook.errors import RenderError
+
+__all__ = ["Manifest", "load_manifests"]
+
+_MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One YAML document and where it was read from (for error messages)."""
+
+    doc: dict[str, Any]
+    source: Path
+    index: int  # 1-based position of the document in its file
+    line: int  # 1-based line where the document starts
+
+    @property
+    def where(self) -> str:
+        """``file, document N (line L)``: the place a reader should look."""
+        return f"{self.source}, document {self.index} (line {self.line})"
+
+    @property
+    def title(self) -> str:
+        """``Kind/name`` of the document."""
+        return f"{self.doc['kind']}/{self.doc['metadata']['name']}"
+
+
+def load_manifests(path: str | Path) -> list[Manifest]:
+    """Read every manifest document from a YAML file or a directory of them.
+
+    A directory is read recursively, files in sorted order, so the result is
+    stable. Empty documents are skipped; every other document must be a mapping
+    with ``apiVersion``, ``kind`` and ``metadata.name``.
+    """
+    root = Path(path)
+    if root.is_dir():
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in _MANIFEST_SUFFIXES)
+    elif root.is_file():
+        files = [root]
+    else:
+        raise RenderError(
+            "manifest path does not exist", source=str(root), hint="check the environment's manifest source"
+        )
+    if not files:
+        raise RenderError("no manifest files (*.yaml, *.yml) found", source=str(root))
+    manifests: list[Manifest] = []
+    for file in files:
+        manifests.extend(_load_file(file))
+    return manifests
+
+
+def _load_file(file: Path) -> Iterator[Manifest]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RenderError(f"cannot read manifest file: {e}", source=str(file)) from e
+    for index, line, doc in _documents(file, text):
+        if doc is None:
+            continue
+        manifest = Manifest(doc=doc, source=file, index=index, line=line)
+        _validate_document(manifest)
+        yield manifest
+
+
+def _documents(file: Path, text: str) -> Iterator[tuple[int, int, Any]]:
+    """Yield (index, start line, document) for each YAML document of a file."""
+    loader = yaml.SafeLoader(text)
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            index += 1
+            if node is not None:
+                yield index, node.start_mark.line + 1, loader.construct_document(node)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        problem = getattr(e, "problem", None) or str(e)
+        raise RenderError(f"malformed YAML in document {index + 1} at {where}: {problem}", source=str(file)) from e
+    finally:
+        loader.dispose()
+
+
+def _validate_document(manifest: Manifest) -> None:
+    doc = manifest.doc
+    if not isinstance(doc, dict):
+        raise RenderError(f"a manifest must be a mapping, not {type(doc).__name__}", source=manifest.where)
+    for key in ("apiVersion", "kind"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise RenderError(f"missing or empty '{key}'", source=manifest.where)
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        raise RenderError(f"missing or empty 'metadata.name' in {doc['kind']}", source=manifest.where)

@@ -1,0 +1,300 @@
+"""Manifests: loaded from YAML files and rendered for one release.
+
+Rendering is pure: it takes the documents as written in the repository and
+returns new dictionaries in which
+
+* every container and initContainer image written as a bare name (``dx29/gateway``,
+  maybe with a tag) is pinned to the digest the push stage recorded
+  (``registry/dx29/gateway@sha256:...``),
+* namespaced objects carry the environment's namespace,
+* objects carry the release labels and annotations; pod templates carry the
+  labels (never touching selector keys) and the annotations,
+* pod specs name the image pull secret,
+* per-workload replica overrides are applied.
+
+Every problem raises :class:`~deploybook.errors.RenderError` naming the file,
+the document and what to do, before anything reaches a cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import yaml
+
+from deploybook.config.model import Environment, Service
+from deploybook.errors import RenderError
+from deploybook.manifests.load import Manifest
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "deploybook"
+ENVIRONMENT_LABEL = "deploybook.io/environment"
+RELEASE_LABEL = "deploybook.io/release"
+RELEASE_ID_ANNOTATION = "deploybook.io/release-id"
+GIT_SHA_ANNOTATION = "deploybook.io/git-sha"
+
+# Kinds without a namespace; everything else gets the environment's namespace.
+CLUSTER_SCOPED_KINDS = frozenset(
+    {
+        "APIService",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CSIDriver",
+        "CustomResourceDefinition",
+        "IngressClass",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "PriorityClass",
+        "RuntimeClass",
+        "StorageClass",
+        "ValidatingWebhookConfiguration",
+        "VolumeAttachment",
+    }
+)
+_TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+_SCALABLE_KINDS = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def render_manifests(
+    manifests: Iterable[Manifest],
+    *,
+    images: Mapping[str, str],
+    namespace: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    pull_secret: str | None,
+    replicas: Mapping[str, int],
+) -> list[dict[str, Any]]:
+    """Render manifests for one release; the inputs are left untouched.
+
+    ``images`` maps an image name as written in the manifests (``dx29/gateway``)
+    to its pinned reference (``localhost:5000/dx29/gateway@sha256:...``).
+    ``labels`` and ``annotations`` are added to every object and pod template,
+    together with ``app.kubernetes.io/managed-by: deploybook``. ``replicas`` maps a
+    workload to a replica count; the key is its ``metadata.name``, its
+    ``app.kubernetes.io/name`` label, or the stem of its manifest file (``gateway``
+    for ``gateway.yaml``, so a service name works when the file is named after it).
+    A manifest's own namespace is replaced by ``namespace``: the environment
+    decides where a release goes.
+    """
+    all_labels = {**labels, MANAGED_BY_LABEL: MANAGED_BY}
+    _check_labels(all_labels)
+    _check_annotations(annotations)
+    _check_pinned(images)
+    manifests = list(manifests)
+    _check_replica_keys(manifests, replicas)
+    rendered = []
+    for manifest in manifests:
+        obj = copy.deepcopy(manifest.doc)
+        _set_metadata(obj, namespace, all_labels, annotations)
+        for pod_spec in _pod_specs(obj):
+            _pin_images(pod_spec, images, manifest)
+            if pull_secret:
+                _add_pull_secret(pod_spec, pull_secret)
+        _label_pod_template(obj, all_labels, annotations)
+        _set_replicas(obj, manifest, replicas)
+        rendered.append(obj)
+    return rendered
+
+
+def _check_labels(labels: Mapping[str, str]) -> None:
+    for key, value in labels.items():
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            raise RenderError(
+                f"label {key}={value!r} is not a valid Kubernetes label value "
+                "(at most 63 characters: letters, digits, '-', '_', '.'; alphanumeric at both ends)"
+            )
+
+
+def _check_annotations(annotations: Mapping[str, str]) -> None:
+    for key, value in annotations.items():
+        if not isinstance(value, str):
+            raise RenderError(f"annotation {key}={value!r} must be a string")
+
+
+def _check_pinned(images: Mapping[str, str]) -> None:
+    for name, ref in images.items():
+        if "@sha256:" not in ref:
+            raise RenderError(
+                f"image {name!r} maps to {ref!r}, which is not pinned to a digest "
+                "(expected registry/repository@sha256:...)",
+                hint="render with the digests the push stage recorded",
+            )
+
+
+def _check_replica_keys(manifests: list[Manifest], replicas: Mapping[str, int]) -> None:
+    known = {key for m in manifests if m.doc["kind"] in _SCALABLE_KINDS for key in _workload_keys(m)}
+    for key, count in replicas.items():
+        if key not in known:
+            raise RenderError(
+                f"replicas override {key!r} matches no Deployment or StatefulSet "
+                f"(known: {', '.join(sorted(known)) or 'none'})"
+            )
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise RenderError(f"replicas override {key!r}: {count!r} is not a non-negative integer")
+
+
+def _workload_keys(manifest: Manifest) -> set[str]:
+    """Names a replicas override may use: workload name, app name label, manifest file stem."""
+    metadata = manifest.doc["metadata"]
+    keys = {metadata["name"], manifest.source.stem}
+    app_name = (metadata.get("labels") or {}).get("app.kubernetes.io/name")
+    if app_name:
+        keys.add(app_name)
+    return keys
+
+
+def _set_metadata(
+    obj: dict[str, Any], namespace: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> None:
+    metadata = obj["metadata"]
+    if obj["kind"] not in CLUSTER_SCOPED_KINDS:
+        metadata["namespace"] = namespace
+    metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+    if annotations:
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+
+
+def _pod_template(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    spec = obj.get("spec") or {}
+    if obj["kind"] in _TEMPLATE_KINDS:
+        template = spec.get("template")
+    elif obj["kind"] == "CronJob":
+        template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
+    else:
+        return None
+    return template if isinstance(template, dict) else None
+
+
+def _pod_specs(obj: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    spec = obj.get("spec") if obj["kind"] == "Pod" else (_pod_template(obj) or {}).get("spec")
+    if isinstance(spec, dict):
+        yield spec
+
+
+def containers_of(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every container and initContainer of an object's pod spec (none for other kinds)."""
+    return [
+        c
+        for spec in _pod_specs(obj)
+        for field in ("initContainers", "containers")
+        for c in spec.get(field) or []
+        if isinstance(c, dict)
+    ]
+
+
+def _pin_images(pod_spec: dict[str, Any], images: Mapping[str, str], manifest: Manifest) -> None:
+    for field in ("initContainers", "containers"):
+        for container in pod_spec.get(field) or []:
+            image = container.get("image")
+            if not isinstance(image, str) or not image:
+                raise RenderError(
+                    f"{manifest.title} {field[:-1]} {container.get('name', '?')!r} has no image",
+                    source=manifest.where,
+                )
+            name = image_name(image)
+            if name not in images:
+                raise RenderError(
+                    f"{manifest.title} {field[:-1]} {container.get('name', '?')!r} uses image "
+                    f"{image!r}, which no service of this environment builds "
+                    f"(built: {', '.join(sorted(images)) or 'none'})",
+                    source=manifest.where,
+                    hint="fix the image in the manifest or add a service that builds it",
+                )
+            container["image"] = images[name]
+
+
+def image_name(image: str) -> str:
+    """An image reference without its digest and tag: ``a/b:1@sha256:..`` -> ``a/b``."""
+    name = image.split("@", 1)[0]
+    last_slash = name.rfind("/")
+    colon = name.rfind(":")
+    # A colon after the last slash is a tag; before it, a registry port.
+    if colon > last_slash:
+        name = name[:colon]
+    return name
+
+
+def _add_pull_secret(pod_spec: dict[str, Any], name: str) -> None:
+    secrets = list(pod_spec.get("imagePullSecrets") or [])
+    if not any(s.get("name") == name for s in secrets):
+        secrets.append({"name": name})
+    pod_spec["imagePullSecrets"] = secrets
+
+
+def _label_pod_template(obj: dict[str, Any], labels: Mapping[str, str], annotations: Mapping[str, str]) -> None:
+    template = _pod_template(obj)
+    if template is None:
+        return
+    metadata = template.setdefault("metadata", {})
+    template_labels = dict(metadata.get("labels") or {})
+    # A selector key keeps the manifest's value: changing it would orphan the
+    # running pods (and a Deployment's selector is immutable).
+    selector = _selector_labels(obj)
+    for key, value in labels.items():
+        if key not in selector:
+            template_labels[key] = value
+    metadata["labels"] = template_labels
+    if annotations:
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+
+
+def _selector_labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    match_labels = selector.get("matchLabels") or {}
+    keys = dict(match_labels)
+    for expression in selector.get("matchExpressions") or []:
+        keys.setdefault(expression.get("key", ""), "")
+    return keys
+
+
+def _set_replicas(obj: dict[str, Any], manifest: Manifest, replicas: Mapping[str, int]) -> None:
+    if obj["kind"] not in _SCALABLE_KINDS:
+        return
+    # The most specific name wins: workload name, then app name label, then file stem.
+    metadata = manifest.doc["metadata"]
+    candidates = [metadata["name"], (metadata.get("labels") or {}).get("app.kubernetes.io/name"), manifest.source.stem]
+    for key in candidates:
+        if key in replicas:
+            obj.setdefault("spec", {})["replicas"] = replicas[key]
+            return
+
+
+def render_service(
+    service: Service,
+    environment: Environment,
+    manifests: list[Manifest],
+    *,
+    refs: Mapping[str, str],
+    pull_secret: str | None,
+    release_id: str,
+    git_sha: str,
+) -> list[dict[str, Any]]:
+    """Render one service's manifests for a release: ``refs`` maps service image -> pinned ref.
+
+    The apply stage, the preflight and a rollback all render through here, so a rollback
+    reproduces exactly what an apply of the restored release did.
+    """
+    replicas = {}
+    if service.replicas is not None:
+        replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in _SCALABLE_KINDS}
+    return render_manifests(
+        manifests,
+        images=refs,
+        namespace=environment.cluster.namespace,
+        labels={ENVIRONMENT_LABEL: environment.name},
+        annotations={RELEASE_ID_ANNOTATION: release_id, GIT_SHA_ANNOTATION: git_sha},
+        pull_secret=pull_secret,
+        replicas=replicas,
+    )
+
+
+def rendered_text(objs: list[dict[str, Any]]) -> str:
+    """The YAML text whose sha256 the release record keeps per manifest."""
+    return yaml.safe_dump_all(objs, sort_keys=True)

@@ -1,0 +1,178 @@
+"""deploybook's command-line options, in one group, and the run context made from them.
+
+Everything that can be checked without a cluster is checked here, before any cluster contact:
+the environment file, the options, the branch rule and clean tree, a ``--release`` record. A
+bad value stops the run with one ``ERROR:`` line naming the flag, file or key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from deploybook.config.environment import known_environments, load_environment
+from deploybook.config.model import Environment
+from deploybook.errors import RecordError
+from deploybook.evidence.record import ReleaseRecord, load_file
+from deploybook.release import policy
+from deploybook.release.context import STAGES, RunContext, RunOptions, new_run_id, utc_now
+from deploybook.release.credentials import resolve_registry_auth
+from deploybook.sources.git import repo_state
+
+__all__ = ["CHECKS_DIR", "ENVIRONMENTS_DIR", "RUNBOOK_DIR", "add_options", "run_context"]
+
+RUNBOOK_DIR = "runbook"
+CHECKS_DIR = "checks"
+ENVIRONMENTS_DIR = "environments"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """All deploybook options, in one group."""
+    group = parser.getgroup("deploybook", "deploybook release runbook")
+    group.addoption(
+        "--env",
+        dest="deploybook_env",
+        metavar="NAME",
+        default=None,
+        help="environment to release to or check: environments/NAME.yaml (required for runbook/ and checks/)",
+    )
+    group.addoption(
+        "--dry-run",
+        dest="deploybook_dry_run",
+        action="store_true",
+        default=False,
+        help="change nothing: build and render, then server-side dry-run and diff",
+    )
+    group.addoption(
+        "--from-stage",
+        dest="deploybook_from_stage",
+        metavar="STAGE",
+        choices=STAGES,
+        default=None,
+        help=f"resume a release at STAGE ({', '.join(STAGES)}); earlier stages take their outputs from --release",
+    )
+    group.addoption(
+        "--release",
+        dest="deploybook_release",
+        metavar="FILE",
+        default=None,
+        help="a release.json: the release to resume (--from-stage), the test release "
+        "to promote (prod), or what checks expect to be running",
+    )
+    group.addoption(
+        "--kube-context",
+        dest="deploybook_kube_context",
+        metavar="NAME",
+        default=None,
+        help="kubeconfig context to use instead of the environment's (e.g. a read-only context for checks)",
+    )
+    group.addoption(
+        "--confirm-prod",
+        dest="deploybook_confirm_prod",
+        action="store_true",
+        default=False,
+        help="confirm a release to a deploy-only (production) environment",
+    )
+    group.addoption(
+        "--take-over-lock",
+        dest="deploybook_take_over_lock",
+        action="store_true",
+        default=False,
+        help="take over the environment lock of a release that stopped renewing it (expired), "
+        "or of a dead process on this host; a live holder is never displaced",
+    )
+    group.addoption(
+        "--rollback-on-failure",
+        dest="deploybook_rollback",
+        action="store_true",
+        default=False,
+        help="when the release fails, restore the last passed release of the environment "
+        "and prove its digests run again (outcome rolled-back)",
+    )
+    group.addoption(
+        "--reports-dir",
+        dest="deploybook_reports_dir",
+        metavar="DIR",
+        default="reports",
+        help="where run folders go: DIR/ENV/RUN_ID (default: reports)",
+    )
+
+
+def _options(config: pytest.Config) -> RunOptions:
+    opt = config.option
+    return RunOptions(
+        dry_run=opt.deploybook_dry_run,
+        from_stage=opt.deploybook_from_stage,
+        confirm_prod=opt.deploybook_confirm_prod,
+        take_over_lock=opt.deploybook_take_over_lock,
+        rollback_on_failure=opt.deploybook_rollback,
+        kube_context=opt.deploybook_kube_context,
+    )
+
+
+def run_context(config: pytest.Config, mode: str) -> RunContext:
+    """The context of a ``mode`` run ("runbook" or "checks"); raises on any bad input."""
+    env = _load_env(config)
+    run_id = new_run_id()
+    reports = Path(config.option.deploybook_reports_dir)
+    reports = reports if reports.is_absolute() else config.rootpath / reports
+    base = RunContext(
+        env=env,
+        mode=mode,
+        run_id=run_id,
+        run_dir=reports / env.name / run_id,
+        started=utc_now(),
+        options=_options(config),
+    )
+    if mode == "checks":
+        return dataclasses.replace(base, source_record=_release_option(config, required=False))
+    git = repo_state(config.rootpath)
+    source = _source_record(config, env)
+    policy.check_branch(env, git)
+    policy.check_clean_tree(env, git)
+    # Without --release, a confirmed promotion reads the source environment's record from its
+    # cluster when the session starts (the first cluster contact) and is checked there.
+    if env.promote_from and (source is not None or not base.options.confirm_prod):
+        policy.check_promotion(env, source, confirmed=base.options.confirm_prod)
+    # Resolved after the rules (a refusal by them says more), before any cluster contact; the
+    # secret itself is never kept.
+    resolve_registry_auth(env)
+    return dataclasses.replace(base, git=git, source_record=source)
+
+
+def _load_env(config: pytest.Config) -> Environment:
+    name = config.option.deploybook_env
+    directory = config.rootpath / ENVIRONMENTS_DIR
+    if not name:
+        known = ", ".join(known_environments(directory)) or "none found"
+        raise pytest.UsageError(
+            f"--env NAME is required to run {RUNBOOK_DIR}/ or {CHECKS_DIR}/ (known environments: {known})"
+        )
+    return load_environment(name, directory)
+
+
+def _release_option(config: pytest.Config, *, required: bool) -> ReleaseRecord | None:
+    path = config.option.deploybook_release
+    if not path:
+        if required:
+            raise pytest.UsageError("--from-stage needs --release FILE: the release.json to resume from")
+        return None
+    return load_file(Path(config.invocation_params.dir, path))
+
+
+def _source_record(config: pytest.Config, env: Environment) -> ReleaseRecord | None:
+    opt = config.option
+    record = _release_option(config, required=bool(opt.deploybook_from_stage))
+    if record is None or env.promote_from is not None:
+        return record
+    if not opt.deploybook_from_stage:
+        raise pytest.UsageError("--release on a non-promoting environment is only used with --from-stage")
+    if record.environment != env.name:
+        raise RecordError(
+            f"release {record.run_id} was made on {record.environment!r}, not {env.name!r}",
+            source=opt.deploybook_release,
+            hint="resume with a release.json of this environment",
+        )
+    return record

@@ -1,0 +1,373 @@
+"""The built-in post-deploy checks for one service: rollout, endpoints, digests, containers.
+
+Each check reads the cluster (and the registry) and returns a report; the checks' tests
+assert on it. They run in the pipeline right after the service's apply (a release) or all
+at once (checks alone), so every service is waited for and asked at the same time. A
+failed rollout ends the service's chain: its other checks are skipped naming the rollout's
+cause, so one fault is one failure.
+
+Where the objects come from: a release lists what it needs when it needs it (its apply just
+changed the namespace); checks alone read one namespace snapshot, one list per kind.
+Nothing here creates, patches or deletes anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from deploybook.cluster.watch import NamespaceSnapshot, list_raw
+from deploybook.config.model import Service
+from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
+from deploybook.release.pipeline import Skipped
+from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container
+from deploybook.verify.digests import (
+    CachedManifests,
+    DigestMismatch,
+    RunningContainer,
+    containers_in,
+    digest_mismatches,
+    registry_problem,
+    repository_path,
+)
+from deploybook.verify.endpoints import EndpointReport, HttpResult, endpoint_report, http_check, service_port_for
+from deploybook.verify.rollout import WORKLOAD_KINDS, RolloutResult, rolled_out_in
+from deploybook.verify.workloads import Workload, services_selecting
+
+if TYPE_CHECKING:
+    from deploybook.release.release import Release
+
+__all__ = [
+    "CHECKS",
+    "ContainersReport",
+    "DigestsReport",
+    "EndpointsReport",
+    "FactsCache",
+    "LiveReader",
+    "Reader",
+    "RolloutReport",
+    "SnapshotReader",
+    "blocking_reason",
+    "containers",
+    "digests",
+    "endpoints",
+    "one_line",
+    "registry_answers",
+    "rollout",
+]
+
+Say = Callable[[object], None]
+EXEC_ATTEMPTS = 3
+EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process start)
+
+
+class Reader(Protocol):
+    """Where a check reads the namespace from."""
+
+    def items(self, kind: str) -> list[Any]: ...
+
+    def pods_of(self, workload: Workload) -> list[Any]: ...
+
+    def slices_of(self, service: str) -> list[Any]: ...
+
+    def forget_pods(self) -> None: ...
+
+
+class SnapshotReader:
+    """Checks alone: one list per kind for the whole namespace, shared by every check."""
+
+    def __init__(self, kube: Any, namespace: str) -> None:
+        listers = {kind: getattr(getattr(kube, group), method) for kind, (group, method) in WORKLOAD_KINDS.items()}
+        listers.update(
+            Pod=kube.core.list_namespaced_pod,
+            Service=kube.core.list_namespaced_service,
+            EndpointSlice=kube.discovery.list_namespaced_endpoint_slice,
+        )
+        self.snapshot = NamespaceSnapshot(namespace, listers)
+
+    def items(self, kind: str) -> list[Any]:
+        return self.snapshot.items(kind)
+
+    def pods_of(self, workload: Workload) -> list[Any]:
+        return workload.pods(self.snapshot.items("Pod"))
+
+    def slices_of(self, service: str) -> list[Any]:
+        return self.snapshot.items("EndpointSlice")
+
+    def forget_pods(self) -> None:
+        self.snapshot.invalidate("Pod")
+
+
+class LiveReader:
+    """A release: what a check needs, listed when it asks (the apply just changed it)."""
+
+    def __init__(self, kube: Any, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+
+    def items(self, kind: str) -> list[Any]:
+        if kind == "Service":
+            return list_raw(self.kube.core.list_namespaced_service, self.namespace)[0]
+        group, method = WORKLOAD_KINDS[kind]
+        return list_raw(getattr(getattr(self.kube, group), method), self.namespace)[0]
+
+    def pods_of(self, workload: Workload) -> list[Any]:
+        pods, _ = list_raw(self.kube.core.list_namespaced_pod, self.namespace, label_selector=workload.selector)
+        return workload.pods(pods)
+
+    def slices_of(self, service: str) -> list[Any]:
+        return list_raw(
+            self.kube.discovery.list_namespaced_endpoint_slice,
+            self.namespace,
+            label_selector=f"kubernetes.io/service-name={service}",
+        )[0]
+
+    def forget_pods(self) -> None:
+        """Nothing is kept: every read lists again."""
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True)
+class RolloutReport:
+    """Every workload of a service, rolled out or failed with its cause."""
+
+    results: tuple[RolloutResult, ...] = ()
+    failures: tuple[RolloutFailed, ...] = ()
+
+    @property
+    def blocks(self) -> str | None:
+        """Why the service's other checks are skipped: its first failed rollout."""
+        return self.failures[0].one_line() if self.failures else None
+
+
+@dataclass(frozen=True)
+class EndpointsReport:
+    """The Services in front of a service's pods, their endpoints, the HTTP checks' answers."""
+
+    endpoints: tuple[EndpointReport, ...] = ()
+    http: tuple[HttpResult, ...] = ()
+    problems: tuple[str, ...] = ()
+    forbidden: str = ""  # why the HTTP checks could not be sent (the context lacks services/proxy)
+
+
+@dataclass(frozen=True)
+class DigestsReport:
+    """What runs against what the release recorded, and what the registry says of it."""
+
+    expected: str | None
+    source: str
+    running: tuple[RunningContainer, ...] = ()
+    mismatches: tuple[DigestMismatch, ...] = ()
+    registry_problem: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainersReport:
+    """What was seen inside one ready container of the service."""
+
+    facts: ContainerFacts | None = None
+    problems: tuple[str, ...] = field(default=())
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def rollout(release: Release, service: Service, say: Say) -> RolloutReport | Skipped:
+    """Each workload of the service has rolled out, or says why not."""
+    workloads = release.workloads(service)
+    if workloads is None:
+        return Skipped(f"{service.name}'s manifests hold no workload to roll out")
+    namespace, timeout_s = release.context.env.cluster.namespace, release.context.env.timeouts.rollout
+    results, failures = [], []
+    for wl in workloads:
+        listed = _listed_result(release, wl, namespace, timeout_s)
+        if listed is not None:
+            say(f"{wl.title}: {listed.timeline[-1][1]} (rolled out in the namespace list)")
+            results.append(listed)
+            continue
+        try:
+            results.append(
+                release.watcher.watch(
+                    wl.kind,
+                    wl.name,
+                    timeout_s=timeout_s,
+                    on_progress=_prefixed(say, wl.title),
+                    min_generation=wl.generation,
+                )
+            )
+        except RolloutFailed as exc:
+            exc.service = service.name
+            failures.append(exc)
+    release.reader.forget_pods()  # pods moved on while waiting
+    return RolloutReport(tuple(results), tuple(failures))
+
+
+def _prefixed(say: Say, prefix: str) -> Callable[[str], None]:
+    def emit(text: str) -> None:
+        say(f"{prefix}: {text}")
+
+    return emit
+
+
+def _listed_result(release: Release, wl: Workload, namespace: str, timeout_s: float) -> RolloutResult | None:
+    if release.context.mode == "runbook":
+        return None  # this run applied just now: only a watch from here on can tell
+    obj = next((o for o in release.reader.items(wl.kind) if o["metadata"]["name"] == wl.name), None)
+    return None if obj is None else rolled_out_in(wl.kind, namespace, obj, timeout_s=timeout_s)
+
+
+def endpoints(release: Release, service: Service, say: Say) -> EndpointsReport | Skipped:
+    """Ready endpoints on each Service in front of the pods, then every declared HTTP check."""
+    namespace = release.context.env.cluster.namespace
+    workloads = release.workloads(service) or []
+    fronts = services_selecting(release.reader.items("Service"), workloads)
+    if not fronts and service.port is None:
+        return Skipped(f"{service.name} declares no port and no Service selects its pods")
+    if not fronts:
+        return EndpointsReport(problems=(f"no Service in {namespace} selects the pods of {service.name}",))
+    names = [s["metadata"]["name"] for s in fronts]
+    reports = [endpoint_report(namespace, name, release.reader.slices_of(name)) for name in names]
+    problems = [
+        f"Service {namespace}/{r.service} has no ready endpoints "
+        f"({r.verdict}; not ready: {', '.join(r.not_ready) or '-'})"
+        for r in reports
+        if not r.ready
+    ]
+    # The service proxy addresses a Service port, not the container port it forwards to.
+    named = {k: v for wl in workloads for k, v in wl.named_ports.items()}
+    port = service_port_for(fronts[0], service.port, named)
+    target = fronts[0]["metadata"]["name"]
+    answers = []
+    for check in service.http:
+        result = http_check(
+            release.clients.kube,
+            namespace,
+            check,
+            service=target,
+            port=port,
+            timeout_s=release.context.env.timeouts.http,
+        )
+        answers.append(result)
+        say(f"GET {check.path} on {target}: {result.status} in {result.latency_ms:.0f} ms")
+        if result.forbidden:
+            reason = (
+                f"context {release.clients.kube.context} may not get services/proxy (the view role lacks it): "
+                f"HTTP check {check.path} of {target} not run"
+            )
+            return EndpointsReport(tuple(reports), tuple(answers), tuple(problems), reason)
+        problems += [f"GET {check.path} on {target}: {p}" for p in result.problems]
+    return EndpointsReport(tuple(reports), tuple(answers), tuple(problems))
+
+
+def digests(release: Release, service: Service, say: Say) -> DigestsReport:
+    """Each running container's imageID digest against the release's, and the registry's answer."""
+    expected, tag, source = release.expected(service.name)
+    running = [
+        c
+        for wl in release.workloads(service) or []
+        for c in containers_in(release.reader.pods_of(wl), image_repository=service.image)
+    ]
+    if not expected or not running:
+        return DigestsReport(expected, source, tuple(running))
+    mismatches = digest_mismatches(running, expected)
+    registry = release.registry_answers
+    problem = registry_problem(registry, repository_path(running[0].image, registry.address), expected, tag)
+    say(f"running {expected[:19]}... in {len(running)} container(s)" if not mismatches else "digest mismatch")
+    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem)
+
+
+def containers(release: Release, service: Service, say: Say) -> ContainersReport | Skipped:
+    """Inside one ready container: the user it runs as and the ports it listens on."""
+    namespace = release.context.env.cluster.namespace
+    errors: list[str] = []
+    for attempt in range(EXEC_ATTEMPTS):
+        ready = _ready_containers(release, service)
+        if not ready:
+            return ContainersReport(problems=(f"no ready container of {service.name} in {namespace} to look into",))
+        pod, target = ready[attempt % len(ready)]
+        key = facts_key(pod, target.container, target.digest)
+        try:
+            facts = release.container_facts(key, functools.partial(_inspect, release, target))
+        except ExecForbidden as exc:
+            return Skipped(
+                f"context {release.clients.kube.context} may not exec into pods "
+                f"(needs create pods/exec; the view role lacks it): {exc}"
+            )
+        except ExecFailed as exc:
+            errors.append(str(exc))
+            release.reader.forget_pods()  # the pod may have been replaced: look again
+            time.sleep(2.0)
+            continue
+        say(f"pod {facts.pod}: uid {facts.uid}, listening {sorted(facts.listening)}")
+        return ContainersReport(facts)
+    raise CheckFailed("could not look into a container:\n" + "\n".join(errors), service=service.name)
+
+
+def _ready_containers(release: Release, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:
+    found = []
+    for wl in release.workloads(service) or []:
+        for pod in release.reader.pods_of(wl):
+            found += [(pod, c) for c in containers_in([pod], image_repository=service.image) if c.ready]
+    return found
+
+
+def _inspect(release: Release, target: RunningContainer) -> ContainerFacts:
+    kube = release.clients.kube
+    with release.exec_slots:
+        return inspect_container(
+            target.pod,
+            target.container,
+            release.context.env.cluster.namespace,
+            context=kube.context,
+            kubeconfig=getattr(kube, "kubeconfig", None) or None,
+        )
+
+
+class FactsCache:
+    """Facts seen inside containers, by `facts_key`: containers alike share one exec."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, ContainerFacts] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:
+        """The facts for ``key``, looking inside (``look``) only the first time."""
+        if key is not None:
+            with self._lock:
+                if key in self._facts:
+                    return self._facts[key]
+        facts = look()
+        if key is not None:
+            with self._lock:
+                self._facts.setdefault(key, facts)
+        return facts
+
+
+def registry_answers(release: Release) -> CachedManifests:
+    """The environment's registry, asked once per (repository, reference) in this run."""
+    return CachedManifests(release.clients.registry)
+
+
+CHECKS: Mapping[str, Callable[[Release, Service, Say], object]] = {
+    "rollout": rollout,
+    "endpoints": endpoints,
+    "digests": digests,
+    "containers": containers,
+}
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line (a deploybook error with its location and hint)."""
+    if isinstance(error, DeploybookError):
+        return error.one_line()
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def blocking_reason(outcome: object) -> str | None:
+    """Why an outcome ends its service's chain (a failed rollout), or None."""
+    return getattr(outcome, "blocks", None)

@@ -1,0 +1,135 @@
+"""The preflight: every service's manifests rendered and server-side dry-run before anything runs.
+
+A release must never be half-applied because one service's manifest is bad (it names an
+image no service builds, it does not parse, the API server rejects it). So right after the
+lock is taken and before any image is built, every service's manifests are rendered and the
+API server is asked to dry-run all of them (``dryRun=All``: validated, defaulted, admitted,
+never stored). This is the one dry-run each object gets in a release: the apply stage then
+applies for real. Images not pushed yet are pinned to a placeholder digest: the digest is
+the one thing the apply stage renders differently, and the API server does not look inside
+it. Every problem found is reported in one :class:`~deploybook.errors.PreflightFailed`
+naming each manifest file; then nothing was built or applied, the lock is given back and the
+release record in the cluster is untouched.
+
+A ``--dry-run`` release renders here without asking the server: its apply stage is the
+server-side dry-run, and the one it makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploybook.cluster.connect import KubeClients
+from deploybook.config.model import Environment, Service
+from deploybook.errors import DeploybookError, PreflightFailed
+from deploybook.manifests.apply import diff_objects
+from deploybook.manifests.load import load_manifests
+from deploybook.manifests.render import render_service
+
+__all__ = ["PLACEHOLDER_DIGEST", "ServicePreflight", "placeholder_refs", "preflight_release"]
+
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+"""Stands for a digest not known yet (the image is built and pushed later in the run)."""
+
+
+@dataclass(frozen=True)
+class ServicePreflight:
+    """One service's manifests as the preflight rendered them, and how the server took them."""
+
+    service: str
+    manifest: Path
+    objects: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the manifests rendered and the API server accepted every object."""
+        return not self.problem
+
+    @property
+    def kinds(self) -> set[str]:
+        """The kinds of the rendered objects."""
+        return {str(o.get("kind")) for o in self.objects}
+
+
+def placeholder_refs(env: Environment, known: Mapping[str, str | None]) -> dict[str, str]:
+    """Service image -> pinned ref: ``known`` (service name -> ref) where given, else a placeholder."""
+    return {s.image: known.get(s.name) or f"{env.image_repository(s)}@{PLACEHOLDER_DIGEST}" for s in env.services}
+
+
+def preflight_release(
+    kube: KubeClients | None,
+    env: Environment,
+    manifest_dir: Path,
+    *,
+    refs: Mapping[str, str],
+    pull_secret: str | None,
+    release_id: str,
+    git_sha: str,
+    say: Callable[[str], None] | None = None,
+) -> list[ServicePreflight]:
+    """Render every service (and dry-run it when ``kube`` is given); raise PreflightFailed
+    naming every bad manifest. Services are checked side by side."""
+
+    def check(service: Service) -> ServicePreflight:
+        return _check_service(kube, env, service, manifest_dir, refs, pull_secret, release_id, git_sha)
+
+    with ThreadPoolExecutor(max_workers=min(8, len(env.services)) or 1) as pool:
+        results = list(pool.map(check, env.services))
+    for result in results:
+        if say is not None:
+            say(f"preflight {result.service}: {result.manifest.name}: {_verdict(result, dry_run=kube is not None)}")
+    _raise_for(results)
+    return results
+
+
+def _verdict(result: ServicePreflight, *, dry_run: bool) -> str:
+    if not result.ok:
+        return "REFUSED"
+    noun = "object" if len(result.objects) == 1 else "objects"
+    how = "accepted (server-side dry-run)" if dry_run else "rendered"
+    return f"{len(result.objects)} {noun} {how}"
+
+
+def _raise_for(results: Sequence[ServicePreflight]) -> None:
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise PreflightFailed(
+            f"{len(bad)} of {len(results)} services' manifests refused, so no service is released: "
+            + "; ".join(r.problem for r in bad),
+            hint="fix the manifest and run the release again; nothing was built or applied",
+        )
+
+
+def _check_service(
+    kube: KubeClients | None,
+    env: Environment,
+    service: Service,
+    manifest_dir: Path,
+    refs: Mapping[str, str],
+    pull_secret: str | None,
+    release_id: str,
+    git_sha: str,
+) -> ServicePreflight:
+    path = manifest_dir / service.manifest
+    try:
+        manifests = load_manifests(path)
+        objs = render_service(
+            service, env, manifests, refs=refs, pull_secret=pull_secret, release_id=release_id, git_sha=git_sha
+        )
+        if kube is not None:
+            diff_objects(kube, objs)
+    except DeploybookError as e:
+        return ServicePreflight(service.name, path, problem=_located(e, path))
+    return ServicePreflight(service.name, path, tuple(objs))
+
+
+def _located(error: DeploybookError, path: Path) -> str:
+    """The error's text, with the manifest file named when the error itself does not name it."""
+    text = f"{error.source}: {error.message}" if error.source else error.message
+    text = " ".join(text.split())
+    return text if str(path) in text else f"{path}: {text}"

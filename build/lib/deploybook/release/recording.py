@@ -1,0 +1,117 @@
+"""The release record of a run, made from what its stages produced and how their tests ended.
+
+Per service: the image and the digest deployed (this run's push, or for a stage a resumed
+or promoting release did not run, the record it builds on), the release id and the sha256
+of the rendered manifests, the workloads applied, and each stage's outcome as its test
+reported it (so a stage whose test failed on an assertion is recorded as failed; a stage
+whose test never ran, as after Ctrl-C, is recorded as the engine finished it). ``applied``
+lists the services whose objects the engine applied, whatever their tests showed: the
+record says what the cluster got.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deploybook.evidence.record import ReleaseRecord, ServiceRecord
+from deploybook.release.context import STAGES, utc_now
+from deploybook.release.pipeline import Skipped
+from deploybook.release.stages import Applied, Built, Pushed
+
+if TYPE_CHECKING:
+    from deploybook.release.release import Release
+
+__all__ = ["build_record"]
+
+
+def build_record(
+    release: Release,
+    *,
+    outcome: str,
+    cluster: dict[str, Any] | None = None,
+    rollback: dict[str, Any] | None = None,
+) -> ReleaseRecord:
+    """The record of ``release`` as it stands now."""
+    ctx = release.context
+    services = {s.name: _service_record(release, s.name) for s in ctx.env.services}
+    services = {name: record for name, record in services.items() if record.stages or record.digest}
+    source = ctx.source_record
+    git = ctx.git
+    return ReleaseRecord(
+        run_id=ctx.run_id,
+        environment=ctx.env.name,
+        namespace=ctx.env.cluster.namespace,
+        outcome=outcome,
+        started=ctx.started,
+        finished=utc_now(),
+        dry_run=ctx.options.dry_run,
+        git={"branch": git.branch, "commit": git.commit, "dirty": git.dirty} if git else {},
+        manifest_source=dict(release.checkout.info) if release.checkout else {},
+        services=services,
+        cluster=cluster or {},
+        promoted_from=source.run_id if source and ctx.promoting else None,
+        resumed_from=source.run_id if source and ctx.options.from_stage else None,
+        applied=tuple(n for n in services if _applied(release, n)),
+        interrupted_during=release.running_test if outcome == "interrupted" else None,
+        rollback=rollback or {},
+    )
+
+
+def _service_record(release: Release, name: str) -> ServiceRecord:
+    ctx = release.context
+    recorded = ctx.recorded(name)
+    built, pushed, applied = (_finished(release, name, stage) for stage in STAGES)
+    fields: dict[str, Any] = {}
+    if recorded is not None and recorded.digest:  # what a resumed or promoting run builds on
+        fields.update(image=ctx.env.image_repository(ctx.env.service(name)), tag=recorded.tag, digest=recorded.digest)
+        if not ctx.promoting:
+            fields["image_id"] = recorded.image_id
+    if isinstance(built, Built):
+        fields.update(image=built.repository, tag=built.tag, image_id=built.image_id)
+    if isinstance(pushed, Pushed):
+        fields.update(image=pushed.repository, tag=pushed.tag or fields.get("tag"), digest=pushed.digest)
+        fields["digest_source"] = pushed.source
+    if isinstance(applied, Applied) and not applied.dry_run:
+        fields.update(
+            deployed_by=applied.release_id,
+            manifests={applied.manifest: applied.sha256},
+            workloads=tuple(w.title for w in applied.workloads),
+        )
+    stages = {stage: entry for stage in STAGES if (entry := _stage_entry(release, name, stage))}
+    return ServiceRecord(name=name, stages=stages, **fields)
+
+
+def _stage_entry(release: Release, service: str, stage: str) -> dict[str, Any] | None:
+    """How the stage's test ended; for a stage whose test did not run, how the engine ended it."""
+    noted = release.stage_outcomes.get((service, stage))
+    if noted is not None:
+        return noted
+    pipeline = release.pipeline
+    if pipeline is None or not pipeline.has(service, stage) or not pipeline.done(service, stage):
+        return None
+    timing = pipeline.timing(service, stage)
+    entry: dict[str, Any] = {"duration_s": round(timing.seconds, 3) if timing else 0.0}
+    try:
+        outcome = pipeline.wait(service, stage)
+    except Exception as e:  # recorded as the stage's failure
+        return {**entry, "outcome": "failed", "reason": str(e)[:300]}
+    if isinstance(outcome, Skipped):
+        return {**entry, "outcome": "skipped", "reason": outcome.reason[:300]}
+    return {**entry, "outcome": "passed"}
+
+
+def _applied(release: Release, service: str) -> bool:
+    """True when the engine applied ``service``'s objects (not a dry run)."""
+    applied = _finished(release, service, "apply")
+    return isinstance(applied, Applied) and not applied.dry_run
+
+
+def _finished(release: Release, service: str, stage: str) -> object | None:
+    """A stage's outcome if it finished (a stage still running at an interrupt has none)."""
+    pipeline = release.pipeline
+    if pipeline is None or not pipeline.has(service, stage) or not pipeline.done(service, stage):
+        return None
+    try:
+        return pipeline.wait(service, stage)
+    except Exception:  # a failed stage: its test recorded the failure
+        return None

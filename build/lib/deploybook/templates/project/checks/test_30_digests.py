@@ -1,0 +1,41 @@
+"""Digests: every running container runs exactly the digest recorded for its service.
+
+The recorded digest comes from this run, `--release FILE`, or the release record in the
+cluster. The registry must still serve that digest, and the release's tag must point at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import allure
+import pytest
+
+from deploybook.config.model import Service
+from deploybook.plugin.fixtures import RunView
+from deploybook.release.checking import DigestsReport
+
+pytestmark = pytest.mark.check("digests")
+
+
+def test_running_digest_is_recorded_digest(service: Service, release: RunView, status: Callable[..., None]) -> None:
+    """Compare each container's imageID digest with the release's, and ask the registry."""
+    report: DigestsReport = release.wait(service, "digests")
+    released, commit = release.released
+    running = sorted({c.digest or "none" for c in report.running})
+    status(recorded=report.expected or "", running=",".join(running), released=released, commit=commit)
+    allure.attach(
+        "\n".join(f"{c.pod}/{c.container}: {c.image_id or '(not pulled)'}" for c in report.running),
+        "running imageIDs",
+        allure.attachment_type.TEXT,
+    )
+    namespace = release.context.env.cluster.namespace
+    assert report.expected, (
+        f"no digest recorded for {service.name}: no release record in namespace {namespace} "
+        "and none given with --release FILE"
+    )
+    assert report.running, f"no running container of {service.name} found"
+    assert not report.mismatches, f"image digest mismatch (recorded digest from {report.source}):\n" + "\n".join(
+        map(str, report.mismatches)
+    )
+    assert report.registry_problem is None, report.registry_problem

@@ -1,0 +1,138 @@
+"""Inside a running container: the user its process runs as and the TCP ports it listens on.
+
+Reached with pytest-testinfra's kubectl backend, which runs `kubectl exec POD -c CONTAINER --
+/bin/sh -c CMD`. The commands are chosen to work on busybox-based images without /etc/passwd
+or netstat: `id -u` (a busybox applet) and `cat /proc/net/tcp /proc/net/tcp6` (the kernel's
+socket tables; a listener bound to `::` shows only in tcp6, and tcp6 is absent when IPv6 is
+off, so a non-zero exit with a table on stdout still counts).
+
+Exec needs `create` on `pods/exec`, which the read-only `view` role does not grant:
+`ExecForbidden` says so, so a read-only run can skip with that reason instead of failing.
+Nothing here changes the cluster; the commands only read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+__all__ = [
+    "ContainerFacts",
+    "ExecFailed",
+    "ExecForbidden",
+    "facts_key",
+    "inspect_container",
+    "kubectl_url",
+    "listening_ports",
+]
+
+LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp{,6}
+UID_COMMAND = "id -u"
+TCP_COMMAND = "cat /proc/net/tcp /proc/net/tcp6"
+
+RunCommand = Callable[[str], Any]  # returns an object with rc, stdout, stderr
+
+
+class ExecForbidden(Exception):
+    """The context may not exec into pods (no `create` on `pods/exec`)."""
+
+
+class ExecFailed(Exception):
+    """A command could not be run in the container, or said nothing usable."""
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """What was seen inside one container."""
+
+    pod: str
+    container: str
+    uid: int
+    listening: frozenset[int]
+
+
+def facts_key(pod: Mapping[str, Any], container: str, digest: str | None) -> str | None:
+    """What decides a container's user and listening ports: the image digest and the specs.
+
+    Two containers with the same digest, the same container spec apart from name and image
+    reference (command, args, env, ports, securityContext) and the same pod securityContext
+    show the same facts, so one `kubectl exec` can answer for all of them. None when the
+    digest is not known yet (nothing to share).
+    """
+    if not digest:
+        return None
+    spec = pod.get("spec", {})
+    mine: Mapping[str, Any] = next((c for c in spec.get("containers", []) if c.get("name") == container), {})
+    relevant = {k: v for k, v in mine.items() if k not in ("name", "image")}
+    return json.dumps([digest, relevant, spec.get("securityContext") or {}], sort_keys=True)
+
+
+def listening_ports(proc_net_tcp: str) -> set[int]:
+    """Ports in state LISTEN in the text of /proc/net/tcp and/or /proc/net/tcp6."""
+    ports = set()
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == LISTEN and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def kubectl_url(
+    pod: str,
+    container: str,
+    namespace: str,
+    *,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+) -> str:
+    """The testinfra host spec for one container, with the same context as the API clients."""
+    params = {"container": container, "namespace": namespace}
+    if context:
+        params["context"] = context
+    # kubectl's --kubeconfig takes one file; a KUBECONFIG list is left to the environment.
+    if kubeconfig and ":" not in kubeconfig:
+        params["kubeconfig"] = kubeconfig
+    return f"kubectl://{pod}?{urlencode(params)}"
+
+
+def _testinfra_runner(url: str) -> RunCommand:
+    import testinfra
+
+    return testinfra.get_host(url).run  # type: ignore[no-any-return]
+
+
+def _run(run: RunCommand, command: str) -> Any:
+    result = run(command)
+    stderr = (result.stderr or "").strip()
+    if result.rc != 0 and "forbidden" in stderr.lower():
+        raise ExecForbidden(stderr)
+    return result
+
+
+def inspect_container(
+    pod: str,
+    container: str,
+    namespace: str,
+    *,
+    context: str | None = None,
+    kubeconfig: str | None = None,
+    run: RunCommand | None = None,
+) -> ContainerFacts:
+    """Run `id -u` and read the TCP tables in the container; raise ExecForbidden/ExecFailed."""
+    where = f"pod {namespace}/{pod} container {container}"
+    run = run or _testinfra_runner(kubectl_url(pod, container, namespace, context=context, kubeconfig=kubeconfig))
+    uid = _run(run, UID_COMMAND)
+    if uid.rc != 0 or not uid.stdout.strip().isdigit():
+        raise ExecFailed(
+            f"`{UID_COMMAND}` in {where} exited {uid.rc}: "
+            f"stdout {uid.stdout.strip()!r}, stderr {(uid.stderr or '').strip()!r}"
+        )
+    tcp = _run(run, TCP_COMMAND)
+    if "local_address" not in tcp.stdout:
+        raise ExecFailed(
+            f"`{TCP_COMMAND}` in {where} exited {tcp.rc} without a socket table: stderr {(tcp.stderr or '').strip()!r}"
+        )
+    return ContainerFacts(pod, container, int(uid.stdout.strip()), frozenset(listening_ports(tcp.stdout)))

@@ -1,0 +1,206 @@
+"""What a workload's and a pod's status say: done, waiting, or failed with a cause.
+
+Pure functions over API JSON (the dicts list and watch return), so the rules can be read and
+tested on their own. `evaluate_workload` mirrors `kubectl rollout status`; `pod_failure` finds
+the causes that waiting will not heal (see deploybook.verify.rollout for the list and the crash rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Verdict", "evaluate_workload", "pod_failure", "pods_of_current_revision", "pull_is_retried"]
+
+PULL_FAILURES = {
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+}
+# Pull failures the kubelet retries (after a 10 s back-off): a first 401 can be a pull secret
+# the kubelet has not synced yet, so these fail a rollout only when they last.
+RETRIED_PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull"}
+CONFIG_FAILURES = {
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One evaluation of a workload: done, still waiting (with why), or failed (with cause)."""
+
+    done: bool
+    message: str
+    cause: str | None = None
+    ready: int = 0
+    desired: int = 0
+
+
+def _condition(obj: Mapping[str, Any], ctype: str) -> Mapping[str, Any]:
+    for cond in obj.get("status", {}).get("conditions") or ():
+        if cond.get("type") == ctype:
+            return dict(cond)
+    return {}
+
+
+def _observed(obj: Mapping[str, Any]) -> bool:
+    generation = obj.get("metadata", {}).get("generation", 0)
+    return bool(obj.get("status", {}).get("observedGeneration", 0) >= generation)
+
+
+def spec_observed(kind: str, obj: Mapping[str, Any]) -> bool:
+    """True once the controller has seen the workload's latest spec (Jobs carry no observedGeneration)."""
+    return kind == "Job" or _observed(obj)
+
+
+def _deployment(obj: Mapping[str, Any]) -> Verdict:
+    st, want = obj.get("status", {}), obj.get("spec", {}).get("replicas", 1)
+    updated, total = st.get("updatedReplicas", 0), st.get("replicas", 0)
+    available = st.get("availableReplicas", 0)
+    if not _observed(obj):
+        return Verdict(False, "waiting for the spec update to be observed", desired=want)
+    progressing = _condition(obj, "Progressing")
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        msg = progressing.get("message", "progress deadline exceeded")
+        return Verdict(False, msg, "ProgressDeadlineExceeded", available, want)
+    if updated < want:
+        return Verdict(False, f"{updated} of {want} new replicas updated", None, available, want)
+    if total > updated:
+        msg = f"{total - updated} old replicas pending termination"
+        return Verdict(False, msg, None, available, want)
+    if available < updated:
+        msg = f"{available} of {updated} updated replicas available"
+        return Verdict(False, msg, None, available, want)
+    return Verdict(True, f"{available} of {want} replicas available", None, available, want)
+
+
+def _statefulset(obj: Mapping[str, Any]) -> Verdict:
+    st, spec = obj.get("status", {}), obj.get("spec", {})
+    want, ready = spec.get("replicas", 1), st.get("readyReplicas", 0)
+    if not st.get("observedGeneration") or not _observed(obj):
+        return Verdict(False, "waiting for the spec update to be observed", desired=want)
+    if ready < want:
+        return Verdict(False, f"{ready} of {want} pods ready", None, ready, want)
+    strategy = spec.get("updateStrategy", {})
+    partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate" and partition:
+        updated = st.get("updatedReplicas", 0)
+        if updated < want - partition:
+            msg = f"{updated} of {want - partition} partitioned pods updated"
+            return Verdict(False, msg, None, ready, want)
+        return Verdict(True, "partitioned roll out complete", None, ready, want)
+    if st.get("updateRevision") != st.get("currentRevision"):
+        msg = f"{st.get('updatedReplicas', 0)} pods at revision {st.get('updateRevision')}"
+        return Verdict(False, msg, None, ready, want)
+    return Verdict(True, f"{ready} of {want} pods ready", None, ready, want)
+
+
+def _daemonset(obj: Mapping[str, Any]) -> Verdict:
+    st = obj.get("status", {})
+    want = st.get("desiredNumberScheduled", 0)
+    updated, available = (
+        st.get("updatedNumberScheduled", 0),
+        st.get("numberAvailable", 0),
+    )
+    if not _observed(obj):
+        return Verdict(False, "waiting for the spec update to be observed", desired=want)
+    if updated < want:
+        return Verdict(False, f"{updated} of {want} pods updated", None, available, want)
+    if available < want:
+        return Verdict(False, f"{available} of {want} pods available", None, available, want)
+    return Verdict(True, f"{available} of {want} pods available", None, available, want)
+
+
+def _job(obj: Mapping[str, Any]) -> Verdict:
+    st = obj.get("status", {})
+    want = obj.get("spec", {}).get("completions") or 1
+    done = st.get("succeeded", 0)
+    failed = _condition(obj, "Failed")
+    if failed.get("status") == "True":
+        detail = f"{failed.get('reason', 'Failed')}: {failed.get('message', '')}".strip(": ")
+        return Verdict(False, detail, "JobFailed", done, want)
+    if _condition(obj, "Complete").get("status") == "True":
+        return Verdict(True, f"{done} of {want} completions", None, done, want)
+    active = st.get("active", 0)
+    return Verdict(False, f"{done} of {want} completions, {active} active", None, done, want)
+
+
+_EVALUATORS: dict[str, Callable[[Mapping[str, Any]], Verdict]] = {
+    "Deployment": _deployment,
+    "StatefulSet": _statefulset,
+    "DaemonSet": _daemonset,
+    "Job": _job,
+}
+
+
+def evaluate_workload(kind: str, obj: Mapping[str, Any]) -> Verdict:
+    """Judge a workload object (API JSON) the way `kubectl rollout status` does."""
+    return _EVALUATORS[kind](obj)
+
+
+def pod_failure(pod: Mapping[str, Any], *, judge_crashes: bool = True) -> tuple[str, str] | None:
+    """Return (cause, detail) when a pod shows a failure that waiting will not heal."""
+    name = pod.get("metadata", {}).get("name", "?")
+    st = pod.get("status", {})
+    for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+        where = f"pod {name} container {cs.get('name')}"
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason, message = waiting.get("reason", ""), waiting.get("message", "")
+        if reason in PULL_FAILURES:
+            return "ImagePullBackOff", f"{where}: {reason}: {message}".rstrip(": ")
+        if reason in CONFIG_FAILURES:
+            return "CreateContainerConfigError", f"{where}: {reason}: {message}".rstrip(": ")
+        crash = _crash(cs) if judge_crashes else None
+        if crash:
+            return crash[0], f"{where}: {crash[1]}"
+        if judge_crashes and reason == "CrashLoopBackOff":
+            return "CrashLoopBackOff", f"{where}: {message or reason}"
+    return None
+
+
+def pull_is_retried(cause: str, detail: str) -> bool:
+    """True for an image pull failure the kubelet will try again (not a malformed name)."""
+    return cause == "ImagePullBackOff" and any(f": {r}" in detail for r in RETRIED_PULL_FAILURES)
+
+
+def _crash(cs: Mapping[str, Any]) -> tuple[str, str] | None:
+    restarts = cs.get("restartCount", 0)
+    last = (cs.get("lastState") or {}).get("terminated") or {}
+    now = (cs.get("state") or {}).get("terminated") or {}
+    for term in (now, last):
+        if term.get("reason") == "OOMKilled":
+            if restarts >= 2 or (term is now and restarts >= 1):
+                return "OOMKilled", f"OOMKilled {restarts + (term is now)} times"
+            return None
+    for term in (now, last):
+        if term.get("exitCode", 0) != 0 and (restarts >= 1 or term is now):
+            return "CrashLoopBackOff", (
+                f"exited with code {term['exitCode']} ({term.get('reason', 'Error')}), restarts {restarts}"
+            )
+    return None
+
+
+def pods_of_current_revision(
+    kind: str,
+    obj: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    pod_template_hash: str | None,
+) -> list[Mapping[str, Any]]:
+    """Keep the pods of the workload's current revision; old pods may fail while they go."""
+
+    def label(pod: Mapping[str, Any], key: str) -> str | None:
+        return (pod.get("metadata", {}).get("labels") or {}).get(key)
+
+    if kind == "Deployment" and pod_template_hash:
+        return [p for p in pods if label(p, "pod-template-hash") == pod_template_hash]
+    if kind == "StatefulSet" and obj.get("status", {}).get("updateRevision"):
+        rev = obj["status"]["updateRevision"]
+        return [p for p in pods if label(p, "controller-revision-hash") == rev]
+    if kind == "DaemonSet":
+        gen = str(obj.get("metadata", {}).get("generation", ""))
+        return [p for p in pods if label(p, "pod-template-generation") in (gen, None)]
+    return list(pods)

@@ -1,0 +1,116 @@
+"""Which workloads belong to a service, and which pods and Services belong to a workload.
+
+A release knows its workloads exactly: they are the objects it rendered and applied. A
+checks run learns them from the release record (``Kind/name`` per service), and falls back
+to the workloads of the namespace whose pod templates run the service's image. Pure
+functions over API JSON; nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deploybook.cluster.watch import label_selector, selector_matches
+from deploybook.verify.digests import image_matches
+
+__all__ = ["Workload", "pod_template", "services_selecting", "workloads_in", "workloads_running"]
+
+TEMPLATE_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+def pod_template(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The pod template of a workload object ({} for kinds without one)."""
+    template = (obj.get("spec") or {}).get("template")
+    return template if isinstance(template, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One workload of a service: what it is, how its pods are selected, what it runs."""
+
+    kind: str
+    name: str
+    match: Mapping[str, Any] = field(default_factory=dict)  # spec.selector as the API has it
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    desired: int = 1
+    named_ports: Mapping[str, int] = field(default_factory=dict)  # container port name -> number
+    images: tuple[str, ...] = ()
+    generation: int = 0  # the generation the apply returned (0: not applied by this run)
+
+    @property
+    def title(self) -> str:
+        """``Kind/name``, as the release record lists it."""
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def selector(self) -> str:
+        """The label selector string of the workload's pods."""
+        return label_selector({"spec": {"selector": self.match}})
+
+    def owns(self, pod: Mapping[str, Any]) -> bool:
+        """True when ``pod``'s labels satisfy this workload's selector."""
+        return selector_matches(self.match, pod.get("metadata", {}).get("labels") or {})
+
+    def pods(self, pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """This workload's pods among ``pods``."""
+        return [p for p in pods if self.owns(p)]
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> Workload:
+        """The workload an API object (rendered or listed) describes."""
+        spec = obj.get("spec") or {}
+        template = pod_template(obj)
+        containers = (template.get("spec") or {}).get("containers") or []
+        kind = str(obj.get("kind"))
+        desired = spec.get("completions") or 1 if kind == "Job" else spec.get("replicas", 1)
+        ports = {
+            str(p["name"]): int(p["containerPort"])
+            for c in containers
+            for p in c.get("ports") or ()
+            if p.get("name") and p.get("containerPort")
+        }
+        return cls(
+            kind=kind,
+            name=str(obj.get("metadata", {}).get("name")),
+            match=spec.get("selector") or {},
+            pod_labels=(template.get("metadata") or {}).get("labels") or {},
+            desired=int(desired),
+            named_ports=ports,
+            images=tuple(str(c.get("image", "")) for c in containers),
+            generation=int(obj.get("metadata", {}).get("generation") or 0),
+        )
+
+
+def workloads_in(objs: Iterable[Mapping[str, Any]]) -> list[Workload]:
+    """The workloads among rendered or applied objects, in their order."""
+    return [Workload.from_object(o) for o in objs if o.get("kind") in TEMPLATE_KINDS and pod_template(o)]
+
+
+def workloads_running(
+    image: str, listed: Mapping[str, Sequence[Mapping[str, Any]]], *, named: Sequence[str] = ()
+) -> list[Workload]:
+    """Workloads of the namespace (``listed``: kind -> objects) that belong to a service.
+
+    ``named`` (``Kind/name`` from a release record) picks them by name; without names, the
+    workloads whose pod templates run ``image`` (any registry, tag or digest) are taken.
+    """
+    found = []
+    for kind in TEMPLATE_KINDS:
+        for obj in listed.get(kind, ()):
+            workload = Workload.from_object(obj)
+            chosen = workload.title in named if named else any(image_matches(i, image) for i in workload.images)
+            if chosen:
+                found.append(workload)
+    return found
+
+
+def services_selecting(services: Iterable[Mapping[str, Any]], workloads: Sequence[Workload]) -> list[Mapping[str, Any]]:
+    """The Services whose selector matches the pod labels of any of ``workloads``."""
+    return [
+        s
+        for s in services
+        if (sel := (s.get("spec") or {}).get("selector"))
+        and any(all(w.pod_labels.get(k) == v for k, v in sel.items()) for w in workloads)
+    ]
