@@ -26,6 +26,7 @@ import deploybook.release.session
 from deploybook.cluster.lock import LEASE_NAME
 from deploybook.errors import BuildError
 from deploybook.release.stages import Applied, Built, Pushed
+from deploybook.verify.workloads import Workload
 
 pytest_plugins = ["pytester"]
 
@@ -79,7 +80,8 @@ class FakeTasks:
                 return Built(f"reg.example/{service.name}", "t", "sha256:" + "1" * 64, {}, "docker build", "")
             if name == "push":
                 return Pushed(f"reg.example/{service.name}", DIGEST, "push", "t")
-            return Applied(f"{service.name}.yaml", release.context.run_id, "", "ab")
+            workload = Workload("Deployment", f"{service.name}-deployment", desired=1)
+            return Applied(f"{service.name}.yaml", release.context.run_id, "", "ab", workloads=(workload,))
 
         return run
 
@@ -433,3 +435,36 @@ def test_refused_preflight_stops_before_the_lock_and_any_stage(
     result.stderr.fnmatch_lines(["ERROR: PreflightFailed: 1 of 2 services' manifests refused: m/web.yaml*"])
     assert cluster.preflights == 1 and not cluster.leases and not cluster.configmaps
     assert not (project.path / "stages.log").exists()
+
+
+HOOKS = """
+def pytest_deploybook_check_workload(workload, service, environment, kube):
+    return [f"runs {workload.desired} replica; this team wants 2"] if service.name == "web" else []
+
+
+def pytest_deploybook_release_finished(record, run_dir):
+    (run_dir.parent / "published.txt").write_text(record.run_id + " " + record.outcome)
+"""
+
+
+def test_a_teams_hooks_check_every_workload_and_see_the_finished_record(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
+    rules = (Path(__file__).resolve().parents[2] / "checks" / "test_50_workload_rules.py").read_text()
+    project.makepyfile(**{"checks/test_50_workload_rules": rules})
+    project.makeconftest(HOOKS)
+    result = project.runpytest("runbook", "--env", "demo")
+    result.assert_outcomes(passed=9, failed=1)
+    result.stdout.fnmatch_lines(["*Deployment/web-deployment: runs 1 replica; this team wants 2*"])
+    record = the_record(project)
+    assert (project.path / "reports" / "demo" / "published.txt").read_text() == f"{record['run_id']} failed"
+
+
+def test_without_a_teams_rule_hook_the_rules_check_says_so(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
+    rules = (Path(__file__).resolve().parents[2] / "checks" / "test_50_workload_rules.py").read_text()
+    project.makepyfile(**{"checks/test_50_workload_rules": rules})
+    result = project.runpytest("runbook", "--env", "demo", "-rs")
+    result.assert_outcomes(passed=8, skipped=2)
+    result.stdout.fnmatch_lines(["*no pytest_deploybook_check_workload hook is implemented*"])

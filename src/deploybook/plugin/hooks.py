@@ -177,10 +177,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
     """Start the pipeline with the tasks of the tests that were selected, then run the tests."""
-    engine = session.config.stash.get(ENGINE, None)
-    if engine is not None and not session.config.option.collectonly:
+    config = session.config
+    engine = config.stash.get(ENGINE, None)
+    if engine is not None and not config.option.collectonly:
+        if config.hook.pytest_deploybook_check_workload.get_hookimpls():
+            engine.workload_rules = _workload_rules(config, engine)
         engine.start(chains_of(session.items))
     return (yield)
+
+
+def _workload_rules(config: pytest.Config, engine: Any) -> Any:
+    """The team's pytest_deploybook_check_workload implementations, as the engine calls them."""
+
+    def check(workload: Any, of: Any) -> list[str]:
+        answers = config.hook.pytest_deploybook_check_workload(
+            workload=workload, service=of, environment=engine.env, kube=engine.clients.kube
+        )
+        return [str(problem) for answer in answers for problem in answer or ()]
+
+    return check
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -250,7 +265,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         record = engine.close(_outcome(int(exitstatus)))
         if record is not None:
-            config.hook.deploybook_release_finished(record=record, run_dir=engine.context.run_dir)
+            config.hook.pytest_deploybook_release_finished(record=record, run_dir=engine.context.run_dir)
     except DeploybookError as e:
         config.stash[_FINISH_ERROR] = e.one_line()
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 @pytest.hookspec
-def deploybook_check_workload(
+def pytest_deploybook_check_workload(
     workload: Workload, service: Service, environment: Environment, kube: Any
 ) -> list[str] | None:
     """Problems a team's own rule finds with ``workload`` once it has rolled out.
@@ -33,7 +33,7 @@ def deploybook_check_workload(
 
 
 @pytest.hookspec
-def deploybook_release_finished(record: ReleaseRecord, run_dir: Path) -> None:
+def pytest_deploybook_release_finished(record: ReleaseRecord, run_dir: Path) -> None:
     """A release has written its record (``run_dir/release.json``), before the report is made.
 
     Publish it elsewhere (a deployment tracker, a chat channel, an artifact store). Called

@@ -50,6 +50,7 @@ __all__ = [
     "LiveReader",
     "Reader",
     "RolloutReport",
+    "RulesReport",
     "SnapshotReader",
     "blocking_reason",
     "containers",
@@ -58,6 +59,7 @@ __all__ = [
     "one_line",
     "registry_answers",
     "rollout",
+    "rules",
 ]
 
 Say = Callable[[object], None]
@@ -353,11 +355,30 @@ def registry_answers(release: Release) -> CachedManifests:
     return CachedManifests(release.clients.registry)
 
 
+@dataclass(frozen=True)
+class RulesReport:
+    """What a team's own rules (the ``pytest_deploybook_check_workload`` hook) found, per workload."""
+
+    problems: tuple[str, ...] = ()
+    workloads: tuple[str, ...] = ()
+
+
+def rules(release: Release, service: Service, say: Say) -> RulesReport | Skipped:
+    """Every workload of the service through the team's rules, once it has rolled out."""
+    if release.workload_rules is None:
+        return Skipped("no pytest_deploybook_check_workload hook is implemented (see deploybook.plugin.hookspecs)")
+    workloads = release.workloads(service) or []
+    problems = [f"{wl.title}: {p}" for wl in workloads for p in release.workload_rules(wl, service)]
+    say(f"{len(workloads)} workload(s) through the team's rules: {len(problems) or 'no'} problem(s)")
+    return RulesReport(tuple(problems), tuple(wl.title for wl in workloads))
+
+
 CHECKS: Mapping[str, Callable[[Release, Service, Say], object]] = {
     "rollout": rollout,
     "endpoints": endpoints,
     "digests": digests,
     "containers": containers,
+    "rules": rules,
 }
 
 

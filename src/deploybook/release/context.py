@@ -20,7 +20,7 @@ from deploybook.sources.git import GitState
 STAGES: tuple[str, ...] = ("build", "push", "apply")
 """The release stages, in the order they run for each service."""
 
-CHECKS: tuple[str, ...] = ("rollout", "endpoints", "digests", "containers")
+CHECKS: tuple[str, ...] = ("rollout", "endpoints", "digests", "containers", "rules")
 """The built-in post-deploy checks, in the order they run for each service."""
 
 MODES = ("runbook", "checks")

@@ -58,6 +58,9 @@ class Release:
         self.record: ReleaseRecord | None = None
         self.stage_outcomes: dict[tuple[str, str], dict[str, Any]] = {}
         self.running_test: str | None = None
+        # A team's own rules per workload (the pytest_deploybook_check_workload hook), set by the pytest
+        # layer when a team implements it: (workload, service) -> problems.
+        self.workload_rules: Callable[[Workload, Service], list[str]] | None = None
         self.exec_slots = threading.BoundedSemaphore(checking.EXEC_AT_ONCE)
         self._facts = checking.FactsCache()
         self._shared: dict[str, object] = {}

@@ -2,12 +2,12 @@
 
 Extend a release here with deploybook's hooks (see `pytest --help` and deploybook.plugin.hookspecs):
 
-    def deploybook_check_workload(workload, service, environment, kube):
+    def pytest_deploybook_check_workload(workload, service, environment, kube):
         '''A rule of this team's, for every workload once it has rolled out.'''
         if workload.desired < 2 and environment.name == "prod":
             return [f"{workload.title} runs {workload.desired} replica(s) in prod; at least 2 expected"]
         return []
 
-    def deploybook_release_finished(record, run_dir):
+    def pytest_deploybook_release_finished(record, run_dir):
         '''Publish the release record (run_dir / "release.json") elsewhere.'''
 """
