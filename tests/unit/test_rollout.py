@@ -449,7 +449,7 @@ def test_selector_matches_labels_and_expressions() -> None:
 
 def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_is_observed() -> None:
     """A rollback: the crashing revision is still 'current' until the controller observes the new spec."""
-    from deploybook.verify.rollout import _Tracker
+    from deploybook.verify.tracker import RolloutTracker as _Tracker
 
     stale = deployment("10", generation=3, observed=2, updated=1, total=1)  # revision 2: the crashing one
     crashing = pod(

@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from deploybook.cluster.watch import NamespaceSnapshot, list_raw
 from deploybook.config.model import Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
 from deploybook.images.references import repository_path
+from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
 from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container
 from deploybook.verify.digests import (
@@ -35,11 +35,8 @@ from deploybook.verify.digests import (
     registry_problem,
 )
 from deploybook.verify.endpoints import EndpointReport, HttpResult, endpoint_report, http_check, service_port_for
-from deploybook.verify.rollout import WORKLOAD_KINDS, RolloutResult, rolled_out_in
+from deploybook.verify.rollout import RolloutResult, rolled_out_in
 from deploybook.verify.workloads import Workload, services_selecting
-
-if TYPE_CHECKING:
-    from deploybook.release.release import Release
 
 __all__ = [
     "CHECKS",
@@ -47,11 +44,8 @@ __all__ = [
     "DigestsReport",
     "EndpointsReport",
     "FactsCache",
-    "LiveReader",
-    "Reader",
     "RolloutReport",
     "RulesReport",
-    "SnapshotReader",
     "blocking_reason",
     "containers",
     "digests",
@@ -65,70 +59,6 @@ __all__ = [
 Say = Callable[[object], None]
 EXEC_ATTEMPTS = 3
 EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process start)
-
-
-class Reader(Protocol):
-    """Where a check reads the namespace from."""
-
-    def items(self, kind: str) -> list[Any]: ...
-
-    def pods_of(self, workload: Workload) -> list[Any]: ...
-
-    def slices_of(self, service: str) -> list[Any]: ...
-
-    def forget_pods(self) -> None: ...
-
-
-class SnapshotReader:
-    """Checks alone: one list per kind for the whole namespace, shared by every check."""
-
-    def __init__(self, kube: Any, namespace: str) -> None:
-        listers = {kind: getattr(getattr(kube, group), method) for kind, (group, method) in WORKLOAD_KINDS.items()}
-        listers.update(
-            Pod=kube.core.list_namespaced_pod,
-            Service=kube.core.list_namespaced_service,
-            EndpointSlice=kube.discovery.list_namespaced_endpoint_slice,
-        )
-        self.snapshot = NamespaceSnapshot(namespace, listers)
-
-    def items(self, kind: str) -> list[Any]:
-        return self.snapshot.items(kind)
-
-    def pods_of(self, workload: Workload) -> list[Any]:
-        return workload.pods(self.snapshot.items("Pod"))
-
-    def slices_of(self, service: str) -> list[Any]:
-        return self.snapshot.items("EndpointSlice")
-
-    def forget_pods(self) -> None:
-        self.snapshot.invalidate("Pod")
-
-
-class LiveReader:
-    """A release: what a check needs, listed when it asks (the apply just changed it)."""
-
-    def __init__(self, kube: Any, namespace: str) -> None:
-        self.kube, self.namespace = kube, namespace
-
-    def items(self, kind: str) -> list[Any]:
-        if kind == "Service":
-            return list_raw(self.kube.core.list_namespaced_service, self.namespace)[0]
-        group, method = WORKLOAD_KINDS[kind]
-        return list_raw(getattr(getattr(self.kube, group), method), self.namespace)[0]
-
-    def pods_of(self, workload: Workload) -> list[Any]:
-        pods, _ = list_raw(self.kube.core.list_namespaced_pod, self.namespace, label_selector=workload.selector)
-        return workload.pods(pods)
-
-    def slices_of(self, service: str) -> list[Any]:
-        return list_raw(
-            self.kube.discovery.list_namespaced_endpoint_slice,
-            self.namespace,
-            label_selector=f"kubernetes.io/service-name={service}",
-        )[0]
-
-    def forget_pods(self) -> None:
-        """Nothing is kept: every read lists again."""
 
 
 # --------------------------------------------------------------------------- reports
@@ -179,7 +109,7 @@ class ContainersReport:
 # --------------------------------------------------------------------------- the checks
 
 
-def rollout(release: Release, service: Service, say: Say) -> RolloutReport | Skipped:
+def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport | Skipped:
     """Each workload of the service has rolled out, or says why not."""
     workloads = release.workloads(service)
     if workloads is None:
@@ -216,14 +146,14 @@ def _prefixed(say: Say, prefix: str) -> Callable[[str], None]:
     return emit
 
 
-def _listed_result(release: Release, wl: Workload, namespace: str, timeout_s: float) -> RolloutResult | None:
+def _listed_result(release: ReleaseParts, wl: Workload, namespace: str, timeout_s: float) -> RolloutResult | None:
     if release.context.mode == "runbook":
         return None  # this run applied just now: only a watch from here on can tell
     obj = next((o for o in release.reader.items(wl.kind) if o["metadata"]["name"] == wl.name), None)
     return None if obj is None else rolled_out_in(wl.kind, namespace, obj, timeout_s=timeout_s)
 
 
-def endpoints(release: Release, service: Service, say: Say) -> EndpointsReport | Skipped:
+def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsReport | Skipped:
     """Ready endpoints on each Service in front of the pods, then every declared HTTP check."""
     namespace = release.context.env.cluster.namespace
     workloads = release.workloads(service) or []
@@ -266,7 +196,7 @@ def endpoints(release: Release, service: Service, say: Say) -> EndpointsReport |
     return EndpointsReport(tuple(reports), tuple(answers), tuple(problems))
 
 
-def digests(release: Release, service: Service, say: Say) -> DigestsReport:
+def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport:
     """Each running container's imageID digest against the release's, and the registry's answer."""
     expected, tag, source = release.expected(service.name)
     running = [
@@ -283,7 +213,7 @@ def digests(release: Release, service: Service, say: Say) -> DigestsReport:
     return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem)
 
 
-def containers(release: Release, service: Service, say: Say) -> ContainersReport | Skipped:
+def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersReport | Skipped:
     """Inside one ready container: the user it runs as and the ports it listens on."""
     namespace = release.context.env.cluster.namespace
     errors: list[str] = []
@@ -310,7 +240,7 @@ def containers(release: Release, service: Service, say: Say) -> ContainersReport
     raise CheckFailed("could not look into a container:\n" + "\n".join(errors), service=service.name)
 
 
-def _ready_containers(release: Release, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:
+def _ready_containers(release: ReleaseParts, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:
     found = []
     for wl in release.workloads(service) or []:
         for pod in release.reader.pods_of(wl):
@@ -318,7 +248,7 @@ def _ready_containers(release: Release, service: Service) -> list[tuple[Mapping[
     return found
 
 
-def _inspect(release: Release, target: RunningContainer) -> ContainerFacts:
+def _inspect(release: ReleaseParts, target: RunningContainer) -> ContainerFacts:
     kube = release.clients.kube
     with release.exec_slots:
         return inspect_container(
@@ -350,7 +280,7 @@ class FactsCache:
         return facts
 
 
-def registry_answers(release: Release) -> CachedManifests:
+def registry_answers(release: ReleaseParts) -> CachedManifests:
     """The environment's registry, asked once per (repository, reference) in this run."""
     return CachedManifests(release.clients.registry)
 
@@ -363,7 +293,7 @@ class RulesReport:
     workloads: tuple[str, ...] = ()
 
 
-def rules(release: Release, service: Service, say: Say) -> RulesReport | Skipped:
+def rules(release: ReleaseParts, service: Service, say: Say) -> RulesReport | Skipped:
     """Every workload of the service through the team's rules, once it has rolled out."""
     if release.workload_rules is None:
         return Skipped("no pytest_deploybook_check_workload hook is implemented (see deploybook.plugin.hookspecs)")
@@ -373,7 +303,7 @@ def rules(release: Release, service: Service, say: Say) -> RulesReport | Skipped
     return RulesReport(tuple(problems), tuple(wl.title for wl in workloads))
 
 
-CHECKS: Mapping[str, Callable[[Release, Service, Say], object]] = {
+CHECKS: Mapping[str, Callable[[ReleaseParts, Service, Say], object]] = {
     "rollout": rollout,
     "endpoints": endpoints,
     "digests": digests,

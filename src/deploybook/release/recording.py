@@ -11,21 +11,19 @@ record says what the cluster got.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
 from deploybook.release.context import STAGES, utc_now
+from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
 from deploybook.release.stages import Applied, Built, Pushed
-
-if TYPE_CHECKING:
-    from deploybook.release.release import Release
 
 __all__ = ["build_record"]
 
 
 def build_record(
-    release: Release,
+    release: ReleaseParts,
     *,
     outcome: str,
     cluster: dict[str, Any] | None = None,
@@ -57,7 +55,7 @@ def build_record(
     )
 
 
-def _service_record(release: Release, name: str) -> ServiceRecord:
+def _service_record(release: ReleaseParts, name: str) -> ServiceRecord:
     ctx = release.context
     recorded = ctx.recorded(name)
     built, pushed, applied = (_finished(release, name, stage) for stage in STAGES)
@@ -81,7 +79,7 @@ def _service_record(release: Release, name: str) -> ServiceRecord:
     return ServiceRecord(name=name, stages=stages, **fields)
 
 
-def _stage_entry(release: Release, service: str, stage: str) -> dict[str, Any] | None:
+def _stage_entry(release: ReleaseParts, service: str, stage: str) -> dict[str, Any] | None:
     """How the stage's test ended; for a stage whose test did not run, how the engine ended it."""
     noted = release.stage_outcomes.get((service, stage))
     if noted is not None:
@@ -100,13 +98,13 @@ def _stage_entry(release: Release, service: str, stage: str) -> dict[str, Any] |
     return {**entry, "outcome": "passed"}
 
 
-def _applied(release: Release, service: str) -> bool:
+def _applied(release: ReleaseParts, service: str) -> bool:
     """True when the engine applied ``service``'s objects (not a dry run)."""
     applied = _finished(release, service, "apply")
     return isinstance(applied, Applied) and not applied.dry_run
 
 
-def _finished(release: Release, service: str, stage: str) -> object | None:
+def _finished(release: ReleaseParts, service: str, stage: str) -> object | None:
     """A stage's outcome if it finished (a stage still running at an interrupt has none)."""
     pipeline = release.pipeline
     if pipeline is None or not pipeline.has(service, stage) or not pipeline.done(service, stage):

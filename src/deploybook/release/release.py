@@ -27,6 +27,7 @@ from deploybook.release.context import STAGES, RunContext
 from deploybook.release.pipeline import Pipeline, Skipped
 from deploybook.verify.containers import ContainerFacts
 from deploybook.verify.digests import CachedManifests
+from deploybook.verify.namespace import LiveReader, Reader, SnapshotReader
 from deploybook.verify.rollout import RolloutWatcher
 from deploybook.verify.workloads import Workload, workloads_running
 
@@ -218,9 +219,9 @@ class Release:
         return self._shared_once("watcher", lambda: RolloutWatcher(self.clients.kube, self.env.cluster.namespace))  # type: ignore[no-any-return]
 
     @property
-    def reader(self) -> checking.Reader:
+    def reader(self) -> Reader:
         """Where checks read the namespace: fresh lists in a release, one snapshot for checks alone."""
-        kind = checking.LiveReader if self.context.mode == "runbook" else checking.SnapshotReader
+        kind = LiveReader if self.context.mode == "runbook" else SnapshotReader
         return self._shared_once("reader", lambda: kind(self.clients.kube, self.env.cluster.namespace))  # type: ignore[no-any-return]
 
     @property

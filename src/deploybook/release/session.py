@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deploybook.cluster.connect import KubeClients, api_errors
 from deploybook.cluster.lock import LeaseRenewer, acquire_lock, holder_identity, release_lock
@@ -25,13 +25,11 @@ from deploybook.manifests.apply import ensure_namespace, ensure_pull_secret
 from deploybook.manifests.source import checkout_manifests
 from deploybook.release import policy
 from deploybook.release.clients import connect_environment
+from deploybook.release.parts import ReleaseParts
 from deploybook.release.preflight import placeholder_refs, preflight_release
 from deploybook.release.recording import build_record
 from deploybook.release.rollback import roll_back, to_roll_back
 from deploybook.verify.workloads import workloads_running
-
-if TYPE_CHECKING:
-    from deploybook.release.release import Release
 
 __all__ = ["SOURCE_RECORD_FILE", "abandon", "close_release", "open_release"]
 
@@ -40,7 +38,7 @@ SOURCE_RECORD_FILE = "source-release.json"
 PIPELINE_GRACE_S = 120.0  # how long an interrupted release waits for the tasks already running
 
 
-def open_release(release: Release) -> None:
+def open_release(release: ReleaseParts) -> None:
     """Connect; for checks learn what should run; for a release take the lock and preflight."""
     kube = release.clients.kube
     if release.context.mode == "checks":
@@ -78,7 +76,7 @@ def open_release(release: Release) -> None:
         _read_rollback_target(release, kube)
 
 
-def _open_checks(release: Release, kube: KubeClients) -> None:
+def _open_checks(release: ReleaseParts, kube: KubeClients) -> None:
     ctx, env = release.context, release.env
     if ctx.source_record is None:
         release.context = dataclasses.replace(ctx, source_record=load_from_cluster(kube, env.cluster.namespace))
@@ -95,7 +93,7 @@ def _open_checks(release: Release, kube: KubeClients) -> None:
         )
 
 
-def _settle_promotion(release: Release) -> None:
+def _settle_promotion(release: ReleaseParts) -> None:
     """A deploy-only environment promotes the release its source environment keeps in its cluster."""
     ctx, env = release.context, release.env
     if not ctx.promoting or ctx.source_record is not None:
@@ -107,7 +105,7 @@ def _settle_promotion(release: Release) -> None:
     release.context = dataclasses.replace(ctx, source_record=record)
 
 
-def _take_lock(release: Release, kube: KubeClients) -> None:
+def _take_lock(release: ReleaseParts, kube: KubeClients) -> None:
     ctx, env = release.context, release.env
     ensure_namespace(kube, env.cluster.namespace)
     lock = acquire_lock(
@@ -125,7 +123,7 @@ def _take_lock(release: Release, kube: KubeClients) -> None:
         release.say(f"took over the lock of {lock.took_over_from} (--take-over-lock)")
 
 
-def _previous_record(release: Release, kube: KubeClients) -> ReleaseRecord | None:
+def _previous_record(release: ReleaseParts, kube: KubeClients) -> ReleaseRecord | None:
     """The release recorded in the cluster before this one (None on a first release)."""
     try:
         return load_from_cluster(kube, release.env.cluster.namespace)
@@ -134,7 +132,7 @@ def _previous_record(release: Release, kube: KubeClients) -> ReleaseRecord | Non
         return None
 
 
-def _read_rollback_target(release: Release, kube: KubeClients) -> None:
+def _read_rollback_target(release: ReleaseParts, kube: KubeClients) -> None:
     """The last passed release, read before anything is applied: what a rollback restores."""
     release.rollback_target = target = load_last_passed(kube, release.env.cluster.namespace)
     if target is None:
@@ -145,7 +143,7 @@ def _read_rollback_target(release: Release, kube: KubeClients) -> None:
         release.say(f"--rollback-on-failure: a failure restores release {target.run_id}")
 
 
-def close_release(release: Release, outcome: str) -> ReleaseRecord | None:
+def close_release(release: ReleaseParts, outcome: str) -> ReleaseRecord | None:
     """Write release.json, keep it in the cluster when something was applied, free the lock.
 
     A failed release with ``--rollback-on-failure`` first restores the last passed release
@@ -172,13 +170,13 @@ def close_release(release: Release, outcome: str) -> ReleaseRecord | None:
         abandon(release)
 
 
-def _should_roll_back(release: Release) -> bool:
+def _should_roll_back(release: ReleaseParts) -> bool:
     options = release.context.options
     return options.rollback_on_failure and not options.dry_run and release.rollback_target is not None
 
 
 def _roll_back(
-    release: Release, kube: KubeClients, record: ReleaseRecord, facts: dict[str, Any]
+    release: ReleaseParts, kube: KubeClients, record: ReleaseRecord, facts: dict[str, Any]
 ) -> tuple[ReleaseRecord, ReleaseRecord | None]:
     """Restore the target release; the record says how, and what runs now."""
     target = release.rollback_target
@@ -223,7 +221,7 @@ def _cluster_facts(kube: KubeClients | None) -> dict[str, Any]:
     return facts
 
 
-def abandon(release: Release) -> None:
+def abandon(release: ReleaseParts) -> None:
     """Give the lock back if this run holds it and stop watching; a failure is reported, not raised."""
     if release.renewer is not None:
         release.renewer.stop()

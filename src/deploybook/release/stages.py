@@ -26,7 +26,7 @@ import hashlib
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deploybook.config.model import Service
 from deploybook.errors import BuildError, RegistryError
@@ -36,12 +36,10 @@ from deploybook.images.references import image_name, split_repository
 from deploybook.manifests.apply import AppliedObject, apply_objects
 from deploybook.manifests.load import load_manifests
 from deploybook.manifests.render import containers_of, render_service, rendered_text
+from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
 from deploybook.sources.git import source_url
 from deploybook.verify.workloads import Workload, workloads_in
-
-if TYPE_CHECKING:
-    from deploybook.release.release import Release
 
 __all__ = ["Applied", "Built", "Pushed", "apply", "build", "push"]
 
@@ -95,7 +93,7 @@ class Applied:
 # --------------------------------------------------------------------------- build
 
 
-def build(release: Release, service: Service, say: Say) -> Built | Skipped:
+def build(release: ReleaseParts, service: Service, say: Say) -> Built | Skipped:
     """Prepare the build context, then docker build it with the release's OCI labels."""
     ctx = release.context
     if ctx.promoting:
@@ -125,7 +123,7 @@ def build(release: Release, service: Service, say: Say) -> Built | Skipped:
     return Built(repository, ctx.tag, result.image_id, labels, command, result.log, prepared)
 
 
-def _prepare(service: Service, release: Release, say: Say) -> str:
+def _prepare(service: Service, release: ReleaseParts, say: Say) -> str:
     """Run the service's prepare command in the project root; its output is evidence."""
     env = release.context.env
     command = " ".join(service.prepare)
@@ -154,7 +152,7 @@ def _prepare(service: Service, release: Release, say: Say) -> str:
 # --------------------------------------------------------------------------- push
 
 
-def push(release: Release, service: Service, say: Say) -> Pushed | Skipped:
+def push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
     """Push the built image; the registry's own answer must give the push's digest."""
     ctx = release.context
     if ctx.promoting:
@@ -197,7 +195,7 @@ def push(release: Release, service: Service, say: Say) -> Pushed | Skipped:
     )
 
 
-def _recorded_image_id(release: Release, service: Service) -> str:
+def _recorded_image_id(release: ReleaseParts, service: Service) -> str:
     recorded = release.context.recorded(service.name)
     if recorded is None or not recorded.image_id:
         raise BuildError(
@@ -209,7 +207,7 @@ def _recorded_image_id(release: Release, service: Service) -> str:
     return recorded.image_id
 
 
-def _confirm_promoted(release: Release, service: Service, say: Say) -> Pushed:
+def _confirm_promoted(release: ReleaseParts, service: Service, say: Say) -> Pushed:
     recorded = release.context.recorded(service.name)
     assert recorded is not None and recorded.digest, f"no promoted digest for {service.name}"
     repository = release.context.env.image_repository(service)
@@ -233,7 +231,7 @@ def _confirm_promoted(release: Release, service: Service, say: Say) -> Pushed:
     )
 
 
-def _digest_without_push(release: Release, service: Service, say: Say) -> Pushed | Skipped:
+def _digest_without_push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
     ctx = release.context
     repository = ctx.env.image_repository(service)
     path = split_repository(repository)[1]
@@ -255,7 +253,7 @@ def _digest_without_push(release: Release, service: Service, say: Say) -> Pushed
 # --------------------------------------------------------------------------- apply
 
 
-def apply(release: Release, service: Service, say: Say) -> Applied:
+def apply(release: ReleaseParts, service: Service, say: Say) -> Applied:
     """Render with every image pinned, then server-side apply (or dry-run)."""
     ctx = release.context
     manifests = load_manifests(release.manifest_dir / service.manifest)
@@ -283,7 +281,7 @@ def _with_generations(workloads: list[Workload], applied: list[AppliedObject]) -
 
 
 def _render_keeping_release_id(
-    release: Release, service: Service, manifests: list[Any], refs: Mapping[str, str]
+    release: ReleaseParts, service: Service, manifests: list[Any], refs: Mapping[str, str]
 ) -> tuple[str, list[dict[str, Any]], str]:
     """Render with the previous release id when that gives the very same objects, else this run's."""
     ctx = release.context

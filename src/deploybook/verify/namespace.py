@@ -1,0 +1,80 @@
+"""Where a check reads the namespace from: one snapshot for a checks run, fresh lists for a release.
+
+A checks run reads one list per kind for the whole namespace and shares it between every
+check (:class:`SnapshotReader`); a release lists what a check needs when it asks, because its
+apply just changed the namespace (:class:`LiveReader`). Only list calls are made.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from deploybook.cluster.watch import NamespaceSnapshot, list_raw
+from deploybook.verify.rollout import WORKLOAD_KINDS
+from deploybook.verify.workloads import Workload
+
+__all__ = ["LiveReader", "Reader", "SnapshotReader"]
+
+
+class Reader(Protocol):
+    """Where a check reads the namespace from."""
+
+    def items(self, kind: str) -> list[Any]: ...
+
+    def pods_of(self, workload: Workload) -> list[Any]: ...
+
+    def slices_of(self, service: str) -> list[Any]: ...
+
+    def forget_pods(self) -> None: ...
+
+
+class SnapshotReader:
+    """Checks alone: one list per kind for the whole namespace, shared by every check."""
+
+    def __init__(self, kube: Any, namespace: str) -> None:
+        listers = {kind: getattr(getattr(kube, group), method) for kind, (group, method) in WORKLOAD_KINDS.items()}
+        listers.update(
+            Pod=kube.core.list_namespaced_pod,
+            Service=kube.core.list_namespaced_service,
+            EndpointSlice=kube.discovery.list_namespaced_endpoint_slice,
+        )
+        self.snapshot = NamespaceSnapshot(namespace, listers)
+
+    def items(self, kind: str) -> list[Any]:
+        return self.snapshot.items(kind)
+
+    def pods_of(self, workload: Workload) -> list[Any]:
+        return workload.pods(self.snapshot.items("Pod"))
+
+    def slices_of(self, service: str) -> list[Any]:
+        return self.snapshot.items("EndpointSlice")
+
+    def forget_pods(self) -> None:
+        self.snapshot.invalidate("Pod")
+
+
+class LiveReader:
+    """A release: what a check needs, listed when it asks (the apply just changed it)."""
+
+    def __init__(self, kube: Any, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+
+    def items(self, kind: str) -> list[Any]:
+        if kind == "Service":
+            return list_raw(self.kube.core.list_namespaced_service, self.namespace)[0]
+        group, method = WORKLOAD_KINDS[kind]
+        return list_raw(getattr(getattr(self.kube, group), method), self.namespace)[0]
+
+    def pods_of(self, workload: Workload) -> list[Any]:
+        pods, _ = list_raw(self.kube.core.list_namespaced_pod, self.namespace, label_selector=workload.selector)
+        return workload.pods(pods)
+
+    def slices_of(self, service: str) -> list[Any]:
+        return list_raw(
+            self.kube.discovery.list_namespaced_endpoint_slice,
+            self.namespace,
+            label_selector=f"kubernetes.io/service-name={service}",
+        )[0]
+
+    def forget_pods(self) -> None:
+        """Nothing is kept: every read lists again."""
