@@ -196,11 +196,6 @@ class RolloutWatcher:
                 tracker.events.put(("pods", etype, payload))
 
 
-def labels_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    """An object's labels ({} when it has none)."""
-    return obj.get("metadata", {}).get("labels") or {}
-
-
 def rolled_out_in(kind: str, namespace: str, obj: Mapping[str, Any], *, timeout_s: float) -> RolloutResult | None:
     """The result when a listed workload object has already rolled out, else None (then wait).
 
