@@ -18,7 +18,7 @@ document, the limit and the count it saw:
 Measured on this machine (2 cores, PyYAML 6.0.3, pure-Python SafeLoader) with
 ``pytest tests/unit/test_yaml_limits.py -k measured -s``:
 the classic 9-level billion laughs document (473 bytes, 9**9 = 387 million nodes expanded) is
-refused in about 2 ms (13 ms on a cold first call), allocating under 30 KiB. Unchecked,
+refused in about 2 ms (7 to 13 ms on a cold first call), allocating under 30 KiB. Unchecked,
 ``yaml.safe_load`` returns it at once, and ``json.dumps`` of the result would then take about
 45 s and write 3 GB (extrapolated from 7 levels: 0.55 s, 39 MB). A 200-document file of
 ordinary manifests (anchors and merge keys included) loads to the same objects as
