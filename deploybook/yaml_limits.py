@@ -27,6 +27,8 @@ ordinary manifests (anchors and merge keys included) loads to the same objects a
 Documents are numbered exactly as ``deploybook.render`` numbers them (1-based index counting
 empty documents, 1-based line of the document's root node), and malformed YAML is reported
 in the same words, so this loader can replace ``render._documents`` without changing a message.
+One difference: an error while constructing document N (an unknown tag) names document N, where
+``render._documents`` names N + 1 because its count moves on before it constructs.
 """
 
 from __future__ import annotations
