@@ -1,1 +1,0 @@
-"""The release runbook: one module per stage, run in order by ``pytest runbook --env ENV``."""
