@@ -143,7 +143,7 @@ class TestDelegatedKinds:
 
     def test_deployments_daemonsets_and_jobs_are_refused_without_their_rules(self) -> None:
         assert {"apps/Deployment", "apps/DaemonSet", "batch/Job"} == DELEGATED_KINDS
-        with pytest.raises(ValueError, match=r"apps/Deployment is judged by deploybook\.workload_status"):
+        with pytest.raises(ValueError, match=r"apps/Deployment is judged by deploybook\.verify\.workload_status"):
             generic_verdict(self.deployment())
 
     def test_passed_rules_are_used_after_the_generic_ones(self) -> None:
