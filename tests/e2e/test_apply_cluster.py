@@ -230,6 +230,6 @@ def test_the_view_context_is_refused_clearly(env: dict[str, str], namespace: str
 
 def test_an_unknown_context_names_the_known_ones(env: dict[str, str]) -> None:
     with pytest.raises(ClusterError) as info:
-        connect(context="deploybook-prod", kubeconfig=env["KUBECONFIG"])
+        connect(context="deploybook-no-such-context", kubeconfig=env["KUBECONFIG"])
     assert "deploybook-admin" in str(info.value) and "deploybook-view" in str(info.value)
     assert env["KUBECONFIG"] in str(info.value)

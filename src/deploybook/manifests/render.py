@@ -1,4 +1,4 @@
-"""Manifests: loaded from YAML files and rendered for one release.
+"""Manifests rendered for one release: images pinned to digests, namespace, labels, pull secret.
 
 Rendering is pure: it takes the documents as written in the repository and
 returns new dictionaries in which
