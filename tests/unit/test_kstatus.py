@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+
 from deploybook.verify.kstatus import (
     DELEGATED_KINDS,
     Status,
@@ -18,7 +19,6 @@ from deploybook.verify.kstatus import (
     pod_unschedulable,
     statefulset_verdict,
 )
-
 from deploybook.verify.workload_status import Verdict, evaluate_workload
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)

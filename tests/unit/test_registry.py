@@ -350,3 +350,27 @@ def test_system_trust_when_no_ca_file() -> None:
     transport = FakeTransport(lambda request: (200, {}, b""))
     RegistryClient("localhost:5000", None, transport=transport).ping()
     assert transport.verify == [os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True]
+
+
+# --- the registry holds an image already; Basic credentials sent up front -------------------
+
+
+def test_image_config_tells_which_image_a_tag_holds_and_basic_auth_is_sent_once_asked() -> None:
+    config = "sha256:" + "cd" * 32
+    manifest = json.dumps({"schemaVersion": 2, "config": {"digest": config}}).encode()
+    expected = _basic("deploybook", "pw")
+
+    def handler(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        if request.headers.get("Authorization") != expected:
+            return 401, {"WWW-Authenticate": 'Basic realm="Registry"'}, b""
+        if request.url and request.url.endswith("/manifests/gone"):
+            return 404, {}, b""
+        return 200, {"Docker-Content-Digest": DIGEST}, manifest
+
+    transport = FakeTransport(handler)
+    client = RegistryClient("localhost:5000", RegistryAuth("deploybook", "pw"), transport=transport)
+    assert client.image_config("dx29/gateway", "abc123") == (DIGEST, config)
+    assert client.image_config("dx29/gateway", "gone") is None
+    assert client.manifest_digest("dx29/gateway", "abc123") == DIGEST
+    # One challenge, then the credentials go with every request: 1 + 3 requests, not 2 x 3.
+    assert len(transport.sent) == 4

@@ -228,6 +228,7 @@ class RegistryClient:
         if transport is not None:
             self.session.mount("https://", transport)
         self._tokens: dict[str, str] = {}
+        self._basic: str | None = None  # once a registry asked for Basic, sent up front
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.address!r}, auth={self.auth!r})"
@@ -258,6 +259,26 @@ class RegistryClient:
         body = self._request("GET", path, scope=scope, headers=headers).content
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
+    def image_config(self, repository: str, reference: str) -> tuple[str, str | None] | None:
+        """``(manifest digest, config digest)`` of an image manifest, or None when there is none.
+
+        The config digest is the image id Docker gives the image, so it tells whether the
+        registry already holds an image just built; an index (several platforms) has none.
+        """
+        path = f"/v2/{repository}/manifests/{reference}"
+        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        response = self._request("GET", path, scope=f"repository:{repository}:pull", headers=headers, missing_ok=True)
+        if response.status_code == 404:
+            return None
+        digest = (
+            response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(response.content).hexdigest()
+        )
+        try:
+            config = response.json().get("config") or {}
+        except ValueError:
+            config = {}
+        return digest, config.get("digest") if isinstance(config, dict) else None
+
     def _request(
         self,
         method: str,
@@ -270,6 +291,10 @@ class RegistryClient:
         """One API call with authentication on demand; errors name the registry and a fix."""
         url = self.base_url + path
         sent = dict(headers or {})
+        if self._basic is not None:
+            sent["Authorization"] = self._basic
+        elif scope is not None and scope in self._tokens:
+            sent["Authorization"] = "Bearer " + self._tokens[scope]
         response = self._send(method, url, sent)
         if response.status_code == 401:
             sent["Authorization"] = self._authorization(response, scope, url)
@@ -323,7 +348,8 @@ class RegistryClient:
             )
         if scheme == "basic":
             raw = f"{self.auth.username}:{self.auth.password}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
+            self._basic = "Basic " + base64.b64encode(raw).decode("ascii")
+            return self._basic
         if scheme == "bearer" and params.get("realm"):
             return "Bearer " + self._token(params, scope or params.get("scope"))
         raise RegistryError(

@@ -10,9 +10,10 @@ pipeline's thread of that service; the runbook's stage tests show their outcomes
   (the release tag) and created (the commit time, so an unchanged commit gives the same
   image and a rerun is a no-op). A deploy-only environment builds nothing.
 - push: ``docker push`` of the release tag; the digest from the push must be the one the
-  registry's v2 API gives for the tag. A deploy-only environment pushes nothing: it checks
-  that the registry still serves each promoted digest. A dry run reads the digest the
-  registry has for the tag, or the recorded one.
+  registry's v2 API gives for the tag. When the registry already holds the very image under
+  the tag (its config digest is the image id just built), nothing is pushed. A deploy-only
+  environment pushes nothing: it checks that the registry still serves each promoted digest.
+  A dry run reads the digest the registry has for the tag, or the recorded one.
 - apply: render the service's manifests with every image pinned to ``repo@sha256:``, then
   server-side apply them (the preflight already dry-ran every object). The release-id
   annotation names the release that introduced what runs: an unchanged service keeps the
@@ -65,7 +66,7 @@ class Pushed:
 
     repository: str
     digest: str
-    source: str  # push, promoted, registry tag, recorded release
+    source: str  # push, registry had it, promoted, registry tag, recorded release
     tag: str | None = None
     question: str = ""  # what the registry was asked on its own
     answer: str = ""  # what it answered
@@ -165,6 +166,12 @@ def push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
     image_id = built.image_id if isinstance(built, Built) else _recorded_image_id(release, service)
     repository = ctx.env.image_repository(service)
     registry = release.clients.registry
+    path = split_repository(repository)[1]
+    held = registry.image_config(path, ctx.tag)
+    if held is not None and held[1] == image_id:  # the registry has this very image under the tag
+        say(f"{repository}:{ctx.tag} already holds image {image_id[:19]}: nothing to push")
+        question = f"GET /v2/{path}/manifests/{ctx.tag} (config digest {image_id[:19]}...)"
+        return Pushed(repository, held[0], "registry had it", ctx.tag, question=question, answer=held[0])
     pushed = push_image(
         release.clients.docker,
         repository=repository,
@@ -174,7 +181,6 @@ def push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
         source=image_id,
         registry=registry,
     )
-    path = split_repository(repository)[1]
     confirmed = registry.manifest_digest(path, ctx.tag)
     if confirmed != pushed.digest:
         raise RegistryError(
