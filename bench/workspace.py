@@ -75,9 +75,10 @@ def create_workspace(root: Path | None = None) -> Workspace:
         shutil.copy2(REPO / name, root / name)
     for name in ("runbook", "checks"):
         _replace_tree(REPO / name, root / name)
-    link = root / "deploybook"
-    if not link.is_symlink():
-        link.symlink_to(REPO / "deploybook", target_is_directory=True)
+    for name in ("node_modules", "package.json"):  # the pinned Allure that writes the report
+        link = root / name
+        if not link.is_symlink():
+            link.symlink_to(REPO / name)
     ws = Workspace(root)
     ws.environments.mkdir(exist_ok=True)
     for env in (BENCH / "environments").glob("*.yaml"):

@@ -256,6 +256,8 @@ def checks_root(tmp_path: Path, namespace: str, recorded: Any) -> Path:
     """A project folder whose `checks/` is this repository's, with an environment for `namespace`."""
     root = tmp_path / "project"
     shutil.copytree(ROOT / "checks", root / "checks", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("node_modules", "package.json"):  # the pinned Allure that writes the report
+        (root / name).symlink_to(ROOT / name)
     shutil.copy(ROOT / "pytest.ini", root / "pytest.ini")
     (root / "environments").mkdir()
     (root / "environments" / "broken.yaml").write_text(ENVIRONMENT.format(namespace=namespace, repository=REPOSITORY))

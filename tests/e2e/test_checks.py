@@ -49,6 +49,7 @@ ORDER = [
     "checks/test_20_endpoints.py",
     "checks/test_30_digests.py",
     "checks/test_40_containers.py",
+    "checks/test_50_workload_rules.py",
 ]
 
 

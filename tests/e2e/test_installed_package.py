@@ -33,7 +33,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv outside the repository with the wheel built from it installed; its bin/."""
     base = tmp_path_factory.mktemp("installed")
     run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(base), "."],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(base), "."],
         cwd=ROOT,
     )
     (wheel,) = base.glob("deploybook-*.whl")

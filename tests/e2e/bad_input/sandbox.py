@@ -72,8 +72,9 @@ class Sandbox:
         for name in ("runbook", "checks", "environments"):
             shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "apps" / "dx29" / "manifests", root / "manifests")
-        (root / "apps").symlink_to(ROOT / "apps")
-        (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nreports/\n")
+        for name in ("apps", "node_modules", "package.json"):  # node_modules: the pinned Allure
+            (root / name).symlink_to(ROOT / name)
+        (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nreports/\nnode_modules\n")
         box = cls(root, env, namespace)
         box.edit(
             "environments/local.yaml",
