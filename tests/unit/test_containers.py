@@ -88,3 +88,24 @@ def test_facts_key_shares_one_exec_between_same_image_and_spec_only() -> None:
     assert a != facts_key(pod("r/tiny-001@sha256:1"), "app", "sha256:2")
     assert a != facts_key(pod("r/tiny-001@sha256:1", securityContext={"runAsUser": 0}), "app", "sha256:1")
     assert facts_key(pod("r/x"), "app", None) is None
+
+
+def test_workloads_are_found_in_a_list_whose_items_carry_no_kind() -> None:
+    """A list's items have no kind; a checks run finds a service's workloads by record or image."""
+    from deploybook.verify.workloads import workloads_running
+
+    item = {
+        "metadata": {"name": "dx29-web"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "spec": {"containers": [{"name": "web", "image": "localhost:5000/dx29/web@sha256:" + "a" * 64}]}
+            },
+        },
+    }
+    listed = {"Deployment": [item]}
+    assert [w.title for w in workloads_running("dx29/web", listed)] == ["Deployment/dx29-web"]
+    assert [w.title for w in workloads_running("dx29/web", listed, named=("Deployment/dx29-web",))] == [
+        "Deployment/dx29-web"
+    ]
+    assert workloads_running("dx29/api", listed) == []

@@ -114,6 +114,12 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
     workloads = release.workloads(service)
     if workloads is None:
         return Skipped(f"{service.name}'s manifests hold no workload to roll out")
+    if not workloads:
+        raise CheckFailed(
+            f"no workload in namespace {release.env.cluster.namespace} runs image {service.image}",
+            service=service.name,
+            hint="release the service, or check the environment and namespace it runs in",
+        )
     namespace, timeout_s = release.context.env.cluster.namespace, release.context.env.timeouts.rollout
     results, failures = [], []
     for wl in workloads:

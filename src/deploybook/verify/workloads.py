@@ -58,12 +58,12 @@ class Workload:
         return [p for p in pods if self.owns(p)]
 
     @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> Workload:
-        """The workload an API object (rendered or listed) describes."""
+    def from_object(cls, obj: Mapping[str, Any], kind: str | None = None) -> Workload:
+        """The workload an API object describes; ``kind`` for an item of a list, which has none."""
         spec = obj.get("spec") or {}
         template = pod_template(obj)
         containers = (template.get("spec") or {}).get("containers") or []
-        kind = str(obj.get("kind"))
+        kind = kind or str(obj.get("kind"))
         desired = spec.get("completions") or 1 if kind == "Job" else spec.get("replicas", 1)
         ports = {
             str(p["name"]): int(p["containerPort"])
@@ -99,7 +99,7 @@ def workloads_running(
     found = []
     for kind in TEMPLATE_KINDS:
         for obj in listed.get(kind, ()):
-            workload = Workload.from_object(obj)
+            workload = Workload.from_object(obj, kind)
             chosen = workload.title in named if named else any(image_matches(i, image) for i in workload.images)
             if chosen:
                 found.append(workload)
