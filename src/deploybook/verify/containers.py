@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from deploybook.errors import ExecFailed, ExecForbidden
+
 __all__ = [
     "ContainerFacts",
-    "ExecFailed",
-    "ExecForbidden",
     "facts_key",
     "inspect_container",
     "kubectl_url",
@@ -34,14 +34,6 @@ UID_COMMAND = "id -u"
 TCP_COMMAND = "cat /proc/net/tcp /proc/net/tcp6"
 
 RunCommand = Callable[[str], Any]  # returns an object with rc, stdout, stderr
-
-
-class ExecForbidden(Exception):
-    """The context may not exec into pods (no `create` on `pods/exec`)."""
-
-
-class ExecFailed(Exception):
-    """A command could not be run in the container, or said nothing usable."""
 
 
 @dataclass(frozen=True)
