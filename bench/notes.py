@@ -43,6 +43,30 @@ def _failure(figure: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _helm_release(figure: dict[str, Any]) -> list[str]:
+    notes = []
+    ratios = []
+    for scenario, tools in figure.get("scenarios", {}).items():
+        helm = tools.get("helm baseline")
+        if helm is None:
+            continue
+        if helm.get("failures"):
+            first = " ".join(str(helm["failures"][0]).split())
+            failed = len(helm["failures"])
+            notes.append(f"release, {scenario}, Helm 3: {failed} run(s) failed; first: ...{first[-330:]}")
+        if helm.get("ratio") is not None:
+            ratios.append(f"{helm['ratio']:.2f} ({scenario})")
+    if ratios:
+        notes.append(
+            f"release, Helm 3 (`bench/baseline_helm.sh`) against the shell baseline: {', '.join(ratios)}. Same "
+            "build and push; then one `helm upgrade --install --wait --atomic` applies every object and waits for "
+            "all of them together, and Helm 3 counts a Deployment ready once its new ReplicaSet's pods are ready "
+            "(pkg/kube/ready.go), without waiting for the old pods to go as `kubectl rollout status` (and "
+            "deploybook) do."
+        )
+    return notes
+
+
 def _scale(figure: dict[str, Any]) -> list[str]:
     notes = []
     sizes = figure.get("sizes", {})
@@ -98,6 +122,7 @@ def missed_targets(figures: dict[str, Any]) -> list[str]:
     """One sentence per missed target or failed run, with the reason."""
     return (
         _release(figures.get("release", {}))
+        + _helm_release(figures.get("release", {}))
         + _failure(figures.get("failure_detection", {}))
         + _scale(figures.get("checks_scale", {}))
         + _startup(figures.get("startup", {}))

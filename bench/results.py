@@ -65,6 +65,29 @@ def failure_rows(figure: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def helm_release_rows(figure: dict[str, Any]) -> list[list[str]]:
+    """deploybook against the second baseline, Helm 3, per scenario and mode (when it ran)."""
+    rows = []
+    for scenario, tools in figure.get("scenarios", {}).items():
+        helm = tools.get("helm baseline")
+        if helm is None:
+            continue
+        for tool in ("deploybook", "deploybook -n auto"):
+            t = tools[tool]
+            rows.append(
+                [
+                    f"release, {scenario} (`pytest runbook`{' -n auto' if 'auto' in tool else ''}) "
+                    "against Helm 3 (`baseline_helm.sh`)",
+                    _fmt(t["median_s"]),
+                    _fmt(helm["median_s"]),
+                    _fmt(t.get("ratio_to_helm"), "x"),
+                    "-",
+                    "-",
+                ]
+            )
+    return rows
+
+
 def scale_rows(figure: dict[str, Any]) -> list[list[str]]:
     """Wall time per size, then the request growth."""
     rows = []
@@ -134,6 +157,7 @@ def table(results: dict[str, Any]) -> str:
     figs = results["figures"]
     rows = (
         release_rows(figs.get("release", {}))
+        + helm_release_rows(figs.get("release", {}))
         + failure_rows(figs.get("failure_detection", {}))
         + scale_rows(figs.get("checks_scale", {}))
         + startup_rows(figs.get("startup", {}))
