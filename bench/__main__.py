@@ -2,9 +2,10 @@
 
 Order matters for the 15-minute budget: kubectl's failure verdict takes the default 600 s
 progress deadline, so that trial is started first and left waiting while start-up, release
-and checks-at-scale are measured; deploybook's failure trials run last, then the kubectl
-verdict is collected. Helm (the second baseline) is built first if it is not cached. Every
-namespace the benchmark made is deleted at the end.
+and checks-at-scale are measured (with it, in threads: Helm's crash-loop and never-ready trials
+and deploybook's never-ready one, each bound by a 180 s deadline); deploybook's crash trials run
+last, then the kubectl verdict is collected. Helm (the second baseline) is built first if it is
+not cached. Every namespace the benchmark made is deleted at the end.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "checks_scale": lambda: _checks_scale(ws, env, args),
     }
     failure = (
-        _guarded("failure_detection (start)", lambda: _start_failure(args), errors)
+        _guarded("failure_detection (start)", lambda: _start_failure(args, helm=helm), errors)
         if "failure_detection" in args.only
         else None
     )
@@ -139,22 +140,26 @@ def _stack_ready() -> None:
         raise SystemExit("bench: the local stack stayed down; see stack/status")
 
 
-def _start_failure(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _start_failure(args: argparse.Namespace, *, helm: bool) -> tuple[Any, Any, Any, Any]:
     from deploybook.kube import connect
 
     say("failure_detection: kubectl rollout status on a crashing image, left waiting (600 s deadline)")
     kube = connect(context="deploybook-admin")
     images = failure_detection.prepare()
-    return kube, images, failure_detection.start_kubectl_trial(kube, images)
+    trial = failure_detection.start_kubectl_trial(kube, images)
+    helm_trials = "Helm crash-loop and never-ready, " if helm else ""
+    say(f"failure_detection: {helm_trials}deploybook never-ready trials left running in the background")
+    return kube, images, trial, failure_detection.start_background_trials(kube, images, helm=helm)
 
 
-def _finish_failure(failure: tuple[Any, Any, Any], runs: int) -> dict[str, Any]:
-    kube, images, trial = failure
+def _finish_failure(failure: tuple[Any, Any, Any, Any], runs: int) -> dict[str, Any]:
+    kube, images, trial, background = failure
     result = failure_detection.FailureResult()
     say("failure_detection: deploybook trials")
     failure_detection.deploybook_trials(kube, images, runs, result)
+    failure_detection.finish_background_trials(background)
     failure_detection.finish_kubectl_trial(trial, result)
-    return failure_detection.summary(result, trial.clock.first_crash, trial.applied)
+    return failure_detection.summary(result, trial.clock.first_crash, trial.applied, background)
 
 
 def _meta(args: argparse.Namespace, started: float) -> dict[str, Any]:
