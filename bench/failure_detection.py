@@ -31,6 +31,7 @@ from bench import helm_baseline
 from bench.runner import LOGS, Series, ratio, say
 from bench.tiny import build_and_push, tiny_manifest
 from bench.tools import apply_yaml, docker_env, ensure_namespace, ensure_pull_secret, kubectl
+from bench.workspace import REPO
 
 NAMESPACE = "dx29-bench-fail"
 KUBECTL_CAP_S = 660
@@ -225,7 +226,7 @@ def _helm_trial(kube: Any, images: Images, trial: BackgroundTrial) -> None:
     name = f"{trial.case}-helm-{uuid.uuid4().hex[:6]}"
     chart = helm_baseline.tiny_chart(name, pull_secret=images.pull_secret)
     log = LOGS / f"failure-helm-{trial.case}.log"
-    trial.log = str(log)
+    trial.log = str(log.relative_to(REPO))
     LOGS.mkdir(parents=True, exist_ok=True)
     crash = trial.case == "crash"
     try:
