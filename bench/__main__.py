@@ -2,8 +2,10 @@
 
 Order matters for the 15-minute budget: kubectl's failure verdict takes the default 600 s
 progress deadline, so that trial is started first and left waiting while start-up, release
-and checks-at-scale are measured; deploybook's failure trials run last, then the kubectl
-verdict is collected. Every namespace the benchmark made is deleted at the end.
+and checks-at-scale are measured (with it, in threads: Helm's crash-loop and never-ready trials
+and deploybook's never-ready one, each bound by a 180 s deadline); deploybook's crash trials run
+last, then the kubectl verdict is collected. Helm (the second baseline) is built first if it is
+not cached. Every namespace the benchmark made is deleted at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import checks_scale, failure_detection, release, results, startup
+from bench import checks_scale, failure_detection, helm_baseline, release, results, startup
 from bench.notes import missed_targets
 from bench.runner import say, wait_for_stack
 from bench.tools import delete_namespace
@@ -70,13 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     ws = create_workspace()
     figures: dict[str, Any] = {}
     errors: list[str] = []
+    # Helm, the second baseline, is built before anything is timed (once: it is cached by version).
+    helm = bool({"release", "failure_detection"} & set(args.only)) and (
+        _guarded("helm baseline (bench/helm/build.sh)", helm_baseline.ensure_helm, errors) is not None
+    )
     steps = {
         "startup": lambda: startup.measure(env, args.runs * 2),
-        "release": lambda: _release(ws, env, args),
+        "release": lambda: _release(ws, env, args, helm=helm),
         "checks_scale": lambda: _checks_scale(ws, env, args),
     }
     failure = (
-        _guarded("failure_detection (start)", lambda: _start_failure(args), errors)
+        _guarded("failure_detection (start)", lambda: _start_failure(args, helm=helm), errors)
         if "failure_detection" in args.only
         else None
     )
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             for namespace in (release.BASELINE_NAMESPACE, "dx29-bench", failure_detection.NAMESPACE):
                 delete_namespace(namespace)
+            helm_baseline.delete_release_namespace()
     figures = {k: v for k, v in figures.items() if v is not None}
     data = {"meta": _meta(args, started), "figures": figures}
     data["errors"] = errors
@@ -113,12 +120,13 @@ def _guarded(name: str, step: Callable[[], Any], errors: list[str]) -> Any:
         return None
 
 
-def _release(ws: Any, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
-    figure = release.measure(ws, env, args.runs)
+def _release(ws: Any, env: dict[str, str], args: argparse.Namespace, *, helm: bool) -> dict[str, Any]:
+    figure = release.measure(ws, env, args.runs, helm=helm)
     # The node takes 110 pods: the release namespaces make room for the 100 of checks_scale.
     if "checks_scale" in args.only and not args.keep:
         for namespace in (release.BASELINE_NAMESPACE, release.NAMESPACE):
             delete_namespace(namespace, wait=True)
+        helm_baseline.delete_release_namespace(wait=True)
     return figure
 
 
@@ -132,22 +140,26 @@ def _stack_ready() -> None:
         raise SystemExit("bench: the local stack stayed down; see stack/status")
 
 
-def _start_failure(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _start_failure(args: argparse.Namespace, *, helm: bool) -> tuple[Any, Any, Any, Any]:
     from deploybook.cluster.connect import connect
 
     say("failure_detection: kubectl rollout status on a crashing image, left waiting (600 s deadline)")
     kube = connect(context="deploybook-admin")
     images = failure_detection.prepare()
-    return kube, images, failure_detection.start_kubectl_trial(kube, images)
+    trial = failure_detection.start_kubectl_trial(kube, images)
+    helm_trials = "Helm crash-loop and never-ready, " if helm else ""
+    say(f"failure_detection: {helm_trials}deploybook never-ready trials left running in the background")
+    return kube, images, trial, failure_detection.start_background_trials(kube, images, helm=helm)
 
 
-def _finish_failure(failure: tuple[Any, Any, Any], runs: int) -> dict[str, Any]:
-    kube, images, trial = failure
+def _finish_failure(failure: tuple[Any, Any, Any, Any], runs: int) -> dict[str, Any]:
+    kube, images, trial, background = failure
     result = failure_detection.FailureResult()
     say("failure_detection: deploybook trials")
     failure_detection.deploybook_trials(kube, images, runs, result)
+    failure_detection.finish_background_trials(background)
     failure_detection.finish_kubectl_trial(trial, result)
-    return failure_detection.summary(result, trial.clock.first_crash, trial.applied)
+    return failure_detection.summary(result, trial.clock.first_crash, trial.applied, background)
 
 
 def _meta(args: argparse.Namespace, started: float) -> dict[str, Any]:
@@ -164,6 +176,7 @@ def _meta(args: argparse.Namespace, started: float) -> dict[str, Any]:
         "command": 'make bench  (eval "$(stack/env)" && .venv/bin/python -m bench ' + " ".join(sys.argv[1:]) + ")",
         "runs_note": runs,
         "total_s": round(time.monotonic() - started, 1),
+        "helm": helm_baseline.version() if helm_baseline.built() else None,
         "figures_run": args.only,
     }
 

@@ -43,6 +43,69 @@ def _failure(figure: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _helm_release(figure: dict[str, Any]) -> list[str]:
+    notes = []
+    ratios = []
+    for scenario, tools in figure.get("scenarios", {}).items():
+        helm = tools.get("helm baseline")
+        if helm is None:
+            continue
+        if helm.get("failures"):
+            first = " ".join(str(helm["failures"][0]).split())
+            failed = len(helm["failures"])
+            notes.append(f"release, {scenario}, Helm 3: {failed} run(s) failed; first: ...{first[-330:]}")
+        if helm.get("ratio") is not None:
+            ratios.append(f"{helm['ratio']:.2f} ({scenario})")
+    if ratios:
+        notes.append(
+            f"release, Helm 3 (`bench/baseline_helm.sh`) against the shell baseline: {', '.join(ratios)}. Same "
+            "build and push; then one `helm upgrade --install --wait --atomic` applies every object and waits for "
+            "all of them together, and Helm 3 counts a Deployment ready once its new ReplicaSet's pods are ready "
+            "(pkg/kube/ready.go), without waiting for the old pods to go as `kubectl rollout status` (and "
+            "deploybook) do."
+        )
+    return notes
+
+
+def _helm_failure(figure: dict[str, Any]) -> list[str]:
+    helm = figure.get("helm") or {}
+    if not helm:
+        return []
+    notes = []
+    parts = []
+    for case, trial in (("crash loop", helm.get("crash") or {}), ("never ready", helm.get("never_ready") or {})):
+        if trial.get("valid"):
+            parts.append(
+                f"{case}: its wait gave up {trial.get('wait_gave_up_after_apply_s')} s after the upgrade started, "
+                f"the atomic rollback ended it at {trial.get('apply_to_verdict_s')} s"
+            )
+        else:
+            notes.append(
+                f"failure detection, Helm 3 {case}: no verdict ({trial.get('error') or trial.get('verdict')}); "
+                f"see {trial.get('log') or 'the logs'}"
+            )
+    if parts:
+        notes.append(
+            f"failure detection, Helm 3 ({helm.get('version')}, one trial of each): it waited its whole "
+            f"`--timeout {helm.get('timeout_s')}s` ({'; '.join(parts)}). Helm 3's `--wait` polls readiness every "
+            "2 s until the timeout and stops on nothing else, a crash loop included; Helm's default timeout is "
+            "5m0s and its verdicts move with it. 180 s is the shell baseline's `rollout status --timeout` and the "
+            "bench environment's rollout timeout."
+        )
+    never = figure.get("never_ready") or {}
+    if never:
+        mine = never.get("deploybook") or {}
+        notes.append(
+            "failure detection, readiness never passes: a deadline for every tool, not a detection: a probe that "
+            "will never pass looks like a slow start. deploybook's verdict "
+            f"({mine.get('verdict') or mine.get('error') or 'none'}) is its rollout timeout "
+            f"({never.get('deploybook_timeout_s', 0):.0f} s, the bench environment's; the smaller of it and "
+            "progressDeadlineSeconds); `kubectl rollout status` would wait for the progress deadline (600 s; not "
+            "measured here)."
+        )
+    return notes
+
+
 def _scale(figure: dict[str, Any]) -> list[str]:
     notes = []
     sizes = figure.get("sizes", {})
@@ -98,7 +161,9 @@ def missed_targets(figures: dict[str, Any]) -> list[str]:
     """One sentence per missed target or failed run, with the reason."""
     return (
         _release(figures.get("release", {}))
+        + _helm_release(figures.get("release", {}))
         + _failure(figures.get("failure_detection", {}))
+        + _helm_failure(figures.get("failure_detection", {}))
         + _scale(figures.get("checks_scale", {}))
         + _startup(figures.get("startup", {}))
     )

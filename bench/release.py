@@ -7,7 +7,9 @@ run the changed services get a new file in their build context (a fresh nonce), 
 really builds, pushes and rolls out new images and no run rides on the previous one's cache.
 
 deploybook releases into namespace ``dx29-bench`` (``--env bench``), the script into
-``dx29-bench-sh``; both build the same contexts of the workspace copy.
+``dx29-bench-sh``, the Helm baseline (``bench/baseline_helm.sh``, when helm is built) into
+``dx29-bench-helm``; all build the same contexts of the workspace copy. deploybook's ratios are
+taken against the shell script, and against Helm as ``ratio_to_helm``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from bench import helm_baseline
 from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, run_with_stack, say
 from bench.workspace import BENCH, CHANGE_FILE, SERVICES, Workspace
 
@@ -23,26 +26,31 @@ BASELINE_NAMESPACE = "dx29-bench-sh"
 SCENARIOS = {"one service changed": ("gateway",), "all four changed": SERVICES}
 
 
-def commands(ws: Workspace) -> dict[str, list[str]]:
+def commands(ws: Workspace, *, helm: bool = False) -> dict[str, list[str]]:
     """Tool name -> the command line it runs (all from the workspace root)."""
     runbook = [PYTEST, "runbook", "--env", "bench", "-q"]
-    return {
+    tools = {
         "shell baseline": [str(BENCH / "baseline_release.sh"), BASELINE_NAMESPACE, str(ws.app), "baseline", *SERVICES],
         "deploybook": runbook,
         "deploybook -n auto": [*runbook, "-n", "auto"],
     }
+    if helm:
+        tools["helm baseline"] = helm_baseline.release_command(ws)
+    return tools
 
 
 def _run(tool: str, cmd: list[str], label: str, ws: Workspace, env: dict[str, str]) -> Timed:
     if tool == "shell baseline":
         return run_timed(label, cmd, cwd=ws.root, env=env)
+    if tool == "helm baseline":
+        return run_timed(label, cmd, cwd=ws.root, env=helm_baseline.script_env(env))
     return run_release(label, cmd, cwd=ws.root, env=env, own_namespace=NAMESPACE)
 
 
-def warm_up(ws: Workspace, env: dict[str, str]) -> list[str]:
+def warm_up(ws: Workspace, env: dict[str, str], *, helm: bool = False) -> list[str]:
     """One release of each kind, unmeasured; returns the problems seen."""
     problems = []
-    for tool, cmd in commands(ws).items():
+    for tool, cmd in commands(ws, helm=helm).items():
         if tool == "deploybook -n auto":
             continue
         label = f"release-warmup-{tool.split()[0]}"
@@ -52,10 +60,10 @@ def warm_up(ws: Workspace, env: dict[str, str]) -> list[str]:
     return problems
 
 
-def measure(ws: Workspace, env: dict[str, str], runs: int) -> dict[str, Any]:
-    """Interleaved runs of every tool per scenario; medians and ratios to the baseline."""
-    tools = commands(ws)
-    figures: dict[str, Any] = {"warm_up_problems": warm_up(ws, env), "scenarios": {}}
+def measure(ws: Workspace, env: dict[str, str], runs: int, *, helm: bool = False) -> dict[str, Any]:
+    """Interleaved runs of every tool per scenario; medians and ratios to the baseline(s)."""
+    tools = commands(ws, helm=helm)
+    figures: dict[str, Any] = {"warm_up_problems": warm_up(ws, env, helm=helm), "scenarios": {}}
     names = list(tools)
     for scenario, changed in SCENARIOS.items():
         series = {tool: Series() for tool in tools}
@@ -80,7 +88,7 @@ def measure(ws: Workspace, env: dict[str, str], runs: int) -> dict[str, Any]:
 
 def _summary(series: dict[str, Series]) -> dict[str, Any]:
     base = series["shell baseline"].median
-    return {
+    summary = {
         tool: {
             "runs_s": s.values,
             "median_s": s.median,
@@ -89,6 +97,10 @@ def _summary(series: dict[str, Series]) -> dict[str, Any]:
         }
         for tool, s in series.items()
     }
+    if "helm baseline" in series:
+        for tool in ("deploybook", "deploybook -n auto"):
+            summary[tool]["ratio_to_helm"] = ratio(series[tool].median, series["helm baseline"].median)
+    return summary
 
 
 def restore(ws: Workspace) -> None:

@@ -65,6 +65,70 @@ def failure_rows(figure: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def helm_release_rows(figure: dict[str, Any]) -> list[list[str]]:
+    """deploybook against the second baseline, Helm 3, per scenario and mode (when it ran)."""
+    rows = []
+    for scenario, tools in figure.get("scenarios", {}).items():
+        helm = tools.get("helm baseline")
+        if helm is None:
+            continue
+        for tool in ("deploybook", "deploybook -n auto"):
+            t = tools[tool]
+            rows.append(
+                [
+                    f"release, {scenario} (`pytest runbook`{' -n auto' if 'auto' in tool else ''}) "
+                    "against Helm 3 (`baseline_helm.sh`)",
+                    _fmt(t["median_s"]),
+                    _fmt(helm["median_s"]),
+                    _fmt(t.get("ratio_to_helm"), "x"),
+                    "-",
+                    "-",
+                ]
+            )
+    return rows
+
+
+def _trial(trial: dict[str, Any] | None, key: str) -> str:
+    if not trial:
+        return "not measured"
+    if not trial.get("valid"):
+        return f"no verdict ({trial.get('error') or trial.get('verdict') or 'see the log'})"
+    return _fmt(trial.get(key))
+
+
+def helm_failure_rows(figure: dict[str, Any]) -> list[list[str]]:
+    """Crash-loop and never-ready verdicts, deploybook against Helm 3 (one trial of each)."""
+    helm = figure.get("helm") or {}
+    never = figure.get("never_ready") or {}
+    rows = []
+    timeout = f"--timeout {helm.get('timeout_s', '?')}s"
+    if helm:
+        rows.append(
+            [
+                f"failure detection: first crash -> verdict, against Helm 3 (`helm upgrade --wait --atomic {timeout}`)",
+                _fmt(figure.get("deploybook_first_crash_to_verdict_median_s")),
+                _trial(helm.get("crash"), "first_crash_to_verdict_s"),
+                _fmt(helm.get("crash_ratio"), "x"),
+                "-",
+                "-",
+            ]
+        )
+    if never:
+        rows.append(
+            [
+                "failure detection: readiness probe never passes (404), apply -> verdict "
+                f"(deploybook's rollout timeout {never.get('deploybook_timeout_s', 0):.0f} s"
+                + (f"; Helm 3 `{timeout}`)" if helm else ")"),
+                _trial(never.get("deploybook"), "apply_to_verdict_s"),
+                _trial(helm.get("never_ready"), "apply_to_verdict_s") if helm else "-",
+                _fmt(never.get("ratio_to_helm"), "x"),
+                "-",
+                "-",
+            ]
+        )
+    return rows
+
+
 def scale_rows(figure: dict[str, Any]) -> list[list[str]]:
     """Wall time per size, then the request growth."""
     rows = []
@@ -134,7 +198,9 @@ def table(results: dict[str, Any]) -> str:
     figs = results["figures"]
     rows = (
         release_rows(figs.get("release", {}))
+        + helm_release_rows(figs.get("release", {}))
         + failure_rows(figs.get("failure_detection", {}))
+        + helm_failure_rows(figs.get("failure_detection", {}))
         + scale_rows(figs.get("checks_scale", {}))
         + startup_rows(figs.get("startup", {}))
     )

@@ -62,8 +62,13 @@ def push_copies(source_ref: str, repositories: list[str], *, env: dict[str, str]
         return dict(pool.map(push, repositories))
 
 
-def tiny_manifest(name: str, image: str, *, pull_secret: str, service: bool = False) -> str:
-    """A one-replica Deployment (and optionally its Service) running ``image``, tiny requests."""
+def tiny_manifest(
+    name: str, image: str, *, pull_secret: str, service: bool = False, ready_path: str = "/health"
+) -> str:
+    """A one-replica Deployment (and optionally its Service) running ``image``, tiny requests.
+
+    ``ready_path`` is the readiness probe's HTTP path: one that answers 404 never gets ready.
+    """
     deployment = f"""apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -87,7 +92,7 @@ spec:
           image: {image}
           ports: [{{name: http, containerPort: 8080}}]
           readinessProbe:
-            httpGet: {{path: /health, port: http}}
+            httpGet: {{path: {ready_path}, port: http}}
             periodSeconds: 5
           resources:
             requests: {{cpu: 1m, memory: 4Mi}}
