@@ -305,6 +305,13 @@ def test_lock_taken_and_released_and_record_kept(
     kept = json.loads(cluster.configmaps["demo"]["data"]["release.json"])
     assert kept["run_id"] == record["run_id"]
     result.stdout.fnmatch_lines(["*deploybook: verdict: passed (runbook *"])
+    (timings,) = project.path.glob("reports/demo/*/timings.json")
+    spent = json.loads(timings.read_text())
+    marks = spent["marks"]
+    phases = ["configure", "session_start", "session_opened", "collected", "tests_done", "closed", "verdict"]
+    assert [marks[p] for p in phases] == sorted(marks[p] for p in phases)  # in the order they happened
+    start, end = spent["tasks"]["web"]["push"]
+    assert marks["collected"] <= start <= end <= marks["tests_done"]
 
 
 def test_second_release_refused_naming_holder(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:

@@ -57,6 +57,7 @@ class EvidencePlugin:
         project_root: Path | None = None,
         environ: Mapping[str, str] | None = None,
         bundle: bool = True,
+        on_phase: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
@@ -64,6 +65,7 @@ class EvidencePlugin:
         self.project_root = project_root or config.rootpath
         self.environ = os.environ if environ is None else environ
         self.bundle = bundle
+        self.on_phase = on_phase or (lambda phase: None)
         self.html: Path | None = None
         self.archive: Path | None = None
         self.error: DeploybookError | None = None
@@ -101,8 +103,10 @@ class EvidencePlugin:
             return
         try:
             self.html = build_report(self.run_dir, self.facts(), self.environ, project_root=self.project_root)
+            self.on_phase("report")
             if self.bundle and (self.run_dir / RECORD_FILE).is_file():
                 self.archive = create_bundle(self.run_dir, environ=self.environ)
+                self.on_phase("bundle")
         except DeploybookError as e:
             self.error = e
             if session.exitstatus == pytest.ExitCode.OK:

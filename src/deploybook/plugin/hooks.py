@@ -48,9 +48,11 @@ from deploybook.plugin.options import CHECKS_DIR, RUNBOOK_DIR, add_options, run_
 from deploybook.plugin.scheduling import chains_of, order, service_of, task_of
 from deploybook.plugin.status_table import StatusTable
 from deploybook.plugin.terminal import Terminal, release_summary
+from deploybook.plugin.timings import Timings
 from deploybook.release.context import CHECKS, STAGES, RunContext
 
 CONTEXT = pytest.StashKey[RunContext]()
+TIMINGS = pytest.StashKey[Timings]()
 _FINISH_ERROR = pytest.StashKey[str]()
 
 
@@ -94,6 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = release_mode(config)
     if mode is None:
         return
+    timings = config.stash[TIMINGS] = Timings()
+    timings.mark("configure")
     try:
         context = run_context(config, mode)
     except DeploybookError as e:
@@ -104,7 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if mode == "runbook":
         _collect_checks_too(config)
     config.pluginmanager.register(StatusTable(), "deploybook-status")
-    evidence = EvidencePlugin(config, context.run_dir, lambda: report_facts(_context(config), _record(config)))
+    evidence = EvidencePlugin(
+        config, context.run_dir, lambda: report_facts(_context(config), _record(config)), on_phase=timings.mark
+    )
     config.pluginmanager.register(evidence, "deploybook-evidence")
 
 
@@ -153,10 +159,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     terminal = config.stash[TERMINAL]
     engine = config.stash[ENGINE] = Release(context, say=terminal.say)
     context.run_dir.mkdir(parents=True, exist_ok=True)
+    timings = config.stash[TIMINGS]
+    timings.mark("session_start")
     try:
         engine.open()
     except DeploybookError as e:
         raise pytest.UsageError(e.one_line()) from e
+    timings.mark("session_opened")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -172,6 +181,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Stages by marker, then the built-in checks, then the other checks."""
     order(items, config.rootpath / CHECKS_DIR)
+    if TIMINGS in config.stash:
+        config.stash[TIMINGS].mark("collected")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -183,7 +194,10 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
         if config.hook.pytest_deploybook_check_workload.get_hookimpls():
             engine.workload_rules = _workload_rules(config, engine)
         engine.start(chains_of(session.items))
-    return (yield)
+    result = yield
+    if TIMINGS in config.stash:
+        config.stash[TIMINGS].mark("tests_done")
+    return result
 
 
 def _workload_rules(config: pytest.Config, engine: Any) -> Any:
@@ -292,3 +306,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     engine = config.stash.get(ENGINE, None)
     if engine is not None:
         engine.abandon()
+        if engine.context.run_dir.is_dir():
+            config.stash[TIMINGS].write(engine.context.run_dir, engine.pipeline)

@@ -170,6 +170,10 @@ class Pipeline:
         """When ``task`` ran (None if it did not run)."""
         return self._timings.get((service, task))
 
+    def timings(self) -> dict[tuple[str, str], TaskTiming]:
+        """When every task that ran so far ran, by (service, task)."""
+        return dict(self._timings)
+
     def say(self, service: str, task: str) -> Callable[[object], None]:
         """A callback that queues progress lines of ``service``'s ``task`` for the terminal."""
 
