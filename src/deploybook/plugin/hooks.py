@@ -283,11 +283,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     except DeploybookError as e:
         config.stash[_FINISH_ERROR] = e.one_line()
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    config.stash[TIMINGS].mark("closed")
     verdict = engine.record.outcome if engine.record is not None else _outcome(int(session.exitstatus))
     closed = time.monotonic() - started
     config.stash[TERMINAL].say(
         f"verdict: {verdict} ({engine.context.mode} {engine.context.run_id}; closed in {closed:.1f}s)"
     )
+    config.stash[TIMINGS].mark("verdict")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
