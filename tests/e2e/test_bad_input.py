@@ -499,8 +499,11 @@ def target(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPathFacto
 
 def _sandbox_for(target: Sandbox, tmp: Path) -> Sandbox:
     box = Sandbox.create(tmp / "repo", target.env, target.namespace)
-    solo = (box.root / "environments" / "local.yaml").read_text()
-    box.write("environments/solo.yaml", solo.split("  - name: annotation")[0])
+    # The local environment with a list of its own: the gateway alone (app.yaml not read for it).
+    local = (box.root / "environments" / "local.yaml").read_text()
+    app = (box.root / "app.yaml").read_text()
+    gateway = app[app.index("services:") :].split("  - name: annotation")[0]
+    box.write("environments/solo.yaml", local + gateway)
     box.commit("solo: the gateway alone")
     return box
 

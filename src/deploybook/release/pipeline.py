@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import queue
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,12 @@ from dataclasses import dataclass
 from deploybook.errors import DeploybookError
 
 __all__ = ["Pipeline", "Progress", "Skipped", "TaskTiming"]
+
+# The pipeline's threads start processes side by side (a prepare command, git, kubectl exec for
+# the container checks). CPython starts them with vfork() where it can; here, with several
+# threads spawning at once, that failed with EFAULT ("[Errno 14] Bad address: '/bin/sh'").
+# The subprocess documentation's own switch makes it fork instead.
+subprocess._USE_VFORK = False  # type: ignore[misc]
 
 TaskFn = Callable[[str, str], object]
 Progress = tuple[str, str, str]  # (service, task, text)
