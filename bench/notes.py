@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def _largest(budget: dict[str, float], count: int = 4) -> str:
+    """The ``count`` largest phases of a time budget, as text."""
+    phases = sorted(((v, k) for k, v in budget.items() if k != "verdict_s"), reverse=True)[:count]
+    return ", ".join(f"{k} {v:.2f} s" for v, k in phases) or "not measured"
+
+
 def _release(figure: dict[str, Any]) -> list[str]:
     notes = []
     for scenario, tools in figure.get("scenarios", {}).items():
@@ -16,13 +22,15 @@ def _release(figure: dict[str, Any]) -> list[str]:
                     f"release, {scenario}, {tool}: {len(t['failures'])} run(s) failed, so no median; "
                     f"first: ...{first[-330:]}"
                 )
-            if t.get("ratio") is not None and t["ratio"] > 1.0:
+            verdict = t.get("verdict_ratio")
+            missed = [
+                f"time to verdict {verdict:.2f} > 0.7" if verdict is not None and verdict > 0.7 else "",
+                f"time to exit {t['ratio']:.2f} > 1.0" if t.get("ratio") is not None and t["ratio"] > 1.0 else "",
+            ]
+            if any(missed):
                 notes.append(
-                    f"release, {scenario}, {tool}: ratio {t['ratio']:.2f} > 1.0. The runbook does more than the "
-                    "script: a server-side dry-run diff before apply, the registry's own digest confirmation, the "
-                    "release record (file and ConfigMap), post-deploy digest checks and two `kubectl exec` per "
-                    "service, and the Allure report. Stages are sequential per service without `-n`; with "
-                    "`-n auto` the 2 cores also start two pytest workers."
+                    f"release, {scenario}, {tool}: {' and '.join(m for m in missed if m)}; the largest phases "
+                    f"of its time budget: {_largest(t.get('budget_s') or {})}"
                 )
     for problem in figure.get("warm_up_problems", []):
         notes.append(f"release warm-up: {problem}")

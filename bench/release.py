@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from bench import helm_baseline
+from bench import budget, helm_baseline
 from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, run_with_stack, say
 from bench.workspace import BENCH, CHANGE_FILE, SERVICES, Workspace
 
@@ -67,6 +67,7 @@ def measure(ws: Workspace, env: dict[str, str], runs: int, *, helm: bool = False
     names = list(tools)
     for scenario, changed in SCENARIOS.items():
         series = {tool: Series() for tool in tools}
+        budgets: dict[str, list[dict[str, float]]] = {tool: [] for tool in tools}
         for round_no in range(runs):
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for tool in order:
@@ -75,18 +76,25 @@ def measure(ws: Workspace, env: dict[str, str], runs: int, *, helm: bool = False
                 result = run_with_stack(label, partial(_run, tool, tools[tool], label, ws, env))
                 if result.ok:
                     series[tool].values.append(round(result.seconds, 2))
+                    if result.budget:
+                        budgets[tool].append(result.budget)
                 else:
                     series[tool].failures.append(f"{label}: exit {result.returncode}: {result.tail[-400:]}")
                 say(
                     f"release: {scenario}: {tool} run {round_no + 1}: {result.seconds:.1f}s "
                     f"{'ok' if result.ok else 'FAILED (' + str(result.log) + ')'}"
                 )
-        figures["scenarios"][scenario] = _summary(series)
+        figures["scenarios"][scenario] = _summary(series, budgets)
     restore(ws)
     return figures
 
 
-def _summary(series: dict[str, Series]) -> dict[str, Any]:
+def _summary(series: dict[str, Series], budgets: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Medians and ratios; for deploybook also the time to verdict and the time budget.
+
+    The time to exit is the run's wall time (report and bundle written); the time to verdict
+    ends when the verdict line is printed, every check done. The baselines end at their verdict.
+    """
     base = series["shell baseline"].median
     summary = {
         tool: {
@@ -97,6 +105,12 @@ def _summary(series: dict[str, Series]) -> dict[str, Any]:
         }
         for tool, s in series.items()
     }
+    for tool, found in budgets.items():
+        if found:
+            median = budget.median_budget(found)
+            summary[tool]["budget_s"] = median
+            summary[tool]["verdict_median_s"] = median.get("verdict_s")
+            summary[tool]["verdict_ratio"] = ratio(median.get("verdict_s"), base)
     if "helm baseline" in series:
         for tool in ("deploybook", "deploybook -n auto"):
             summary[tool]["ratio_to_helm"] = ratio(series[tool].median, series["helm baseline"].median)

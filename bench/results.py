@@ -18,24 +18,51 @@ def _met(flag: bool | None) -> str:
 
 
 def release_rows(figure: dict[str, Any]) -> list[list[str]]:
-    """One row per scenario and deploybook mode."""
+    """Per scenario and deploybook mode: time to verdict (every check done), then time to exit."""
     rows = []
     for scenario, tools in figure.get("scenarios", {}).items():
         base = tools["shell baseline"]["median_s"]
         for tool in ("deploybook", "deploybook -n auto"):
             t = tools[tool]
+            mode = f"`pytest runbook`{' -n auto' if 'auto' in tool else ''}"
+            verdict = t.get("verdict_ratio")
+            rows.append(
+                [
+                    f"release, {scenario} ({mode}): time to verdict",
+                    _fmt(t.get("verdict_median_s")),
+                    _fmt(base),
+                    _fmt(verdict, "x"),
+                    "ratio <= 0.7",
+                    _met(None if verdict is None else verdict <= 0.7),
+                ]
+            )
             r = t["ratio"]
             rows.append(
                 [
-                    f"release, {scenario} (`pytest runbook`{' -n auto' if 'auto' in tool else ''})",
+                    f"release, {scenario} ({mode}): time to exit (report and bundle written)",
                     _fmt(t["median_s"]),
                     _fmt(base),
                     _fmt(r, "x"),
-                    "ratio <= 1.0 (stretch 0.7)",
+                    "ratio <= 1.0",
                     _met(None if r is None else r <= 1.0),
                 ]
             )
     return rows
+
+
+def budget_table(figure: dict[str, Any]) -> str:
+    """Where deploybook's seconds go, per scenario (medians; task phases overlap)."""
+    from bench.budget import PHASES
+
+    scenarios = {name: tools["deploybook"].get("budget_s") or {} for name, tools in figure.get("scenarios", {}).items()}
+    if not any(scenarios.values()):
+        return ""
+    lines = ["| phase | " + " | ".join(scenarios) + " |", "|---|" + "---|" * len(scenarios)]
+    for phase in (*PHASES, "verdict_s"):
+        cells = [_fmt(b.get(phase)) if phase in b else "-" for b in scenarios.values()]
+        name = "process start -> verdict" if phase == "verdict_s" else phase
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def failure_rows(figure: dict[str, Any]) -> list[list[str]]:
@@ -231,6 +258,15 @@ def write(results: dict[str, Any], notes: list[str]) -> tuple[Path, Path]:
         table(results),
         "",
     ]
+    budget = budget_table(results["figures"].get("release", {}))
+    if budget:
+        text += [
+            "Time budget of `pytest runbook` (seconds, medians; the stages of the services overlap, so "
+            "each task row is its first start to its last end over all services):",
+            "",
+            budget,
+            "",
+        ]
     if notes:
         text += ["Notes and missed targets:", ""] + [f"- {n}" for n in notes] + [""]
     md_path.write_text("\n".join(text))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import budget
 from bench.workspace import TMP
 
 LOGS = TMP / "logs"
@@ -34,6 +35,7 @@ class Timed:
     returncode: int
     log: Path
     tail: str = ""
+    budget: dict[str, float] = field(default_factory=dict)  # deploybook runs: bench.budget
 
     @property
     def ok(self) -> bool:
@@ -58,6 +60,7 @@ def run_timed(label: str, cmd: list[str], *, cwd: Path, env: dict[str, str], tim
     """Run ``cmd``, return its wall time; output is written to ``LOGS/label.log``."""
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{label}.log"
+    launched = time.time()
     start = time.monotonic()
     with log.open("w") as out:
         out.write("$ " + " ".join(cmd) + "\n")
@@ -68,7 +71,14 @@ def run_timed(label: str, cmd: list[str], *, cwd: Path, env: dict[str, str], tim
         except subprocess.TimeoutExpired:
             code = -1
     seconds = time.monotonic() - start
-    return Timed(label, seconds, code, log, _tail(log))
+    return Timed(label, seconds, code, log, _tail(log), _budget(cwd, launched, launched + seconds))
+
+
+def _budget(cwd: Path, launched: float, exited: float) -> dict[str, float]:
+    """The time budget of the deploybook run that just ended in ``cwd`` ({} for other tools)."""
+    runs = [p.parent for p in (cwd / "reports").glob("*/*/timings.json") if p.stat().st_mtime >= launched]
+    timings = budget.read(max(runs, key=lambda r: r.stat().st_mtime)) if runs else None
+    return budget.budget(timings, launched, exited) if timings else {}
 
 
 def _tail(log: Path, lines: int = 6) -> str:
