@@ -11,6 +11,9 @@ COREDNS_VERSION=v1.14.7
 REGISTRY_PORT=5000
 REGISTRY=localhost:$REGISTRY_PORT
 REGISTRY_USER=deploybook
+PROD_REGISTRY_PORT=5001     # the second registry, prod's: own storage, htpasswd and password
+PROD_REGISTRY=localhost:$PROD_REGISTRY_PORT
+PROD_REGISTRY_USER=deploybook
 NODE_NAME=deploybook-node
 BRIDGE=dbk0
 NODE_IP=10.244.0.1          # the bridge's own address: the node and CoreDNS live here
@@ -29,7 +32,7 @@ COREDNS_BIN=$CACHE/coredns-$COREDNS_VERSION/coredns
 PAUSE_BIN=$CACHE/pause/pause
 
 # The order in which components start; stack/down stops them in reverse.
-COMPONENTS=(dockerd registry containerd etcd kube-apiserver kube-controller-manager
+COMPONENTS=(dockerd registry registry-prod containerd etcd kube-apiserver kube-controller-manager
             kube-scheduler kubelet kube-proxy coredns)
 
 say()  { printf '[stack] %s\n' "$*" >&2; }

@@ -31,17 +31,49 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${DEBIAN_PACKAGES[@]}"
 }
 
-render() {  # render TEMPLATE DEST: fills ${VAR} from the settings in common.sh
-  mkdir -p "$(dirname "$2")"
-  STATE=$STATE PKI=$PKI REGISTRY=$REGISTRY REGISTRY_PORT=$REGISTRY_PORT BRIDGE=$BRIDGE \
-  NODE_IP=$NODE_IP POD_CIDR=$POD_CIDR NODE_NAME=$NODE_NAME CLUSTER_DOMAIN=$CLUSTER_DOMAIN \
-  SANDBOX_IMAGE=$SANDBOX_IMAGE envsubst <"$STACK_DIR/conf/$1" >"$2"
+# The settings a template under conf/ may name as ${VAR}.
+TEMPLATE_VARS=(STATE PKI LOGS REGISTRY REGISTRY_PORT PROD_REGISTRY PROD_REGISTRY_PORT BRIDGE NODE_IP
+               POD_CIDR NODE_NAME CLUSTER_DOMAIN SANDBOX_IMAGE)
+
+# render TEMPLATE DEST [NAME=VALUE...]: fills ${VAR} from the settings in common.sh, or
+# from the values given; only those names are replaced, so a template's other $words
+# stay as they are.
+render() {
+  local template=$1 dest=$2 name values=() names=()
+  shift 2
+  for name in "${TEMPLATE_VARS[@]}"; do values+=("$name=${!name}"); names+=("\${$name}"); done
+  for name in "$@"; do values+=("$name"); names+=("\${${name%%=*}}"); done
+  mkdir -p "$(dirname "$dest")"
+  env "${values[@]}" envsubst "${names[*]}" <"$STACK_DIR/conf/$template" >"$dest"
+}
+
+# credentials_for DIR USER [GROUP]: a random password in DIR/password (0600, made once)
+# and DIR/htpasswd with its bcrypt hash, rewritten only when it does not match. With a
+# GROUP, that group may read the htpasswd file (for a server that does not run as root).
+credentials_for() {
+  local dir=$1 user=$2 group=${3:-}
+  mkdir -p "$dir"
+  if [[ ! -s $dir/password ]]; then
+    (umask 077; openssl rand -hex 24 >"$dir/password")
+  fi
+  chmod 600 "$dir/password"
+  if ! htpasswd -vi "$dir/htpasswd" "$user" <"$dir/password" >/dev/null 2>&1; then
+    (umask 077; htpasswd -iBc "$dir/htpasswd" "$user" <"$dir/password" 2>/dev/null) \
+      || die "htpasswd could not write $dir/htpasswd"
+  fi
+  if [[ -n $group ]]; then
+    chown "root:$group" "$dir/htpasswd"; chmod 640 "$dir/htpasswd"
+  else
+    chmod 600 "$dir/htpasswd"
+  fi
 }
 
 write_configs() {
   render registry.yml "$STATE/registry/config.yml"
+  render registry-prod.yml "$STATE/registry-prod/config.yml"
   render containerd.toml "$STATE/containerd/config.toml"
   render hosts.toml "$STATE/containerd/certs.d/$REGISTRY/hosts.toml"
+  render hosts.toml "$STATE/containerd/certs.d/$PROD_REGISTRY/hosts.toml" REGISTRY="$PROD_REGISTRY"
   render cni.conflist "$STATE/cni/net.d/10-deploybook.conflist"
   render kubelet.yaml "$STATE/kubelet/config.yaml"
   render scheduler.yaml "$STATE/scheduler/config.yaml"
@@ -50,12 +82,10 @@ write_configs() {
   : >"$STATE/kubelet/resolv.conf"   # pods with dnsPolicy Default get no outside resolver
   # dockerd reads registry trust from this fixed place only.
   install -D -m 0644 "$PKI/ca.crt" "/etc/docker/certs.d/$REGISTRY/ca.crt"
+  install -D -m 0644 "$PKI/ca.crt" "/etc/docker/certs.d/$PROD_REGISTRY/ca.crt"
 
-  if [[ ! -f $STATE/registry/password ]]; then
-    (umask 077; openssl rand -hex 24 >"$STATE/registry/password")
-  fi
-  htpasswd -iBc "$STATE/registry/htpasswd" "$REGISTRY_USER" <"$STATE/registry/password" 2>/dev/null
-  chmod 600 "$STATE/registry/htpasswd"
+  credentials_for "$STATE/registry" "$REGISTRY_USER"
+  credentials_for "$STATE/registry-prod" "$PROD_REGISTRY_USER"
 
   mkdir -p "$STATE/kubeconfigs"
   local kc
@@ -87,13 +117,18 @@ start_dockerd() {
   wait_until dockerd 60 docker -H "unix://$STATE/docker/docker.sock" version
 }
 
-registry_answers() {  # 401 means up: the registry asks for credentials
-  [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$PKI/ca.crt" "https://$REGISTRY/v2/") == 401 ]]
+registry_answers() {  # registry_answers [ADDRESS]: 401 means up, the registry asks for credentials
+  [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$PKI/ca.crt" "https://${1:-$REGISTRY}/v2/") == 401 ]]
 }
 
 start_registry() {
   start_component registry docker-registry serve "$STATE/registry/config.yml"
   wait_until registry 30 registry_answers
+}
+
+start_registry_prod() {
+  start_component registry-prod docker-registry serve "$STATE/registry-prod/config.yml"
+  wait_until registry-prod 30 registry_answers "$PROD_REGISTRY"
 }
 
 ctr_k8s() { ctr --address "$STATE/containerd/containerd.sock" -n k8s.io "$@"; }
