@@ -14,6 +14,10 @@ REGISTRY_USER=deploybook
 PROD_REGISTRY_PORT=5001     # the second registry, prod's: own storage, htpasswd and password
 PROD_REGISTRY=localhost:$PROD_REGISTRY_PORT
 PROD_REGISTRY_USER=deploybook
+GIT_PORT=8443               # the git server: nginx in front of git http-backend (fcgiwrap)
+GIT_URL=https://localhost:$GIT_PORT
+GIT_USER=deploybook
+GIT_SERVER_USER=www-data    # the account git http-backend and nginx's workers run as
 NODE_NAME=deploybook-node
 BRIDGE=dbk0
 NODE_IP=10.244.0.1          # the bridge's own address: the node and CoreDNS live here
@@ -24,16 +28,21 @@ CLUSTER_DOMAIN=cluster.local
 APISERVER_PORT=6443
 SANDBOX_IMAGE=deploybook.local/pause:1
 
+# The sample app's services, one repository each on the git server (seed_repositories).
+DX29_SERVICES=(gateway annotation terms worker)
+
 LOGS=$STATE/logs
 RUN=$STATE/run
 PKI=$STATE/pki
+GIT_STATE=$STATE/git
+GIT_REPOS=$GIT_STATE/repositories
 KUBE_BIN=$CACHE/$KUBE_VERSION/kube
 COREDNS_BIN=$CACHE/coredns-$COREDNS_VERSION/coredns
 PAUSE_BIN=$CACHE/pause/pause
 
 # The order in which components start; stack/down stops them in reverse.
-COMPONENTS=(dockerd registry registry-prod containerd etcd kube-apiserver kube-controller-manager
-            kube-scheduler kubelet kube-proxy coredns)
+COMPONENTS=(dockerd registry registry-prod git-http-backend git-server containerd etcd
+            kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
 
 say()  { printf '[stack] %s\n' "$*" >&2; }
 die()  { printf '[stack] error: %s\n' "$*" >&2; exit 1; }

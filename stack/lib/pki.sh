@@ -38,6 +38,7 @@ make_pki() {
   pki_ca front-proxy-ca "deploybook front-proxy CA"
   pki_cert registry ca "/CN=$REGISTRY" "DNS:localhost,IP:127.0.0.1"
   pki_cert registry-prod ca "/CN=$PROD_REGISTRY" "DNS:localhost,IP:127.0.0.1"
+  pki_cert git-server ca "/CN=localhost" "DNS:localhost,IP:127.0.0.1"
   pki_cert etcd ca "/CN=etcd" "DNS:localhost,IP:127.0.0.1"
   pki_cert apiserver ca "/CN=kube-apiserver" \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.$CLUSTER_DOMAIN,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP,IP:$KUBERNETES_SERVICE_IP"
