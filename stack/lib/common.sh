@@ -28,8 +28,10 @@ CLUSTER_DOMAIN=cluster.local
 APISERVER_PORT=6443
 SANDBOX_IMAGE=deploybook.local/pause:1
 
-# The sample app's services, one repository each on the git server (seed_repositories).
+# The sample app's repositories on the git server (see seed_repositories) and the
+# environments on the one cluster, each with its namespace, users and contexts.
 DX29_SERVICES=(gateway annotation terms worker)
+DX29_ENVIRONMENTS=(dev test prod)
 
 LOGS=$STATE/logs
 RUN=$STATE/run

@@ -101,6 +101,7 @@ write_configs() {
     kubeconfig_for "$STATE/kubeconfig" viewer deploybook-view
     kubeconfig_for "$STATE/kubeconfig" admin deploybook-admin   # last one set is current
   fi
+  environment_contexts
 }
 
 prepare_host() {
@@ -395,4 +396,20 @@ environment_tree() {
     fi
   done
   render dx29/env-README.md "$tree/README.md" ENV_NAME="$env"
+}
+
+# The three environments on the one cluster: namespaces dx29-ENV, each with a deployer
+# and a viewer (conf/environment.yaml), and what every environment's users share
+# (conf/environments.yaml: node health).
+apply_environments() {
+  local env
+  for env in "${DX29_ENVIRONMENTS[@]}"; do
+    render environment.yaml "$STATE/environments/$env.yaml" ENV_NAME="$env"
+  done
+  # The API server makes kube-node-lease shortly after it is ready.
+  wait_until kube-apiserver 60 kubectl_admin get namespace kube-node-lease
+  {
+    kubectl_admin apply -f "$STACK_DIR/conf/environments.yaml" &&
+    kubectl_admin apply -f "$STATE/environments"
+  } >>"$LOGS/environments.log" 2>&1 || die "applying the environments' namespaces and RBAC failed; see $LOGS/environments.log"
 }
