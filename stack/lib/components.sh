@@ -340,7 +340,7 @@ seed_repository() {
     rm -rf "$work"
     die "seeding $name failed; see $LOGS/git-seed.log"
   fi
-  mv -T "$work/$name.git" "$repo"
+  mv -T "$work/$name.git" "$repo" || die "could not move the seeded $name into $GIT_REPOS"
   rm -rf "$work"
   echo "seeded $name: $(seed_git --git-dir="$repo" rev-parse HEAD) on $branches" >>"$LOGS/git-seed.log"
 }
