@@ -18,9 +18,7 @@ STACK = ROOT / "stack"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "lifecycle: stops and restarts the local stack; `make test` runs these last"
-    )
+    config.addinivalue_line("markers", "lifecycle: stops and restarts the local stack; `make test` runs these last")
 
 
 def stack_env() -> dict[str, str]:
@@ -148,6 +146,8 @@ def git_client(sh: Shell, tmp_path: Path):
 @pytest.fixture
 def stack_command():
     """Runs stack/COMMAND and returns the finished process."""
+
     def stack(command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(STACK / command)], capture_output=True, text=True, timeout=900)
+
     return stack

@@ -73,8 +73,16 @@ def pushed_image(sh, tmp_path: Path) -> tuple[str, str, str, Path]:
     ref = f"{registry}/stack-test/web:{token[:12]}"
     config = tmp_path / "docker-config"
     password = Path(sh.env["DEPLOYBOOK_REGISTRY_PASSWORD_FILE"]).read_text().strip()
-    sh("docker", "login", "-u", sh.env["DEPLOYBOOK_REGISTRY_USER"], "--password-stdin", registry,
-       input=password, DOCKER_CONFIG=str(config))
+    sh(
+        "docker",
+        "login",
+        "-u",
+        sh.env["DEPLOYBOOK_REGISTRY_USER"],
+        "--password-stdin",
+        registry,
+        input=password,
+        DOCKER_CONFIG=str(config),
+    )
     sh("docker", "build", "-q", "-t", ref, str(context))
     pushed = sh("docker", "push", ref, DOCKER_CONFIG=str(config))
     digest = next(w for w in pushed.split() if w.startswith("sha256:"))
@@ -95,15 +103,33 @@ def test_status_reports_every_component_up(stack_command) -> None:
 
 
 def test_registry_refuses_anonymous_requests(sh) -> None:
-    code = sh("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
-              sh.env["DEPLOYBOOK_REGISTRY_CA"], f"https://{sh.env['DEPLOYBOOK_REGISTRY']}/v2/_catalog")
+    code = sh(
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        sh.env["DEPLOYBOOK_REGISTRY_CA"],
+        f"https://{sh.env['DEPLOYBOOK_REGISTRY']}/v2/_catalog",
+    )
     assert code == "401"
 
 
 def test_deployment_pulls_with_secret_and_serves(sh, namespace, pushed_image) -> None:
     ref, digest, token, config = pushed_image
-    sh("kubectl", "-n", namespace, "create", "secret", "generic", "pull",
-       "--type=kubernetes.io/dockerconfigjson", f"--from-file=.dockerconfigjson={config / 'config.json'}")
+    sh(
+        "kubectl",
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "pull",
+        "--type=kubernetes.io/dockerconfigjson",
+        f"--from-file=.dockerconfigjson={config / 'config.json'}",
+    )
     sh("kubectl", "apply", "-f", "-", input=manifests(namespace, ref))
     sh("kubectl", "-n", namespace, "rollout", "status", "deployment/web", "--timeout=120s")
 
@@ -119,11 +145,25 @@ def test_deployment_pulls_with_secret_and_serves(sh, namespace, pushed_image) ->
     # image), so the name goes through its own DNS client, as the sample app does.
     service_ip = sh.json("-n", namespace, "get", "service", "web")["spec"]["clusterIP"]
     # nslookup walks the whole search list and exits 1 when a later suffix misses.
-    lookup = sh("kubectl", "-n", namespace, "exec", "client", "--", "/bin/busybox", "nslookup", "-type=a", "web",
-                check=False)
+    lookup = sh(
+        "kubectl", "-n", namespace, "exec", "client", "--", "/bin/busybox", "nslookup", "-type=a", "web", check=False
+    )
     assert f"web.{namespace}.svc.cluster.local" in lookup and service_ip in lookup, lookup
-    via_dns = sh("kubectl", "-n", namespace, "exec", "client", "--", "/bin/busybox", "timeout", "5",
-                 "/bin/busybox", "wget", "-qO-", f"http://{service_ip}/")
+    via_dns = sh(
+        "kubectl",
+        "-n",
+        namespace,
+        "exec",
+        "client",
+        "--",
+        "/bin/busybox",
+        "timeout",
+        "5",
+        "/bin/busybox",
+        "wget",
+        "-qO-",
+        f"http://{service_ip}/",
+    )
     assert via_dns == token
 
 
@@ -131,8 +171,11 @@ def test_passwords_are_private_and_never_printed_or_logged(sh, stack_command) ->
     """Each server (registry, prod's registry, git) has its own random password, only in
     its 0600 file: not in status or env output, an exported value or any stack log."""
     state = Path(sh.env["DEPLOYBOOK_STACK_STATE"])
-    files = ["DEPLOYBOOK_REGISTRY_PASSWORD_FILE", "DEPLOYBOOK_PROD_REGISTRY_PASSWORD_FILE",
-             "DEPLOYBOOK_GIT_PASSWORD_FILE"]
+    files = [
+        "DEPLOYBOOK_REGISTRY_PASSWORD_FILE",
+        "DEPLOYBOOK_PROD_REGISTRY_PASSWORD_FILE",
+        "DEPLOYBOOK_GIT_PASSWORD_FILE",
+    ]
     secrets = {}
     for variable in files:
         path = Path(sh.env[variable])
