@@ -63,7 +63,9 @@ start_component() {
   local name=$1; shift
   if pid_of "$name" >/dev/null; then return 0; fi
   mkdir -p "$LOGS" "$RUN"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  # Only stdin, stdout and stderr go to the component: a descriptor the caller holds (a flock
+  # around `stack/up`, a CI runner's pipe) must not live on in a daemon that outlives it.
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   echo $! >"$RUN/$name.pid"
 }
 
