@@ -64,8 +64,15 @@ start_component() {
   if pid_of "$name" >/dev/null; then return 0; fi
   mkdir -p "$LOGS" "$RUN"
   # Only stdin, stdout and stderr go to the component: a descriptor the caller holds (a flock
-  # around `stack/up`, a CI runner's pipe) must not live on in a daemon that outlives it.
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+  # around `stack/up`, a CI runner's pipe), whatever its number, must not live on in a
+  # daemon that outlives it. The subshell closes every other one, then becomes the daemon.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      (( fd > 2 )) && eval "exec $fd>&-"
+    done
+    exec setsid "$@"
+  ) >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
 }
 

@@ -86,6 +86,34 @@ def test_a_component_that_dies_is_named_with_its_log(tmp_path: Path) -> None:
     assert "cannot bind" in proc.stderr
 
 
+def test_a_component_inherits_no_descriptor_of_its_caller(tmp_path: Path) -> None:
+    """A lock held around stack/up (flock without -o) or a runner's pipe must not stay open in
+    the daemons it starts: the component gets stdin, stdout and stderr, nothing else."""
+    lock = tmp_path / "lock"
+    script = f"""
+        source {STACK_DIR}/lib/common.sh
+        exec 17>{tmp_path}/held
+        start_component probe sleep 30
+    """
+    env = dict(os.environ, DEPLOYBOOK_STACK_STATE=str(tmp_path))
+    proc = subprocess.run(
+        ["flock", str(lock), "bash", "-c", script], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    pid = int((tmp_path / "run" / "probe.pid").read_text())
+    try:
+        deadline = time.monotonic() + 5  # the background subshell closes, then becomes the component
+        while Path(f"/proc/{pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "sleep", "the recorded pid is the component"
+        fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert sorted(fds) == [0, 1, 2], fds
+        free = subprocess.run(["flock", "-n", str(lock), "true"], timeout=10)
+        assert free.returncode == 0, "the caller's lock is free once the caller is gone"
+    finally:
+        os.kill(pid, 15)
+
+
 def test_up_installs_a_package_that_was_removed(env, stack_command) -> None:
     """The package step is walked whenever a package is missing, not only on a new machine."""
     state = Path(env["DEPLOYBOOK_STACK_STATE"])
