@@ -11,6 +11,13 @@ COREDNS_VERSION=v1.14.7
 REGISTRY_PORT=5000
 REGISTRY=localhost:$REGISTRY_PORT
 REGISTRY_USER=deploybook
+PROD_REGISTRY_PORT=5001     # the second registry, prod's: own storage, htpasswd and password
+PROD_REGISTRY=localhost:$PROD_REGISTRY_PORT
+PROD_REGISTRY_USER=deploybook
+GIT_PORT=8443               # the git server: nginx in front of git http-backend (fcgiwrap)
+GIT_URL=https://localhost:$GIT_PORT
+GIT_USER=deploybook
+GIT_SERVER_USER=www-data    # the account git http-backend and nginx's workers run as
 NODE_NAME=deploybook-node
 BRIDGE=dbk0
 NODE_IP=10.244.0.1          # the bridge's own address: the node and CoreDNS live here
@@ -21,16 +28,23 @@ CLUSTER_DOMAIN=cluster.local
 APISERVER_PORT=6443
 SANDBOX_IMAGE=deploybook.local/pause:1
 
+# The sample app's repositories on the git server (see seed_repositories) and the
+# environments on the one cluster, each with its namespace, users and contexts.
+DX29_SERVICES=(gateway annotation terms worker)
+DX29_ENVIRONMENTS=(dev test prod)
+
 LOGS=$STATE/logs
 RUN=$STATE/run
 PKI=$STATE/pki
+GIT_STATE=$STATE/git
+GIT_REPOS=$GIT_STATE/repositories
 KUBE_BIN=$CACHE/$KUBE_VERSION/kube
 COREDNS_BIN=$CACHE/coredns-$COREDNS_VERSION/coredns
 PAUSE_BIN=$CACHE/pause/pause
 
 # The order in which components start; stack/down stops them in reverse.
-COMPONENTS=(dockerd registry containerd etcd kube-apiserver kube-controller-manager
-            kube-scheduler kubelet kube-proxy coredns)
+COMPONENTS=(dockerd registry registry-prod git-http-backend git-server containerd etcd
+            kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
 
 say()  { printf '[stack] %s\n' "$*" >&2; }
 die()  { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -50,8 +64,15 @@ start_component() {
   if pid_of "$name" >/dev/null; then return 0; fi
   mkdir -p "$LOGS" "$RUN"
   # Only stdin, stdout and stderr go to the component: a descriptor the caller holds (a flock
-  # around `stack/up`, a CI runner's pipe) must not live on in a daemon that outlives it.
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+  # around `stack/up`, a CI runner's pipe), whatever its number, must not live on in a
+  # daemon that outlives it. The subshell closes every other one, then becomes the daemon.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      (( fd > 2 )) && eval "exec $fd>&-"
+    done
+    exec setsid "$@"
+  ) >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
 }
 

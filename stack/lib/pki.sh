@@ -37,6 +37,8 @@ make_pki() {
   pki_ca ca "deploybook local CA"
   pki_ca front-proxy-ca "deploybook front-proxy CA"
   pki_cert registry ca "/CN=$REGISTRY" "DNS:localhost,IP:127.0.0.1"
+  pki_cert registry-prod ca "/CN=$PROD_REGISTRY" "DNS:localhost,IP:127.0.0.1"
+  pki_cert git-server ca "/CN=localhost" "DNS:localhost,IP:127.0.0.1"
   pki_cert etcd ca "/CN=etcd" "DNS:localhost,IP:127.0.0.1"
   pki_cert apiserver ca "/CN=kube-apiserver" \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.$CLUSTER_DOMAIN,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP,IP:$KUBERNETES_SERVICE_IP"
@@ -45,6 +47,12 @@ make_pki() {
   pki_cert apiserver-kubelet-client ca "/CN=kube-apiserver-kubelet-client"
   pki_cert admin ca "/CN=deploybook-admin/O=system:masters"
   pki_cert viewer ca "/CN=deploybook-viewer"
+  # Each environment's two users; their group may read node health (environments.yaml).
+  local env
+  for env in "${DX29_ENVIRONMENTS[@]}"; do
+    pki_cert "deployer-$env" ca "/CN=deploybook-$env-deployer/O=deploybook:environments"
+    pki_cert "viewer-$env" ca "/CN=deploybook-$env-viewer/O=deploybook:environments"
+  done
   pki_cert controller-manager ca "/CN=system:kube-controller-manager"
   pki_cert scheduler ca "/CN=system:kube-scheduler"
   pki_cert kube-proxy ca "/CN=system:kube-proxy"
@@ -58,16 +66,32 @@ make_pki() {
   fi
 }
 
-# kubeconfig_for NAME USER [CONTEXT]: a kubeconfig that reaches the API server
-# on the node address, verifying its certificate against the stack's CA.
+# kubeconfig_for NAME USER [CONTEXT [NAMESPACE]]: a kubeconfig that reaches the API
+# server on the node address, verifying its certificate against the stack's CA.
 kubeconfig_for() {
-  local file=$1 user=$2 context=${3:-$2}
+  local file=$1 user=$2 context=${3:-$2} namespace=${4:-}
   local kc=(kubectl --kubeconfig "$file")
   "${kc[@]}" config set-cluster deploybook --server="https://$NODE_IP:$APISERVER_PORT" \
     --certificate-authority="$PKI/ca.crt" --embed-certs >/dev/null
   "${kc[@]}" config set-credentials "$context" --client-certificate="$PKI/$user.crt" \
     --client-key="$PKI/$user.key" --embed-certs >/dev/null
-  "${kc[@]}" config set-context "$context" --cluster=deploybook --user="$context" >/dev/null
+  "${kc[@]}" config set-context "$context" --cluster=deploybook --user="$context" \
+    ${namespace:+--namespace="$namespace"} >/dev/null
   "${kc[@]}" config use-context "$context" >/dev/null
   chmod 600 "$file"
+}
+
+# environment_contexts: adds each environment's two contexts to $STATE/kubeconfig
+# when they are missing (a kubeconfig from an older stack gains them), keeping the
+# current context as it was.
+environment_contexts() {
+  local file=$STATE/kubeconfig current env
+  current=$(kubectl --kubeconfig "$file" config current-context)
+  for env in "${DX29_ENVIRONMENTS[@]}"; do
+    kubectl --kubeconfig "$file" config get-contexts "deploybook-$env" >/dev/null 2>&1 \
+      || kubeconfig_for "$file" "deployer-$env" "deploybook-$env" "dx29-$env"
+    kubectl --kubeconfig "$file" config get-contexts "deploybook-$env-view" >/dev/null 2>&1 \
+      || kubeconfig_for "$file" "viewer-$env" "deploybook-$env-view" "dx29-$env"
+  done
+  kubectl --kubeconfig "$file" config use-context "$current" >/dev/null
 }

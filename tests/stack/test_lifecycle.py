@@ -1,5 +1,6 @@
 """stack/down stops everything stack/up started and leaves nothing behind; a
-warm stack/up comes back within two minutes; a second up is a no-op.
+warm stack/up comes back within two minutes with the git repositories as they were;
+a second up is a no-op.
 
 These tests stop the stack, so they are marked `lifecycle` and `make test`
 runs them after everything else."""
@@ -19,31 +20,48 @@ STACK_DIR = Path(__file__).resolve().parents[2] / "stack"
 pytestmark = pytest.mark.lifecycle
 
 
+COMPONENTS = 13
+
+
 def recorded_pids(state: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in (state / "run").glob("*.pid")}
 
 
-def test_down_leaves_nothing_and_warm_up_is_quick(env, stack_command) -> None:
+def process_groups(groups: set[int]) -> list[str]:
+    """Processes still in one of these process groups (each component leads its own:
+    nginx's workers and fcgiwrap's children belong to theirs)."""
+    out = subprocess.run(["ps", "-eo", "pid=,pgid=,args="], capture_output=True, text=True, check=True).stdout
+    return [line.strip() for line in out.splitlines() if int(line.split()[1]) in groups]
+
+
+def test_down_leaves_nothing_and_warm_up_is_quick(env, stack_command, git) -> None:
     stack = stack_command
     state = Path(env["DEPLOYBOOK_STACK_STATE"])
+    repositories = [f"dx29-{s}" for s in ("gateway", "annotation", "terms", "worker")]
+    repositories += ["dx29-env-test", "dx29-env-prod"]
+    refs = {repo: git.heads(repo) for repo in repositories}
     pids = recorded_pids(state)
-    assert len(pids) == 10, pids
+    assert len(pids) == COMPONENTS, pids
 
     down = stack("down")
     assert down.returncode == 0, down.stderr
     alive = {name: pid for name, pid in pids.items() if os.path.exists(f"/proc/{pid}")}
     assert alive == {}, f"still running after down: {alive}"
+    assert process_groups(set(pids.values())) == []
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     assert [m for m in mounts if m.startswith(f"{state}/")] == []
     assert subprocess.run(["ip", "link", "show", "dbk0"], capture_output=True).returncode != 0
     status = stack("status")
-    assert status.returncode == 1 and status.stdout.count(" down ") == 10, status.stdout
+    assert status.returncode == 1 and status.stdout.count(" down ") == COMPONENTS, status.stdout
 
     started = time.monotonic()
     up = stack("up")
     warm_seconds = time.monotonic() - started
     assert up.returncode == 0, up.stderr[-2000:]
     assert warm_seconds <= 120, f"warm up took {warm_seconds:.0f}s"
+    # The repositories exist, so up left them exactly as they were.
+    assert "seeding" not in up.stderr, up.stderr
+    assert {repo: git.heads(repo) for repo in repositories} == refs
 
     running = recorded_pids(state)
     started = time.monotonic()
@@ -66,6 +84,34 @@ def test_a_component_that_dies_is_named_with_its_log(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert f"broken exited during start-up; see {tmp_path}/logs/broken.log" in proc.stderr
     assert "cannot bind" in proc.stderr
+
+
+def test_a_component_inherits_no_descriptor_of_its_caller(tmp_path: Path) -> None:
+    """A lock held around stack/up (flock without -o) or a runner's pipe must not stay open in
+    the daemons it starts: the component gets stdin, stdout and stderr, nothing else."""
+    lock = tmp_path / "lock"
+    script = f"""
+        source {STACK_DIR}/lib/common.sh
+        exec 17>{tmp_path}/held
+        start_component probe sleep 30
+    """
+    env = dict(os.environ, DEPLOYBOOK_STACK_STATE=str(tmp_path))
+    proc = subprocess.run(
+        ["flock", str(lock), "bash", "-c", script], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    pid = int((tmp_path / "run" / "probe.pid").read_text())
+    try:
+        deadline = time.monotonic() + 5  # the background subshell closes, then becomes the component
+        while Path(f"/proc/{pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "sleep", "the recorded pid is the component"
+        fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert sorted(fds) == [0, 1, 2], fds
+        free = subprocess.run(["flock", "-n", str(lock), "true"], timeout=10)
+        assert free.returncode == 0, "the caller's lock is free once the caller is gone"
+    finally:
+        os.kill(pid, 15)
 
 
 def test_up_installs_a_package_that_was_removed(env, stack_command) -> None:
