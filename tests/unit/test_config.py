@@ -206,7 +206,11 @@ def test_an_environment_overrides_replicas_and_http_checks_only(tmp_path: Path) 
     ("services", "where", "message"),
     [
         ("  payments: {replicas: 2}\n", ":11: key 'services.payments'", "no service 'payments' in app.yaml"),
-        ("  api: {image: other/api}\n", ":11: key 'services.api.image'", "unknown key (allowed: replicas, http)"),
+        (
+            "  api: {image: other/api}\n",
+            ":11: key 'services.api.image'",
+            "unknown key (allowed: replicas, http, source)",
+        ),
         ("  api: {replicas: -1}\n", ":11: key 'services.api.replicas'", "below the minimum 0"),
         ("  worker:\n    http: [{path: /h}]\n", ":12: key 'services.worker.http'", "http checks need a port"),
     ],
@@ -235,3 +239,52 @@ def test_a_bad_app_definition_is_located_in_app_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_environment("prod", directory)
     assert f"{tmp_path / 'app.yaml'}:7: key 'services[0].port'" in str(info.value)
+
+
+# --------------------------------------------------------------------------- sources and git
+
+SOURCED = OVERLAY + "services:\n  api:\n    source: {git: 'https://git.example/api.git', prepare: ./prepare}\n"
+
+
+def test_an_environment_takes_a_service_from_git_at_its_branch(tmp_path: Path) -> None:
+    env = load_environment("prod", project(tmp_path, SOURCED.replace("name: null", "name: develop")))
+    api = env.service("api")
+    assert api.source is not None and api.source.url == "https://git.example/api.git"
+    assert api.source.path == "." and api.source.dockerfile == "Dockerfile" and api.source.prepare == ("./prepare",)
+    assert env.source_ref(api) == "develop" and env.source_ref(env.service("worker")) is None
+    assert env.project_is_source  # worker still builds from this checkout
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        (SOURCED.replace("git.example", "deploy:s3cret@git.example"), "services.api.source.git", "carries a password"),
+        (SOURCED.replace("prepare: ./prepare", "path: ../up"), "services.api.source.path", "inside the repository"),
+        (SOURCED.replace("prepare:", "branch:"), "services.api.source.branch", "unknown key"),
+        (
+            MINIMAL.replace("  path: manifests", "  git: {url: 'https://u:p@h/env.git', ref: main}"),
+            "manifests.git.url",
+            "carries a password",
+        ),
+        (MINIMAL + "git: {credential_helper: h, password_file: f, username: u}\n", "git.password_file", "choose"),
+        (MINIMAL + "git: {username: u}\n", "git.password_file", "go together"),
+        (MINIMAL.replace("  path: manifests", "  service_source: manifests"), "manifests.service_source", "api"),
+    ],
+)
+def test_bad_sources_are_located(tmp_path: Path, text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_environment("prod", project(tmp_path, text))
+    assert info.value.key == key and message in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_user_without_password_in_a_url_is_allowed() -> None:
+    env = parse(MINIMAL.replace("  path: manifests", "  git: {url: 'https://deploy@h/env.git', ref: main}"))
+    assert env.manifests.git is not None and env.manifests.git.url == "https://deploy@h/env.git"  # type: ignore[attr-defined]
+
+
+def test_git_settings_and_read_only_context() -> None:
+    text = MINIMAL.replace("  context: ctx\n", "  context: ctx\n  read_only_context: ctx-view\n")
+    env = parse(text + "git: {username: deploy, password_file: /run/git-password, ca_file: /ca.crt}\n")
+    assert env.cluster.read_only_context == "ctx-view"  # type: ignore[attr-defined]
+    assert env.git.password_file == "/run/git-password" and env.git.credential_helper is None  # type: ignore[attr-defined]
