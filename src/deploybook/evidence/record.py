@@ -88,6 +88,7 @@ class ReleaseRecord:
     services: dict[str, ServiceRecord] = field(default_factory=dict)
     cluster: dict[str, Any] = field(default_factory=dict)
     promoted_from: str | None = None
+    promotion_proof: str = ""  # what proved every promoted digest passed where it came from
     resumed_from: str | None = None
     applied: tuple[str, ...] = ()
     interrupted_during: str | None = None
