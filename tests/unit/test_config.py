@@ -15,6 +15,13 @@ STACK_VARS = {
     "DEPLOYBOOK_REGISTRY_USER": "deploybook",
     "DEPLOYBOOK_REGISTRY_PASSWORD_FILE": "/var/lib/deploybook-stack/registry/password",
     "DEPLOYBOOK_REGISTRY_CA": "/var/lib/deploybook-stack/pki/ca.crt",
+    "DEPLOYBOOK_PROD_REGISTRY": "localhost:5001",
+    "DEPLOYBOOK_PROD_REGISTRY_USER": "deploybook",
+    "DEPLOYBOOK_PROD_REGISTRY_PASSWORD_FILE": "/var/lib/deploybook-stack/registry-prod/password",
+    "DEPLOYBOOK_PROD_REGISTRY_CA": "/var/lib/deploybook-stack/pki/ca.crt",
+    "DEPLOYBOOK_GIT_URL": "https://localhost:8443",
+    "DEPLOYBOOK_GIT_CA": "/var/lib/deploybook-stack/pki/ca.crt",
+    "DEPLOYBOOK_GIT_CREDENTIAL_HELPER": "/repo/stack/git-credential",
 }
 MINIMAL = """\
 cluster:
@@ -71,11 +78,33 @@ def test_local_uses_the_stack_variables(stack_vars: None) -> None:
 
 def test_dx29_rules_for_dev_test_prod(stack_vars: None) -> None:
     dev, test, prod = (load_environment(n, ROOT / "environments") for n in ("dev", "test", "prod"))
-    assert dev.branch.name == "develop" and dev.manifests.path is not None
+    assert dev.branch.name == "develop" and dev.manifests.service_path == "manifests"
     assert test.branch.name == "main" and test.manifests.git is not None
+    assert test.manifests.git.url == "https://localhost:8443/dx29-env-test.git"
     assert prod.branch.name == "main" and prod.branch.clean_tree
     assert prod.promote_from == "test" and prod.manifests.git is not None
-    assert prod.service("gateway").replicas == 2
+    assert prod.registry.address == "localhost:5001" != test.registry.address
+    for env in (dev, test, prod):
+        assert env.cluster.namespace == f"dx29-{env.name}"
+        assert (env.cluster.context, env.cluster.read_only_context) == (
+            f"deploybook-{env.name}",
+            f"deploybook-{env.name}-view",
+        )
+        assert env.git.credential_helper == "/repo/stack/git-credential" and env.git.ca_file is not None
+    gateway = dev.service("gateway")
+    assert gateway.source is not None and gateway.source.url == "https://localhost:8443/dx29-gateway.git"
+    assert dev.source_ref(gateway) == "develop" and test.source_ref(test.service("gateway")) == "main"
+    assert gateway.source.prepare == ("./prepare",) and gateway.port == 8080  # the rest is app.yaml's
+    # The runbook's own checkout is a source only where something is built from it or it decides.
+    assert (dev.project_is_source, test.project_is_source, prod.project_is_source) == (False, False, True)
+
+
+def test_aks_examples_load() -> None:
+    for name in ("dev", "test", "prod"):
+        file = ROOT / "docs" / "aks-example" / f"{name}.yaml"
+        env = parse_environment(file.read_text(), file=file, name=name, root=ROOT)
+        assert env.registry.address.endswith(".azurecr.io") and env.cluster.namespace == "app-ingress"
+        assert env.git.credential_helper == "manager" and env.cluster.read_only_context
 
 
 def test_unknown_environment_lists_known(tmp_path: Path) -> None:
