@@ -36,6 +36,7 @@ class FakeRegistry(BaseAdapter):
         self.host, self.password = host, password
         self.blobs: dict[str, bytes] = {}
         self.manifests: dict[str, tuple[bytes, str]] = {}
+        self.tags: dict[str, str] = {}
         self.calls: list[str] = []
         self.uploads = 0
 
@@ -81,7 +82,7 @@ class FakeRegistry(BaseAdapter):
             )
             self.blobs[found.group(1)] = body
             return 201, {}, b""
-        if found := re.fullmatch(r"/v2/(.+)/manifests/(sha256:[0-9a-f]+)", path):
+        if found := re.fullmatch(r"/v2/(.+)/manifests/([^/]+)", path):
             return self._manifest(request, found.group(2))
         return 404, {}, b""
 
@@ -93,7 +94,10 @@ class FakeRegistry(BaseAdapter):
             if missing:
                 return 400, {}, b"MANIFEST_BLOB_UNKNOWN"
             self.manifests[digest_of(body)] = (body, request.headers["Content-Type"])
+            if not digest.startswith("sha256:"):
+                self.tags[digest] = digest_of(body)
             return 201, {"Docker-Content-Digest": digest_of(body)}, b""
+        digest = self.tags.get(digest, digest)
         if digest not in self.manifests:
             return 404, {}, b""
         body, media_type = self.manifests[digest]
@@ -122,8 +126,9 @@ def client(fake: FakeRegistry) -> RegistryClient:
 def test_an_image_is_copied_blob_by_blob_and_put_by_its_digest() -> None:
     test, prod = FakeRegistry("test:5000", "pw-test"), FakeRegistry("prod:5001", "pw-prod")
     digest = test.image([b"layer-one" * 1000, b"layer-two"])
-    result = copy_image(client(test), "dx29/gateway", client(prod), "dx29/gateway", digest)
+    result = copy_image(client(test), "dx29/gateway", client(prod), "dx29/gateway", digest, tags=("871661d9cba0",))
     assert prod.manifests[digest] == test.manifests[digest]  # the very bytes: the same digest
+    assert prod.tags == {"871661d9cba0": digest}  # the release's tag names it in prod's registry too
     assert set(prod.blobs) == set(test.blobs) and len(result.copied) == 3 and result.manifests == [digest]
     assert result.bytes_sent == sum(len(b) for b in test.blobs.values())
     assert "3 blob(s) copied" in result.summary()

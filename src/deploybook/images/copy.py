@@ -5,8 +5,9 @@ copy is what the distribution API offers for it: every blob the target lacks is 
 the source, its sha256 checked as it streams, and uploaded (``POST .../blobs/uploads/``, then
 ``PUT ?digest=``), or mounted when both repositories are on one registry; then the
 manifest's exact bytes are ``PUT`` by digest, so the target computes the very same digest.
-An index (several platforms) copies each of its manifests first. No Docker engine, no pull,
-no rebuild. The digest is proven identical three times: the source's bytes hash to it, the
+An index (several platforms) copies each of its manifests first; the tags asked for are then
+put with the same bytes, so they name the same digest in the target. No Docker engine, no
+pull, no rebuild. The digest is proven identical three times: the source's bytes hash to it, the
 target's answer to the ``PUT`` names it, and a ``HEAD`` by digest afterwards returns it.
 """
 
@@ -38,6 +39,7 @@ class CopyResult:
     digest: str
     source: str
     target: str
+    tags: tuple[str, ...] = ()
     copied: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     mounted: list[str] = field(default_factory=list)
@@ -49,24 +51,33 @@ class CopyResult:
         return (
             f"{self.source}@{self.digest} -> {self.target}: {len(self.manifests)} manifest(s) put by digest, "
             f"{len(self.copied)} blob(s) copied ({self.bytes_sent} bytes), {len(self.mounted)} mounted, "
-            f"{len(self.present)} already there"
+            f"{len(self.present)} already there" + (f"; tagged {', '.join(self.tags)}" if self.tags else "")
         )
 
 
 def copy_image(
-    source: RegistryClient, source_path: str, target: RegistryClient, target_path: str, digest: str
+    source: RegistryClient,
+    source_path: str,
+    target: RegistryClient,
+    target_path: str,
+    digest: str,
+    *,
+    tags: tuple[str, ...] = (),
 ) -> CopyResult:
-    """Copy ``source_path@digest`` to ``target_path`` on ``target``; RegistryError when any
-    digest differs or a registry refuses."""
-    result = CopyResult(digest, f"{source.address}/{source_path}", f"{target.address}/{target_path}")
-    _copy_manifest(source, source_path, target, target_path, digest, result)
-    seen = target.manifest_digest(target_path, digest)
-    if seen != digest:
-        raise RegistryError(
-            f"after the copy, {result.target}@{digest} answers digest {seen}",
-            source=target.base_url,
-            hint="the target registry rewrote the manifest; promote to a registry that keeps it as put",
-        )
+    """Copy ``source_path@digest`` to ``target_path`` on ``target``, and point ``tags`` at it;
+    RegistryError when any digest differs or a registry refuses."""
+    result = CopyResult(digest, f"{source.address}/{source_path}", f"{target.address}/{target_path}", tags)
+    body, media_type = _copy_manifest(source, source_path, target, target_path, digest, result)
+    for tag in tags:
+        _put_manifest(target, target_path, tag, body, media_type, digest)
+    for reference in (digest, *tags):
+        seen = target.manifest_digest(target_path, reference)
+        if seen != digest:
+            raise RegistryError(
+                f"after the copy, {result.target}:{reference} answers digest {seen}, not {digest}",
+                source=target.base_url,
+                hint="the target registry rewrote the manifest; promote to a registry that keeps it as put",
+            )
     return result
 
 
@@ -76,7 +87,7 @@ def _scope(path: str, push: bool = False) -> str:
 
 def _copy_manifest(
     source: RegistryClient, source_path: str, target: RegistryClient, target_path: str, digest: str, result: CopyResult
-) -> None:
+) -> tuple[bytes, str]:
     body, media_type = _get_manifest(source, source_path, digest)
     document = json.loads(body)
     if media_type in _INDEX_TYPES or document.get("mediaType") in _INDEX_TYPES:
@@ -87,8 +98,9 @@ def _copy_manifest(
         for blob in blobs:
             if blob.get("digest"):
                 _copy_blob(source, source_path, target, target_path, str(blob["digest"]), result)
-    _put_manifest(target, target_path, digest, body, media_type)
+    _put_manifest(target, target_path, digest, body, media_type, digest)
     result.manifests.append(digest)
+    return body, media_type
 
 
 def _get_manifest(client: RegistryClient, path: str, digest: str) -> tuple[bytes, str]:
@@ -108,10 +120,11 @@ def _get_manifest(client: RegistryClient, path: str, digest: str) -> tuple[bytes
     return body, media_type or str(json.loads(body).get("mediaType") or MANIFEST_MEDIA_TYPES[0])
 
 
-def _put_manifest(client: RegistryClient, path: str, digest: str, body: bytes, media_type: str) -> None:
+def _put_manifest(client: RegistryClient, path: str, reference: str, body: bytes, media_type: str, digest: str) -> None:
+    """PUT the manifest's bytes under ``reference`` (its digest, or a tag); the answer must be ``digest``."""
     response = client.request(
         "PUT",
-        f"/v2/{path}/manifests/{digest}",
+        f"/v2/{path}/manifests/{reference}",
         scope=_scope(path, push=True),
         headers={"Content-Type": media_type},
         data=body,
@@ -119,7 +132,8 @@ def _put_manifest(client: RegistryClient, path: str, digest: str, body: bytes, m
     answered = response.headers.get("Docker-Content-Digest")
     if response.status_code == 404 or (answered and answered != digest):
         raise RegistryError(
-            f"PUT of manifest {client.address}/{path}@{digest} answered HTTP {response.status_code}, digest {answered}",
+            f"PUT of manifest {client.address}/{path}:{reference} answered HTTP {response.status_code}, "
+            f"digest {answered}",
             source=client.base_url,
         )
 

@@ -266,8 +266,9 @@ def _confirm_promoted(release: ReleaseParts, service: Service, say: Say) -> Push
     copied, origin = "", release.clients.promoted_repository(service.name)
     if origin != repository:
         source_path = split_repository(origin)[1]
+        tags = (recorded.tag,) if recorded.tag else ()
         result = copy_image(
-            release.clients.source_registry, source_path, release.clients.registry, path, recorded.digest
+            release.clients.source_registry, source_path, release.clients.registry, path, recorded.digest, tags=tags
         )
         copied = result.summary()
         say(f"copied {copied}")
