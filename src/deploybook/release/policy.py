@@ -117,7 +117,7 @@ def check_proven(
         known = ", ".join(p.run_id for p in passed[:5]) or "none"
         raise PolicyError(
             f"release {claim.run_id} never passed on {env.promote_from!r}: its own record of passed releases "
-            f"({where}) has {known}; nothing was applied",
+            f"has {known}; nothing was applied",
             source=where,
             hint=f"promote a release that passed on {env.promote_from} (without --release: the one it runs now)",
         )
@@ -130,7 +130,7 @@ def check_proven(
         raise PolicyError(
             f"release {claim.run_id} names digests that never passed on {env.promote_from!r}: "
             + "; ".join(wrong)
-            + f" (proof: {where}); nothing was applied",
+            + "; nothing was applied",
             source=where,
             hint=f"promote the release.json {env.promote_from} wrote, unedited, or no --release at all",
         )

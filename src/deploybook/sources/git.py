@@ -65,18 +65,27 @@ class GitState:
 
 
 def run_git(
-    args: list[str], cwd: Path, *, timeout: float = 120.0, strip: bool = True, env: Mapping[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    *,
+    timeout: float = 120.0,
+    strip: bool = True,
+    env: Mapping[str, str] | None = None,
+    shown: str | None = None,
 ) -> str:
-    """Run ``git ARGS`` in ``cwd`` and return stdout; GitError with git's message on failure."""
+    """Run ``git ARGS`` in ``cwd`` and return stdout; GitError with git's message on failure.
+
+    ``shown`` is the command as errors name it (default: every argument)."""
+    shown = shown or f"git {' '.join(args)}"
     try:
         proc = subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False, env=env
         )
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise GitError(f"git {' '.join(args)} could not run: {e}", source=str(cwd)) from e
+        raise GitError(f"{shown} could not run: {e}", source=str(cwd)) from e
     if proc.returncode != 0:
         raise GitError(
-            f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}",
+            f"{shown} failed: {proc.stderr.strip() or proc.stdout.strip()}",
             source=str(cwd),
             hint="check that this is a git checkout and the ref exists",
         )
@@ -135,7 +144,7 @@ def fetch_ref(url: str, ref: str, dest: Path, *, access: GitAccess | None = None
         run_git(["init", "--quiet"], dest)
     command = [*access.config_args(url), "fetch", "--quiet", "--no-tags", "--depth", "1", url, ref]
     try:
-        run_git(command, dest, timeout=timeout, env=access.environ())
+        run_git(command, dest, timeout=timeout, env=access.environ(), shown=f"git fetch {url} {ref}")
     except GitError as e:
         raise fetch_failed(e.message, url=url, ref=ref, access=access) from e
     run_git(["checkout", "--quiet", "--force", "FETCH_HEAD"], dest)
