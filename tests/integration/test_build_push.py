@@ -21,8 +21,9 @@ import pytest
 
 from deploybook.errors import BuildError, PushError, RegistryError
 from deploybook.images.build import BuildResult, build_image, oci_labels
+from deploybook.images.credentials import RegistryAuth, resolve_credentials
 from deploybook.images.push import push_image
-from deploybook.images.registry import RegistryAuth, RegistryClient, resolve_credentials
+from deploybook.images.registry import RegistryClient
 
 pytestmark = pytest.mark.integration
 

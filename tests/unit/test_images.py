@@ -13,9 +13,9 @@ import requests
 from deploybook.errors import BuildError, PushError, RegistryError
 from deploybook.images import push as images_module
 from deploybook.images.build import build_image, oci_labels
+from deploybook.images.credentials import RegistryAuth
 from deploybook.images.push import push_image
 from deploybook.images.references import split_repository
-from deploybook.images.registry import RegistryAuth
 
 DIGEST = "sha256:" + "cd" * 32
 OTHER = "sha256:" + "ef" * 32

@@ -9,7 +9,7 @@ from __future__ import annotations
 from deploybook.config.environment import key_line
 from deploybook.config.model import Environment
 from deploybook.errors import ConfigError
-from deploybook.images.registry import RegistryAuth, resolve_credentials
+from deploybook.images.credentials import RegistryAuth, resolve_credentials
 
 __all__ = ["resolve_registry_auth"]
 
