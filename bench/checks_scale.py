@@ -32,7 +32,6 @@ from bench.workspace import BENCH, REPO, TMP, Workspace
 
 NAMESPACE = "dx29-bench-scale"
 SIZES = (10, 50, 100)
-TARGET_S = 10.0
 _REGISTRY_KEYS = """registry:
   address: ${DEPLOYBOOK_REGISTRY}
   username: ${DEPLOYBOOK_REGISTRY_USER}

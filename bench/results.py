@@ -163,12 +163,12 @@ def scale_rows(figure: dict[str, Any]) -> list[list[str]]:
         req = f.get("requests") or {}
         if f.get("not_measured"):
             rows.append(
-                [f"checks only, {n} Deployments", "not measured", "-", "-", "<= 10 s" if n == "100" else "-", "n/a"]
+                [f"checks only, {n} Deployments", "not measured", "-", "-", "<= 3 s" if n == "100" else "-", "n/a"]
             )
             continue
-        target = "<= 10 s" if n == "100" else "-"
+        target = "<= 3 s" if n == "100" else "-"
         met = (
-            _met(None if f["deploybook_median_s"] is None else f["deploybook_median_s"] <= 10.0) if n == "100" else "-"
+            _met(None if f["deploybook_median_s"] is None else f["deploybook_median_s"] <= 3.0) if n == "100" else "-"
         )
         rows.append(
             [
