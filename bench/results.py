@@ -167,9 +167,7 @@ def scale_rows(figure: dict[str, Any]) -> list[list[str]]:
             )
             continue
         target = "<= 3 s" if n == "100" else "-"
-        met = (
-            _met(None if f["deploybook_median_s"] is None else f["deploybook_median_s"] <= 3.0) if n == "100" else "-"
-        )
+        met = _met(None if f["deploybook_median_s"] is None else f["deploybook_median_s"] <= 3.0) if n == "100" else "-"
         rows.append(
             [
                 f"checks only, {n} Deployments (`pytest checks`; {req.get('api_requests', '?')} API requests, "

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
-from requests.adapters import BaseAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 
 from deploybook.errors import RegistryError
 from deploybook.images.credentials import RegistryAuth, registry_host
@@ -35,6 +35,7 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",
 )
 _RETRIES = 3
+CONNECTIONS = 64
 _BACKOFF_S = 0.5
 
 
@@ -68,8 +69,8 @@ class RegistryClient:
         # Passed on every request: a session-wide verify loses to REQUESTS_CA_BUNDLE.
         self.verify: str | bool = str(ca_file) if ca_file else True
         self.session = requests.Session()
-        if transport is not None:
-            self.session.mount("https://", transport)
+        # As many kept-open connections as threads asking at once (one per service).
+        self.session.mount("https://", transport or HTTPAdapter(pool_connections=1, pool_maxsize=CONNECTIONS))
         self._tokens: dict[str, str] = {}
         self._basic: str | None = None  # once a registry asked for Basic, sent up front
 
