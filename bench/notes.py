@@ -118,32 +118,20 @@ def _scale(figure: dict[str, Any]) -> list[str]:
     notes = []
     sizes = figure.get("sizes", {})
     top = sizes.get("100") or (sizes[max(sizes, key=int)] if sizes else None)
-    if top and top.get("deploybook_median_s") and top["deploybook_median_s"] > 3.0:
+    if top and top.get("verdict_median_s") and top["verdict_median_s"] > 3.0:
         notes.append(
-            f"checks at 100 Deployments: {top['deploybook_median_s']:.1f} s > 3 s. The checks of every service run "
-            "side by side from one namespace snapshot; what remains is the fixed cost around them (start-up, the "
-            "clients' imports, pytest's and Allure's per-test work for 500 tests) and the report after the verdict."
+            f"checks at 100 Deployments: verdict after {top['verdict_median_s']:.1f} s > 3 s. The checks of every "
+            "service run side by side from one namespace snapshot; what remains is the fixed cost around them "
+            "(start-up, the clients' imports, pytest's and Allure's per-test work for 500 tests)."
         )
     growth = figure.get("growth_per_deployment") or {}
     if growth and growth.get("api_requests", 0) > 0.05:
-        added = (
-            f"checks at scale: {growth['api_requests']} API requests, {growth['api_watches']} watches, "
+        notes.append(
+            f"checks at scale: {growth['api_requests']} API reads, {growth['api_watches']} watches, "
             f"{growth['registry_requests']} registry requests and {growth['kubectl_processes']} kubectl "
-            "processes added per Deployment"
+            "processes added per Deployment (HTTP checks through the proxy counted apart): a check reads "
+            "objects one by one instead of from the namespace snapshot (one list per kind)."
         )
-        if growth.get("api_watches", 0) <= 0.05 and growth.get("api_requests", 0) <= 1.05:
-            notes.append(
-                f"{added}. Every kind is listed once per namespace; what grows is the one declared HTTP "
-                "check per service, a GET through the API server's service proxy, and one registry HEAD "
-                "(after its auth challenge) per image. Closing it means not asking each service, which "
-                "the endpoint check exists to do."
-            )
-        else:
-            notes.append(
-                f"{added}: lists are filtered per object instead of one list/watch per kind shared by all "
-                "services. Closing it: list (and watch) each kind once per namespace in a session fixture "
-                "and judge every service from that cache; look inside one pod per image, not per service."
-            )
     for n, f in sizes.items():
         if f.get("not_measured"):
             notes.append(f"checks at {n} Deployments not measured: {f['not_measured']}")
