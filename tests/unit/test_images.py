@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -225,6 +226,21 @@ def test_an_image_built_from_the_same_inputs_is_tagged_not_built(context: Path) 
     changed.held[inputs] = OTHER
     build_image(FakeClient(changed), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v3", labels=LABELS)
     assert changed.called("build")[0]["labels"][BUILD_INPUT_LABEL] != inputs
+
+
+def test_a_fresh_checkout_of_the_same_files_is_the_same_input(context: Path) -> None:
+    (context / "app.sh").write_text("echo hi\n")
+
+    def inputs() -> str:
+        api = FakeAPI()
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels=LABELS)
+        return str(api.called("build")[0]["labels"][BUILD_INPUT_LABEL])
+
+    before = inputs()
+    os.utime(context / "app.sh", (1_000_000, 1_000_000))
+    assert inputs() == before
+    (context / "app.sh").chmod(0o755)
+    assert inputs() != before
 
 
 def test_other_labels_or_args_are_other_inputs(context: Path) -> None:

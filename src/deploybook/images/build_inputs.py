@@ -1,11 +1,12 @@
 """What a build is made from, as one digest, so an unchanged service is not built again.
 
-A build is decided by the bytes of its context (what ``docker build`` sends the engine, after
-``.dockerignore``), the Dockerfile's path in it, the build args, the labels and the base
-images the engine holds. `build_inputs` hashes exactly those; the digest goes on the image as
-the label ``io.deploybook.build-input``. When the engine already holds an image carrying the
-same digest, a build would only walk the cache to that same image, so the image is tagged
-instead (see `deploybook.images.build.build_image`).
+A build is decided by its context (the files ``docker build`` sends the engine, after
+``.dockerignore``: names, modes, owners, links and bytes, not times), the Dockerfile's path
+in it, the build args, the labels and the base images the engine holds. `build_inputs`
+hashes exactly those; the digest goes on the image as the label ``io.deploybook.build-input``.
+When the engine already holds an image carrying the same digest, a build would only walk the
+cache to that same image, so the image is tagged instead (see
+`deploybook.images.build.build_image`).
 
 Where the inputs cannot be known before the engine runs, there is no digest and the build
 runs as usual: a Dockerfile outside the context, a ``FROM`` that uses a build arg, an ``ADD``
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -89,11 +91,25 @@ def build_inputs(
         "bases": base_ids,
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
-    archive.seek(0)
-    for block in iter(lambda: archive.read(1 << 20), b""):
-        digest.update(block)
-    archive.seek(0)
+    _hash_members(archive, digest)
     return f"sha256:{digest.hexdigest()}"
+
+
+def _hash_members(archive: IO[bytes], digest: Any) -> None:
+    """Every entry of the context archive: name, type, mode, owner, link target and bytes.
+
+    Modification times are left out, as the engine's own build cache leaves them out: a fresh
+    checkout of the same files is the same input.
+    """
+    archive.seek(0)
+    with tarfile.open(fileobj=archive, mode="r:") as tar:
+        for member in tar:
+            head = [member.name, member.type.decode(), member.mode, member.uid, member.gid, member.linkname]
+            digest.update(json.dumps([*head, member.size]).encode())
+            content = tar.extractfile(member) if member.isfile() else None
+            while content is not None and (block := content.read(1 << 20)):
+                digest.update(block)
+    archive.seek(0)
 
 
 def image_built_from(client: docker.DockerClient, inputs: str) -> str | None:
