@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.budget import median_budget
 from bench.runner import PYTEST, Series, ratio, run_timed, run_with_stack, say
 from bench.tiny import build_and_push, push_copies, tiny_manifest
 from bench.tools import (
@@ -32,7 +33,6 @@ from bench.workspace import BENCH, REPO, TMP, Workspace
 
 NAMESPACE = "dx29-bench-scale"
 SIZES = (10, 50, 100)
-TARGET_S = 10.0
 _REGISTRY_KEYS = """registry:
   address: ${DEPLOYBOOK_REGISTRY}
   username: ${DEPLOYBOOK_REGISTRY_USER}
@@ -155,8 +155,9 @@ def _not_measured(reason: str) -> dict[str, Any]:
 
 
 def _measure_size(ws: Workspace, env: dict[str, str], n: int, record: Path, runs: int) -> dict[str, Any]:
-    deploybook, baseline = Series(), Series()
+    deploybook, baseline, verdicts = Series(), Series(), Series()
     counts: list[dict[str, Any]] = []
+    budgets: list[dict[str, float]] = []
     for round_no in range(1, runs + 1):
         log = TMP / f"scale-{n}-requests-{round_no}.json"
         cmd = [PYTEST, "checks", "--env", f"scale-{n}", f"--release={record}", "-q", "-p", "bench.count_requests"]
@@ -166,6 +167,9 @@ def _measure_size(ws: Workspace, env: dict[str, str], n: int, record: Path, runs
         )
         target = deploybook.values if result.ok else deploybook.failures
         target.append(round(result.seconds, 2) if result.ok else f"exit {result.returncode}: {result.tail[-400:]}")
+        if result.ok and "verdict_s" in result.budget:
+            verdicts.values.append(result.budget["verdict_s"])
+            budgets.append(result.budget)
         if log.is_file():
             counts.append(json.loads(log.read_text()))
         base_label = f"checks-{n}-baseline-{round_no}"
@@ -182,6 +186,10 @@ def _measure_size(ws: Workspace, env: dict[str, str], n: int, record: Path, runs
         "deploybook_runs_s": deploybook.values,
         "deploybook_median_s": deploybook.median,
         "deploybook_failures": deploybook.failures,
+        "verdict_runs_s": verdicts.values,
+        "verdict_median_s": verdicts.median,
+        "verdict_ratio": ratio(verdicts.median, baseline.median),
+        "budget_s": median_budget(budgets) if budgets else {},
         "baseline_runs_s": baseline.values,
         "baseline_median_s": baseline.median,
         "baseline_failures": baseline.failures,
@@ -199,5 +207,13 @@ def growth(figures: dict[str, Any]) -> dict[str, Any]:
     span = sizes[-1] - sizes[0]
     return {
         key: round((hi[key] - lo[key]) / span, 2)
-        for key in ("api_requests", "api_watches", "api_gets_by_name", "registry_requests", "kubectl_processes")
+        for key in (
+            "api_requests",
+            "api_watches",
+            "api_gets_by_name",
+            "http_checks_via_proxy",
+            "registry_requests",
+            "kubectl_processes",
+        )
+        if key in lo and key in hi
     }

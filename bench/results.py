@@ -163,22 +163,31 @@ def scale_rows(figure: dict[str, Any]) -> list[list[str]]:
         req = f.get("requests") or {}
         if f.get("not_measured"):
             rows.append(
-                [f"checks only, {n} Deployments", "not measured", "-", "-", "<= 10 s" if n == "100" else "-", "n/a"]
+                [f"checks only, {n} Deployments", "not measured", "-", "-", "<= 3 s" if n == "100" else "-", "n/a"]
             )
             continue
-        target = "<= 10 s" if n == "100" else "-"
-        met = (
-            _met(None if f["deploybook_median_s"] is None else f["deploybook_median_s"] <= 10.0) if n == "100" else "-"
+        verdict = f.get("verdict_median_s")
+        top = n == "100"
+        rows.append(
+            [
+                f"checks only, {n} Deployments, time to verdict (`pytest checks`; {req.get('api_requests', '?')} "
+                f"API reads, {req.get('http_checks_via_proxy', '?')} HTTP checks, "
+                f"{req.get('kubectl_processes', '?')} kubectl exec)",
+                _fmt(verdict),
+                _fmt(f["baseline_median_s"]),
+                _fmt(f.get("verdict_ratio"), "x"),
+                "<= 3 s" if top else "-",
+                _met(None if verdict is None else verdict <= 3.0) if top else "-",
+            ]
         )
         rows.append(
             [
-                f"checks only, {n} Deployments (`pytest checks`; {req.get('api_requests', '?')} API requests, "
-                f"{req.get('kubectl_processes', '?')} kubectl exec)",
+                f"checks only, {n} Deployments, time to exit (report and bundle written)",
                 _fmt(f["deploybook_median_s"]),
                 _fmt(f["baseline_median_s"]),
                 _fmt(f["ratio"], "x"),
-                target,
-                met,
+                "-",
+                "-",
             ]
         )
     growth = figure.get("growth_per_deployment") or {}
@@ -206,7 +215,7 @@ def startup_rows(figure: dict[str, Any]) -> list[list[str]]:
             _fmt(figure["deploybook_median_s"]),
             _fmt(figure["baseline_median_s"]),
             _fmt(figure["ratio_s"], "x"),
-            "<= 1.5 s",
+            "<= 0.5 s",
             _met(figure["met_s"]),
         ],
         [

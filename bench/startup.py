@@ -19,7 +19,7 @@ from bench.runner import PYTEST, Series, ratio, say
 from bench.workspace import REPO
 
 TIME = "/usr/bin/time"
-TARGET_S = 1.5
+TARGET_S = 0.5
 TARGET_MB = 150.0
 
 
@@ -52,6 +52,8 @@ def measure(env: dict[str, str], runs: int) -> dict[str, Any]:
     }
     seconds = {name: Series() for name in commands}
     memory = {name: Series() for name in commands}
+    for cmd, cwd in commands.values():  # a first run caches the bytecode, as any second run finds it
+        _measure(cmd, cwd, env)
     for round_no in range(1, runs + 1):
         for name, (cmd, cwd) in commands.items():
             wall, rss, code = _measure(cmd, cwd, env)

@@ -101,7 +101,12 @@ def _copy_app(ws: Workspace) -> None:
 
 
 def stack_env() -> dict[str, str]:
-    """The process environment, checked for what the local stack exports."""
+    """The process environment, checked for what the local stack exports.
+
+    Python's default is kept for every measured command: bytecode is cached. A shell that
+    exports ``PYTHONDONTWRITEBYTECODE`` (this machine's does) would make each run compile
+    pytest, the plugins and deploybook again, and measure the compiler instead.
+    """
     needed = (
         "KUBECONFIG",
         "DOCKER_HOST",
@@ -113,4 +118,6 @@ def stack_env() -> dict[str, str]:
     missing = [k for k in needed if not os.environ.get(k)]
     if missing:
         raise SystemExit(f'bench: {", ".join(missing)} not set; run: eval "$(stack/env)" (or make bench)')
-    return dict(os.environ)
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env

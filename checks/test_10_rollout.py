@@ -11,13 +11,16 @@ are attached, and the service's other checks are skipped with this one's cause. 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import allure
 import pytest
 
 from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
-from deploybook.release.checking import RolloutReport
+
+if TYPE_CHECKING:  # a type only: importing it at collection would load the Docker and Kubernetes clients
+    from deploybook.release.checking import RolloutReport
 
 pytestmark = pytest.mark.check("rollout")
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import allure
 import pytest
 
 from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
-from deploybook.release.checking import EndpointsReport
+
+if TYPE_CHECKING:  # a type only: importing it at collection would load the Docker and Kubernetes clients
+    from deploybook.release.checking import EndpointsReport
 
 pytestmark = pytest.mark.check("endpoints")
 

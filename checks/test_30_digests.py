@@ -7,13 +7,16 @@ cluster. The registry must still serve that digest, and the release's tag must p
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import allure
 import pytest
 
 from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
-from deploybook.release.checking import DigestsReport
+
+if TYPE_CHECKING:  # a type only: importing it at collection would load the Docker and Kubernetes clients
+    from deploybook.release.checking import DigestsReport
 
 pytestmark = pytest.mark.check("digests")
 

@@ -8,12 +8,16 @@ same image digest and the same specs show the same facts, so one exec answers fo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import allure
 import pytest
 
 from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
-from deploybook.release.checking import ContainersReport
+
+if TYPE_CHECKING:  # a type only: importing it at collection would load the Docker and Kubernetes clients
+    from deploybook.release.checking import ContainersReport
 
 pytestmark = pytest.mark.check("containers")
 

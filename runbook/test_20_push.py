@@ -12,12 +12,16 @@ release's tag, or the one recorded in the cluster, so the apply stage can render
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import allure
 import pytest
 
 from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
-from deploybook.release.stages import Pushed
+
+if TYPE_CHECKING:  # a type only: importing it at collection would load the Docker and Kubernetes clients
+    from deploybook.release.stages import Pushed
 
 pytestmark = pytest.mark.stage("push")
 

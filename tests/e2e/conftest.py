@@ -76,7 +76,7 @@ def admin(cluster_ready: dict[str, str]) -> Any:
 @pytest.fixture(scope="session")
 def registry_auth(cluster_ready: dict[str, str]) -> Any:
     """The stack registry's credentials, read from its password file."""
-    from deploybook.images.registry import resolve_credentials
+    from deploybook.images.credentials import resolve_credentials
 
     return resolve_credentials(
         cluster_ready["DEPLOYBOOK_REGISTRY"],

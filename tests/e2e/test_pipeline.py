@@ -31,7 +31,8 @@ from git_server import GitServer
 from pipeline_kit import ENVIRONMENTS, SERVICES, runbook, versions
 from secret_scan import leaks, report_outputs
 
-from deploybook.images.registry import RegistryClient, resolve_credentials
+from deploybook.images.credentials import resolve_credentials
+from deploybook.images.registry import RegistryClient
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ from git_server import GitServer
 from pipeline_kit import ensure_passed_test_release, error_lines, runbook, stored, versions
 
 from deploybook.images.build import build_image
+from deploybook.images.credentials import resolve_credentials
 from deploybook.images.push import push_image
-from deploybook.images.registry import RegistryClient, resolve_credentials
+from deploybook.images.registry import RegistryClient
 
 CRASH = (
     "          image: dx29/gateway\n",

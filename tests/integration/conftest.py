@@ -24,7 +24,8 @@ from typing import Any
 import docker
 import pytest
 
-from deploybook.images.registry import RegistryAuth, RegistryClient, resolve_credentials
+from deploybook.images.credentials import RegistryAuth, resolve_credentials
+from deploybook.images.registry import RegistryClient
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "apps" / "dx29"

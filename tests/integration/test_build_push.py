@@ -21,8 +21,9 @@ import pytest
 
 from deploybook.errors import BuildError, PushError, RegistryError
 from deploybook.images.build import BuildResult, build_image, oci_labels
+from deploybook.images.credentials import RegistryAuth, resolve_credentials
 from deploybook.images.push import push_image
-from deploybook.images.registry import RegistryAuth, RegistryClient, resolve_credentials
+from deploybook.images.registry import RegistryClient
 
 pytestmark = pytest.mark.integration
 
@@ -277,9 +278,35 @@ def test_failing_build_step_carries_the_log_tail(engine: docker.DockerClient, tm
             on_line=streamed.append,
         )
     text = str(info.value)
-    assert "not-in-context" in text and "last" in text and "Step 2/2" in text
+    assert "not-in-context" in text and "last" in text and "Step 2/" in text
     assert info.value.source == str(tmp_path)
     assert streamed[-1].startswith("ERROR:")
+
+
+def test_an_unchanged_context_is_tagged_and_a_changed_one_built(
+    engine: docker.DockerClient, tmp_path: Path, run_id: str, cleanup_images: list[str]
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY greeting /\nLABEL purpose=test\n")
+    (tmp_path / "greeting").write_text(f"hello {run_id}\n")
+    tags = [f"dx29/inputs:{run_id}-{n}" for n in (1, 2, 3)]
+    cleanup_images.extend(tags)
+
+    def build(tag: str) -> tuple[BuildResult, list[str]]:
+        seen: list[str] = []
+        return build_image(
+            engine, context=tmp_path, dockerfile="Dockerfile", tag=tag, labels={}, on_line=seen.append
+        ), seen
+
+    first, first_lines = build(tags[0])
+    again, again_lines = build(tags[1])
+    assert any(line.startswith("Step 1/") for line in first_lines)
+    assert again.image_id == first.image_id and again_lines[0].startswith("not built: the engine holds")
+    assert engine.images.get(tags[1]).id == first.image_id  # the tag a build would have given
+    assert engine.images.get(tags[1]).labels["io.deploybook.build-input"] == again.labels["io.deploybook.build-input"]
+
+    (tmp_path / "greeting").write_text(f"goodbye {run_id}\n")
+    changed, changed_lines = build(tags[2])
+    assert changed.image_id != first.image_id and any(line.startswith("Step 1/") for line in changed_lines)
 
 
 def test_credentials_as_docker_login_leaves_them(stack: Stack, tmp_path: Path) -> None:

@@ -35,10 +35,9 @@ CLUSTER_SCOPED = {"Namespace"}
 
 def api_error(status: int, message: str, details: dict[str, Any] | None = None) -> Exception:
     body = json.dumps({"kind": "Status", "status": "Failure", "message": message, "details": details or {}})
-    try:
-        raise ApiException(status=status, reason="Failure", body=body)
-    except ApiException as e:
-        return api_exception(e)
+    error = ApiException(status=status, reason="Failure")
+    error.body = body  # as the client sets it from the response
+    return api_exception(error)
 
 
 class Instance:

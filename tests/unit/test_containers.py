@@ -36,12 +36,12 @@ class Result:
     stderr: str = ""
 
 
-def runner(**answers: Result):
+def runner(answer: Result):
     seen: list[str] = []
 
     def run(command: str) -> Result:
         seen.append(command)
-        return answers["uid" if command.startswith("id") else "tcp"]
+        return answer
 
     run.seen = seen  # type: ignore[attr-defined]
     return run
@@ -58,23 +58,24 @@ def test_kubectl_url_carries_context_and_a_single_kubeconfig() -> None:
 
 
 def test_inspect_reports_uid_and_ports_even_when_tcp6_is_missing() -> None:
-    run = runner(uid=Result(0, "10001\n"), tcp=Result(1, TCP, "cat: can't open '/proc/net/tcp6': No such file"))
+    run = runner(Result(1, "10001\n" + TCP, "cat: can't open '/proc/net/tcp6': No such file"))
     facts = inspect_container("web-1", "web", "ns", run=run)
     assert (facts.uid, facts.listening) == (10001, frozenset({80}))
+    assert run.seen == ["id -u; cat /proc/net/tcp /proc/net/tcp6"]  # type: ignore[attr-defined]  one exec
 
 
 def test_forbidden_exec_is_its_own_error() -> None:
     denied = Result(1, "", 'Error from server (Forbidden): cannot create resource "pods/exec"')
     with pytest.raises(ExecForbidden, match="pods/exec"):
-        inspect_container("web-1", "web", "ns", run=runner(uid=denied))
+        inspect_container("web-1", "web", "ns", run=runner(denied))
 
 
 def test_an_exec_that_says_nothing_usable_names_the_pod_and_what_came_back() -> None:
     gone = Result(1, "", "error: unable to upgrade connection: container not found")
     with pytest.raises(ExecFailed, match=r"pod ns/web-1 container web exited 1.*container not found"):
-        inspect_container("web-1", "web", "ns", run=runner(uid=gone))
+        inspect_container("web-1", "web", "ns", run=runner(gone))
     with pytest.raises(ExecFailed, match="without a socket table"):
-        inspect_container("web-1", "web", "ns", run=runner(uid=Result(0, "10001"), tcp=Result(1, "")))
+        inspect_container("web-1", "web", "ns", run=runner(Result(1, "10001\n", "cat: /proc/net/tcp: No such file")))
 
 
 def test_facts_key_shares_one_exec_between_same_image_and_spec_only() -> None:

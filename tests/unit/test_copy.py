@@ -19,7 +19,8 @@ from requests.adapters import BaseAdapter
 from deploybook.errors import RegistryError
 from deploybook.images import registry as registry_module
 from deploybook.images.copy import copy_image
-from deploybook.images.registry import RegistryAuth, RegistryClient
+from deploybook.images.credentials import RegistryAuth
+from deploybook.images.registry import RegistryClient
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 

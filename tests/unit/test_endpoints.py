@@ -30,15 +30,14 @@ class Wire:
         self.status, self.body, self.sent = status, body, []
 
     def request(self, method: str, url: str, **kw: Any) -> urllib3.HTTPResponse:
-        self.sent.append((method, url, kw.get("headers", {})))
+        self.sent.append((method, url, kw.get("headers", {}), dict(kw.get("fields") or ())))
         return urllib3.HTTPResponse(body=self.body, status=self.status, preload_content=True)
 
 
 def kube_with(wire: Wire) -> Any:
     cfg = k8s.Configuration(
         host="https://127.0.0.1:6443",
-        api_key={"authorization": "t0ken"},
-        api_key_prefix={"authorization": "Bearer"},
+        api_key={"authorization": "Bearer t0ken"},  # as load_kube_config sets a token
     )
     api = k8s.ApiClient(cfg)
     api.rest_client.pool_manager = wire
@@ -64,7 +63,7 @@ def test_http_check_through_proxy_passes_and_sends_bearer_token() -> None:
         port=8080,
     )
     assert result.ok, result.problems
-    method, url, headers = wire.sent[0]
+    method, url, headers, _ = wire.sent[0]
     assert method == "GET"
     assert url == "https://127.0.0.1:6443/api/v1/namespaces/dx29/services/gateway:8080/proxy/health"
     assert headers["authorization"] == "Bearer t0ken"
@@ -144,7 +143,7 @@ def test_ready_endpoints_split_ready_and_not_ready() -> None:
     assert report.ready == ("10.1.0.7 (pod web-a)", "10.1.0.9 (pod web-c)")
     assert report.not_ready == ("10.1.0.8 (pod web-b)",)
     assert report.verdict == "2 ready, 1 not"
-    assert "labelSelector=kubernetes.io/service-name%3Dweb" in wire.sent[0][1]
+    assert wire.sent[0][3] == {"labelSelector": "kubernetes.io/service-name=web"}
     assert "/apis/discovery.k8s.io/v1/namespaces/dx29/endpointslices" in wire.sent[0][1]
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import os
+import tarfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 import requests
 
 from deploybook.errors import BuildError, PushError, RegistryError
 from deploybook.images import push as images_module
 from deploybook.images.build import build_image, oci_labels
+from deploybook.images.build_inputs import BUILD_INPUT_LABEL, base_images
+from deploybook.images.credentials import RegistryAuth
 from deploybook.images.push import push_image
 from deploybook.images.references import split_repository
-from deploybook.images.registry import RegistryAuth
 
 DIGEST = "sha256:" + "cd" * 32
 OTHER = "sha256:" + "ef" * 32
@@ -29,9 +34,12 @@ class FakeAPI:
         self.build_stream = build or []
         self.pushes = list(pushes or [])
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.held: dict[str, str] = {}  # build-input digest -> id of an image the engine holds
+        self.sent: list[bytes] = []  # the build contexts sent
 
     def build(self, **kwargs: Any) -> Iterator[Mapping[str, Any]]:
         self.calls.append(("build", kwargs))
+        self.sent.append(kwargs["fileobj"].read())
         for item in self.build_stream:
             if isinstance(item, Exception):
                 raise item
@@ -40,6 +48,13 @@ class FakeAPI:
     def inspect_image(self, ref: str) -> dict[str, Any]:
         self.calls.append(("inspect_image", {"ref": ref}))
         return {"Id": IMAGE_ID}
+
+    def images(self, filters: Mapping[str, str]) -> list[dict[str, Any]]:
+        inputs = filters["label"].split("=", 1)[1]
+        return [{"Id": self.held[inputs]}] if inputs in self.held else []
+
+    def called(self, name: str) -> list[dict[str, Any]]:
+        return [kwargs for called, kwargs in self.calls if called == name]
 
     def tag(self, source: str, repository: str, tag: str) -> bool:
         self.calls.append(("tag", {"source": source, "repository": repository, "tag": tag}))
@@ -151,10 +166,15 @@ def test_build_streams_lines_and_passes_labels_and_args(context: Path) -> None:
     )
     assert seen == ["Step 1/1 : FROM scratch", "Successfully tagged dx29/gateway:v1"]
     assert result.log == "\n".join(seen) and result.image_id == IMAGE_ID and result.tag == "dx29/gateway:v1"
-    kwargs = api.calls[0][1]
-    assert kwargs["labels"] == LABELS and kwargs["rm"] is True and kwargs["decode"] is True
+    (kwargs,) = api.called("build")
+    sent_labels = dict(kwargs["labels"])
+    inputs = sent_labels.pop(BUILD_INPUT_LABEL)
+    assert inputs.startswith("sha256:") and result.labels[BUILD_INPUT_LABEL] == inputs
+    assert sent_labels == LABELS and kwargs["rm"] is True and kwargs["decode"] is True
     assert kwargs["buildargs"] == {"VERSION": "1.2.0", "REVISION": "abc123"}
-    assert kwargs["dockerfile"] == "Dockerfile" and kwargs["path"] == str(context)
+    assert kwargs["dockerfile"] == "Dockerfile" and kwargs["custom_context"] is True
+    with tarfile.open(fileobj=io.BytesIO(api.sent[0])) as sent:
+        assert sent.getnames() == ["Dockerfile"]
 
 
 def test_build_args_can_be_added_and_override(context: Path) -> None:
@@ -175,7 +195,102 @@ def test_absolute_dockerfile_inside_context_is_made_relative(context: Path) -> N
     (context / "sub" / "Dockerfile.prod").write_text("FROM scratch\n")
     api = FakeAPI()
     build_image(FakeClient(api), context=context, dockerfile=context / "sub" / "Dockerfile.prod", tag="t", labels={})
-    assert api.calls[0][1]["dockerfile"] == "sub/Dockerfile.prod"
+    assert api.called("build")[0]["dockerfile"] == "sub/Dockerfile.prod"
+
+
+def test_an_image_built_from_the_same_inputs_is_tagged_not_built(context: Path) -> None:
+    (context / ".dockerignore").write_text("# scratch files\nnotes.txt\n")
+    (context / "app.sh").write_text("echo hi\n")
+    first = FakeAPI()
+    build_image(FakeClient(first), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v1", labels=LABELS)
+    inputs = first.called("build")[0]["labels"][BUILD_INPUT_LABEL]
+
+    (context / "notes.txt").write_text("ignored by .dockerignore, so not an input\n")
+    again = FakeAPI()
+    again.held[inputs] = OTHER
+    seen: list[str] = []
+    result = build_image(
+        FakeClient(again),
+        context=context,
+        dockerfile="Dockerfile",
+        tag="reg/dx29/web:v2",
+        labels=LABELS,
+        on_line=seen.append,
+    )
+    assert again.called("build") == [] and result.image_id == OTHER
+    assert again.called("tag") == [{"source": OTHER, "repository": "reg/dx29/web", "tag": "v2"}]
+    assert "not built: the engine holds" in seen[0] and inputs in result.log
+
+    (context / "app.sh").write_text("echo changed\n")
+    changed = FakeAPI()
+    changed.held[inputs] = OTHER
+    build_image(FakeClient(changed), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v3", labels=LABELS)
+    assert changed.called("build")[0]["labels"][BUILD_INPUT_LABEL] != inputs
+
+
+def test_a_fresh_checkout_of_the_same_files_is_the_same_input(context: Path) -> None:
+    (context / "app.sh").write_text("echo hi\n")
+
+    def inputs() -> str:
+        api = FakeAPI()
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels=LABELS)
+        return str(api.called("build")[0]["labels"][BUILD_INPUT_LABEL])
+
+    before = inputs()
+    os.utime(context / "app.sh", (1_000_000, 1_000_000))
+    assert inputs() == before
+    (context / "app.sh").chmod(0o755)
+    assert inputs() != before
+
+
+def test_other_labels_or_args_are_other_inputs(context: Path) -> None:
+    def inputs(**kwargs: Any) -> str:
+        api = FakeAPI()
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", **kwargs)
+        return str(api.called("build")[0]["labels"][BUILD_INPUT_LABEL])
+
+    plain = inputs(labels=LABELS)
+    assert plain == inputs(labels=LABELS)
+    assert plain != inputs(labels={**LABELS, "org.opencontainers.image.revision": "def456"})
+    assert plain != inputs(labels=LABELS, build_args={"MODE": "debug"})
+
+
+class PullingAPI(FakeAPI):
+    """An engine that does not hold the base image yet."""
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        if ref == "registry.example/base:1":
+            raise docker.errors.ImageNotFound(ref)
+        return super().inspect_image(ref)
+
+
+def test_a_base_the_engine_must_pull_means_a_build(context: Path) -> None:
+    (context / "Dockerfile").write_text("FROM registry.example/base:1\nCOPY . /\n")
+    api = PullingAPI()
+    result = build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels={})
+    assert len(api.called("build")) == 1 and BUILD_INPUT_LABEL not in result.labels
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "bases"),
+    [
+        ("FROM scratch\nCOPY a /", []),
+        (
+            "FROM golang:1.23 AS build\nRUN go build\nFROM gcr.io/distroless/static\nCOPY --from=build /x /",
+            ["golang:1.23", "gcr.io/distroless/static"],
+        ),
+        (
+            "FROM --platform=linux/amd64 alpine:3.20\nCOPY --from=busybox:1.36 /bin/sh /bin/",
+            ["alpine:3.20", "busybox:1.36"],
+        ),
+        ("FROM base AS one\nFROM one\nCOPY --from=0 /a /", ["base"]),
+        ("ARG BASE=alpine\nFROM ${BASE}", None),
+        ("FROM alpine\nADD https://example.com/tool.tgz /", None),
+        ("FROM alpine\nRUN apk add \\\n  curl\n# FROM nothing", ["alpine"]),
+    ],
+)
+def test_base_images_of_a_dockerfile(dockerfile: str, bases: list[str] | None) -> None:
+    assert base_images(dockerfile) == bases
 
 
 def test_missing_context_fails_before_the_engine(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 # Imported here, before any in-process pytester run snapshots sys.modules, so the fakes
 # below patch the very modules the inner runs use.
+import deploybook.images.registry
 import deploybook.release.clients
 import deploybook.release.release
 import deploybook.release.session
@@ -95,6 +96,8 @@ class FakeCluster:
         self.connects = 0
         self.preflights = 0
         self.refuse = ""
+        self.registry_pings = 0
+        self.registry_refuses = False
         self.coordination = SimpleNamespace(
             read_namespaced_lease=self.read_lease,
             create_namespaced_lease=self.create_lease,
@@ -114,6 +117,13 @@ class FakeCluster:
 
             raise PreflightFailed(f"1 of 2 services' manifests refused: {self.refuse}", hint="fix the manifest")
         return []
+
+    def ping_registry(self, client: Any) -> None:
+        self.registry_pings += 1
+        if self.registry_refuses:
+            from deploybook.errors import RegistryError
+
+            raise RegistryError(f"{client.address}: credentials were refused", hint="check the password")
 
     def connect(self, **kwargs: Any) -> SimpleNamespace:
         self.connects += 1
@@ -172,6 +182,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     monkeypatch.setattr(deploybook.release.session, "require_write_access", lambda *a, **k: None)
     # The preflight's rendering and dry-run are unit-tested in test_preflight.py.
     monkeypatch.setattr(deploybook.release.session, "preflight_release", fake.preflight)
+    monkeypatch.setattr(deploybook.images.registry.RegistryClient, "ping", lambda client: fake.ping_registry(client))
     return fake
 
 
@@ -258,6 +269,18 @@ def test_stages_run_in_marker_order_then_checks(
             "*checks/test_check.py::test_check[[]api[]]*",
         ]
     )
+
+
+def test_a_registry_that_refuses_stops_the_release_before_the_cluster_is_touched(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
+    cluster.registry_refuses = True
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*RegistryError: reg.example: credentials were refused -> check the password*"])
+    assert cluster.registry_pings == 1 and cluster.preflights == 0
+    assert cluster.leases == {} and cluster.configmaps == {}
+    assert not (project.path / "stages.log").exists()
 
 
 def test_services_are_worked_on_side_by_side(project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks) -> None:

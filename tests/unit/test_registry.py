@@ -1,4 +1,4 @@
-"""Unit tests of deploybook.images.registry: credentials and the v2 client behind a fake transport."""
+"""Unit tests of deploybook.images.credentials and .registry: credentials, and the v2 client behind a fake transport."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from requests.adapters import BaseAdapter
 
 from deploybook.errors import ConfigError, RegistryError
 from deploybook.images import registry as registry_module
-from deploybook.images.registry import RegistryAuth, RegistryClient, registry_host, resolve_credentials
+from deploybook.images.credentials import RegistryAuth, registry_host, resolve_credentials
+from deploybook.images.registry import RegistryClient
 
 DIGEST = "sha256:" + "ab" * 32
 Handler = Callable[[requests.PreparedRequest], tuple[int, dict[str, str], bytes]]

@@ -37,6 +37,9 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 # Probe timeouts (connect, read) in seconds: long enough for a busy API server,
 # short enough that a wrong address fails the run quickly.
 PROBE_TIMEOUT = (5.0, 15.0)
+# Connections kept open to the API server. Every service's checks run in a thread of their own;
+# with fewer, each thread beyond the pool opens (and completes a TLS handshake for) a new one.
+CONNECTIONS = 64
 _SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -94,6 +97,7 @@ def connect(
         files = os.pathsep.join(paths)
         configuration, used_context = _kubeconfig_configuration(files, context, kubeconfig)
     _require_verified_tls(configuration, used_context, files)
+    configuration.connection_pool_maxsize = CONNECTIONS
     api_client = k8s.ApiClient(configuration)
     _probe(api_client, configuration.host, used_context, files)
     return _clients(api_client, configuration.host, used_context, files)
@@ -119,7 +123,7 @@ def _running_in_pod() -> bool:
 def _in_cluster_configuration() -> k8s.Configuration:
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        k8s_config.load_incluster_config(client_configuration=configuration)
     except ConfigException as e:
         raise ClusterError(
             f"in-cluster configuration unusable: {e}",
@@ -154,7 +158,7 @@ def _kubeconfig_configuration(
         )
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+        k8s_config.load_kube_config(
             config_file=files, context=chosen, client_configuration=configuration, persist_config=False
         )
     except (ConfigException, OSError, ValueError) as e:
@@ -261,7 +265,7 @@ def api_errors(where: str, doing: str) -> Iterator[None]:
 
 def _clients(api_client: k8s.ApiClient, server: str, context: str | None, files: str) -> KubeClients:
     try:
-        dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        dynamic = DynamicClient(api_client)
     except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
         raise ClusterError(f"API discovery failed: {_where(server, context, files)}: {e}") from e
     return KubeClients(

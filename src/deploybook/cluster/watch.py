@@ -42,19 +42,21 @@ class NamespaceSnapshot:
         self.namespace = namespace
         self._listers = dict(listers)
         self._items: dict[str, list[Any]] = {}
-        self._lock = threading.Lock()
+        # One lock per kind: the threads reading Pods wait for the one listing them, while
+        # the Deployments are read at the same time.
+        self._locks = {kind: threading.Lock() for kind in self._listers}
 
     def items(self, kind: str) -> list[Any]:
         """Every object of `kind` in the namespace, as raw JSON (listed once until invalidated)."""
-        with self._lock:
+        with self._locks[kind]:
             if kind not in self._items:
                 self._items[kind], _ = list_raw(self._listers[kind], self.namespace)
             return self._items[kind]
 
     def invalidate(self, *kinds: str) -> None:
         """Forget `kinds` (all kinds when none given) so they are listed again when next read."""
-        with self._lock:
-            for kind in kinds or tuple(self._items):
+        for kind in kinds or tuple(self._listers):
+            with self._locks[kind]:
                 self._items.pop(kind, None)
 
 
@@ -128,7 +130,7 @@ class EventStream(threading.Thread):
             **self.selectors,
         )
         try:
-            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
+            for line in iter_resp_lines(resp):
                 if not line:
                     continue
                 event = json.loads(line)

@@ -3,23 +3,28 @@
 `build_image` runs a classic ``docker build`` through the SDK's low-level API, streams every
 log line to a callback (the terminal's progress) and keeps the whole log (the report's
 evidence). A missing context or Dockerfile is reported before the engine is called; a
-failed build carries the last lines of its log.
+failed build carries the last lines of its log. An image the engine already holds from the
+same inputs (`deploybook.images.build_inputs`) is tagged, not built again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker
 import docker.errors
+import docker.utils
 import requests
+from docker.api.build import process_dockerfile
 
 from deploybook.errors import BuildError
+from deploybook.images.build_inputs import BUILD_INPUT_LABEL, build_inputs, image_built_from
 
 __all__ = ["BuildResult", "LineCallback", "build_image", "emit_line", "oci_labels"]
 
@@ -113,35 +118,74 @@ def build_image(
     context = Path(context)
     relative_dockerfile = _dockerfile_in_context(context, dockerfile)
     started = time.monotonic()
+    args = _build_args(labels, build_args)
     lines: list[str] = []
-    image_id = ""
     try:
-        stream = client.api.build(
-            path=str(context),
-            dockerfile=relative_dockerfile,
-            tag=tag,
-            labels=dict(labels),
-            buildargs=_build_args(labels, build_args),
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for chunk in stream:
-            image_id = _consume_build_chunk(chunk, lines, on_line) or image_id
+        with _context_archive(context, relative_dockerfile) as (archive, in_archive):
+            inputs = None
+            if in_archive == relative_dockerfile:  # a Dockerfile from outside gets a random name
+                inputs = build_inputs(
+                    client,
+                    archive,
+                    dockerfile_path=context / relative_dockerfile,
+                    dockerfile_in_archive=in_archive,
+                    build_args=args,
+                    labels=labels,
+                )
+            held = image_built_from(client, inputs) if inputs else None
+            if inputs and held:
+                repository, _, name = tag.rpartition(":")
+                client.api.tag(held, repository, name)
+                emit_line(lines, on_line, f"not built: the engine holds {held[:19]}, built from the same inputs")
+                emit_line(lines, on_line, f"({BUILD_INPUT_LABEL}={inputs}: context, Dockerfile, args, labels, bases)")
+                return BuildResult(held, tag, {**labels, BUILD_INPUT_LABEL: inputs}, "\n".join(lines), 0.0)
+            labels = {**labels, BUILD_INPUT_LABEL: inputs} if inputs else dict(labels)
+            stream = client.api.build(
+                fileobj=archive,
+                custom_context=True,
+                dockerfile=in_archive,
+                tag=tag,
+                labels=labels,
+                buildargs=args,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in stream:
+                _consume_build_chunk(chunk, lines, on_line)
         image_id = client.api.inspect_image(tag)["Id"]
     except _StepFailed as e:
         raise _build_failed(f"docker build of {tag} failed: {e}", context, lines) from None
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
         raise _build_failed(f"docker build of {tag} failed: {e}", context, lines) from e
-    return BuildResult(image_id, tag, dict(labels), "\n".join(lines), time.monotonic() - started)
+    return BuildResult(image_id, tag, labels, "\n".join(lines), time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def _context_archive(context: Path, dockerfile: str) -> Iterator[tuple[IO[bytes], str]]:
+    """The context as ``docker build`` sends it (``.dockerignore`` applied), and the Dockerfile's name in it.
+
+    Made once here so the same bytes are hashed (`build_inputs`) and sent.
+    """
+    ignore = context / ".dockerignore"
+    exclude = None
+    if ignore.is_file():
+        lines = (line.strip() for line in ignore.read_text(encoding="utf-8").splitlines())
+        exclude = [line for line in lines if line and not line.startswith("#")]
+    named = process_dockerfile(dockerfile, str(context))
+    archive = docker.utils.tar(str(context), exclude=exclude, dockerfile=named)
+    try:
+        yield archive, named[0] or dockerfile
+    finally:
+        archive.close()
 
 
 class _StepFailed(Exception):
     """The engine reported a failing build step; its message is the error text."""
 
 
-def _consume_build_chunk(chunk: Mapping[str, Any], lines: list[str], on_line: LineCallback | None) -> str | None:
-    """Record one decoded build message; return the image id if it carries one."""
+def _consume_build_chunk(chunk: Mapping[str, Any], lines: list[str], on_line: LineCallback | None) -> None:
+    """Record one decoded build message; raise `_StepFailed` on the engine's error."""
     if "error" in chunk or "errorDetail" in chunk:
         message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
         emit_line(lines, on_line, f"ERROR: {message}")
@@ -151,8 +195,6 @@ def _consume_build_chunk(chunk: Mapping[str, Any], lines: list[str], on_line: Li
             for line in str(chunk[key]).splitlines():
                 if line.strip():
                     emit_line(lines, on_line, line.rstrip())
-    aux = chunk.get("aux")
-    return str(aux["ID"]) if isinstance(aux, Mapping) and aux.get("ID") else None
 
 
 def emit_line(lines: list[str], on_line: LineCallback | None, line: str) -> None:

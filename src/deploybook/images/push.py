@@ -20,8 +20,9 @@ import requests
 
 from deploybook.errors import PushError, RegistryError
 from deploybook.images.build import LineCallback, emit_line
+from deploybook.images.credentials import RegistryAuth, registry_host
 from deploybook.images.references import split_repository
-from deploybook.images.registry import RegistryAuth, RegistryClient, registry_host
+from deploybook.images.registry import RegistryClient
 
 __all__ = ["PushResult", "push_image"]
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from docker import DockerClient
 
     from deploybook.cluster.connect import KubeClients
-    from deploybook.images.registry import RegistryAuth, RegistryClient
+    from deploybook.images.credentials import RegistryAuth
+    from deploybook.images.registry import RegistryClient
     from deploybook.release.release import Release
 
 __all__ = ["ENGINE", "TERMINAL", "RunView"]

@@ -31,17 +31,18 @@ class Terminal:
         self._last: dict[tuple[str, str], str] = {}
         self._pending: list[str] = []  # lines said before the terminal reporter exists
 
-    def _write(self, text: str) -> None:
+    def _write(self, *texts: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         capman = self.config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
-            self._pending.append(text)
+            self._pending += texts
             return
-        lines, self._pending = [*self._pending, text], []
+        lines, self._pending = [*self._pending, *texts], []
         if capman is None:
             for line in lines:
                 reporter.write_line(line)
             return
+        # Suspending the capture costs system calls: every line waiting goes out in one pause.
         with capman.global_and_fixture_disabled():
             reporter.ensure_newline()
             for line in lines:
@@ -53,19 +54,30 @@ class Terminal:
 
     def progress(self, service: str, task: str, text: str) -> None:
         """A progress line of ``service``'s ``task``."""
-        if self._last.get((service, task)) == text:
-            return
-        self._last[(service, task)] = text
-        self._write(f"  {service:<11} {task:<5} | {text[:LINE_LIMIT]}")
+        line = self._progress_line(service, task, text)
+        if line:
+            self._write(line)
 
     def drain(self, events: queue.Queue[tuple[str, str, str]]) -> None:
         """Write every progress line waiting in ``events``."""
+        lines = []
         while True:
             try:
                 service, task, text = events.get_nowait()
             except queue.Empty:
-                return
-            self.progress(service, task, text)
+                break
+            line = self._progress_line(service, task, text)
+            if line:
+                lines.append(line)
+        if lines:
+            self._write(*lines)
+
+    def _progress_line(self, service: str, task: str, text: str) -> str | None:
+        """The line to show, or None when the task said the same thing last (a progress bar)."""
+        if self._last.get((service, task)) == text:
+            return None
+        self._last[(service, task)] = text
+        return f"  {service:<11} {task:<5} | {text[:LINE_LIMIT]}"
 
 
 def release_summary(reporter: Any, record: ReleaseRecord, service_names: tuple[str, ...]) -> None:

@@ -17,6 +17,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,13 +122,14 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
             hint="release the service, or check the environment and namespace it runs in",
         )
     namespace, timeout_s = release.context.env.cluster.namespace, release.context.env.timeouts.rollout
-    results, failures = [], []
+    results, failures, waited = [], [], False
     for wl in workloads:
         listed = _listed_result(release, wl, namespace, timeout_s)
         if listed is not None:
             say(f"{wl.title}: {listed.timeline[-1][1]} (rolled out in the namespace list)")
             results.append(listed)
             continue
+        waited = True
         try:
             results.append(
                 release.watcher.watch(
@@ -141,7 +143,8 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
         except RolloutFailed as exc:
             exc.service = service.name
             failures.append(exc)
-    release.reader.forget_pods()  # pods moved on while waiting
+    if waited:
+        release.reader.forget_pods()  # pods moved on while waiting
     return RolloutReport(tuple(results), tuple(failures))
 
 
@@ -267,23 +270,33 @@ def _inspect(release: ReleaseParts, target: RunningContainer) -> ContainerFacts:
 
 
 class FactsCache:
-    """Facts seen inside containers, by `facts_key`: containers alike share one exec."""
+    """Facts seen inside containers, by `facts_key`: containers alike share one exec.
+
+    The first service to ask for a key looks inside; the others asking meanwhile wait for
+    that answer instead of starting an exec of their own. A look that failed is not kept.
+    """
 
     def __init__(self) -> None:
-        self._facts: dict[str, ContainerFacts] = {}
+        self._facts: dict[str, Future[ContainerFacts]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:
         """The facts for ``key``, looking inside (``look``) only the first time."""
-        if key is not None:
-            with self._lock:
-                if key in self._facts:
-                    return self._facts[key]
-        facts = look()
-        if key is not None:
-            with self._lock:
-                self._facts.setdefault(key, facts)
-        return facts
+        if key is None:
+            return look()
+        with self._lock:
+            answer = self._facts.get(key)
+            first = answer is None
+            if answer is None:
+                answer = self._facts[key] = Future()
+        if first:
+            try:
+                answer.set_result(look())
+            except BaseException as exc:
+                with self._lock:
+                    del self._facts[key]
+                answer.set_exception(exc)
+        return answer.result()
 
 
 def registry_answers(release: ReleaseParts) -> CachedManifests:

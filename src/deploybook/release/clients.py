@@ -21,7 +21,8 @@ from deploybook.cluster.connect import KubeClients, connect
 from deploybook.config.environment import load_environment
 from deploybook.config.model import Environment
 from deploybook.errors import BuildError
-from deploybook.images.registry import RegistryAuth, RegistryClient
+from deploybook.images.credentials import RegistryAuth
+from deploybook.images.registry import RegistryClient
 from deploybook.release.credentials import resolve_registry_auth
 
 __all__ = ["Clients", "connect_environment"]

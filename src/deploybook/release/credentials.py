@@ -10,7 +10,7 @@ from __future__ import annotations
 from deploybook.config.environment import key_line, load_environment
 from deploybook.config.model import Environment
 from deploybook.errors import ConfigError
-from deploybook.images.registry import RegistryAuth, resolve_credentials
+from deploybook.images.credentials import RegistryAuth, resolve_credentials
 from deploybook.release.sources import git_access
 from deploybook.sources.access import check_git_access, repository_host
 

@@ -50,6 +50,9 @@ def open_release(release: ReleaseParts) -> None:
     kube = release.clients.kube
     ctx, env = release.context, release.env
     auth = release.clients.registry_auth  # resolved before the namespace and the lock
+    # The registry answers with these credentials over verified TLS before the cluster is
+    # touched: a wrong password, CA or address must not leave a pull secret or a lock behind.
+    release.clients.registry.ping()
     release.pull_secret = env.pull_secret if env.pull_secret and auth is not None else None
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     if ctx.source_record is not None:

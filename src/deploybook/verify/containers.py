@@ -30,8 +30,9 @@ __all__ = [
 ]
 
 LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp{,6}
-UID_COMMAND = "id -u"
-TCP_COMMAND = "cat /proc/net/tcp /proc/net/tcp6"
+# One exec answers both questions (each exec is a kubectl process and a round trip through the
+# API server): the user's id on the first line, then the TCP socket tables.
+FACTS_COMMAND = "id -u; cat /proc/net/tcp /proc/net/tcp6"
 
 RunCommand = Callable[[str], Any]  # returns an object with rc, stdout, stderr
 
@@ -116,15 +117,11 @@ def inspect_container(
     """Run `id -u` and read the TCP tables in the container; raise ExecForbidden/ExecFailed."""
     where = f"pod {namespace}/{pod} container {container}"
     run = run or _testinfra_runner(kubectl_url(pod, container, namespace, context=context, kubeconfig=kubeconfig))
-    uid = _run(run, UID_COMMAND)
-    if uid.rc != 0 or not uid.stdout.strip().isdigit():
-        raise ExecFailed(
-            f"`{UID_COMMAND}` in {where} exited {uid.rc}: "
-            f"stdout {uid.stdout.strip()!r}, stderr {(uid.stderr or '').strip()!r}"
-        )
-    tcp = _run(run, TCP_COMMAND)
-    if "local_address" not in tcp.stdout:
-        raise ExecFailed(
-            f"`{TCP_COMMAND}` in {where} exited {tcp.rc} without a socket table: stderr {(tcp.stderr or '').strip()!r}"
-        )
-    return ContainerFacts(pod, container, int(uid.stdout.strip()), frozenset(listening_ports(tcp.stdout)))
+    answer = _run(run, FACTS_COMMAND)
+    uid, _, tables = answer.stdout.partition("\n")
+    stderr = (answer.stderr or "").strip()
+    if not uid.strip().isdigit():
+        raise ExecFailed(f"`id -u` in {where} exited {answer.rc}: stdout {uid.strip()!r}, stderr {stderr!r}")
+    if "local_address" not in tables:
+        raise ExecFailed(f"`{FACTS_COMMAND}` in {where} exited {answer.rc} without a socket table: stderr {stderr!r}")
+    return ContainerFacts(pod, container, int(uid.strip()), frozenset(listening_ports(tables)))

@@ -1,0 +1,118 @@
+"""What a build is made from, as one digest, so an unchanged service is not built again.
+
+A build is decided by its context (the files ``docker build`` sends the engine, after
+``.dockerignore``: names, modes, owners, links and bytes, not times), the Dockerfile's path
+in it, the build args, the labels and the base images the engine holds. `build_inputs`
+hashes exactly those; the digest goes on the image as the label ``io.deploybook.build-input``.
+When the engine already holds an image carrying the same digest, a build would only walk the
+cache to that same image, so the image is tagged instead (see
+`deploybook.images.build.build_image`).
+
+Where the inputs cannot be known before the engine runs, there is no digest and the build
+runs as usual: a Dockerfile outside the context, a ``FROM`` that uses a build arg, an ``ADD``
+of a URL or a git repository, or a base image the engine would have to pull.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import docker.errors
+
+__all__ = ["BUILD_INPUT_LABEL", "base_images", "build_inputs", "image_built_from"]
+
+BUILD_INPUT_LABEL = "io.deploybook.build-input"
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
+_COPY_FROM = re.compile(r"^\s*COPY\s+.*--from=(\S+)", re.IGNORECASE)
+_REMOTE_ADD = re.compile(r"^\s*ADD\s+.*(?:https?://|git@|\.git\b)", re.IGNORECASE)
+
+
+def base_images(dockerfile: str) -> list[str] | None:
+    """The images a Dockerfile builds on (``FROM``, ``COPY --from``), or None when unknowable.
+
+    Stage names and ``scratch`` are not images; a reference with a ``$`` depends on a build
+    arg, and a remote ``ADD`` fetches what no digest here can cover: both give None.
+    """
+    stages: set[str] = set()
+    found: list[str] = []
+    for line in _logical_lines(dockerfile):
+        if _REMOTE_ADD.match(line):
+            return None
+        match = _FROM.match(line) or _COPY_FROM.match(line)
+        if not match:
+            continue
+        image = match.group(1)
+        if "$" in image:
+            return None
+        if image.lower() != "scratch" and image not in stages and not image.isdigit():
+            found.append(image)
+        alias = match.group(2) if match.re is _FROM else None
+        if alias:
+            stages.add(alias)
+    return found
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Dockerfile lines with backslash continuations joined and comments dropped."""
+    joined = re.sub(r"\\\r?\n", " ", text)
+    return [line for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def build_inputs(
+    client: docker.DockerClient,
+    archive: IO[bytes],
+    *,
+    dockerfile_path: Path,
+    dockerfile_in_archive: str,
+    build_args: Mapping[str, str],
+    labels: Mapping[str, str],
+) -> str | None:
+    """``sha256:...`` of everything the build is made from, or None when that cannot be known."""
+    bases = base_images(dockerfile_path.read_text(encoding="utf-8", errors="replace"))
+    if bases is None:
+        return None
+    base_ids = {}
+    for image in bases:
+        try:
+            base_ids[image] = client.api.inspect_image(image)["Id"]
+        except docker.errors.ImageNotFound:
+            return None  # the engine pulls it during the build: what it gets is not known yet
+    digest = hashlib.sha256()
+    settings = {
+        "dockerfile": dockerfile_in_archive,
+        "build_args": dict(sorted(build_args.items())),
+        "labels": dict(sorted(labels.items())),
+        "bases": base_ids,
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    _hash_members(archive, digest)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _hash_members(archive: IO[bytes], digest: Any) -> None:
+    """Every entry of the context archive: name, type, mode, owner, link target and bytes.
+
+    Modification times are left out, as the engine's own build cache leaves them out: a fresh
+    checkout of the same files is the same input.
+    """
+    archive.seek(0)
+    with tarfile.open(fileobj=archive, mode="r:") as tar:
+        for member in tar:
+            head = [member.name, member.type.decode(), member.mode, member.uid, member.gid, member.linkname]
+            digest.update(json.dumps([*head, member.size]).encode())
+            content = tar.extractfile(member) if member.isfile() else None
+            while content is not None and (block := content.read(1 << 20)):
+                digest.update(block)
+    archive.seek(0)
+
+
+def image_built_from(client: docker.DockerClient, inputs: str) -> str | None:
+    """The id of an image in the engine labelled with these build inputs, if there is one."""
+    held: list[dict[str, Any]] = client.api.images(filters={"label": f"{BUILD_INPUT_LABEL}={inputs}"})
+    return str(held[0]["Id"]) if held else None
