@@ -18,13 +18,8 @@ from kubernetes.client.exceptions import ApiException
 from deploybook.config.environment import parse_environment
 from deploybook.config.model import Environment
 from deploybook.errors import PolicyError
-from deploybook.evidence.record import ReleaseRecord, ServiceRecord
-from deploybook.evidence.record_store import (
-    HISTORY_LENGTH,
-    PassedRelease,
-    load_passed_history,
-    save_to_cluster,
-)
+from deploybook.evidence.record import PassedRelease, ReleaseRecord, ServiceRecord
+from deploybook.evidence.record_store import HISTORY_LENGTH, load_passed_history, save_to_cluster
 from deploybook.release.policy import check_proven, check_source_refs
 
 GOOD = {"api": "sha256:" + "1" * 64, "web": "sha256:" + "2" * 64}

@@ -11,19 +11,16 @@ record of a rolled-back attempt is kept under ``last-attempt.json``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from deploybook.cluster.connect import KubeClients, api_errors
 from deploybook.errors import RecordError
-from deploybook.evidence.record import RECORD_FILE, ReleaseRecord, record_from_dict
+from deploybook.evidence.record import RECORD_FILE, PassedRelease, ReleaseRecord, record_from_dict
 
 __all__ = [
     "CONFIGMAP_NAME",
-    "PassedRelease",
     "load_from_cluster",
     "load_last_passed",
     "load_passed_history",
@@ -35,30 +32,6 @@ ATTEMPT_KEY = "last-attempt.json"
 HISTORY_KEY = "passed-history.json"
 HISTORY_LENGTH = 20
 CONFIGMAP_NAME = "deploybook-release"
-
-
-@dataclass(frozen=True)
-class PassedRelease:
-    """One release that passed, as the environment's own record keeps it."""
-
-    run_id: str
-    finished: str
-    digests: Mapping[str, str] = field(default_factory=dict)
-    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, record: ReleaseRecord) -> PassedRelease:
-        """The history entry of a passed ``record``."""
-        return cls(record.run_id, record.finished, record.digests(), {n: s.source for n, s in record.services.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form kept in the ConfigMap."""
-        return {
-            "run_id": self.run_id,
-            "finished": self.finished,
-            "digests": dict(self.digests),
-            "sources": dict(self.sources),
-        }
 
 
 def save_to_cluster(

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 
 from deploybook.config.model import Environment
 from deploybook.errors import PolicyError
-from deploybook.evidence.record import ReleaseRecord
-from deploybook.evidence.record_store import PassedRelease
+from deploybook.evidence.record import PassedRelease, ReleaseRecord
 from deploybook.sources.git import GitState
 
 

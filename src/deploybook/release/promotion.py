@@ -20,8 +20,8 @@ import dataclasses
 from deploybook.cluster.connect import KubeClients
 from deploybook.config.model import Environment
 from deploybook.errors import ClusterError, PolicyError
-from deploybook.evidence.record import ReleaseRecord
-from deploybook.evidence.record_store import CONFIGMAP_NAME, PassedRelease, load_from_cluster, load_passed_history
+from deploybook.evidence.record import PassedRelease, ReleaseRecord
+from deploybook.evidence.record_store import CONFIGMAP_NAME, load_from_cluster, load_passed_history
 from deploybook.release import policy
 from deploybook.release.clients import connect_environment
 from deploybook.release.parts import ReleaseParts
