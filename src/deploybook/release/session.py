@@ -53,6 +53,8 @@ def open_release(release: ReleaseParts) -> None:
     # The registry answers with these credentials over verified TLS before the cluster is
     # touched: a wrong password, CA or address must not leave a pull secret or a lock behind.
     release.clients.registry.ping()
+    if ctx.promoting:
+        release.clients.source_registry.ping()  # where the promoted images are copied from
     release.pull_secret = env.pull_secret if env.pull_secret and auth is not None else None
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     if ctx.source_record is not None:
