@@ -2,13 +2,15 @@
 #   make demo   start the local stack and release the sample app to it
 #   make test   the whole test suite (unit, integration against the real engine
 #               and registry, e2e against the real cluster)
+#   make pipeline   the Dx29 pipeline end to end on the stack: develop -> dev, main -> test,
+#               test's digests -> prod, checks alone on each, the status (scripts/pipeline)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STACK_ENV = eval "$$(stack/env)"
 
-.PHONY: demo test unit stack stack-down venv node browser lint bench clean
+.PHONY: demo test unit stack stack-down venv node browser lint bench clean pipeline
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +38,10 @@ stack-down:
 demo: venv node stack
 	$(STACK_ENV) && $(VENV)/bin/pytest runbook --env local
 	@echo "report: $$(readlink -f reports/local/latest)/index.html"
+
+# From a clean main of this repository, with the stack up (stack/up).
+pipeline: venv node
+	scripts/pipeline
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit -q

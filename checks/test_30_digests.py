@@ -24,8 +24,9 @@ pytestmark = pytest.mark.check("digests")
 def test_running_digest_is_recorded_digest(service: Service, release: RunView, status: Callable[..., None]) -> None:
     """Compare each container's imageID digest with the release's, and ask the registry."""
     report: DigestsReport = release.wait(service, "digests")
-    released, commit = release.released
+    released, _ = release.released
     running = sorted({c.digest or "none" for c in report.running})
+    commit = release.source_commit(service)[:12]
     status(recorded=report.expected or "", running=",".join(running), released=released, commit=commit)
     allure.attach(
         "\n".join(f"{c.pod}/{c.container}: {c.image_id or '(not pulled)'}" for c in report.running),

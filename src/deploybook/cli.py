@@ -6,6 +6,10 @@
     deploybook upgrade --check   say what upgrade would change; exit 1 if anything would
     deploybook bundle verify ARCHIVE   check a release bundle against its SHA256SUMS
     deploybook bundle create RUN_DIR   pack a finished run folder (a release packs its own)
+    deploybook status [--env NAME]... [--json]
+                                 what runs where: environment by service, running and recorded
+                                 digest, release, source commit, ready pods, drift, verdict
+                                 (read-only; exit 1 when any verdict is not ok)
 
 The project's files are the team's own: ``init`` writes them once, and ``upgrade`` replaces a
 runbook or check module only while it is still as deploybook wrote it (``.deploybook.json``
@@ -195,6 +199,20 @@ def _bundle_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from deploybook.config.environment import ENVIRONMENTS_DIR, known_environments, load_environment
+    from deploybook.release.status import format_status, gather
+
+    directory = Path(args.project) / ENVIRONMENTS_DIR
+    names = args.env or known_environments(directory)
+    rows = gather([load_environment(name, directory) for name in names])
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        print("\n".join(format_status(rows)))
+    return 0 if all(r.verdict == "ok" for r in rows) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deploybook", description=__doc__.split("\n\n")[0] if __doc__ else "")
     parser.add_argument("--version", action="version", version=f"deploybook {__version__}")
@@ -216,6 +234,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("run_dir", metavar="RUN_DIR")
     create.add_argument("-o", "--output", metavar="ARCHIVE", help="where to write the archive")
     create.set_defaults(run=_bundle_create)
+    status = commands.add_parser("status", help="what runs in each environment, and whether it matches its record")
+    status.add_argument("--env", action="append", metavar="NAME", help="an environment (repeat; default: every one)")
+    status.add_argument("--json", action="store_true", help="one JSON object per service, for machines")
+    status.add_argument("--project", metavar="DIR", default=".", help="the runbook project (default: here)")
+    status.set_defaults(run=_status)
     return parser
 
 

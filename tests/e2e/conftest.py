@@ -35,7 +35,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS_FILE = ROOT / "reports" / "reliability" / "faults.jsonl"
 _STACK_LIBS = ("common", "pki", "build", "components")
-START_FUNCTIONS = {"registry": "start_registry", "kube-apiserver": "start_apiserver", "kubelet": "start_kubelet"}
+START_FUNCTIONS = {
+    "registry": "start_registry",
+    "kube-apiserver": "start_apiserver",
+    "kubelet": "start_kubelet",
+    "git-server": "start_git_server",
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:

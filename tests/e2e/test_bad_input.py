@@ -458,7 +458,7 @@ def case_cluster_wrong_ca(c: Ctx) -> Invocation:
     "read-only context trying to release: forbidden, server and context named",
     "server https://",
     "context deploybook-view",
-    "forbidden|HTTP 403",
+    "may not write in namespace|forbidden|HTTP 403",
 )
 def case_cluster_forbidden(c: Ctx) -> Invocation:
     return Invocation(release("--kube-context", "deploybook-view"))

@@ -1,10 +1,12 @@
 """Security: secrets stay references, TLS is always verified, production refuses what it must.
 
-A real release of the sample app goes to a namespace of its own with three planted values:
+A real release of the sample app goes to a namespace of its own with these planted values:
 
 - the registry password (the stack's real one, read from its file; the release uses it),
 - the value of a Secret made out of band that the gateway's manifest references by name,
-- a fake token in an environment variable of the releasing process.
+- a fake token in an environment variable of the releasing process,
+- the stack's git password and prod registry's password (this release does not use them; the
+  dev, test and prod releases of ``test_pipeline.py``, which do, are searched the same way).
 
 Every output of the release and of a checks-only run is then searched for each value, in
 plain text and base64 (every alignment, so a value inside a larger encoded blob is found):
@@ -20,14 +22,10 @@ branch, a dirty tree, digests that never passed test, and a missing ``--confirm-
 
 from __future__ import annotations
 
-import base64
-import gzip
 import hashlib
 import json
 import re
 import secrets
-import tarfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +33,11 @@ from pathlib import Path
 import pytest
 from bad_input.cases import admin_kubeconfig, write_kubeconfig
 from bad_input.sandbox import ROOT, Run, Sandbox, delete_namespace, environ_with, kubectl
+from secret_scan import leaks, report_outputs
 
 SUITE = "security"
 RESULTS = ROOT / "reports" / "reliability" / f"{SUITE}.jsonl"
 SECRET_NAME = "dx29-appsettings"
-_BLOB = re.compile(rb"[A-Za-z0-9+/]{64,}={0,2}")
 
 
 def record(name: str, expected: str, observed: str, passed: bool, lost: str = "nothing") -> None:
@@ -102,6 +100,8 @@ def released(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPathFac
     planted = Planted(
         {
             "registry password": password,
+            "prod registry password": Path(cluster_ready["DEPLOYBOOK_PROD_REGISTRY_PASSWORD_FILE"]).read_text().strip(),
+            "git password": Path(cluster_ready["DEPLOYBOOK_GIT_PASSWORD_FILE"]).read_text().strip(),
             "Secret value": "dbx-secret-" + secrets.token_hex(16),
             "token in an environment variable": "dbx-token-" + secrets.token_hex(16),
         }
@@ -133,65 +133,16 @@ def released(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPathFac
         delete_namespace(cluster_ready, namespace)
 
 
-def base64_forms(value: bytes) -> list[bytes]:
-    """The value as it shows inside base64 text, at each of the three byte alignments."""
-    forms = []
-    for offset in range(3):
-        encoded = base64.b64encode(b"\0" * offset + value)
-        start = -(-offset * 4 // 3)  # characters that mix in the bytes before the value
-        forms.append(encoded[start:-4])  # the last group mixes in what follows
-    return forms
-
-
-def decoded_blobs(data: bytes) -> Iterator[bytes]:
-    """Long base64 runs of ``data`` decoded, and gunzipped/inflated when they are compressed."""
-    for match in _BLOB.finditer(data):
-        blob = match.group(0)
-        try:
-            raw = base64.b64decode(blob + b"=" * (-len(blob) % 4))
-        except ValueError:
-            continue
-        yield raw
-        for inflate in (gzip.decompress, zlib.decompress):
-            try:  # noqa: SIM105  (suppress() around a yield would swallow the consumer's errors)
-                yield inflate(raw)
-            except (OSError, zlib.error, EOFError):
-                pass
-
-
 def outputs(released: Released) -> Iterator[tuple[str, bytes]]:
     """(where, bytes) of every output of the runs: streams, report files, bundle members."""
     for run in released.runs:
         yield f"output of pytest {' '.join(run.args)}", run.output.encode()
-    reports = released.runs[0].reports
-    for path in sorted(p for p in reports.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        yield str(path.relative_to(reports)), data
-        if path.name.endswith((".tar.gz", ".tgz")):
-            with tarfile.open(path) as bundle:
-                for member in bundle.getmembers():
-                    extracted = bundle.extractfile(member) if member.isfile() else None
-                    if extracted is not None:
-                        yield f"{path.name}:{member.name}", extracted.read()
-
-
-def leaks(released: Released) -> tuple[list[str], int]:
-    """Where a planted value shows (plain, base64, or inside a decoded blob); files searched."""
-    found: list[str] = []
-    searched = 0
-    needles = {name: [value.encode(), *base64_forms(value.encode())] for name, value in released.planted.values.items()}
-    for where, data in outputs(released):
-        searched += 1
-        layers = [data, *decoded_blobs(data)] if where.endswith((".html", ".json", ".txt")) or ":" in where else [data]
-        for name, forms in needles.items():
-            if any(form in layer for layer in layers for form in forms):
-                found.append(f"{name} in {where}")
-    return found, searched
+    yield from report_outputs(released.runs[0].reports)
 
 
 def test_planted_secrets_never_show_in_any_output(released: Released) -> None:
     """No planted value in the runs' output, the reports, the bundle or decoded blobs in them."""
-    found, searched = leaks(released)
+    found, searched = leaks(outputs(released), released.planted.values)
     kinds = ", ".join(released.planted.values)
     record(
         "planted secrets never written",

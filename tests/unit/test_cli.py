@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path, PurePosixPath
 
@@ -73,3 +74,23 @@ def test_upgrade_replaces_what_deploybook_wrote_and_keeps_what_the_team_changed(
 
 def test_this_repository_runs_the_runbook_a_team_gets() -> None:
     assert {c.action for c in cli.plan_upgrade(ROOT)} == {"same"}
+
+
+def test_status_of_an_unknown_environment_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "environments").mkdir()
+    assert cli.main(["status", "--env", "staging", "--project", str(tmp_path)]) == 1
+    assert "unknown environment 'staging'" in capsys.readouterr().err
+
+
+def test_status_of_an_unreachable_cluster_is_a_row_that_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "prod.yaml").write_text(
+        "cluster: {context: nowhere, namespace: ns}\nregistry: {address: reg.example}\nbranch: {name: main}\n"
+        "manifests: {path: m}\nservices:\n  - {name: api, context: a, image: app/api, manifest: api.yaml}\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    assert cli.main(["status", "--json", "--project", str(tmp_path)]) == 1
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["environment"] == "prod" and row["verdict"] == "unreachable" and "ClusterError" in row["problem"]

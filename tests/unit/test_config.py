@@ -15,6 +15,13 @@ STACK_VARS = {
     "DEPLOYBOOK_REGISTRY_USER": "deploybook",
     "DEPLOYBOOK_REGISTRY_PASSWORD_FILE": "/var/lib/deploybook-stack/registry/password",
     "DEPLOYBOOK_REGISTRY_CA": "/var/lib/deploybook-stack/pki/ca.crt",
+    "DEPLOYBOOK_PROD_REGISTRY": "localhost:5001",
+    "DEPLOYBOOK_PROD_REGISTRY_USER": "deploybook",
+    "DEPLOYBOOK_PROD_REGISTRY_PASSWORD_FILE": "/var/lib/deploybook-stack/registry-prod/password",
+    "DEPLOYBOOK_PROD_REGISTRY_CA": "/var/lib/deploybook-stack/pki/ca.crt",
+    "DEPLOYBOOK_GIT_URL": "https://localhost:8443",
+    "DEPLOYBOOK_GIT_CA": "/var/lib/deploybook-stack/pki/ca.crt",
+    "DEPLOYBOOK_GIT_CREDENTIAL_HELPER": "/repo/stack/git-credential",
 }
 MINIMAL = """\
 cluster:
@@ -71,11 +78,33 @@ def test_local_uses_the_stack_variables(stack_vars: None) -> None:
 
 def test_dx29_rules_for_dev_test_prod(stack_vars: None) -> None:
     dev, test, prod = (load_environment(n, ROOT / "environments") for n in ("dev", "test", "prod"))
-    assert dev.branch.name == "develop" and dev.manifests.path is not None
+    assert dev.branch.name == "develop" and dev.manifests.service_path == "manifests"
     assert test.branch.name == "main" and test.manifests.git is not None
+    assert test.manifests.git.url == "https://localhost:8443/dx29-env-test.git"
     assert prod.branch.name == "main" and prod.branch.clean_tree
     assert prod.promote_from == "test" and prod.manifests.git is not None
-    assert prod.service("gateway").replicas == 2
+    assert prod.registry.address == "localhost:5001" != test.registry.address
+    for env in (dev, test, prod):
+        assert env.cluster.namespace == f"dx29-{env.name}"
+        assert (env.cluster.context, env.cluster.read_only_context) == (
+            f"deploybook-{env.name}",
+            f"deploybook-{env.name}-view",
+        )
+        assert env.git.credential_helper == "/repo/stack/git-credential" and env.git.ca_file is not None
+    gateway = dev.service("gateway")
+    assert gateway.source is not None and gateway.source.url == "https://localhost:8443/dx29-gateway.git"
+    assert dev.source_ref(gateway) == "develop" and test.source_ref(test.service("gateway")) == "main"
+    assert gateway.source.prepare == ("./prepare",) and gateway.port == 8080  # the rest is app.yaml's
+    # The runbook's own checkout is a source only where something is built from it or it decides.
+    assert (dev.project_is_source, test.project_is_source, prod.project_is_source) == (False, False, True)
+
+
+def test_aks_examples_load() -> None:
+    for name in ("dev", "test", "prod"):
+        file = ROOT / "docs" / "aks-example" / f"{name}.yaml"
+        env = parse_environment(file.read_text(), file=file, name=name, root=ROOT)
+        assert env.registry.address.endswith(".azurecr.io") and env.cluster.namespace == "app-ingress"
+        assert env.git.credential_helper == "manager" and env.cluster.read_only_context
 
 
 def test_unknown_environment_lists_known(tmp_path: Path) -> None:
@@ -206,7 +235,11 @@ def test_an_environment_overrides_replicas_and_http_checks_only(tmp_path: Path) 
     ("services", "where", "message"),
     [
         ("  payments: {replicas: 2}\n", ":11: key 'services.payments'", "no service 'payments' in app.yaml"),
-        ("  api: {image: other/api}\n", ":11: key 'services.api.image'", "unknown key (allowed: replicas, http)"),
+        (
+            "  api: {image: other/api}\n",
+            ":11: key 'services.api.image'",
+            "unknown key (allowed: replicas, http, source)",
+        ),
         ("  api: {replicas: -1}\n", ":11: key 'services.api.replicas'", "below the minimum 0"),
         ("  worker:\n    http: [{path: /h}]\n", ":12: key 'services.worker.http'", "http checks need a port"),
     ],
@@ -235,3 +268,52 @@ def test_a_bad_app_definition_is_located_in_app_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_environment("prod", directory)
     assert f"{tmp_path / 'app.yaml'}:7: key 'services[0].port'" in str(info.value)
+
+
+# --------------------------------------------------------------------------- sources and git
+
+SOURCED = OVERLAY + "services:\n  api:\n    source: {git: 'https://git.example/api.git', prepare: ./prepare}\n"
+
+
+def test_an_environment_takes_a_service_from_git_at_its_branch(tmp_path: Path) -> None:
+    env = load_environment("prod", project(tmp_path, SOURCED.replace("name: null", "name: develop")))
+    api = env.service("api")
+    assert api.source is not None and api.source.url == "https://git.example/api.git"
+    assert api.source.path == "." and api.source.dockerfile == "Dockerfile" and api.source.prepare == ("./prepare",)
+    assert env.source_ref(api) == "develop" and env.source_ref(env.service("worker")) is None
+    assert env.project_is_source  # worker still builds from this checkout
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        (SOURCED.replace("git.example", "deploy:s3cret@git.example"), "services.api.source.git", "carries a password"),
+        (SOURCED.replace("prepare: ./prepare", "path: ../up"), "services.api.source.path", "inside the repository"),
+        (SOURCED.replace("prepare:", "branch:"), "services.api.source.branch", "unknown key"),
+        (
+            MINIMAL.replace("  path: manifests", "  git: {url: 'https://u:p@h/env.git', ref: main}"),
+            "manifests.git.url",
+            "carries a password",
+        ),
+        (MINIMAL + "git: {credential_helper: h, password_file: f, username: u}\n", "git.password_file", "choose"),
+        (MINIMAL + "git: {username: u}\n", "git.password_file", "go together"),
+        (MINIMAL.replace("  path: manifests", "  service_source: manifests"), "manifests.service_source", "api"),
+    ],
+)
+def test_bad_sources_are_located(tmp_path: Path, text: str, key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_environment("prod", project(tmp_path, text))
+    assert info.value.key == key and message in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_user_without_password_in_a_url_is_allowed() -> None:
+    env = parse(MINIMAL.replace("  path: manifests", "  git: {url: 'https://deploy@h/env.git', ref: main}"))
+    assert env.manifests.git is not None and env.manifests.git.url == "https://deploy@h/env.git"  # type: ignore[attr-defined]
+
+
+def test_git_settings_and_read_only_context() -> None:
+    text = MINIMAL.replace("  context: ctx\n", "  context: ctx\n  read_only_context: ctx-view\n")
+    env = parse(text + "git: {username: deploy, password_file: /run/git-password, ca_file: /ca.crt}\n")
+    assert env.cluster.read_only_context == "ctx-view"  # type: ignore[attr-defined]
+    assert env.git.password_file == "/run/git-password" and env.git.credential_helper is None  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ subprocess (allure-pytest keeps global state) with the real pinned Allure 3 gene
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -140,6 +141,23 @@ def test_known_secret_values_from_variables_and_files(tmp_path: Path) -> None:
         "MISSING_TOKEN_FILE": str(tmp_path / "nope"),
     }
     assert secrets.known_secret_values(environ) == {"env-held-password", "tok-123456", "file-held-password"}
+
+
+def test_known_secret_values_include_what_the_run_resolved() -> None:
+    assert secrets.known_secret_values({}, ["git-password-from-helper", "abc"]) == {"git-password-from-helper"}
+
+
+def test_environment_properties_name_the_sources_and_the_manifests_commit(tmp_path: Path) -> None:
+    facts = dataclasses.replace(
+        FACTS,
+        sources={"api": "https://git.example/dx29-api.git@main " + "c" * 40 + " (.)"},
+        manifests="https://git.example/dx29-env-test.git@main " + "d" * 40 + " (manifests)",
+        extra={"promoted.from": "r1, proven by test's record"},
+    )
+    lines = read_properties(evidence.write_environment_properties(tmp_path, facts))
+    assert rf"manifests=https\://git.example/dx29-env-test.git@main {'d' * 40} (manifests)" in lines
+    assert lines[-1] == rf"source.api=https\://git.example/dx29-api.git@main {'c' * 40} (.)"
+    assert "promoted.from=r1, proven by test's record" in lines
 
 
 def test_scrub_secrets_blanks_plain_and_base64_forms(tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deploybook.manifests.limits import DEFAULT_LIMITS, YamlLimits, check_file_size, load_documents
 
 from deploybook.errors import RenderError
+from deploybook.manifests.limits import DEFAULT_LIMITS, YamlLimits, check_file_size, load_documents
 
 
 def billion_laughs(levels: int = 9, width: int = 9) -> str:

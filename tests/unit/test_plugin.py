@@ -178,6 +178,8 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     fake = FakeCluster()
     monkeypatch.setattr(deploybook.release.clients, "connect", fake.connect)
     monkeypatch.setattr(deploybook.release.session, "ensure_namespace", lambda *a, **k: None)
+    # What the context may write is asked of a real API server (tests/e2e/test_git_sources.py).
+    monkeypatch.setattr(deploybook.release.session, "require_write_access", lambda *a, **k: None)
     # The preflight's rendering and dry-run are unit-tested in test_preflight.py.
     monkeypatch.setattr(deploybook.release.session, "preflight_release", fake.preflight)
     monkeypatch.setattr(deploybook.images.registry.RegistryClient, "ping", lambda client: fake.ping_registry(client))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
 from deploybook.verify.probes import ProbeFailure, budget_exceeded, describe, probe_failures
 
 NS = "app-ingress"

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import yaml
+
 from deploybook.manifests.redact import LAST_APPLIED, marker, redact_objects, redact_secret, secret_values
 
 PASSWORD = "planted-Pa55word-7f3a"

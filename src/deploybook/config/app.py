@@ -2,10 +2,12 @@
 
 A service says how its image is built (context, Dockerfile, prepare command), which image
 repository it is, which manifest deploys it, its port and its HTTP checks. Environment files
-say only what differs per environment; for a service that is its ``replicas`` and ``http``
-checks (see :func:`apply_overrides`). An environment file may instead declare its services
-itself, as a list of the same entries: it is then complete on its own (a small project, or a
-test's throwaway environment), and ``app.yaml`` is not read for it.
+say only what differs per environment; for a service that is its ``replicas``, ``http``
+checks and ``source`` (see :func:`apply_overrides`). A service's code is a folder of this
+project (``context``) or a git repository (``source``: ``deploybook.config.sources``). An
+environment file may instead declare its services itself, as a list of the same entries: it
+is then complete on its own (a small project, or a test's throwaway environment), and
+``app.yaml`` is not read for it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from pathlib import Path
 import yaml
 
 from deploybook.config.model import HttpCheck, Service
+from deploybook.config.sources import service_source
 from deploybook.config.yamlnode import Node
 from deploybook.errors import ConfigError
 
 __all__ = ["APP_FILE", "OVERRIDABLE", "apply_overrides", "load_app", "services"]
 
 APP_FILE = "app.yaml"
-OVERRIDABLE = ("replicas", "http")
+OVERRIDABLE = ("replicas", "http", "source")
 
 
 def load_app(root: Path) -> tuple[Service, ...] | None:
@@ -70,7 +73,7 @@ def services(n: Node, root: Path) -> tuple[Service, ...]:
 def apply_overrides(declared: tuple[Service, ...], n: Node) -> tuple[Service, ...]:
     """The app's services with an environment's per-service overrides (name -> fields).
 
-    Only ``replicas`` and ``http`` may differ per environment; an override of a service the
+    Only ``replicas``, ``http`` and ``source`` may differ per environment; an override of a service the
     app does not declare, or of another field, names the environment file, line and key.
     """
     by_name = {s.name: s for s in declared}
@@ -85,13 +88,17 @@ def apply_overrides(declared: tuple[Service, ...], n: Node) -> tuple[Service, ..
             if svc.port is None:
                 override.fail("http", f"http checks need a port, and {APP_FILE} gives {name} none")
             svc = replace(svc, http=tuple(_http_check(c) for c in override.child("http").items()))
+        if override.has("source"):
+            svc = replace(svc, source=service_source(override.child("source")))
         by_name[name] = svc
     return tuple(by_name[s.name] for s in declared)
 
 
 def _service(n: Node, root: Path) -> Service:
-    n.only("name", "context", "dockerfile", "image", "port", "manifest", "replicas", "http", "prepare")
-    context = root / n.text("context", expand=True)
+    n.only("name", "context", "dockerfile", "image", "port", "manifest", "replicas", "http", "prepare", "source")
+    source = service_source(n.child("source")) if n.has("source") else None
+    # With a git source the code is in its checkout, and a context here is optional.
+    context = root / (n.opt_str("context", expand=True) or ".") if source else root / n.text("context", expand=True)
     port = n.opt_int("port", minimum=1)
     if port is not None and port > 65535:
         n.fail("port", f"{port} is not a TCP port (1-65535)")
@@ -108,6 +115,7 @@ def _service(n: Node, root: Path) -> Service:
         replicas=n.opt_int("replicas", minimum=0),
         http=http,
         prepare=tuple(shlex.split(n.opt_str("prepare") or "")),
+        source=source,
     )
 
 

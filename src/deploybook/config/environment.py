@@ -30,6 +30,7 @@ from deploybook.config.model import (
     Service,
     Timeouts,
 )
+from deploybook.config.sources import git_config, repository_url
 from deploybook.config.yamlnode import Node
 from deploybook.errors import ConfigError, UnknownEnvironment
 
@@ -106,10 +107,14 @@ def _environment(doc: Node, *, name: str, file: Path, root: Path) -> Environment
         "pull_secret",
         "promote_from",
         "lock_duration_s",
+        "git",
     )
     promote_from = doc.opt_str("promote_from")
     if promote_from == name:
         doc.fail("promote_from", "an environment cannot promote from itself")
+    manifests = _manifests(doc.child("manifests"), root)
+    declared = _services(doc, root)
+    _check_service_sources(doc.child("manifests"), manifests, declared)
     return Environment(
         name=name,
         file=file,
@@ -118,12 +123,13 @@ def _environment(doc: Node, *, name: str, file: Path, root: Path) -> Environment
         cluster=_cluster(doc.child("cluster")),
         registry=_registry(doc.child("registry")),
         branch=_branch(doc.child("branch")),
-        manifests=_manifests(doc.child("manifests"), root),
-        services=_services(doc, root),
+        manifests=manifests,
+        services=declared,
         timeouts=_timeouts(doc.opt_child("timeouts")),
         pull_secret=doc.opt_str("pull_secret", dns=True),
         promote_from=promote_from,
         lock_duration_s=doc.opt_int("lock_duration_s", minimum=10) or 1800,
+        git=git_config(doc.opt_child("git")),
     )
 
 
@@ -140,7 +146,7 @@ def _services(doc: Node, root: Path) -> tuple[Service, ...]:
 
 
 def _cluster(n: Node) -> ClusterConfig:
-    n.only("context", "namespace", "kubeconfig", "in_cluster")
+    n.only("context", "namespace", "kubeconfig", "in_cluster", "read_only_context")
     in_cluster = n.opt_bool("in_cluster")
     context = n.opt_str("context", expand=True)
     if in_cluster and context:
@@ -150,6 +156,7 @@ def _cluster(n: Node) -> ClusterConfig:
         context=context,
         kubeconfig=n.opt_str("kubeconfig", expand=True),
         in_cluster=in_cluster,
+        read_only_context=n.opt_str("read_only_context", expand=True),
     )
 
 
@@ -183,16 +190,33 @@ def _branch(n: Node) -> BranchRule:
 
 
 def _manifests(n: Node, root: Path) -> ManifestSource:
-    n.only("path", "git")
-    if n.has("path") == n.has("git"):
-        n.fail("path", "give exactly one of 'path' (in this repository) or 'git' (url, ref, path)")
+    n.only("path", "git", "service_source")
+    if sum(n.has(k) for k in ("path", "git", "service_source")) != 1:
+        n.fail(
+            "path",
+            "give exactly one of 'path' (in this repository), 'git' (url, ref, path) or "
+            "'service_source' (a folder of each service's own source repository)",
+        )
     if n.has("path"):
         return ManifestSource(path=root / n.text("path", expand=True))
+    if n.has("service_source"):
+        return ManifestSource(service_path=n.text("service_source"))
     g = n.child("git")
     g.only("url", "ref", "path")
-    return ManifestSource(
-        git=GitSource(url=g.text("url", expand=True), ref=g.text("ref"), path=g.opt_str("path") or ".")
-    )
+    return ManifestSource(git=GitSource(url=repository_url(g, "url"), ref=g.text("ref"), path=g.opt_str("path") or "."))
+
+
+def _check_service_sources(n: Node, manifests: ManifestSource, declared: tuple[Service, ...]) -> None:
+    """Manifests from each service's source need every service to have one."""
+    if manifests.service_path is None:
+        return
+    missing = [s.name for s in declared if s.source is None]
+    if missing:
+        n.fail(
+            "service_source",
+            f"needs a git source for every service; none for: {', '.join(missing)}",
+            hint="give each service a 'source' (app.yaml, or under services: here), or read the manifests from a path",
+        )
 
 
 def _timeouts(n: Node | None) -> Timeouts:

@@ -15,11 +15,13 @@ __all__ = [
     "BranchRule",
     "ClusterConfig",
     "Environment",
+    "GitConfig",
     "GitSource",
     "HttpCheck",
     "ManifestSource",
     "RegistryConfig",
     "Service",
+    "ServiceSource",
     "Timeouts",
 ]
 
@@ -32,6 +34,7 @@ class ClusterConfig:
     context: str | None = None
     kubeconfig: str | None = None
     in_cluster: bool = False
+    read_only_context: str | None = None  # for checks alone and status: may read, may not write
 
 
 @dataclass(frozen=True)
@@ -64,16 +67,50 @@ class GitSource:
 
 
 @dataclass(frozen=True)
+class GitConfig:
+    """How git reaches the environment's repositories: credentials by reference, and the CA.
+
+    ``credential_helper`` is a git credential helper command (as ``credential.helper`` takes
+    it); ``username`` with ``password_file`` names a file holding the password. Neither is a
+    secret; the password is read by git's helper protocol at fetch time, never stored here.
+    """
+
+    credential_helper: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSource:
+    """A service's code in a git repository: fetched at ``ref`` (None: the environment's branch).
+
+    ``path`` is the build context inside the repository, ``dockerfile`` relative to it, and
+    ``prepare`` a command run in the checkout's root before the build.
+    """
+
+    url: str
+    ref: str | None = None
+    path: str = "."
+    dockerfile: str = "Dockerfile"
+    prepare: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ManifestSource:
-    """Either a directory of this repository or a git repository; exactly one is set."""
+    """Where the manifests are: a directory of this repository, a git repository, or a folder
+    of each service's own source repository (``service_path``); exactly one is set."""
 
     path: Path | None = None
     git: GitSource | None = None
+    service_path: str | None = None
 
     def describe(self) -> str:
         """Short human form, for logs and the release record."""
         if self.git:
             return f"{self.git.url}@{self.git.ref}:{self.git.path}"
+        if self.service_path is not None:
+            return f"each service's source repository:{self.service_path}"
         return str(self.path)
 
 
@@ -101,6 +138,9 @@ class Service:
     replicas: int | None = None
     http: tuple[HttpCheck, ...] = ()
     prepare: tuple[str, ...] = ()  # a command run in the repository root before the build
+    # The code from a git repository instead: then context, dockerfile and prepare above are
+    # not used; the source's own are, inside its checkout.
+    source: ServiceSource | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +170,7 @@ class Environment:
     promote_from: str | None = None
     lock_duration_s: int = 1800
     description: str = ""
+    git: GitConfig = GitConfig()
 
     def service(self, name: str) -> Service:
         """The service called ``name``; KeyError names the known ones."""
@@ -146,3 +187,17 @@ class Environment:
     def image_repository(self, service: Service) -> str:
         """Full repository of a service's image in this environment's registry."""
         return f"{self.registry.address}/{service.image}"
+
+    def source_ref(self, service: Service) -> str | None:
+        """The ref a git-sourced service is fetched at: its own, else the branch rule's."""
+        if service.source is None:
+            return None
+        return service.source.ref or self.branch.name or "HEAD"
+
+    @property
+    def project_is_source(self) -> bool:
+        """True when this checkout is part of what is released, so the branch rule holds it:
+        a service builds from it, the manifests are in it, or the environment only promotes
+        (its environment files and runbook decide what goes live)."""
+        builds_here = any(s.source is None for s in self.services)
+        return builds_here or self.manifests.path is not None or self.promote_from is not None

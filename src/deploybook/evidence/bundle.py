@@ -25,7 +25,7 @@ import json
 import os
 import re
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -160,11 +160,21 @@ def find_secrets(files: Mapping[str, bytes], values: set[str]) -> list[str]:
     return [path for path, data in sorted(searchable_contents(files).items()) if any(form in data for form in forms)]
 
 
-def create_bundle(run_dir: Path, *, output: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """Pack the evidence of ``run_dir`` with its SHA256SUMS; returns the archive path."""
+def create_bundle(
+    run_dir: Path,
+    *,
+    output: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    also: Iterable[str] = (),
+) -> Path:
+    """Pack the evidence of ``run_dir`` with its SHA256SUMS; returns the archive path.
+
+    ``also`` are secret values the run knows besides those of ``environ`` (the ones its
+    environment files reference: registry and git passwords).
+    """
     run_dir = run_dir.resolve()
     files = collect_files(run_dir)
-    leaked = find_secrets(files, known_secret_values(os.environ if environ is None else environ))
+    leaked = find_secrets(files, known_secret_values(os.environ if environ is None else environ, also))
     if leaked:
         raise EvidenceError(
             f"secret value found in {', '.join(leaked)}; bundle not written",

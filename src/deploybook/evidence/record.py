@@ -9,13 +9,15 @@ Outcomes: ``passed``, ``failed``, ``interrupted`` (Ctrl-C: ``applied`` lists the
 whose apply finished, ``interrupted_during`` the test that was running) and ``rolled-back``
 (``--rollback-on-failure`` restored the previous release; ``rollback`` says how, per service).
 
-This module is the record itself and its file; ``deploybook.evidence.record_store`` keeps it
-in the cluster.
+This module is the record itself and its file, and the short form a passed release keeps in
+the history a promotion is proven against (:class:`PassedRelease`);
+``deploybook.evidence.record_store`` keeps both in the cluster.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,7 @@ class ReleaseRecord:
     services: dict[str, ServiceRecord] = field(default_factory=dict)
     cluster: dict[str, Any] = field(default_factory=dict)
     promoted_from: str | None = None
+    promotion_proof: str = ""  # what proved every promoted digest passed where it came from
     resumed_from: str | None = None
     applied: tuple[str, ...] = ()
     interrupted_during: str | None = None
@@ -112,6 +115,30 @@ class ReleaseRecord:
     def to_json(self) -> str:
         """Stable, indented JSON text."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class PassedRelease:
+    """One release that passed, as the environment's own record keeps it."""
+
+    run_id: str
+    finished: str
+    digests: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: ReleaseRecord) -> PassedRelease:
+        """The history entry of a passed ``record``."""
+        return cls(record.run_id, record.finished, record.digests(), {n: s.source for n, s in record.services.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form kept in the ConfigMap."""
+        return {
+            "run_id": self.run_id,
+            "finished": self.finished,
+            "digests": dict(self.digests),
+            "sources": dict(self.sources),
+        }
 
 
 def record_from_dict(data: Any, *, source: str) -> ReleaseRecord:

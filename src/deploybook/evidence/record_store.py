@@ -17,12 +17,20 @@ from kubernetes.client.exceptions import ApiException
 
 from deploybook.cluster.connect import KubeClients, api_errors
 from deploybook.errors import RecordError
-from deploybook.evidence.record import RECORD_FILE, ReleaseRecord, record_from_dict
+from deploybook.evidence.record import RECORD_FILE, PassedRelease, ReleaseRecord, record_from_dict
 
-__all__ = ["CONFIGMAP_NAME", "load_from_cluster", "load_last_passed", "save_to_cluster"]
+__all__ = [
+    "CONFIGMAP_NAME",
+    "load_from_cluster",
+    "load_last_passed",
+    "load_passed_history",
+    "save_to_cluster",
+]
 
 PASSED_KEY = "passed-release.json"
 ATTEMPT_KEY = "last-attempt.json"
+HISTORY_KEY = "passed-history.json"
+HISTORY_LENGTH = 20
 CONFIGMAP_NAME = "deploybook-release"
 
 
@@ -54,6 +62,7 @@ def _save(
         passed = current if current.passed else _stored(kube, namespace, PASSED_KEY)
         if passed is not None:
             data[PASSED_KEY] = passed.to_json()
+        data[HISTORY_KEY] = _history_text(kube, namespace, current if current.passed else None)
         if running is not None:
             data[ATTEMPT_KEY] = record.to_json()
         _put_configmap(kube, namespace, _configmap(namespace, current, data))
@@ -100,6 +109,45 @@ def _stored(kube: KubeClients, namespace: str, key: str) -> ReleaseRecord | None
     text = (cm.data or {}).get(key)
     if not text:
         return None
+    try:
+        return record_from_dict(json.loads(text), source=source)
+    except ValueError as e:
+        raise RecordError(f"malformed release record: {e}", source=source) from e
+
+
+def _history_text(kube: KubeClients, namespace: str, passed: ReleaseRecord | None) -> str:
+    """The history with ``passed`` first (when given), the oldest entries dropped."""
+    entries = [e for e in load_passed_history(kube, namespace) if passed is None or e.run_id != passed.run_id]
+    if passed is not None:
+        entries.insert(0, PassedRelease.of(passed))
+    return json.dumps([e.to_dict() for e in entries[:HISTORY_LENGTH]], indent=1, sort_keys=True) + "\n"
+
+
+def load_passed_history(kube: KubeClients, namespace: str) -> list[PassedRelease]:
+    """The releases that passed in ``namespace``, newest first, as its own record keeps them.
+
+    A record stored before the history existed still counts its last passed release.
+    """
+    source = f"{kube.server} configmap {namespace}/{CONFIGMAP_NAME} key {HISTORY_KEY}"
+    try:
+        with api_errors(kube.where, f"reading configmap {namespace}/{CONFIGMAP_NAME}"):
+            cm = kube.core.read_namespaced_config_map(CONFIGMAP_NAME, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return []
+        raise RecordError(f"could not read the release record: {e.status} {e.reason}", source=source) from e
+    data = cm.data or {}
+    if HISTORY_KEY not in data:
+        passed = [_parse(data[k], source) for k in (RECORD_FILE, PASSED_KEY) if data.get(k)]
+        return [PassedRelease.of(r) for r in {r.run_id: r for r in passed if r.passed}.values()]
+    try:
+        entries = json.loads(data[HISTORY_KEY])
+        return [PassedRelease(e["run_id"], e.get("finished", ""), e["digests"], e.get("sources", {})) for e in entries]
+    except (ValueError, KeyError, TypeError) as e:
+        raise RecordError(f"malformed history of passed releases: {e}", source=source) from e
+
+
+def _parse(text: str, source: str) -> ReleaseRecord:
     try:
         return record_from_dict(json.loads(text), source=source)
     except ValueError as e:

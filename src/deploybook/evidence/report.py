@@ -4,7 +4,8 @@
 allure-pytest, and ``RUN_DIR/junit.xml``) into the report. It
 
 1. writes ``environment.properties`` (environment, cluster, namespace, branch, commit,
-   release id and one ``image.SERVICE`` line per pushed image), ``executor.json`` (the CI
+   release id, the manifests' source and commit, one ``image.SERVICE`` line per pushed image
+   and one ``source.SERVICE`` line naming its code and commit), ``executor.json`` (the CI
    run, from the CI's own variables) and ``categories.json`` into the results folder;
 2. blanks out known secret values in the results, a last line of defence behind the stages;
 3. carries ``history.jsonl`` over from ``reports/ENV/latest`` so trends show;
@@ -24,7 +25,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,12 @@ class ReportFacts:
     commit: str
     release_id: str
     images: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # service -> where its code is, at which commit
+    manifests: str = ""  # where the manifests were read, at which commit
+    extra: Mapping[str, str] = field(default_factory=dict)  # promotion proof, rollback source
 
     def properties(self) -> dict[str, str]:
-        """Key/value pairs for ``environment.properties``, images last and sorted."""
+        """Key/value pairs for ``environment.properties``; images and sources last, sorted."""
         pairs = {
             "environment": self.environment,
             "cluster": self.cluster,
@@ -79,7 +83,11 @@ class ReportFacts:
             "commit": self.commit,
             "release.id": self.release_id,
         }
+        if self.manifests:
+            pairs["manifests"] = self.manifests
+        pairs.update(self.extra)
         pairs.update({f"image.{name}": ref for name, ref in sorted(self.images.items())})
+        pairs.update({f"source.{name}": text for name, text in sorted(self.sources.items())})
         return pairs
 
 
@@ -258,11 +266,15 @@ def point_latest(run_dir: Path) -> Path:
     return link
 
 
-def build_report(run_dir: Path, facts: ReportFacts, environ: Mapping[str, str], *, project_root: Path) -> Path:
-    """Metadata, secret scrub, history, HTML and the ``latest`` link for one finished run."""
+def build_report(
+    run_dir: Path, facts: ReportFacts, environ: Mapping[str, str], *, project_root: Path, also: Iterable[str] = ()
+) -> Path:
+    """Metadata, secret scrub, history, HTML and the ``latest`` link for one finished run.
+
+    ``also`` are secret values the run knows besides those of ``environ``."""
     results_dir = run_dir / RESULTS_DIRNAME
     write_metadata(results_dir, facts, environ)
-    secrets = known_secret_values(environ)
+    secrets = known_secret_values(environ, also)
     scrub_secrets(results_dir, secrets)
     junit = run_dir / JUNIT_FILENAME
     if junit.is_file():

@@ -2,7 +2,10 @@
 
 The stages never write a secret; this is the last line of defence behind them: the report's
 results and the JUnit XML are scrubbed before the report is generated, and a bundle refuses
-to be made when any known value is still in a file.
+to be made when any known value is still in a file. What is known: the variables and files
+the process environment names (``*_PASSWORD``, ``*_PASSWORD_FILE``, ...), and every secret
+the run's environment files reference, resolved the way the run resolves them (the
+registries' passwords, the git password file, what the git credential helper answers).
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ _SECRET_VALUE_SUFFIXES = ("_PASSWORD", "_TOKEN", "_SECRET", "_API_KEY")
 _SECRET_FILE_SUFFIXES = ("_PASSWORD_FILE", "_TOKEN_FILE", "_SECRET_FILE")
 
 
-def known_secret_values(environ: Mapping[str, str]) -> set[str]:
-    """Secret values this process can know: ``*_PASSWORD``/``*_TOKEN``/``*_SECRET`` variables
-    and the contents of files named by ``*_PASSWORD_FILE``-style variables.
+def known_secret_values(environ: Mapping[str, str], also: Iterable[str] = ()) -> set[str]:
+    """Secret values this process can know: ``*_PASSWORD``/``*_TOKEN``/``*_SECRET`` variables,
+    the contents of files named by ``*_PASSWORD_FILE``-style variables, and ``also``.
 
     Short values are left out: blanking a three-letter word everywhere would ruin the report
     and protect nothing.
     """
-    values: set[str] = set()
+    values: set[str] = {v.strip() for v in also if len(v.strip()) >= MIN_SECRET_LENGTH}
     for name, value in environ.items():
         upper = name.upper()
         if upper.endswith(_SECRET_FILE_SUFFIXES):

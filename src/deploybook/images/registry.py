@@ -123,6 +123,14 @@ class RegistryClient:
             config = {}
         return digest, config.get("digest") if isinstance(config, dict) else None
 
+    def request(
+        self, method: str, path: str, *, scope: str | None, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """Any v2 API call (``path`` below the registry, e.g. ``/v2/NAME/blobs/uploads/``), with
+        authentication for ``scope``; ``kwargs`` go to requests (``data``, ``stream``, ``params``).
+        A 404 is returned, every other answer of 400 or more raises RegistryError."""
+        return self._request(method, path, scope=scope, headers=headers, missing_ok=True, **kwargs)
+
     def _request(
         self,
         method: str,
@@ -131,6 +139,7 @@ class RegistryClient:
         scope: str | None,
         headers: Mapping[str, str] | None = None,
         missing_ok: bool = False,
+        **kwargs: Any,
     ) -> requests.Response:
         """One API call with authentication on demand; errors name the registry and a fix."""
         url = self.base_url + path
@@ -139,10 +148,10 @@ class RegistryClient:
             sent["Authorization"] = self._basic
         elif scope is not None and scope in self._tokens:
             sent["Authorization"] = "Bearer " + self._tokens[scope]
-        response = self._send(method, url, sent)
+        response = self._send(method, url, sent, **kwargs)
         if response.status_code == 401:
             sent["Authorization"] = self._authorization(response, scope, url)
-            response = self._send(method, url, sent)
+            response = self._send(method, url, sent, **kwargs)
             if response.status_code == 401:
                 raise self._refused(url)
         if response.status_code == 404 and missing_ok:

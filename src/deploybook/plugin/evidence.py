@@ -11,7 +11,7 @@ A checks run writes no record of its own and so has no bundle.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFac
     shown = record or context.source_record
     cluster = (record.cluster if record else {}) or {}
     git = context.git
+    services = shown.services.items() if shown else ()
     return ReportFacts(
         environment=context.env.name,
         cluster=str(cluster.get("server") or context.env.cluster.context or "unknown"),
@@ -38,8 +39,39 @@ def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFac
         branch=(git.branch or "(detached)") if git else "unknown",
         commit=git.commit if git else "unknown",
         release_id=context.run_id,
-        images={name: s.ref for name, s in (shown.services.items() if shown else ()) if s.ref},
+        images={name: s.ref for name, s in services if s.ref},
+        sources={name: text for name, s in services if (text := where_from(s.source))},
+        manifests=where_from(shown.manifest_source) if shown else "",
+        extra=_extra(shown),
     )
+
+
+def where_from(source: Mapping[str, Any]) -> str:
+    """A source as the report shows it: ``URL@REF commit`` or ``PATH commit``."""
+    commit = str(source.get("commit") or "")
+    if source.get("kind") == "git":
+        return f"{source.get('url')}@{source.get('ref')} {commit} ({source.get('path', '.')})"
+    if source.get("kind") == "service-source":
+        commits = source.get("commits") or {}
+        return f"each service's repository, {source.get('path')}/: " + ", ".join(
+            f"{name} {str(c.get('commit', ''))[:12]}" for name, c in sorted(commits.items())
+        )
+    if source.get("kind") == "path":
+        return f"{source.get('path')} {commit}{' (dirty)' if source.get('dirty') else ''}"
+    return ""
+
+
+def _extra(record: ReleaseRecord | None) -> dict[str, str]:
+    """The promotion's proof and a rollback's manifests, when the record has them."""
+    if record is None:
+        return {}
+    extra = {}
+    if record.promoted_from:
+        extra["promoted.from"] = f"{record.promoted_from}, proven by {record.promotion_proof or 'nothing'}"
+    rolled = where_from(record.rollback.get("manifest_source") or {})
+    if rolled:
+        extra["rollback.manifests"] = rolled
+    return extra
 
 
 class EvidencePlugin:
@@ -58,6 +90,7 @@ class EvidencePlugin:
         environ: Mapping[str, str] | None = None,
         bundle: bool = True,
         on_phase: Callable[[str], None] | None = None,
+        secrets: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.config = config
         self.run_dir = run_dir
@@ -66,6 +99,7 @@ class EvidencePlugin:
         self.environ = os.environ if environ is None else environ
         self.bundle = bundle
         self.on_phase = on_phase or (lambda phase: None)
+        self.secrets = secrets or (lambda: ())
         self.html: Path | None = None
         self.archive: Path | None = None
         self.error: DeploybookError | None = None
@@ -102,10 +136,13 @@ class EvidencePlugin:
         if session.config.option.collectonly:
             return
         try:
-            self.html = build_report(self.run_dir, self.facts(), self.environ, project_root=self.project_root)
+            known = set(self.secrets())
+            self.html = build_report(
+                self.run_dir, self.facts(), self.environ, project_root=self.project_root, also=known
+            )
             self.on_phase("report")
             if self.bundle and (self.run_dir / RECORD_FILE).is_file():
-                self.archive = create_bundle(self.run_dir, environ=self.environ)
+                self.archive = create_bundle(self.run_dir, environ=self.environ, also=known)
                 self.on_phase("bundle")
         except DeploybookError as e:
             self.error = e

@@ -81,6 +81,16 @@ class RunView:
         git = record.git or {}
         return record.finished or "", str(git.get("commit") or git.get("sha") or "")[:12]
 
+    def source_commit(self, service: Service | str) -> str:
+        """The commit the service's code is from: as this run built it, else as the record says."""
+        name = service.name if isinstance(service, Service) else service
+        ctx = self.context
+        if ctx.mode == "runbook" and not ctx.options.dry_run:
+            return self.engine.source_commit(name)
+        recorded = ctx.recorded(name)
+        source = recorded.source if recorded is not None else {}
+        return str(source.get("commit") or self.released[1])
+
 
 def _engine(request: pytest.FixtureRequest) -> Release:
     engine = request.config.stash.get(ENGINE, None)

@@ -50,6 +50,7 @@ from deploybook.plugin.status_table import StatusTable
 from deploybook.plugin.terminal import Terminal, release_summary
 from deploybook.plugin.timings import Timings
 from deploybook.release.context import CHECKS, STAGES, RunContext
+from deploybook.release.credentials import run_secrets
 
 CONTEXT = pytest.StashKey[RunContext]()
 TIMINGS = pytest.StashKey[Timings]()
@@ -109,7 +110,11 @@ def pytest_configure(config: pytest.Config) -> None:
         _collect_checks_too(config)
     config.pluginmanager.register(StatusTable(), "deploybook-status")
     evidence = EvidencePlugin(
-        config, context.run_dir, lambda: report_facts(_context(config), _record(config)), on_phase=timings.mark
+        config,
+        context.run_dir,
+        lambda: report_facts(_context(config), _record(config)),
+        on_phase=timings.mark,
+        secrets=lambda: run_secrets(context.env),
     )
     config.pluginmanager.register(evidence, "deploybook-evidence")
 

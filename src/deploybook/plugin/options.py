@@ -18,7 +18,7 @@ from deploybook.errors import RecordError
 from deploybook.evidence.record import ReleaseRecord, load_file
 from deploybook.release import policy
 from deploybook.release.context import STAGES, RunContext, RunOptions, new_run_id, utc_now
-from deploybook.release.credentials import resolve_registry_auth
+from deploybook.release.credentials import check_git_references, resolve_registry_auth
 from deploybook.sources.git import repo_state
 
 __all__ = ["CHECKS_DIR", "ENVIRONMENTS_DIR", "RUNBOOK_DIR", "add_options", "run_context"]
@@ -130,15 +130,20 @@ def run_context(config: pytest.Config, mode: str) -> RunContext:
         return dataclasses.replace(base, source_record=_release_option(config, required=False))
     git = repo_state(config.rootpath)
     source = _source_record(config, env)
-    policy.check_branch(env, git)
-    policy.check_clean_tree(env, git)
+    if env.project_is_source:
+        policy.check_branch(env, git)
+        policy.check_clean_tree(env, git)
+    policy.check_source_refs(env)
     # Without --release, a confirmed promotion reads the source environment's record from its
     # cluster when the session starts (the first cluster contact) and is checked there.
     if env.promote_from and (source is not None or not base.options.confirm_prod):
         policy.check_promotion(env, source, confirmed=base.options.confirm_prod)
     # Resolved after the rules (a refusal by them says more), before any cluster contact; the
-    # secret itself is never kept.
+    # secret itself is never kept. A promotion reads the images with its source's credentials.
     resolve_registry_auth(env)
+    check_git_references(env)
+    if env.promote_from:
+        resolve_registry_auth(load_environment(env.promote_from, env.file.parent))
     return dataclasses.replace(base, git=git, source_record=source)
 
 

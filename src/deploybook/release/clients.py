@@ -18,6 +18,7 @@ import docker.errors
 from docker import DockerClient
 
 from deploybook.cluster.connect import KubeClients, connect
+from deploybook.config.environment import load_environment
 from deploybook.config.model import Environment
 from deploybook.errors import BuildError
 from deploybook.images.credentials import RegistryAuth
@@ -76,6 +77,31 @@ class Clients:
             "registry",
             lambda: RegistryClient(reg.address, self.registry_auth, ca_file=reg.ca_file, timeout=timeouts.http),
         )
+
+    @property
+    def source_environment(self) -> Environment:
+        """The environment this deploy-only one promotes from (its file beside this one's)."""
+        env = self.environment
+        assert env.promote_from is not None, f"{env.name} promotes nothing"
+        return self._once("source_environment", lambda: load_environment(str(env.promote_from), env.file.parent))
+
+    @property
+    def source_registry(self) -> RegistryClient:
+        """The registry of the source environment, with its credentials and CA: where the
+        promoted images are read from."""
+        source = self.source_environment
+        reg = source.registry
+        return self._once(
+            "source_registry",
+            lambda: RegistryClient(
+                reg.address, resolve_registry_auth(source), ca_file=reg.ca_file, timeout=self.environment.timeouts.http
+            ),
+        )
+
+    def promoted_repository(self, service: str) -> str:
+        """Where the source environment keeps ``service``'s images (its own registry and name)."""
+        source = self.source_environment
+        return source.image_repository(source.service(service))
 
     @property
     def docker(self) -> DockerClient:

@@ -65,6 +65,7 @@ class RunContext:
     options: RunOptions = RunOptions()
     git: GitState | None = None
     source_record: ReleaseRecord | None = None
+    promotion_proof: str = ""  # for a promotion: what proved that every digest passed
 
     @property
     def releasing(self) -> bool:

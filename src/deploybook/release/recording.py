@@ -1,7 +1,8 @@
 """The release record of a run, made from what its stages produced and how their tests ended.
 
-Per service: the image and the digest deployed (this run's push, or for a stage a resumed
-or promoting release did not run, the record it builds on), the release id and the sha256
+Per service: the code it was built from (repository, ref and commit, or the project's
+folder and commit), the image and the digest deployed (this run's push, or for a stage a
+resumed or promoting release did not run, the record it builds on), the release id and the sha256
 of the rendered manifests, the workloads applied, and each stage's outcome as its test
 reported it (so a stage whose test failed on an assertion is recorded as failed; a stage
 whose test never ran, as after Ctrl-C, is recorded as the engine finished it). ``applied``
@@ -17,6 +18,7 @@ from deploybook.evidence.record import ReleaseRecord, ServiceRecord
 from deploybook.release.context import STAGES, utc_now
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
+from deploybook.release.sources import source_info
 from deploybook.release.stages import Applied, Built, Pushed
 
 __all__ = ["build_record"]
@@ -48,6 +50,7 @@ def build_record(
         services=services,
         cluster=cluster or {},
         promoted_from=source.run_id if source and ctx.promoting else None,
+        promotion_proof=ctx.promotion_proof,
         resumed_from=source.run_id if source and ctx.options.from_stage else None,
         applied=tuple(n for n in services if _applied(release, n)),
         interrupted_during=release.running_test if outcome == "interrupted" else None,
@@ -76,7 +79,16 @@ def _service_record(release: ReleaseParts, name: str) -> ServiceRecord:
             workloads=tuple(w.title for w in applied.workloads),
         )
     stages = {stage: entry for stage in STAGES if (entry := _stage_entry(release, name, stage))}
-    return ServiceRecord(name=name, stages=stages, **fields)
+    return ServiceRecord(name=name, stages=stages, source=_source(release, name, recorded), **fields)
+
+
+def _source(release: ReleaseParts, name: str, recorded: ServiceRecord | None) -> dict[str, Any]:
+    """The code the service's image is from: as fetched for this run's build, else as the
+    release this run builds on (promoted or resumed) recorded it."""
+    ctx = release.context
+    if ctx.promoting or ctx.skips_stage("build"):
+        return dict(recorded.source) if recorded is not None else {}
+    return source_info(ctx.env, ctx.env.service(name), release.sources.get(name), ctx.git)
 
 
 def _stage_entry(release: ReleaseParts, service: str, stage: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from deploybook.release import checking, session, stages
 from deploybook.release.clients import Clients
 from deploybook.release.context import STAGES, RunContext
 from deploybook.release.pipeline import Pipeline, Skipped
+from deploybook.sources.git import Checkout
 from deploybook.verify.containers import ContainerFacts
 from deploybook.verify.digests import CachedManifests
 from deploybook.verify.namespace import LiveReader, Reader, SnapshotReader
@@ -48,11 +49,14 @@ class Release:
     def __init__(self, context: RunContext, *, say: Say, clients: Clients | None = None) -> None:
         self.context = context
         self.say = say
-        self.clients = clients or Clients(context.env, kube_context=context.options.kube_context)
+        # Checks alone read with the environment's read-only context unless told another.
+        reading = context.env.cluster.read_only_context if context.mode == "checks" else None
+        self.clients = clients or Clients(context.env, kube_context=context.options.kube_context or reading)
         self.pipeline: Pipeline | None = None
         self.lock: Lock | None = None
         self.renewer: LeaseRenewer | None = None
         self.checkout: ManifestCheckout | None = None
+        self.sources: dict[str, Checkout] = {}
         self.previous: ReleaseRecord | None = None
         self.rollback_target: ReleaseRecord | None = None
         self.pull_secret: str | None = None
@@ -140,6 +144,22 @@ class Release:
         """The directory holding the environment's manifests, as fetched for this run."""
         assert self.checkout is not None, "the release was not opened"
         return self.checkout.directory
+
+    def tag_of(self, service: str) -> str:
+        """The image tag of ``service``: its source's short commit, else the project's tag."""
+        checkout = self.sources.get(service)
+        return checkout.short if checkout is not None else self.context.tag
+
+    def source_commit(self, service: str) -> str:
+        """The commit ``service``'s code is from: its source as fetched, the record this run
+        builds on, else the project's (what the git-sha annotation names)."""
+        checkout = self.sources.get(service)
+        if checkout is not None:
+            return checkout.commit
+        ctx, recorded = self.context, self.context.recorded(service)
+        if recorded is not None and recorded.source.get("commit") and (ctx.promoting or ctx.skips_stage("build")):
+            return str(recorded.source["commit"])
+        return ctx.built_from
 
     def previous_service(self, name: str) -> ServiceRecord | None:
         """What the release recorded in the cluster before this one says about ``name``."""

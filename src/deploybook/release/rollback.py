@@ -148,7 +148,7 @@ def _restore(
             refs=refs,
             pull_secret=environment.pull_secret,
             release_id=old.deployed_by or target.run_id,
-            git_sha=str(target.git.get("commit", "")),
+            git_sha=str(old.source.get("commit") or target.git.get("commit", "")),
         )
         sha = hashlib.sha256(rendered_text(objs).encode()).hexdigest()
         method = "exact" if old.manifests.get(service.manifest) == sha else "re-rendered"

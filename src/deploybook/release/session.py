@@ -15,20 +15,21 @@ import dataclasses
 import sys
 from typing import Any
 
+from deploybook.cluster.access import require_write_access
 from deploybook.cluster.connect import KubeClients, api_errors
 from deploybook.cluster.lock import LeaseRenewer, acquire_lock, holder_identity, release_lock
-from deploybook.config.environment import load_environment
 from deploybook.errors import CheckFailed, RecordError
 from deploybook.evidence.record import ReleaseRecord, write_record
 from deploybook.evidence.record_store import CONFIGMAP_NAME, load_from_cluster, load_last_passed, save_to_cluster
 from deploybook.manifests.apply import ensure_namespace, ensure_pull_secret
 from deploybook.manifests.source import checkout_manifests
-from deploybook.release import policy
-from deploybook.release.clients import connect_environment
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.preflight import placeholder_refs, preflight_release
+from deploybook.release.promotion import settle_promotion
 from deploybook.release.recording import build_record
 from deploybook.release.rollback import roll_back, to_roll_back
+from deploybook.release.sources import fetch_sources, git_access
+from deploybook.sources.git import Checkout
 from deploybook.verify.workloads import workloads_running
 
 __all__ = ["SOURCE_RECORD_FILE", "abandon", "close_release", "open_release"]
@@ -40,26 +41,39 @@ PIPELINE_GRACE_S = 120.0  # how long an interrupted release waits for the tasks 
 
 def open_release(release: ReleaseParts) -> None:
     """Connect; for checks learn what should run; for a release take the lock and preflight."""
-    kube = release.clients.kube
     if release.context.mode == "checks":
-        _open_checks(release, kube)
+        _open_checks(release, release.clients.kube)
         return
-    _settle_promotion(release)
+    if not release.context.promoting:
+        release.sources = _fetch_sources(release)  # git only: a bad source stops before any cluster contact
+    settle_promotion(release)
+    kube = release.clients.kube
     ctx, env = release.context, release.env
     auth = release.clients.registry_auth  # resolved before the namespace and the lock
     # The registry answers with these credentials over verified TLS before the cluster is
     # touched: a wrong password, CA or address must not leave a pull secret or a lock behind.
     release.clients.registry.ping()
+    if ctx.promoting:
+        release.clients.source_registry.ping()  # where the promoted images are copied from
     release.pull_secret = env.pull_secret if env.pull_secret and auth is not None else None
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     if ctx.source_record is not None:
         (ctx.run_dir / SOURCE_RECORD_FILE).write_text(ctx.source_record.to_json())
     release.say(f"release {ctx.run_id} of {env.name} to {kube.server} namespace {env.cluster.namespace}")
+    require_write_access(kube, env.cluster.namespace, environment=env.name)
     if not ctx.options.dry_run:
         _take_lock(release, kube)
     release.previous = _previous_record(release, kube)
+    if ctx.promoting and env.manifests.service_path is not None:
+        release.sources = _fetch_sources(release)
     release.checkout = checkout_manifests(
-        env.manifests, root=env.root, work_dir=ctx.run_dir / "manifest-source" / "release", project=ctx.git
+        env.manifests,
+        root=env.root,
+        work_dir=ctx.run_dir / "manifest-source" / "release",
+        project=ctx.git,
+        access=git_access(env),
+        services=env.services,
+        sources=release.sources,
     )
     if release.pull_secret and auth is not None and not ctx.options.dry_run:
         ensure_pull_secret(kube, env.cluster.namespace, release.pull_secret, env.registry.address, auth)
@@ -79,6 +93,21 @@ def open_release(release: ReleaseParts) -> None:
         _read_rollback_target(release, kube)
 
 
+def _fetch_sources(
+    release: ReleaseParts, of: ReleaseRecord | None = None, folder: str = "sources"
+) -> dict[str, Checkout]:
+    """Each git-sourced service's code into ``RUN_DIR/FOLDER``: at the branch, or at the commits
+    ``of`` recorded (a promoted release's, when promoting; a rollback target's)."""
+    ctx = release.context
+    of = of or (ctx.source_record if ctx.promoting else None)
+    commits = None
+    if of is not None:
+        commits = {n: str(s.source["commit"]) for n, s in of.services.items() if s.source.get("commit")}
+    if not any(s.source is not None for s in release.env.services):
+        return {}
+    return fetch_sources(release.env, ctx.run_dir / folder, commits=commits, say=release.say)
+
+
 def _open_checks(release: ReleaseParts, kube: KubeClients) -> None:
     ctx, env = release.context, release.env
     if ctx.source_record is None:
@@ -94,18 +123,6 @@ def _open_checks(release: ReleaseParts, kube: KubeClients) -> None:
             source=kube.where,
             hint=f"release first (pytest runbook --env {env.name}), or check the environment that runs it",
         )
-
-
-def _settle_promotion(release: ReleaseParts) -> None:
-    """A deploy-only environment promotes the release its source environment keeps in its cluster."""
-    ctx, env = release.context, release.env
-    if not ctx.promoting or ctx.source_record is not None:
-        return
-    assert env.promote_from is not None
-    source_env = load_environment(env.promote_from, env.file.parent)
-    record = load_from_cluster(connect_environment(source_env), source_env.cluster.namespace)
-    policy.check_promotion(env, record, confirmed=ctx.options.confirm_prod)
-    release.context = dataclasses.replace(ctx, source_record=record)
 
 
 def _take_lock(release: ReleaseParts, kube: KubeClients) -> None:
@@ -189,12 +206,16 @@ def _roll_back(
         return record, None
     release.say(f"release failed; rolling back {', '.join(services)} to release {target.run_id}")
     env, ctx = release.env, release.context
+    sources = _fetch_sources(release, target, "rollback-sources") if env.manifests.service_path else {}
     checkout = checkout_manifests(
         env.manifests,
         root=env.root,
         work_dir=ctx.run_dir / "manifest-source" / "rollback",
         project=ctx.git,
         commit=target.manifest_source.get("commit") if env.manifests.git else None,
+        access=git_access(env),
+        services=[s for s in env.services if s.name in sources] if sources else env.services,
+        sources=sources,
     )
     result = roll_back(
         kube,
@@ -206,9 +227,8 @@ def _roll_back(
         attempted={n: s.digest for n, s in record.services.items()},
         say=release.say,
     )
-    record = build_record(
-        release, outcome="rolled-back" if result.ok else "failed", cluster=facts, rollback=result.to_dict()
-    )
+    rollback = {**result.to_dict(), "manifest_source": dict(checkout.info)}
+    record = build_record(release, outcome="rolled-back" if result.ok else "failed", cluster=facts, rollback=rollback)
     release.say(f"rollback to {target.run_id} {'proven' if result.ok else 'FAILED'}")
     return record, (target if result.ok else None)
 

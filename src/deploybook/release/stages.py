@@ -27,11 +27,13 @@ import hashlib
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from deploybook.config.model import Service
 from deploybook.errors import BuildError, RegistryError
 from deploybook.images.build import build_image, oci_labels
+from deploybook.images.copy import copy_image
 from deploybook.images.push import push_image
 from deploybook.images.references import image_name, split_repository
 from deploybook.manifests.apply import AppliedObject, apply_objects
@@ -102,40 +104,80 @@ def build(release: ReleaseParts, service: Service, say: Say) -> Built | Skipped:
     if ctx.skips_stage("build"):
         return Skipped(release.resumed_note("build"))
     assert ctx.git is not None, "a release that builds has the project's git state"
-    prepared = _prepare(service, release, say) if service.prepare else ""
+    code = _code_of(release, service)
+    prepared = _prepare(service, code, release, say) if code.prepare else ""
     repository = ctx.env.image_repository(service)
-    tag = f"{repository}:{ctx.tag}"
-    labels = oci_labels(
-        revision=ctx.git.commit,
-        source=source_url(ctx.env.root),
-        version=ctx.tag,
-        created=ctx.git.commit_time,
-    )
-    command = f"docker build {service.context} -f {service.dockerfile} -t {tag}"
+    version = release.tag_of(service.name)
+    tag = f"{repository}:{version}"
+    labels = oci_labels(revision=code.revision, source=code.url, version=version, created=code.created)
+    command = f"docker build {code.context} -f {code.dockerfile} -t {tag}"
     result = build_image(
         release.clients.docker,
-        context=service.context,
-        dockerfile=service.dockerfile,
+        context=code.context,
+        dockerfile=code.dockerfile,
         tag=tag,
         labels=labels,
         on_line=say,
     )
     say(f"built {tag} ({result.image_id[:19]})")
-    return Built(repository, ctx.tag, result.image_id, labels, command, result.log, prepared)
+    return Built(repository, version, result.image_id, labels, command, result.log, prepared)
 
 
-def _prepare(service: Service, release: ReleaseParts, say: Say) -> str:
-    """Run the service's prepare command in the project root; its output is evidence."""
+@dataclass(frozen=True)
+class _Code:
+    """Where a service's code is for its build, and what the image's labels say about it."""
+
+    context: Path
+    dockerfile: Path
+    prepare: tuple[str, ...]
+    cwd: Path  # where the prepare command runs
+    revision: str
+    url: str
+    created: str
+
+
+def _code_of(release: ReleaseParts, service: Service) -> _Code:
+    """The service's git source as fetched for this run, else its folder of the project."""
+    checkout, source = release.sources.get(service.name), service.source
+    if checkout is not None and source is not None:
+        context = checkout.directory / source.path
+        return _Code(
+            context,
+            context / source.dockerfile,
+            source.prepare,
+            checkout.directory,
+            checkout.commit,
+            checkout.url,
+            checkout.commit_time,
+        )
+    env, git = release.context.env, release.context.git
+    assert git is not None
+    return _Code(
+        service.context,
+        service.dockerfile,
+        service.prepare,
+        env.root,
+        git.commit,
+        source_url(env.root),
+        git.commit_time,
+    )
+
+
+def _prepare(service: Service, code: _Code, release: ReleaseParts, say: Say) -> str:
+    """Run the service's prepare command where its code is; its output is evidence."""
     env = release.context.env
-    command = " ".join(service.prepare)
+    command = " ".join(code.prepare)
     say(command)
     try:
         done = subprocess.run(
-            service.prepare, cwd=env.root, capture_output=True, text=True, timeout=env.timeouts.build, check=False
+            code.prepare, cwd=code.cwd, capture_output=True, text=True, timeout=env.timeouts.build, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise BuildError(
-            f"prepare command {command!r} could not run: {e}", stage="build", service=service.name, source=str(env.file)
+            f"prepare command {command!r} could not run in {code.cwd}: {e}",
+            stage="build",
+            service=service.name,
+            source=str(env.file),
         ) from e
     output = done.stdout + done.stderr
     if done.returncode != 0:
@@ -145,7 +187,7 @@ def _prepare(service: Service, release: ReleaseParts, say: Say) -> str:
             stage="build",
             service=service.name,
             source=str(env.file),
-            hint="run it by hand from the project root and fix what it reports",
+            hint=f"run it by hand in {code.cwd} and fix what it reports",
         )
     return f"$ {command}\n{output}"
 
@@ -164,27 +206,28 @@ def push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
         return _digest_without_push(release, service, say)
     built = release.outcome(service.name, "build")
     image_id = built.image_id if isinstance(built, Built) else _recorded_image_id(release, service)
+    tag = built.tag if isinstance(built, Built) else release.tag_of(service.name)
     repository = ctx.env.image_repository(service)
     registry = release.clients.registry
     path = split_repository(repository)[1]
-    held = registry.image_config(path, ctx.tag)
+    held = registry.image_config(path, tag)
     if held is not None and held[1] == image_id:  # the registry has this very image under the tag
-        say(f"{repository}:{ctx.tag} already holds image {image_id[:19]}: nothing to push")
-        question = f"GET /v2/{path}/manifests/{ctx.tag} (config digest {image_id[:19]}...)"
-        return Pushed(repository, held[0], "registry had it", ctx.tag, question=question, answer=held[0])
+        say(f"{repository}:{tag} already holds image {image_id[:19]}: nothing to push")
+        question = f"GET /v2/{path}/manifests/{tag} (config digest {image_id[:19]}...)"
+        return Pushed(repository, held[0], "registry had it", tag, question=question, answer=held[0])
     pushed = push_image(
         release.clients.docker,
         repository=repository,
-        tag=ctx.tag,
+        tag=tag,
         auth=release.clients.registry_auth,
         on_line=say,
         source=image_id,
         registry=registry,
     )
-    confirmed = registry.manifest_digest(path, ctx.tag)
+    confirmed = registry.manifest_digest(path, tag)
     if confirmed != pushed.digest:
         raise RegistryError(
-            f"push said {pushed.digest}, the registry says {confirmed} for {repository}:{ctx.tag}",
+            f"push said {pushed.digest}, the registry says {confirmed} for {repository}:{tag}",
             stage="push",
             service=service.name,
             source=registry.address,
@@ -194,8 +237,8 @@ def push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
         repository,
         pushed.digest,
         "push",
-        ctx.tag,
-        question=f"HEAD /v2/{path}/manifests/{ctx.tag}",
+        tag,
+        question=f"HEAD /v2/{path}/manifests/{tag}",
         answer=confirmed,
         log=pushed.log,
     )
@@ -214,10 +257,21 @@ def _recorded_image_id(release: ReleaseParts, service: Service) -> str:
 
 
 def _confirm_promoted(release: ReleaseParts, service: Service, say: Say) -> Pushed:
+    """The promoted digest in this environment's registry: copied there by digest when the
+    source environment keeps its images elsewhere, and confirmed by the registry's answer."""
     recorded = release.context.recorded(service.name)
     assert recorded is not None and recorded.digest, f"no promoted digest for {service.name}"
     repository = release.context.env.image_repository(service)
     path = split_repository(repository)[1]
+    copied, origin = "", release.clients.promoted_repository(service.name)
+    if origin != repository:
+        source_path = split_repository(origin)[1]
+        tags = (recorded.tag,) if recorded.tag else ()
+        result = copy_image(
+            release.clients.source_registry, source_path, release.clients.registry, path, recorded.digest, tags=tags
+        )
+        copied = result.summary()
+        say(f"copied {copied}")
     served = release.clients.registry.manifest_digest(path, recorded.digest)
     if served != recorded.digest:
         raise RegistryError(
@@ -230,30 +284,31 @@ def _confirm_promoted(release: ReleaseParts, service: Service, say: Say) -> Push
     return Pushed(
         repository,
         recorded.digest,
-        "promoted",
+        f"copied by digest from {origin}" if copied else "promoted",
         recorded.tag,
         question=f"HEAD /v2/{path}/manifests/{recorded.digest}",
         answer=served,
+        log=copied,
     )
 
 
 def _digest_without_push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
     ctx = release.context
-    repository = ctx.env.image_repository(service)
+    repository, tag = ctx.env.image_repository(service), release.tag_of(service.name)
     path = split_repository(repository)[1]
     digest: str | None
     try:
-        digest, source = release.clients.registry.manifest_digest(path, ctx.tag), "registry tag"
+        digest, source = release.clients.registry.manifest_digest(path, tag), "registry tag"
     except RegistryError:
         recorded = ctx.recorded(service.name) or release.previous_service(service.name)
         digest, source = (recorded.digest if recorded else None), "recorded release"
     if not digest:
         return Skipped(
-            f"dry-run: {repository}:{ctx.tag} is not in the registry and no release records "
+            f"dry-run: {repository}:{tag} is not in the registry and no release records "
             f"{service.name}; nothing to render"
         )
     say(f"dry-run: would deploy {repository}@{digest} (from the {source})")
-    return Pushed(repository, digest, source, ctx.tag)
+    return Pushed(repository, digest, source, tag)
 
 
 # --------------------------------------------------------------------------- apply
@@ -303,7 +358,7 @@ def _render_keeping_release_id(
             refs=refs,
             pull_secret=release.pull_secret,
             release_id=release_id,
-            git_sha=ctx.built_from,
+            git_sha=release.source_commit(service.name),
         )
         text = rendered_text(objs)
         digest = hashlib.sha256(text.encode()).hexdigest()

@@ -64,17 +64,23 @@ class Sandbox:
         self.namespace = namespace
 
     @classmethod
-    def create(cls, root: Path, env: dict[str, str], namespace: str, *, branch: str = "main") -> Sandbox:
-        """Copy the runbook into ``root``, point ``local`` at ``namespace``, commit it all."""
+    def create(
+        cls, root: Path, env: dict[str, str], namespace: str, *, branch: str = "main", links: tuple[str, ...] = ()
+    ) -> Sandbox:
+        """Copy the runbook into ``root``, point ``local`` at ``namespace``, commit it all.
+
+        ``links`` are more of this repository's folders to link in, ignored by git (``stack``,
+        ``scripts`` and ``.venv`` for ``scripts/pipeline``)."""
         root.mkdir(parents=True)
         for name in ("conftest.py", "pytest.ini", "app.yaml"):
             shutil.copy(ROOT / name, root / name)
         for name in ("runbook", "checks", "environments"):
             shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "apps" / "dx29" / "manifests", root / "manifests")
-        for name in ("apps", "node_modules", "package.json"):  # node_modules: the pinned Allure
+        for name in ("apps", "node_modules", "package.json", *links):  # node_modules: the pinned Allure
             (root / name).symlink_to(ROOT / name)
-        (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nreports/\nnode_modules\n")
+        ignored = "".join(f"{name}\n" for name in links)
+        (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\nreports/\nnode_modules\n" + ignored)
         box = cls(root, env, namespace)
         box.edit(
             "environments/local.yaml",
