@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "BranchRule",
     "ClusterConfig",
+    "Confinement",
     "Environment",
     "GitConfig",
     "GitSource",
@@ -144,6 +145,18 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Confinement:
+    """What a release may write outside its own namespace: nothing, unless named here.
+
+    ``cluster_scoped`` holds ``Kind/name`` of each cluster-scoped object the release may own
+    (a ClusterRole, say); ``namespaces`` the other namespaces its manifests may name.
+    """
+
+    cluster_scoped: frozenset[str] = frozenset()
+    namespaces: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Timeouts:
     """Seconds allowed for each kind of wait."""
 
@@ -171,6 +184,7 @@ class Environment:
     lock_duration_s: int = 1800
     description: str = ""
     git: GitConfig = GitConfig()
+    confinement: Confinement = Confinement()
 
     def service(self, name: str) -> Service:
         """The service called ``name``; KeyError names the known ones."""

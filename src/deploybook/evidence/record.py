@@ -95,6 +95,8 @@ class ReleaseRecord:
     applied: tuple[str, ...] = ()
     interrupted_during: str | None = None
     rollback: dict[str, Any] = field(default_factory=dict)
+    # What the environment let the release write outside its namespace, by name.
+    outside_namespace: tuple[str, ...] = ()
     schema: int = SCHEMA_VERSION
 
     @property
@@ -159,6 +161,7 @@ def record_from_dict(data: Any, *, source: str) -> ReleaseRecord:
     known.setdefault("started", "")
     known.setdefault("finished", "")
     known["applied"] = tuple(known.get("applied") or ())
+    known["outside_namespace"] = tuple(known.get("outside_namespace") or ())
     return ReleaseRecord(**known)
 
 

@@ -42,8 +42,15 @@ def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFac
         images={name: s.ref for name, s in services if s.ref},
         sources={name: text for name, s in services if (text := where_from(s.source))},
         manifests=where_from(shown.manifest_source) if shown else "",
-        extra=_extra(shown),
+        extra={**_extra(shown), **_outside(record)},
     )
+
+
+def _outside(record: ReleaseRecord | None) -> dict[str, str]:
+    """What the environment let this release write outside its namespace, listed by name."""
+    if record is None or not record.outside_namespace:
+        return {}
+    return {"allowed.outside.namespace": ", ".join(record.outside_namespace)}
 
 
 def where_from(source: Mapping[str, Any]) -> str:
