@@ -264,7 +264,7 @@ ESCALATION = "dbx-bad-input-escalation"
 
 @case(
     "cluster-scoped escalation (a ClusterRoleBinding to cluster-admin) refused before anything is applied",
-    r"manifests/gateway\.yaml, document 2",
+    r"manifests/gateway\.yaml, document 3",
     f"ClusterRoleBinding/{ESCALATION} is cluster-scoped",
     r"confinement: \{cluster_scoped: \[ClusterRoleBinding/" + ESCALATION,
     locks=True,
@@ -283,7 +283,7 @@ def case_manifest_cluster_admin_binding(c: Ctx) -> Invocation:
 
 @case(
     "YAML alias bomb refused at once, naming the file, the document and the limit",
-    r"manifests/gateway\.yaml, document 2",
+    r"manifests/gateway\.yaml, document 3",
     "limit max_nodes|limit max_aliases",
     locks=True,
 )
