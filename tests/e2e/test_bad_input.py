@@ -638,7 +638,11 @@ def record(name: str, expected: str, observed: str, lost: str, passed: bool) -> 
 
 
 def _cluster_role_binding_exists(env: dict[str, str], name: str) -> bool:
-    return bool(kubectl(env, "get", "clusterrolebinding", name, "--ignore-not-found", "-o", "name").strip())
+    """Whether the binding was made; one that was is deleted at once (it grants cluster-admin)."""
+    found = bool(kubectl(env, "get", "clusterrolebinding", name, "--ignore-not-found", "-o", "name").strip())
+    if found:
+        kubectl(env, "delete", "clusterrolebinding", name, "--ignore-not-found")
+    return found
 
 
 def _params() -> list[Any]:
