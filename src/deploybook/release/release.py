@@ -20,7 +20,7 @@ from deploybook.cluster.lock import LeaseRenewer, Lock
 from deploybook.config.model import Environment, Service
 from deploybook.errors import RenderError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
-from deploybook.manifests.apply import ensure_pull_secret
+from deploybook.manifests.pull_secret import ensure_pull_secret
 from deploybook.manifests.source import ManifestCheckout
 from deploybook.release import checking, session, stages
 from deploybook.release.clients import Clients
