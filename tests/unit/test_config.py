@@ -317,3 +317,18 @@ def test_git_settings_and_read_only_context() -> None:
     env = parse(text + "git: {username: deploy, password_file: /run/git-password, ca_file: /ca.crt}\n")
     assert env.cluster.read_only_context == "ctx-view"  # type: ignore[attr-defined]
     assert env.git.password_file == "/run/git-password" and env.git.credential_helper is None  # type: ignore[attr-defined]
+
+
+def test_probe_failure_budget_defaults_to_two_and_is_set_under_timeouts() -> None:
+    default = parse(MINIMAL)
+    assert default.timeouts.probe_failures_allowed == 2  # type: ignore[attr-defined]
+    none_allowed = parse(MINIMAL + "timeouts:\n  rollout: 60\n  probe_failures_allowed: 0\n")
+    assert none_allowed.timeouts.probe_failures_allowed == 0  # type: ignore[attr-defined]
+    assert none_allowed.timeouts.rollout == 60  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("value", "message"), [("-1", "below the minimum 0"), ("many", "expected an integer")])
+def test_a_bad_probe_failure_budget_names_file_line_and_key(value: str, message: str) -> None:
+    err = error_of(MINIMAL + f"timeouts:\n  probe_failures_allowed: {value}\n")
+    assert err.key == "timeouts.probe_failures_allowed"
+    assert "environments/x.yaml:16" in str(err) and message in str(err)

@@ -477,3 +477,52 @@ def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_i
 def test_only_pulls_the_kubelet_retries_get_a_grace_period(waiting: str, retried: bool) -> None:
     found = pod_failure(pod("p", "1", state={"waiting": {"reason": waiting, "message": "401 Unauthorized"}}))
     assert found is not None and pull_is_retried(*found) is retried
+
+
+def unhealthy(pod_name: str, uid: str, count: int, message: str) -> dict[str, Any]:
+    """An Unhealthy event as the kubelet's recorder aggregates it."""
+    return {
+        "type": "Warning",
+        "reason": "Unhealthy",
+        "message": message,
+        "involvedObject": {"kind": "Pod", "name": pod_name, "uid": uid, "fieldPath": "spec.containers{app}"},
+        "firstTimestamp": "2025-01-01T00:00:00Z",
+        "lastTimestamp": "2025-01-01T00:00:20Z",
+        "count": count,
+    }
+
+
+def probing_kube(count: int) -> FakeKube:
+    """A Deployment waiting on one running pod that is not ready, with ``count`` readiness failures."""
+    waiting = pod("web-new-1", "5")
+    waiting["metadata"]["uid"] = "p1"
+    deps = FakeEndpoint([deployment("10", updated=1, total=1, replicas=1)], "10")
+    kube = FakeKube(deps, FakeEndpoint([waiting], "5"), REPLICA_SETS)
+    events = [unhealthy("web-new-1", "p1", count, "Readiness probe failed: HTTP probe failed with statuscode: 404")]
+    events.append(unhealthy("web-old-1", "p0", 50, "Readiness probe failed: HTTP probe failed with statuscode: 500"))
+    kube.core.list_namespaced_event = FakeEndpoint(events)
+    return kube
+
+
+def test_a_readiness_probe_beyond_its_budget_ends_the_rollout_naming_probe_and_status_code() -> None:
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(probing_kube(3), "Deployment", "ns", "web", timeout_s=30, probe_failures_allowed=2)
+    assert time.monotonic() - started < 5, "the budget, not the 30 s deadline, ends the wait"
+    assert info.value.cause == "ReadinessProbeFailed"
+    assert "pod web-new-1 container app: Readiness probe failed 3 times" in info.value.detail
+    assert "(status code 404)" in info.value.detail and "more than 2 failures allowed" in info.value.detail
+    assert "500" not in info.value.detail, "another pod's events are not this pod's"
+
+
+def test_failures_within_the_budget_wait_and_the_timeout_names_the_probe() -> None:
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(probing_kube(2), "Deployment", "ns", "web", timeout_s=1, probe_failures_allowed=2)
+    assert info.value.cause == "Timeout"
+    assert "Readiness probe failed 2 times, latest: HTTP probe failed with statuscode: 404" in info.value.detail
+
+
+def test_without_a_budget_probe_failures_are_only_named() -> None:
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(probing_kube(40), "Deployment", "ns", "web", timeout_s=1)
+    assert info.value.cause == "Timeout" and "Readiness probe failed 40 times" in info.value.detail

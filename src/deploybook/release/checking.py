@@ -138,6 +138,7 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
                     timeout_s=timeout_s,
                     on_progress=_prefixed(say, wl.title),
                     min_generation=wl.generation,
+                    probe_failures_allowed=release.context.env.timeouts.probe_failures_allowed,
                 )
             )
         except RolloutFailed as exc:

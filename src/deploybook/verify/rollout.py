@@ -18,7 +18,9 @@ Causes carried by `RolloutFailed.cause`:
                                 whose kubelet stopped renewing its heartbeat Lease
     ProgressDeadlineExceeded    the Deployment's Progressing condition says so
     JobFailed                   the Job's Failed condition is True
-    Timeout                     the deadline passed (e.g. a readiness probe that never passes)
+    ReadinessProbeFailed        a pod not ready failed its readiness probe more often than the
+                                budget allows (LivenessProbeFailed likewise); see below
+    Timeout                     the deadline passed (naming the worst probe failure, if any)
     NotFound                    the workload does not exist
 
 A container counts as crash-looping after its FIRST non-zero exit: waiting for the kubelet's
@@ -26,6 +28,10 @@ CrashLoopBackOff state costs a second crash plus back-off. OOM kills are the exc
 can be load-related, two are a pattern. Job pods are left to the Job's own backoffLimit and
 judged by its Failed condition. The deadline is the smaller of the configured timeout and
 the workload's progressDeadlineSeconds (Deployments only); the result and the error say which.
+A probe that keeps failing is read from the kubelet's ``Unhealthy`` events
+(`deploybook.verify.probes`): more failures on one pod not ready than the environment's
+``timeouts.probe_failures_allowed`` end the rollout before the deadline, naming the probe,
+the count and its latest output (an HTTP status code among it).
 
 One :class:`RolloutWatcher` per namespace follows every workload of a release with one
 list+watch stream per kind and one for the namespace's pods (`deploybook.cluster.watch`),
@@ -115,15 +121,20 @@ class RolloutWatcher:
         timeout_s: float,
         on_progress: ProgressCallback | None = None,
         min_generation: int = 0,
+        probe_failures_allowed: int | None = None,
     ) -> RolloutResult:
         """Wait until ``kind`` ``name`` has rolled out; raise `RolloutFailed` with the cause.
 
         ``min_generation`` (the generation an apply just returned) makes an older object,
         seen before the apply's change reached the watch, count as not observed yet.
+        ``probe_failures_allowed`` is the probe failure budget per replica (None: no budget;
+        failing probes are then named only when the deadline passes).
         """
         if kind not in WORKLOAD_KINDS:
             raise ValueError(f"cannot wait for a {kind}: known kinds are {', '.join(WORKLOAD_KINDS)}")
-        tracker = RolloutTracker(self.kube, kind, self.namespace, name, timeout_s, on_progress, min_generation)
+        tracker = RolloutTracker(
+            self.kube, kind, self.namespace, name, timeout_s, on_progress, min_generation, probe_failures_allowed
+        )
         with self._lock:
             # Registered before its stream starts, or seeded from what the streams hold: either
             # way the tracker sees every event from the list on, and in order.
@@ -220,6 +231,7 @@ def wait_for_rollout(
     *,
     timeout_s: float,
     on_progress: ProgressCallback | None = None,
+    probe_failures_allowed: int | None = None,
 ) -> RolloutResult:
     """Wait for one workload with a watcher of its own (a rollback, a benchmark trial).
 
@@ -227,4 +239,6 @@ def wait_for_rollout(
     "1 of 2 updated replicas available", so a terminal can show what is being waited on.
     """
     with RolloutWatcher(kube, namespace) as watcher:
-        return watcher.watch(kind, name, timeout_s=timeout_s, on_progress=on_progress)
+        return watcher.watch(
+            kind, name, timeout_s=timeout_s, on_progress=on_progress, probe_failures_allowed=probe_failures_allowed
+        )

@@ -23,6 +23,7 @@ from deploybook.cluster.watch import list_raw
 from deploybook.errors import RolloutFailed
 from deploybook.verify.evidence import collect_evidence
 from deploybook.verify.nodes import node_problem, pod_ready
+from deploybook.verify.probes import ProbeFailure, budget_exceeded, describe, probe_failures
 from deploybook.verify.workload_status import (
     evaluate_workload,
     pod_failure,
@@ -35,6 +36,7 @@ __all__ = ["Event", "ProgressCallback", "RolloutResult", "RolloutTracker", "dead
 
 PULL_GRACE_S = 20.0  # a failed pull must outlast one kubelet retry before it fails a rollout
 NODE_CHECK_S = 5.0  # how often the nodes of waiting pods are looked at (also a wake-up)
+PROBE_CHECK_S = 5.0  # how often the probe events of pods not ready are read
 
 ProgressCallback = Callable[[str], None]
 Event = tuple[str, str, Any]  # (tag, type, payload) as EventStream sends them
@@ -82,8 +84,13 @@ class RolloutTracker:
         timeout_s: float,
         on_progress: ProgressCallback | None,
         min_generation: int,
+        probe_failures_allowed: int | None = None,
     ) -> None:
         self.kube, self.kind, self.namespace, self.name = kube, kind, namespace, name
+        self.probe_failures_allowed = probe_failures_allowed  # None: probe failures only named
+        self.probes_checked = 0.0
+        self.events_readable = True
+        self.worst_probe: ProbeFailure | None = None
         self.workload: dict[str, Any] | None = None
         self.timeout_s = timeout_s
         self.deadline_s, self.deadline_source = float(timeout_s), "timeout"
@@ -165,6 +172,7 @@ class RolloutTracker:
             if found and not self.pull_retry_pending(pod["metadata"]["name"], *found):
                 raise self.failed(*found)
         self.judge_nodes()
+        self.judge_probes()
         self.note(verdict.message)
         return None
 
@@ -198,6 +206,42 @@ class RolloutTracker:
                 return
             if problem:
                 raise self.failed("NodeNotReady", f"pod {pod} waits on node {node}: {problem}")
+
+    def judge_probes(self, *, now: bool = False) -> None:
+        """Fail when a pod not ready failed its readiness or liveness probe beyond the budget.
+
+        Reads the namespace's ``Unhealthy`` events (every PROBE_CHECK_S, or ``now``) and keeps
+        the worst failure seen, so a timeout can name it too.
+        """
+        if not self.events_readable or (not now and time.monotonic() - self.probes_checked < PROBE_CHECK_S):
+            return
+        waiting = [p for p in self.current_pods() if not pod_ready(p)]
+        if not waiting:
+            return
+        self.probes_checked = time.monotonic()
+        try:
+            events, _ = list_raw(
+                self.kube.core.list_namespaced_event, self.namespace, field_selector="reason=Unhealthy"
+            )
+        except ApiException as exc:  # a context that may not list events: probes are not named
+            self.events_readable = exc.status not in (401, 403)
+            return
+        except (OSError, HTTPError):  # the API server is away; read again at the next check
+            return
+        names = {p["metadata"]["name"] for p in waiting}
+        uids = {p["metadata"]["uid"] for p in waiting if p["metadata"].get("uid")}
+        failures = probe_failures(events, names, pod_uids=uids or None)
+        self.worst_probe = max(failures, key=lambda f: f.count, default=None)
+        if self.probe_failures_allowed is None:
+            return
+        broken = budget_exceeded(failures, replicas=len(waiting), allowed_per_replica=self.probe_failures_allowed)
+        if broken is not None:
+            allowed = self.probe_failures_allowed
+            raise self.failed(
+                f"{broken.probe}ProbeFailed",
+                f"{describe(broken)}; more than {allowed} failures allowed per replica "
+                "(timeouts.probe_failures_allowed in the environment file)",
+            )
 
     def current_pods(self) -> list[Mapping[str, Any]]:
         pods: list[Mapping[str, Any]] = list(self.pods.values())
@@ -248,6 +292,16 @@ class RolloutTracker:
             timeline=tuple(self.timeline),
         )
 
+    def timed_out(self) -> RolloutFailed:
+        """The Timeout verdict: the last status, and the worst probe failure if one was seen."""
+        last = self.timeline[-1][1] if self.timeline else "no status"
+        try:
+            self.judge_probes(now=True)
+        except RolloutFailed as exc:  # the budget broke at the last look: that is the cause
+            return exc
+        probe = f"; {describe(self.worst_probe)}" if self.worst_probe else ""
+        return self.failed("Timeout", f"not rolled out within {self.deadline_s:.0f}s; last status: {last}{probe}")
+
     def wait(self) -> RolloutResult:
         """Judge after every event until the rollout is done, fails, or the deadline passes."""
         while True:
@@ -260,8 +314,7 @@ class RolloutTracker:
                 return result
             remaining = self.deadline_s - self.elapsed()
             if remaining <= 0:
-                last = self.timeline[-1][1] if self.timeline else "no status"
-                raise self.failed("Timeout", f"not rolled out within {self.deadline_s:.0f}s; last status: {last}")
+                raise self.timed_out()
             try:
                 self.apply(*self.events.get(timeout=min(remaining, NODE_CHECK_S)))
             except queue.Empty:
