@@ -526,3 +526,60 @@ def test_without_a_budget_probe_failures_are_only_named() -> None:
     with pytest.raises(RolloutFailed) as info:
         wait_for_rollout(probing_kube(40), "Deployment", "ns", "web", timeout_s=1)
     assert info.value.cause == "Timeout" and "Readiness probe failed 40 times" in info.value.detail
+
+
+def job_pod(name: str, phase: str, code: int, reason: str) -> dict[str, Any]:
+    terminated = {"terminated": {"exitCode": code, "reason": reason}}
+    return {
+        "metadata": {"name": name},
+        "status": {"phase": phase, "containerStatuses": [{"name": "migrate", "state": terminated}]},
+    }
+
+
+def test_a_completed_job_is_judged_by_its_pods_exit_codes() -> None:
+    from deploybook.verify.workload_status import job_exits
+
+    lines, problems = job_exits("migrate", [job_pod("migrate-a", "Succeeded", 0, "Completed")], 1)
+    assert lines == ["pod migrate-a Succeeded: container migrate exited with code 0 (Completed)"] and problems == []
+
+
+def test_a_retried_job_that_succeeded_lists_the_failed_attempt_without_a_problem() -> None:
+    from deploybook.verify.workload_status import job_exits
+
+    pods = [job_pod("migrate-a", "Failed", 3, "Error"), job_pod("migrate-b", "Succeeded", 0, "Completed")]
+    lines, problems = job_exits("migrate", pods, 1)
+    assert len(lines) == 2 and problems == []
+
+
+def test_a_failed_job_names_the_exit_code_and_reason() -> None:
+    from deploybook.verify.workload_status import job_exits
+
+    _, problems = job_exits("migrate", [job_pod("migrate-a", "Failed", 3, "Error")], 1)
+    assert problems == [
+        "Job migrate: 1 pod(s) failed, 0 of 1 succeeded",
+        "pod migrate-a Failed: container migrate exited with code 3 (Error)",
+    ]
+
+
+def test_a_job_failed_rollout_carries_its_pods_exit_codes() -> None:
+    failed_cond = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "BackoffLimitExceeded",
+        "message": "Job has reached the specified backoff limit",
+    }
+    job = {
+        "metadata": {"name": "migrate", "uid": "j1", "resourceVersion": "3"},
+        "spec": {"completions": 1, "selector": {"matchLabels": {"job-name": "migrate"}}},
+        "status": {"failed": 1, "conditions": [failed_cond]},
+    }
+    failed = job_pod("migrate-a", "Failed", 3, "Error")
+    failed["metadata"].update(resourceVersion="4", labels={"job-name": "migrate"})
+    kube = FakeKube(FakeEndpoint([]), FakeEndpoint([failed], "4"))
+    kube.batch = type("Batch", (), {})()
+    kube.batch.list_namespaced_job = FakeEndpoint([job], "3")
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(kube, "Job", "ns", "migrate", timeout_s=10)
+    assert info.value.cause == "JobFailed"
+    assert "BackoffLimitExceeded: Job has reached the specified backoff limit" in info.value.detail
+    assert "pod migrate-a Failed: container migrate exited with code 3 (Error)" in info.value.detail

@@ -37,6 +37,7 @@ from deploybook.verify.digests import (
 )
 from deploybook.verify.endpoints import EndpointReport, HttpResult, endpoint_report, http_check, service_port_for
 from deploybook.verify.rollout import RolloutResult, rolled_out_in
+from deploybook.verify.workload_status import job_exits
 from deploybook.verify.workloads import Workload, services_selecting
 
 __all__ = [
@@ -101,10 +102,11 @@ class DigestsReport:
 
 @dataclass(frozen=True)
 class ContainersReport:
-    """What was seen inside one ready container of the service."""
+    """What was seen inside one ready container of the service, or how its Job's pods exited."""
 
     facts: ContainerFacts | None = None
     problems: tuple[str, ...] = field(default=())
+    exits: tuple[str, ...] = ()  # a service of Jobs only: each finished pod's containers' exit codes
 
 
 # --------------------------------------------------------------------------- the checks
@@ -224,8 +226,15 @@ def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport:
 
 
 def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersReport | Skipped:
-    """Inside one ready container: the user it runs as and the ports it listens on."""
+    """Inside one ready container: the user it runs as and the ports it listens on.
+
+    A service of Jobs only is judged by how its pods exited: a finished pod has no running
+    container to look into.
+    """
     namespace = release.context.env.cluster.namespace
+    workloads = release.workloads(service) or []
+    if workloads and all(wl.kind == "Job" for wl in workloads):
+        return _job_exits(release, workloads, say)
     errors: list[str] = []
     for attempt in range(EXEC_ATTEMPTS):
         ready = _ready_containers(release, service)
@@ -248,6 +257,20 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
         say(f"pod {facts.pod}: uid {facts.uid}, listening {sorted(facts.listening)}")
         return ContainersReport(facts)
     return ContainersReport(problems=("could not look into a container:\n" + "\n".join(errors),))
+
+
+def _job_exits(release: ReleaseParts, jobs: list[Workload], say: Say) -> ContainersReport | Skipped:
+    lines: list[str] = []
+    problems: list[str] = []
+    for job in jobs:
+        pods = release.reader.pods_of(job)
+        if not pods:
+            return Skipped(f"{job.title} has no pods left to judge (ttlSecondsAfterFinished removes finished ones)")
+        seen, wrong = job_exits(job.name, pods, job.desired)
+        lines += seen
+        problems += wrong
+    say(f"{len(lines)} Job pod(s) judged by exit code: {len(problems) or 'no'} problem(s)")
+    return ContainersReport(problems=tuple(problems), exits=tuple(lines))
 
 
 def _ready_containers(release: ReleaseParts, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:

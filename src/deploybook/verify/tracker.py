@@ -26,6 +26,7 @@ from deploybook.verify.nodes import node_problem, pod_ready
 from deploybook.verify.probes import ProbeFailure, budget_exceeded, describe, probe_failures
 from deploybook.verify.workload_status import (
     evaluate_workload,
+    job_exits,
     pod_failure,
     pods_of_current_revision,
     pull_is_retried,
@@ -147,6 +148,12 @@ class RolloutTracker:
             self.note(f"waiting for the applied {self.kind} to be seen")
             return None
         verdict = evaluate_workload(self.kind, self.workload)
+        if verdict.cause == "JobFailed":  # its pods' exit codes say why
+            pods, _ = list_raw(  # listed now: the pods' events may still be on their way
+                self.kube.core.list_namespaced_pod, self.namespace, label_selector=label_selector(self.workload)
+            )
+            _, problems = job_exits(self.name, pods, verdict.desired)
+            raise self.failed(verdict.cause, "; ".join([verdict.message, *problems[1:]]))
         if verdict.cause:
             raise self.failed(verdict.cause, verdict.message)
         if verdict.done:

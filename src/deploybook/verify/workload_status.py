@@ -11,7 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Verdict", "evaluate_workload", "pod_failure", "pods_of_current_revision", "pull_is_retried"]
+__all__ = [
+    "Verdict",
+    "container_exits",
+    "evaluate_workload",
+    "job_exits",
+    "pod_failure",
+    "pods_of_current_revision",
+    "pull_is_retried",
+]
 
 PULL_FAILURES = {
     "ImagePullBackOff",
@@ -204,3 +212,38 @@ def pods_of_current_revision(
         gen = str(obj.get("metadata", {}).get("generation", ""))
         return [p for p in pods if label(p, "pod-template-generation") in (gen, None)]
     return list(pods)
+
+
+def container_exits(pod: Mapping[str, Any]) -> list[tuple[str, int, str]]:
+    """(container, exit code, reason) of each container of ``pod`` that has terminated."""
+    found = []
+    for cs in pod.get("status", {}).get("containerStatuses") or ():
+        term = (cs.get("state") or {}).get("terminated")
+        if term is not None:
+            found.append((str(cs.get("name")), int(term.get("exitCode", 0)), str(term.get("reason") or "-")))
+    return found
+
+
+def job_exits(job: str, pods: Sequence[Mapping[str, Any]], completions: int) -> tuple[list[str], list[str]]:
+    """How a Job's pods ended, judged by exit and not by looking inside: (lines, problems).
+
+    A finished pod has no container to exec into; its containers' exit codes are the verdict.
+    Failed attempts of a Job that still reached ``completions`` successes are listed, not
+    problems (the Job's backoffLimit allowed them).
+    """
+    lines, failed = [], []
+    succeeded = 0
+    for pod in pods:
+        name, phase = pod.get("metadata", {}).get("name", "?"), pod.get("status", {}).get("phase")
+        exits = container_exits(pod)
+        ended = ", ".join(f"container {c} exited with code {code} ({why})" for c, code, why in exits)
+        line = f"pod {name} {phase}: {ended or 'no container terminated'}"
+        lines.append(line)
+        succeeded += phase == "Succeeded"
+        if phase == "Failed":
+            failed.append(line)
+    if succeeded >= completions:
+        return lines, []
+    if failed:
+        return lines, [f"Job {job}: {len(failed)} pod(s) failed, {succeeded} of {completions} succeeded", *failed]
+    return lines, [f"Job {job}: {succeeded} of {completions} pods succeeded; the others have not finished"]
