@@ -17,6 +17,7 @@ from urllib3.exceptions import ProtocolError
 
 from deploybook.errors import RolloutFailed
 from deploybook.verify.rollout import wait_for_rollout
+from deploybook.verify.verdicts import judge
 from deploybook.verify.workload_status import evaluate_workload, pod_failure, pods_of_current_revision, pull_is_retried
 
 
@@ -323,7 +324,7 @@ def test_missing_workload_is_not_found() -> None:
 
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="known kinds are Deployment"):
-        wait_for_rollout(object(), "CronJob", "ns", "x", timeout_s=1)
+        wait_for_rollout(object(), "Widget", "ns", "x", timeout_s=1)
 
 
 @pytest.mark.parametrize(
@@ -365,9 +366,10 @@ def test_statefulset_daemonset_and_job_verdicts() -> None:
             "updateRevision": "b",
         },
     }
-    assert not evaluate_workload("StatefulSet", sts).done
+    assert not judge("StatefulSet", sts).done
     sts["status"]["currentRevision"] = "b"
-    assert evaluate_workload("StatefulSet", sts).done
+    sts["status"]["updatedReplicas"] = 2
+    assert judge("StatefulSet", sts).done
     ds = {
         "metadata": {"generation": 1},
         "status": {

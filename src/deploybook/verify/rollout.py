@@ -1,8 +1,9 @@
 """Rollout status of workloads, watched through the API and failing early with the cause.
 
 Each workload is judged with the semantics of `kubectl rollout status` (observedGeneration,
-updated, available, old replicas gone) for Deployment, StatefulSet and DaemonSet, and the
-Complete condition of a Job (the rules are pure, in `deploybook.verify.workload_status`).
+updated, available, old replicas gone) for Deployment and DaemonSet, the Complete condition
+of a Job, the kstatus rules for a StatefulSet (partitions, OnDelete) and a CronJob (accepted,
+no run waited for); `deploybook.verify.verdicts` chooses, the rules are pure.
 Unlike kubectl it does not sit through a crash loop until the progress deadline: it follows
 the workload's pods too and stops as soon as one of them shows a cause that will not heal by
 waiting.
@@ -48,7 +49,7 @@ from typing import Any
 from deploybook.cluster.selectors import selector_matches
 from deploybook.cluster.watch import EventStream
 from deploybook.verify.tracker import Event, ProgressCallback, RolloutResult, RolloutTracker, deadline
-from deploybook.verify.workload_status import evaluate_workload
+from deploybook.verify.verdicts import judge
 
 __all__ = ["WORKLOAD_KINDS", "RolloutResult", "RolloutWatcher", "rolled_out_in", "wait_for_rollout"]
 
@@ -58,6 +59,7 @@ WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("apps", "list_namespaced_stateful_set"),
     "DaemonSet": ("apps", "list_namespaced_daemon_set"),
     "Job": ("batch", "list_namespaced_job"),
+    "CronJob": ("batch", "list_namespaced_cron_job"),
 }
 LIST_WAIT_S = 30.0  # how long a wait gives the streams for their first list
 
@@ -213,7 +215,7 @@ def rolled_out_in(kind: str, namespace: str, obj: Mapping[str, Any], *, timeout_
     Lets a checks run judge every complete workload from one list of its kind; only the
     others need a watch.
     """
-    verdict = evaluate_workload(kind, obj)
+    verdict = judge(kind, obj)
     if not verdict.done:
         return None
     deadline_s, source = deadline(kind, obj, timeout_s)

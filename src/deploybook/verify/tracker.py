@@ -24,8 +24,8 @@ from deploybook.errors import RolloutFailed
 from deploybook.verify.evidence import collect_evidence
 from deploybook.verify.nodes import node_problem, pod_ready
 from deploybook.verify.probes import ProbeFailure, budget_exceeded, describe, probe_failures
+from deploybook.verify.verdicts import judge
 from deploybook.verify.workload_status import (
-    evaluate_workload,
     job_exits,
     pod_failure,
     pods_of_current_revision,
@@ -147,7 +147,7 @@ class RolloutTracker:
         if _generation(self.workload) < self.min_generation:
             self.note(f"waiting for the applied {self.kind} to be seen")
             return None
-        verdict = evaluate_workload(self.kind, self.workload)
+        verdict = judge(self.kind, self.workload)
         if verdict.cause == "JobFailed":  # its pods' exit codes say why
             pods, _ = list_raw(  # listed now: the pods' events may still be on their way
                 self.kube.core.list_namespaced_pod, self.namespace, label_selector=label_selector(self.workload)
