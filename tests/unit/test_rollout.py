@@ -585,3 +585,32 @@ def test_a_job_failed_rollout_carries_its_pods_exit_codes() -> None:
     assert info.value.cause == "JobFailed"
     assert "BackoffLimitExceeded: Job has reached the specified backoff limit" in info.value.detail
     assert "pod migrate-a Failed: container migrate exited with code 3 (Error)" in info.value.detail
+
+
+def test_a_pod_the_scheduler_cannot_place_fails_promptly_with_the_schedulers_reason() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    since = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+    message = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    pending = pod("web-new-1", "5")
+    pending["status"] = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+                "lastTransitionTime": since,
+            }
+        ],
+    }
+    deps = FakeEndpoint([deployment("10", updated=1, total=1, replicas=1)], "10")
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(
+            FakeKube(deps, FakeEndpoint([pending], "5"), REPLICA_SETS), "Deployment", "ns", "web", timeout_s=30
+        )
+    assert time.monotonic() - started < 5
+    assert info.value.cause == "Unschedulable"
+    assert "pod web-new-1 unschedulable for 30 s: 0/1 nodes are available" in info.value.detail

@@ -15,6 +15,8 @@ Causes carried by `RolloutFailed.cause`:
     CreateContainerConfigError  a referenced ConfigMap/Secret key is missing
                                 (CreateContainerError and RunContainerError too)
     OOMKilled                   a container was OOM-killed twice
+    Unschedulable               a pod the scheduler could not place for UNSCHEDULABLE_GRACE_S,
+                                with the scheduler's reason (PodScheduled condition)
     NodeNotReady                a pod waits on a node whose Ready condition is not True, or
                                 whose kubelet stopped renewing its heartbeat Lease
     ProgressDeadlineExceeded    the Deployment's Progressing condition says so

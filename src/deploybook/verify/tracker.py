@@ -13,6 +13,7 @@ import queue
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -28,6 +29,7 @@ from deploybook.verify.verdicts import judge
 from deploybook.verify.workload_status import (
     job_exits,
     pod_failure,
+    pod_unschedulable,
     pods_of_current_revision,
     pull_is_retried,
     spec_observed,
@@ -38,6 +40,9 @@ __all__ = ["Event", "ProgressCallback", "RolloutResult", "RolloutTracker", "dead
 PULL_GRACE_S = 20.0  # a failed pull must outlast one kubelet retry before it fails a rollout
 NODE_CHECK_S = 5.0  # how often the nodes of waiting pods are looked at (also a wake-up)
 PROBE_CHECK_S = 5.0  # how often the probe events of pods not ready are read
+# The scheduler retries an unschedulable pod when the cluster changes (a node joins, a pod
+# goes); past this grace the PodScheduled condition's message is the verdict.
+UNSCHEDULABLE_GRACE_S = 10.0
 
 ProgressCallback = Callable[[str], None]
 Event = tuple[str, str, Any]  # (tag, type, payload) as EventStream sends them
@@ -174,10 +179,13 @@ class RolloutTracker:
             # replaced (after a rollback: the crashing one), whose pods must not fail this one.
             self.note(verdict.message)
             return None
+        now = datetime.now(UTC)
         for pod in self.current_pods():
             found = pod_failure(pod, judge_crashes=self.kind != "Job")
             if found and not self.pull_retry_pending(pod["metadata"]["name"], *found):
                 raise self.failed(*found)
+            if unplaced := pod_unschedulable(pod, now=now, grace_s=UNSCHEDULABLE_GRACE_S):
+                raise self.failed(*unplaced)
         self.judge_nodes()
         self.judge_probes()
         self.note(verdict.message)
