@@ -121,3 +121,12 @@ def test_a_stalled_custom_resource_fails_with_its_reason(monkeypatch: pytest.Mon
     with pytest.raises(RolloutFailed) as info:
         wait_for_resource(kube, "shop.example.com/v1", "Widget", "shop", "w", timeout_s=5)
     assert info.value.cause == "BadSpec" and "size < 0" in str(info.value)
+
+
+def test_a_job_written_without_a_selector_owns_the_pods_its_controller_labels() -> None:
+    job = {"kind": "Job", "metadata": {"name": "migrate"}, "spec": {"template": {"spec": {"containers": []}}}}
+    (workload,) = workloads_in([job])
+    mine = {"metadata": {"name": "migrate-x", "labels": {"job-name": "migrate"}}}
+    other = {"metadata": {"name": "other-x", "labels": {"job-name": "other"}}}
+    assert workload.pods([mine, other]) == [mine]
+    assert workload.selector == "job-name=migrate"

@@ -101,6 +101,7 @@ class DigestsReport:
     running: tuple[RunningContainer, ...] = ()
     mismatches: tuple[DigestMismatch, ...] = ()
     registry_problem: str | None = None
+    note: str = ""  # why old pods may still run (a StatefulSet's OnDelete strategy)
 
 
 @dataclass(frozen=True)
@@ -249,10 +250,26 @@ def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport 
     if not expected or not running:
         return DigestsReport(expected, source, tuple(running))
     mismatches = digest_mismatches(running, expected)
+    note = _on_delete_note(release, service) if mismatches else ""
     registry = release.registry_answers
     problem = registry_problem(registry, repository_path(running[0].image, registry.address), expected, tag)
     say(f"running {expected[:19]}... in {len(running)} container(s)" if not mismatches else "digest mismatch")
-    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem)
+    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem, note)
+
+
+def _on_delete_note(release: ReleaseParts, service: Service) -> str:
+    names = {wl.name for wl in release.workloads(service) or [] if wl.kind == "StatefulSet"}
+    held = [
+        o["metadata"]["name"]
+        for o in release.reader.items("StatefulSet")
+        if o["metadata"]["name"] in names and (o.get("spec", {}).get("updateStrategy") or {}).get("type") == "OnDelete"
+    ]
+    if not held:
+        return ""
+    return (
+        f"StatefulSet {', '.join(held)} updates OnDelete: the controller replaces no pod, so its pods run "
+        "the old image until they are deleted (kubectl delete pod NAME), or use updateStrategy RollingUpdate"
+    )
 
 
 def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersReport | Skipped:

@@ -78,13 +78,20 @@ class Workload:
         return cls(
             kind=kind,
             name=str(obj.get("metadata", {}).get("name")),
-            match=spec.get("selector") or {},
+            match=spec.get("selector") or _generated_selector(kind, obj),
             pod_labels=(template.get("metadata") or {}).get("labels") or {},
             desired=int(desired),
             named_ports=ports,
             images=tuple(str(c.get("image", "")) for c in containers),
             generation=int(obj.get("metadata", {}).get("generation") or 0),
         )
+
+
+def _generated_selector(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Job written without a selector gets one from its controller; its pods carry ``job-name``."""
+    if kind != "Job":
+        return {}
+    return {"matchLabels": {"job-name": str(obj.get("metadata", {}).get("name"))}}
 
 
 def workloads_in(objs: Iterable[Mapping[str, Any]]) -> list[Workload]:
