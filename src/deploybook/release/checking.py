@@ -268,7 +268,8 @@ def _on_delete_note(release: ReleaseParts, service: Service) -> str:
         return ""
     return (
         f"StatefulSet {', '.join(held)} updates OnDelete: the controller replaces no pod, so its pods run "
-        "the old image until they are deleted (kubectl delete pod NAME), or use updateStrategy RollingUpdate"
+        "the old image until each is removed by hand (the controller then starts it at the new revision), "
+        "or use updateStrategy RollingUpdate"
     )
 
 
