@@ -12,6 +12,8 @@ afterwards). Then each fault is released on its own and must fail with its cause
 - a StatefulSet with OnDelete, image changed -> the rollout notes the pod left on the old
                                                 revision; the digest check fails on it
 - a pod no node can take (nodeSelector)      -> Unschedulable with the scheduler's reason
+- a custom resource whose status is Stalled -> its reason, by the kstatus generic rules (a
+                                                CRD of the test's own, deleted afterwards)
 
 "One failure per cause": the run's summary counts exactly one failed test (the service's
 later checks are skipped with the rollout's reason).
@@ -216,3 +218,69 @@ def test_a_pod_no_node_can_take_fails_promptly_naming_the_schedulers_reason(shop
     )
     took = time.monotonic() - started
     assert took < 100, f"the release took {took:.0f} s; the rollout deadline is 120 s:\n{out[-3000:]}"
+
+
+@pytest.fixture
+def widget_kind(admin: Any) -> Iterator[str]:
+    """A CustomResourceDefinition of its own (``Widget`` in a unique group), deleted afterwards.
+
+    No status subresource and no controller: what a manifest says under ``status`` is stored
+    as it is, so a test can hand the kstatus rules a Stalled or a Ready object through apply.
+    """
+    group = f"shop-{uuid.uuid4().hex[:8]}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    crds = admin.dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    crds.create(body=crd)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            conditions = (crds.get(name=f"widgets.{group}").to_dict().get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            time.sleep(0.5)
+        admin.dynamic.resources.invalidate_cache()  # the new kind must be discoverable
+        yield f"{group}/v1"
+    finally:
+        with contextlib.suppress(Exception):
+            crds.delete(name=f"widgets.{group}")
+
+
+def widget(api_version: str, name: str, condition: str, reason: str) -> str:
+    return (
+        f"---\napiVersion: {api_version}\nkind: Widget\nmetadata:\n  name: {name}\nstatus:\n  conditions:\n"
+        f"    - type: {condition}\n      status: 'True'\n      reason: {reason}\n      message: {name} says {reason}\n"
+    )
+
+
+def test_a_custom_resource_is_judged_by_the_kstatus_generic_rules(
+    shop: Any, release_runner: Any, widget_kind: str
+) -> None:
+    def with_widgets(name: str, text: str) -> str:
+        if name != "web.yaml":
+            return text
+        return (
+            text
+            + widget(widget_kind, "ready-widget", "Ready", "AllGood")
+            + widget(widget_kind, "stuck-widget", "Stalled", "NoCapacity")
+        )
+
+    env = shop(services=("web",), edit=with_widgets)
+    out = assert_one_failure(release_runner("runbook", "--env", env.name), "Widget", "stuck-widget", "NoCapacity")
+    assert "ready-widget failed" not in out, f"the Ready widget was failed too:\n{out[-3000:]}"
