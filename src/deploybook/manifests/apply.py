@@ -95,6 +95,7 @@ class AppliedObject:
     validated: bool = True
     generation: int = 0
     diff: str = ""  # the live object against what was applied (or would be, in a dry run)
+    api_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -354,6 +355,7 @@ def _outcome(plan: _Plan, result: Mapping[str, Any], *, dry_run: bool) -> Applie
         validated=plan.validated,
         generation=int(metadata.get("generation") or 0),
         diff=unified_diff(kind, plan.live, result, name)[1],
+        api_version=str(result.get("apiVersion") or plan.obj.get("apiVersion", "")),
     )
 
 

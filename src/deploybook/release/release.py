@@ -27,11 +27,11 @@ from deploybook.release.clients import Clients
 from deploybook.release.context import STAGES, RunContext
 from deploybook.release.pipeline import Pipeline, Skipped
 from deploybook.sources.git import Checkout
-from deploybook.verify.containers import ContainerFacts
+from deploybook.verify.containers import ContainerFacts, FactsCache
 from deploybook.verify.digests import CachedManifests
 from deploybook.verify.namespace import LiveReader, Reader, SnapshotReader
 from deploybook.verify.rollout import RolloutWatcher
-from deploybook.verify.workloads import Workload, workloads_running
+from deploybook.verify.workloads import TEMPLATE_KINDS, Workload, workloads_running
 
 __all__ = ["Release"]
 
@@ -68,7 +68,7 @@ class Release:
         # layer when a team implements it: (workload, service) -> problems.
         self.workload_rules: Callable[[Workload, Service], list[str]] | None = None
         self.exec_slots = threading.BoundedSemaphore(checking.EXEC_AT_ONCE)
-        self._facts = checking.FactsCache()
+        self._facts = FactsCache()
         self._shared: dict[str, object] = {}
         self._shared_lock = threading.RLock()
 
@@ -236,7 +236,7 @@ class Release:
             return list(applied.workloads) or None
         recorded = self.context.recorded(service.name)
         named = recorded.workloads if recorded else ()
-        listed = {kind: self.reader.items(kind) for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job")}
+        listed = {kind: self.reader.items(kind) for kind in TEMPLATE_KINDS}
         return workloads_running(service.image, listed, named=named)
 
     def container_facts(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:

@@ -14,7 +14,9 @@ Nothing here changes the cluster; the commands only read.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +25,7 @@ from deploybook.errors import ExecFailed, ExecForbidden
 
 __all__ = [
     "ContainerFacts",
+    "FactsCache",
     "facts_key",
     "inspect_container",
     "kubectl_url",
@@ -125,3 +128,33 @@ def inspect_container(
     if "local_address" not in tables:
         raise ExecFailed(f"`{FACTS_COMMAND}` in {where} exited {answer.rc} without a socket table: stderr {stderr!r}")
     return ContainerFacts(pod, container, int(uid.strip()), frozenset(listening_ports(tables)))
+
+
+class FactsCache:
+    """Facts seen inside containers, by `facts_key`: containers alike share one exec.
+
+    The first service to ask for a key looks inside; the others asking meanwhile wait for
+    that answer instead of starting an exec of their own. A look that failed is not kept.
+    """
+
+    def __init__(self) -> None:
+        self._facts: dict[str, Future[ContainerFacts]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:
+        """The facts for ``key``, looking inside (``look``) only the first time."""
+        if key is None:
+            return look()
+        with self._lock:
+            answer = self._facts.get(key)
+            first = answer is None
+            if answer is None:
+                answer = self._facts[key] = Future()
+        if first:
+            try:
+                answer.set_result(look())
+            except BaseException as exc:
+                with self._lock:
+                    del self._facts[key]
+                answer.set_exception(exc)
+        return answer.result()
