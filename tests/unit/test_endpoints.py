@@ -193,3 +193,23 @@ def test_endpoint_report_picks_the_services_slices_from_a_namespace_list() -> No
     report = endpoint_report("dx29", "web", slices)
     assert (report.ready, report.not_ready, report.slices) == (("10.1.0.9 (pod p)",), ("10.1.0.9 (pod p)",), 2)
     assert endpoint_report("dx29", "none", slices).verdict == "no EndpointSlice"
+
+
+def test_a_slice_not_yet_ready_after_a_rollout_is_read_again_until_it_is() -> None:
+    from deploybook.verify.endpoints import settled_reports
+
+    def answer(ready: bool) -> list[dict[str, Any]]:
+        endpoint = {"addresses": ["10.1.0.9"], "conditions": {"ready": ready}, "targetRef": {"name": "db-0"}}
+        return [{"metadata": {"labels": {"kubernetes.io/service-name": "db"}}, "endpoints": [endpoint]}]
+
+    answers = iter([answer(False), answer(False), answer(True)])
+    asked: list[str] = []
+
+    def read(service: str) -> list[dict[str, Any]]:
+        asked.append(service)
+        return next(answers)
+
+    (report,) = settled_reports("shop", ["db"], read, wait_s=5.0)
+    assert report.ready == ("10.1.0.9 (pod db-0)",) and asked == ["db", "db", "db"]
+    (alone,) = settled_reports("shop", ["db"], lambda _: answer(False), wait_s=0.0)  # checks alone: as found
+    assert not alone.ready

@@ -38,7 +38,7 @@ from deploybook.verify.digests import (
     digest_mismatches,
     registry_problem,
 )
-from deploybook.verify.endpoints import EndpointReport, HttpResult, endpoint_report, http_check, service_port_for
+from deploybook.verify.endpoints import EndpointReport, HttpResult, http_check, service_port_for, settled_reports
 from deploybook.verify.resources import is_custom, wait_for_resource
 from deploybook.verify.rollout import RolloutResult, rolled_out_in
 from deploybook.verify.workload_status import job_exits
@@ -204,7 +204,8 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     if not fronts:
         return EndpointsReport(problems=(f"no Service in {namespace} selects the pods of {service.name}",))
     names = [s["metadata"]["name"] for s in fronts]
-    reports = [endpoint_report(namespace, name, release.reader.slices_of(name)) for name in names]
+    wait_s = release.context.env.timeouts.http if release.context.mode == "runbook" else 0.0  # alone: as found
+    reports = settled_reports(namespace, names, release.reader.slices_of, wait_s=wait_s)
     problems = [
         f"Service {namespace}/{r.service} has no ready endpoints "
         f"({r.verdict}; not ready: {', '.join(r.not_ready) or '-'})"

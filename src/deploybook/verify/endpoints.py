@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -111,6 +111,22 @@ def endpoint_report(namespace: str, service: str, slices: list[Mapping[str, Any]
         s for s in slices if (s.get("metadata", {}).get("labels") or {}).get("kubernetes.io/service-name") == service
     ]
     return _report(namespace, service, mine)
+
+
+def settled_reports(
+    namespace: str, services: list[str], read_slices: Callable[[str], list[Any]], *, wait_s: float
+) -> list[EndpointReport]:
+    """The report of each Service, asked again for up to ``wait_s`` while one has no ready endpoint.
+
+    The EndpointSlice controller marks a pod's endpoint ready a moment after the kubelet marks
+    the pod ready; right after a rollout, under load, a slice can still say not ready.
+    """
+    give_up = time.monotonic() + wait_s
+    while True:
+        reports = [endpoint_report(namespace, name, read_slices(name)) for name in services]
+        if all(r.ready for r in reports) or time.monotonic() + 0.5 >= give_up:
+            return reports
+        time.sleep(0.5)
 
 
 def _report(namespace: str, service: str, mine: list[Mapping[str, Any]]) -> EndpointReport:
