@@ -35,7 +35,9 @@ class ServiceRecord:
 
     ``source`` names the code the image was built from (repository, ref, commit);
     ``workloads`` the ``Kind/name`` of every workload its manifests hold, so a checks run
-    knows what to look at without guessing from images.
+    knows what to look at without guessing from images. ``third_party`` lists every image its
+    manifests run that no service builds: the manifest and container, the image as written, the
+    reference resolved, the registry asked, the digest and the pinned reference.
     """
 
     name: str
@@ -49,6 +51,7 @@ class ServiceRecord:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     workloads: tuple[str, ...] = ()
+    third_party: tuple[dict[str, str], ...] = ()
 
     @property
     def ref(self) -> str | None:
@@ -64,6 +67,7 @@ class ServiceRecord:
         """Plain dict for JSON, including the pinned ``ref``."""
         data = asdict(self)
         data["workloads"] = list(self.workloads)
+        data["third_party"] = [dict(entry) for entry in self.third_party]
         return {**data, "ref": self.ref}
 
     @classmethod
@@ -71,6 +75,7 @@ class ServiceRecord:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["workloads"] = tuple(known.get("workloads") or ())
+        known["third_party"] = tuple(dict(e) for e in known.get("third_party") or () if isinstance(e, dict))
         return cls(**known)
 
 

@@ -62,10 +62,18 @@ def where_from(source: Mapping[str, Any]) -> str:
 
 
 def _extra(record: ReleaseRecord | None) -> dict[str, str]:
-    """The promotion's proof and a rollback's manifests, when the record has them."""
+    """The promotion's proof, a rollback's manifests, and every image no service builds with
+    where its digest came from, when the record has them."""
     if record is None:
         return {}
-    extra = {}
+    extra = {
+        f"third-party.{name}.{entry.get('container', '?')}": (
+            f"{entry.get('written')} -> {entry.get('pinned')} "
+            f"({entry.get('how', 'resolved')} at {entry.get('registry')})"
+        )
+        for name, service in sorted(record.services.items())
+        for entry in service.third_party
+    }
     if record.promoted_from:
         extra["promoted.from"] = f"{record.promoted_from}, proven by {record.promotion_proof or 'nothing'}"
     rolled = where_from(record.rollback.get("manifest_source") or {})

@@ -97,6 +97,7 @@ class DigestsReport:
     running: tuple[RunningContainer, ...] = ()
     mismatches: tuple[DigestMismatch, ...] = ()
     registry_problem: str | None = None
+    third_party: tuple[RunningContainer, ...] = ()  # containers of images no service builds
 
 
 @dataclass(frozen=True)
@@ -206,20 +207,34 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
 
 
 def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport:
-    """Each running container's imageID digest against the release's, and the registry's answer."""
+    """Each running container's imageID digest against the release's, and the registry's answer;
+    a container of an image no service builds against the digest the release pinned it to."""
     expected, tag, source = release.expected(service.name)
-    running = [
-        c
-        for wl in release.workloads(service) or []
-        for c in containers_in(release.reader.pods_of(wl), image_repository=service.image)
-    ]
+    pods = [pod for wl in release.workloads(service) or [] for pod in release.reader.pods_of(wl)]
+    running = containers_in(pods, image_repository=service.image)
+    vendor, vendor_mismatches = _third_party_digests(release.third_party(service.name), pods)
+    if vendor:
+        say(f"{len(vendor)} container(s) of images no service builds: {len(vendor_mismatches) or 'no'} mismatch(es)")
     if not expected or not running:
-        return DigestsReport(expected, source, tuple(running))
-    mismatches = digest_mismatches(running, expected)
+        return DigestsReport(expected, source, tuple(running), tuple(vendor_mismatches), third_party=tuple(vendor))
+    mismatches = digest_mismatches(running, expected) + vendor_mismatches
     registry = release.registry_answers
     problem = registry_problem(registry, repository_path(running[0].image, registry.address), expected, tag)
     say(f"running {expected[:19]}... in {len(running)} container(s)" if not mismatches else "digest mismatch")
-    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem)
+    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem, tuple(vendor))
+
+
+def _third_party_digests(
+    pinned: tuple[Mapping[str, str], ...], pods: list[Mapping[str, Any]]
+) -> tuple[list[RunningContainer], list[DigestMismatch]]:
+    """The containers running a pinned third-party image, and those whose digest is not the pinned one."""
+    found: list[RunningContainer] = []
+    mismatches: list[DigestMismatch] = []
+    for entry in pinned:
+        running = [c for c in containers_in(pods) if c.image == entry.get("pinned")]
+        found += running
+        mismatches += digest_mismatches(running, entry.get("digest", ""))
+    return found, mismatches
 
 
 def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersReport | Skipped:

@@ -7,7 +7,8 @@ of the rendered manifests, the workloads applied, and each stage's outcome as it
 reported it (so a stage whose test failed on an assertion is recorded as failed; a stage
 whose test never ran, as after Ctrl-C, is recorded as the engine finished it). ``applied``
 lists the services whose objects the engine applied, whatever their tests showed: the
-record says what the cluster got.
+record says what the cluster got. Each image no service builds is listed with the digest the
+preflight pinned it to (``third_party``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def _service_record(release: ReleaseParts, name: str) -> ServiceRecord:
             manifests={applied.manifest: applied.sha256},
             workloads=tuple(w.title for w in applied.workloads),
         )
+    pinned = release.pinned_images.get(name)
+    if pinned:
+        fields["third_party"] = tuple(p.to_dict() for p in pinned)
     stages = {stage: entry for stage in STAGES if (entry := _stage_entry(release, name, stage))}
     return ServiceRecord(name=name, stages=stages, source=_source(release, name, recorded), **fields)
 
