@@ -295,3 +295,17 @@ def test_the_report_names_each_image_no_service_builds_and_where_its_digest_came
     assert _extra(record)["third-party.api.cache"] == (
         f"localhost:5000/vendor/cache:7 -> localhost:5000/vendor/cache@{digest} (tag resolved at localhost:5000)"
     )
+
+
+def test_the_report_lists_every_relaxed_policy_with_its_reason_and_line(tmp_path: Path) -> None:
+    from deploybook.config.environment import parse_environment
+    from deploybook.plugin.evidence import relaxed_policies
+
+    text = (
+        "cluster: {context: c, namespace: ns}\nregistry: {address: r.example}\nbranch: {name: null}\n"
+        "manifests: {path: m}\n"
+        "services:\n  - name: api\n    context: a\n    image: app/api\n    manifest: api.yaml\n"
+        "    policies: {non_root: {enforce: false, reason: vendor image runs as root}}\n"
+    )
+    env = parse_environment(text, file=tmp_path / "x.yaml", name="x", root=tmp_path)
+    assert relaxed_policies(env) == {"policy.relaxed.api.non_root": f"vendor image runs as root ({tmp_path}/x.yaml:10)"}

@@ -35,7 +35,7 @@ spec:
     metadata: {{labels: {{app: dx29-{name}-backend}}}}
     spec:
       containers:
-        - {{name: {name}, image: {image}, ports: [{{containerPort: {port}}}]}}
+        - {{name: {name}, image: {image}, ports: [{{containerPort: {port}}}], resources: {{requests: {{cpu: 1m}}}}}}
 """
 
 
@@ -151,7 +151,7 @@ class FakeResolver:
         )
 
 
-SIDECAR = "        - {name: cache, image: 'localhost:5000/vendor/cache:7'}\n"
+SIDECAR = "        - {name: cache, image: 'localhost:5000/vendor/cache:7', resources: {requests: {memory: 4Mi}}}\n"
 
 
 def test_an_image_no_service_builds_is_pinned_to_its_resolved_digest(

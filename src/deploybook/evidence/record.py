@@ -100,6 +100,8 @@ class ReleaseRecord:
     applied: tuple[str, ...] = ()
     interrupted_during: str | None = None
     rollback: dict[str, Any] = field(default_factory=dict)
+    # Every policy the environment relaxed, per service: service, policy, reason, where (file:line).
+    relaxed_policies: tuple[dict[str, Any], ...] = ()
     schema: int = SCHEMA_VERSION
 
     @property
@@ -115,6 +117,7 @@ class ReleaseRecord:
         """Plain dict, the JSON form of ``release.json``."""
         data = asdict(self)
         data["services"] = {name: s.to_dict() for name, s in self.services.items()}
+        data["relaxed_policies"] = [dict(p) for p in self.relaxed_policies]
         return data
 
     def to_json(self) -> str:
@@ -164,6 +167,7 @@ def record_from_dict(data: Any, *, source: str) -> ReleaseRecord:
     known.setdefault("started", "")
     known.setdefault("finished", "")
     known["applied"] = tuple(known.get("applied") or ())
+    known["relaxed_policies"] = tuple(dict(p) for p in known.get("relaxed_policies") or () if isinstance(p, dict))
     return ReleaseRecord(**known)
 
 

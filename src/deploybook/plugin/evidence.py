@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
+from deploybook.config.model import Environment
 from deploybook.errors import DeploybookError
 from deploybook.evidence.bundle import create_bundle
 from deploybook.evidence.record import RECORD_FILE, ReleaseRecord
 from deploybook.evidence.report import JUNIT_FILENAME, RESULTS_DIRNAME, ReportFacts, build_report
 from deploybook.release.context import RunContext
 
-__all__ = ["EvidencePlugin", "report_facts"]
+__all__ = ["EvidencePlugin", "relaxed_policies", "report_facts"]
 
 
 def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFacts:
@@ -42,8 +43,13 @@ def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFac
         images={name: s.ref for name, s in services if s.ref},
         sources={name: text for name, s in services if (text := where_from(s.source))},
         manifests=where_from(shown.manifest_source) if shown else "",
-        extra=_extra(shown),
+        extra={**_extra(shown), **relaxed_policies(context.env)},
     )
+
+
+def relaxed_policies(env: Environment) -> dict[str, str]:
+    """``policy.relaxed.SERVICE.POLICY`` -> the reason and where it is written, for the report."""
+    return {f"policy.relaxed.{service}.{s.policy}": f"{s.reason} ({s.where})" for service, s in env.relaxed_policies()}
 
 
 def where_from(source: Mapping[str, Any]) -> str:

@@ -21,12 +21,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploybook.config.model import Service
+from deploybook.config.model import PolicySetting, Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
 from deploybook.images.references import repository_path
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
-from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container
+from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container, policy_problems
 from deploybook.verify.digests import (
     CachedManifests,
     DigestMismatch,
@@ -60,6 +60,7 @@ __all__ = [
 Say = Callable[[object], None]
 EXEC_ATTEMPTS = 3
 EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process start)
+RUNTIME_POLICIES = ("non_root", "port_listening")  # judged inside the container, after the rollout
 
 
 # --------------------------------------------------------------------------- reports
@@ -102,10 +103,12 @@ class DigestsReport:
 
 @dataclass(frozen=True)
 class ContainersReport:
-    """What was seen inside one ready container of the service."""
+    """What was seen inside one ready container of the service, and what the runtime policies
+    (non_root, port_listening) found; ``relaxed`` the ones this service does not judge, with why."""
 
     facts: ContainerFacts | None = None
     problems: tuple[str, ...] = field(default=())
+    relaxed: tuple[PolicySetting, ...] = ()
 
 
 # --------------------------------------------------------------------------- the checks
@@ -260,8 +263,19 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
             time.sleep(2.0)
             continue
         say(f"pod {facts.pod}: uid {facts.uid}, listening {sorted(facts.listening)}")
-        return ContainersReport(facts)
+        return _judged(release, service, facts)
     return ContainersReport(problems=("could not look into a container:\n" + "\n".join(errors),))
+
+
+def _judged(release: ReleaseParts, service: Service, facts: ContainerFacts) -> ContainersReport:
+    """The facts against the runtime policies as they hold for the service."""
+    env = release.env
+    settings = env.policies_for(service)
+    problems = policy_problems(
+        facts, port=service.port, settings=settings, service=service.name, environment_file=str(env.file)
+    )
+    relaxed = tuple(s for name, s in settings.items() if name in RUNTIME_POLICIES and not s.enforce)
+    return ContainersReport(facts, tuple(problems), relaxed)
 
 
 def _ready_containers(release: ReleaseParts, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:

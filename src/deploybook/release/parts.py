@@ -19,7 +19,7 @@ from deploybook.manifests.source import ManifestCheckout
 from deploybook.release.clients import Clients
 from deploybook.release.context import RunContext
 from deploybook.release.pipeline import Pipeline
-from deploybook.release.preflight import PinnedImage
+from deploybook.release.preflight import ManifestRules, PinnedImage
 from deploybook.sources.git import Checkout
 from deploybook.verify.containers import ContainerFacts
 from deploybook.verify.digests import CachedManifests
@@ -49,6 +49,7 @@ class ReleaseParts(Protocol):
     stage_outcomes: dict[tuple[str, str], dict[str, Any]]
     exec_slots: threading.BoundedSemaphore
     workload_rules: Callable[[Workload, Service], list[str]] | None
+    manifest_rules: ManifestRules | None
 
     @property
     def env(self) -> Environment: ...

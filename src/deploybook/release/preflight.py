@@ -28,13 +28,24 @@ from typing import Any
 
 from deploybook.cluster.connect import KubeClients
 from deploybook.config.model import Environment, Service
-from deploybook.errors import DeploybookError, PreflightFailed, RenderError
+from deploybook.errors import DeploybookError, PolicyError, PreflightFailed, RenderError
 from deploybook.images.resolve import ImageResolver, ResolvedImage
 from deploybook.manifests.apply import diff_objects
 from deploybook.manifests.load import Manifest, load_manifests
+from deploybook.manifests.policies import manifest_policy_problems
 from deploybook.manifests.render import render_service, unbuilt_images
 
-__all__ = ["PLACEHOLDER_DIGEST", "PinnedImage", "ServicePreflight", "placeholder_refs", "preflight_release"]
+__all__ = [
+    "PLACEHOLDER_DIGEST",
+    "ManifestRules",
+    "PinnedImage",
+    "ServicePreflight",
+    "placeholder_refs",
+    "preflight_release",
+]
+
+ManifestRules = Callable[[Service, list[dict[str, Any]]], list[str]]
+"""A team's own pre-apply policies (the ``pytest_deploybook_check_manifests`` hook): problems."""
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 """Stands for a digest not known yet (the image is built and pushed later in the run)."""
@@ -95,13 +106,16 @@ def preflight_release(
     git_sha: str,
     say: Callable[[str], None] | None = None,
     resolver: ImageResolver | None = None,
+    rules: ManifestRules | None = None,
 ) -> list[ServicePreflight]:
     """Render every service (and dry-run it when ``kube`` is given); raise PreflightFailed
     naming every bad manifest. Services are checked side by side. With ``resolver``, images no
-    service builds are pinned to their registry's digest; without one, they are refused."""
+    service builds are pinned to their registry's digest; without one, they are refused. The
+    pre-apply policies (resources requested, no latest tag) and a team's ``rules`` are judged
+    here too, before anything is applied."""
 
     def check(service: Service) -> ServicePreflight:
-        return _check_service(kube, env, service, manifest_dir, refs, pull_secret, release_id, git_sha, resolver)
+        return _check_service(kube, env, service, manifest_dir, refs, pull_secret, release_id, git_sha, resolver, rules)
 
     with ThreadPoolExecutor(max_workers=min(8, len(env.services)) or 1) as pool:
         results = list(pool.map(check, env.services))
@@ -145,10 +159,12 @@ def _check_service(
     release_id: str,
     git_sha: str,
     resolver: ImageResolver | None,
+    rules: ManifestRules | None = None,
 ) -> ServicePreflight:
     path = manifest_dir / service.manifest
     try:
         manifests = load_manifests(path)
+        _judge_policies(env, service, manifests)
         pinned = _pin_unbuilt(env, manifests, resolver) if resolver is not None else ()
         pins = {p.image.written: p.image.pinned for p in pinned}
         objs = render_service(
@@ -161,11 +177,27 @@ def _check_service(
             git_sha=git_sha,
             pins=pins,
         )
+        team = rules(service, objs) if rules is not None else []
+        if team:
+            raise PolicyError(f"the team's policies refuse {path}: " + "; ".join(team))
         if kube is not None:
             diff_objects(kube, objs)
     except DeploybookError as e:
         return ServicePreflight(service.name, path, problem=_located(e, path))
     return ServicePreflight(service.name, path, tuple(objs), pinned=pinned)
+
+
+def _judge_policies(env: Environment, service: Service, manifests: list[Manifest]) -> None:
+    """The enforced pre-apply policies, on the manifests as written; PolicyError names each breach."""
+    problems = manifest_policy_problems(
+        manifests,
+        built={s.image for s in env.services},
+        settings=env.policies_for(service),
+        service=service.name,
+        environment_file=str(env.file),
+    )
+    if problems:
+        raise PolicyError("; ".join(problems))
 
 
 def _pin_unbuilt(env: Environment, manifests: list[Manifest], resolver: ImageResolver) -> tuple[PinnedImage, ...]:

@@ -8,7 +8,8 @@ reported it (so a stage whose test failed on an assertion is recorded as failed;
 whose test never ran, as after Ctrl-C, is recorded as the engine finished it). ``applied``
 lists the services whose objects the engine applied, whatever their tests showed: the
 record says what the cluster got. Each image no service builds is listed with the digest the
-preflight pinned it to (``third_party``).
+preflight pinned it to (``third_party``); every policy the environment relaxes, per service,
+with its reason (``relaxed_policies``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def build_record(
         applied=tuple(n for n in services if _applied(release, n)),
         interrupted_during=release.running_test if outcome == "interrupted" else None,
         rollback=rollback or {},
+        relaxed_policies=tuple({"service": name, **s.to_dict()} for name, s in ctx.env.relaxed_policies()),
     )
 
 

@@ -25,7 +25,7 @@ from deploybook.release import checking, session, stages
 from deploybook.release.clients import Clients
 from deploybook.release.context import STAGES, RunContext
 from deploybook.release.pipeline import Pipeline, Skipped
-from deploybook.release.preflight import PinnedImage
+from deploybook.release.preflight import ManifestRules, PinnedImage
 from deploybook.sources.git import Checkout
 from deploybook.verify.containers import ContainerFacts
 from deploybook.verify.digests import CachedManifests
@@ -69,6 +69,8 @@ class Release:
         # A team's own rules per workload (the pytest_deploybook_check_workload hook), set by the pytest
         # layer when a team implements it: (workload, service) -> problems.
         self.workload_rules: Callable[[Workload, Service], list[str]] | None = None
+        # A team's own pre-apply policies (the pytest_deploybook_check_manifests hook), called in the preflight.
+        self.manifest_rules: ManifestRules | None = None
         self.exec_slots = threading.BoundedSemaphore(checking.EXEC_AT_ONCE)
         self._facts = checking.FactsCache()
         self._shared: dict[str, object] = {}

@@ -88,6 +88,7 @@ def open_release(release: ReleaseParts) -> None:
         git_sha=ctx.built_from,
         say=release.say,
         resolver=release.clients.image_resolver,
+        rules=release.manifest_rules,
     )
     release.pinned_images = {r.service: r.pinned for r in checked}
     release.watcher.start(set().union(*(r.kinds for r in checked)))

@@ -9,6 +9,9 @@ off, so a non-zero exit with a table on stdout still counts).
 Exec needs `create` on `pods/exec`, which the read-only `view` role does not grant:
 `ExecForbidden` says so, so a read-only run can skip with that reason instead of failing.
 Nothing here changes the cluster; the commands only read.
+
+`policy_problems` judges what was seen against the runtime policies ``non_root`` and
+``port_listening`` (``deploybook.config.policies``); a relaxed one is not judged.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from deploybook.config.model import PolicySetting
+from deploybook.config.policies import relax_hint
 from deploybook.errors import ExecFailed, ExecForbidden
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "inspect_container",
     "kubectl_url",
     "listening_ports",
+    "policy_problems",
 ]
 
 LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp{,6}
@@ -125,3 +131,29 @@ def inspect_container(
     if "local_address" not in tables:
         raise ExecFailed(f"`{FACTS_COMMAND}` in {where} exited {answer.rc} without a socket table: stderr {stderr!r}")
     return ContainerFacts(pod, container, int(uid.strip()), frozenset(listening_ports(tables)))
+
+
+def policy_problems(
+    facts: ContainerFacts,
+    *,
+    port: int | None,
+    settings: Mapping[str, PolicySetting],
+    service: str,
+    environment_file: str,
+) -> list[str]:
+    """What the enforced runtime policies find in ``facts``: root, the declared port not listening."""
+    where = f"pod {facts.pod} container {facts.container}"
+    problems = []
+    if facts.uid == 0 and settings.get("non_root", PolicySetting("non_root")).enforce:
+        problems.append(
+            f"{where} runs as root (uid 0), and policy non_root expects a non-root user: set USER in the "
+            "image or runAsUser in the manifest, " + relax_hint("non_root", service, environment_file)
+        )
+    listening = settings.get("port_listening", PolicySetting("port_listening")).enforce
+    if port is not None and listening and port not in facts.listening:
+        problems.append(
+            f"{where} listens on {sorted(facts.listening) or 'no TCP port'}, not on the declared port {port} "
+            "(policy port_listening): fix the port in the app definition or the server, "
+            + relax_hint("port_listening", service, environment_file)
+        )
+    return problems
