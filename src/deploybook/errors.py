@@ -19,6 +19,7 @@ they are met (``raise ... from e``); nothing above a seam catches a library exce
     ├── ClusterError                cluster unreachable or an API call failed
     │   ├── RenderError             manifests could not be loaded or rendered
     │   ├── ApplyError              server-side apply refused an object
+    │   │   ├── OutsideNamespace    an object the cluster calls cluster-scoped, not allowed by name
     │   │   └── PreflightFailed     a service's manifests refused before anything was applied
     │   └── ExecFailed              a command could not be run inside a container
     │       └── ExecForbidden       the context may not exec into pods (pods/exec)
@@ -147,6 +148,10 @@ class RenderError(ClusterError):
 
 class ApplyError(ClusterError):
     """Server-side apply refused an object."""
+
+
+class OutsideNamespace(ApplyError):
+    """An object would be written outside the environment's namespace, which it did not allow."""
 
 
 class PreflightFailed(ApplyError):

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 from bad_input.cases import admin_kubeconfig, make_ca, registry_answering_500, write_kubeconfig
-from bad_input.sandbox import ROOT, Run, Sandbox, delete_namespace, environ_with, namespaced_kinds, snapshot
+from bad_input.sandbox import ROOT, Run, Sandbox, delete_namespace, environ_with, kubectl, namespaced_kinds, snapshot
 
 SUITE = "bad-input"
 RESULTS = ROOT / "reports" / "reliability" / f"{SUITE}.jsonl"
@@ -256,6 +256,44 @@ def case_manifest_missing_kind(c: Ctx) -> Invocation:
 @case("image that no service builds named", r"manifests/gateway\.yaml", "dx29/payments", "no service", locks=True)
 def case_manifest_unknown_image(c: Ctx) -> Invocation:
     c.box.edit("manifests/gateway.yaml", ("image: dx29/gateway", "image: dx29/payments"))
+    return Invocation(release(env="solo"))
+
+
+ESCALATION = "dbx-bad-input-escalation"
+
+
+@case(
+    "cluster-scoped escalation (a ClusterRoleBinding to cluster-admin) refused before anything is applied",
+    r"manifests/gateway\.yaml, document 3",
+    f"ClusterRoleBinding/{ESCALATION} is cluster-scoped",
+    r"confinement: \{cluster_scoped: \[ClusterRoleBinding/" + ESCALATION,
+    locks=True,
+)
+def case_manifest_cluster_admin_binding(c: Ctx) -> Invocation:
+    c.box.write(
+        "manifests/gateway.yaml",
+        (c.box.root / "manifests/gateway.yaml").read_text()
+        + "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+        + f"metadata: {{name: {ESCALATION}}}\n"
+        + "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n"
+        + f"subjects: [{{kind: ServiceAccount, name: default, namespace: {c.box.namespace}}}]\n",
+    )
+    return Invocation(release(env="solo"))
+
+
+@case(
+    "YAML alias bomb refused at once, naming the file, the document and the limit",
+    r"manifests/gateway\.yaml, document 3",
+    "limit max_nodes|limit max_aliases",
+    locks=True,
+)
+def case_manifest_alias_bomb(c: Ctx) -> Invocation:
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        levels.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
+    bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  " + "\n  ".join(levels) + "\n"
+    c.box.write("manifests/gateway.yaml", (c.box.root / "manifests/gateway.yaml").read_text() + "---\n" + bomb)
     return Invocation(release(env="solo"))
 
 
@@ -599,6 +637,14 @@ def record(name: str, expected: str, observed: str, lost: str, passed: bool) -> 
         out.write(json.dumps(line) + "\n")
 
 
+def _cluster_role_binding_exists(env: dict[str, str], name: str) -> bool:
+    """Whether the binding was made; one that was is deleted at once (it grants cluster-admin)."""
+    found = bool(kubectl(env, "get", "clusterrolebinding", name, "--ignore-not-found", "-o", "name").strip())
+    if found:
+        kubectl(env, "delete", "clusterrolebinding", name, "--ignore-not-found")
+    return found
+
+
 def _params() -> list[Any]:
     return [
         pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.gap)] if c.gap else []) for c in CASES
@@ -606,7 +652,7 @@ def _params() -> list[Any]:
 
 
 @pytest.mark.parametrize("spec", _params())
-def test_bad_input_is_refused_with_one_clear_error(spec: Case, outcomes: dict[str, Outcome]) -> None:
+def test_bad_input_is_refused_with_one_clear_error(spec: Case, outcomes: dict[str, Outcome], target: Sandbox) -> None:
     """Non-zero exit, one error naming its source, no traceback, the namespace unchanged."""
     outcome = outcomes[spec.id]
     run = outcome.run
@@ -624,6 +670,8 @@ def test_bad_input_is_refused_with_one_clear_error(spec: Case, outcomes: dict[st
         problems.append("a traceback was printed")
     if diff:
         problems.append(f"the namespace changed: {diff}")
+    if spec.id == "manifest-cluster-admin-binding" and _cluster_role_binding_exists(target.env, ESCALATION):
+        problems.append(f"ClusterRoleBinding/{ESCALATION} exists in the cluster")
     observed = f"exit {run.returncode} in {outcome.seconds:.1f} s: {messages[0] if messages else '(no error)'}"
     if spec.gap:
         observed = f"{observed} [known gap: {spec.gap}]"

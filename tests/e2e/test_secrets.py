@@ -4,6 +4,9 @@ A real release of the sample app goes to a namespace of its own with these plant
 
 - the registry password (the stack's real one, read from its file; the release uses it),
 - the value of a Secret made out of band that the gateway's manifest references by name,
+- the value of a Secret the release itself applies (a document of the gateway's manifest,
+  one value under ``data``, base64, and one under ``stringData``): the evidence may show its
+  values' sha256, never a value,
 - a fake token in an environment variable of the releasing process,
 - the stack's git password and prod registry's password (this release does not use them; the
   dev, test and prod releases of ``test_pipeline.py``, which do, are searched the same way).
@@ -22,6 +25,7 @@ branch, a dirty tree, digests that never passed test, and a missing ``--confirm-
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -38,6 +42,7 @@ from secret_scan import leaks, report_outputs
 SUITE = "security"
 RESULTS = ROOT / "reports" / "reliability" / f"{SUITE}.jsonl"
 SECRET_NAME = "dx29-appsettings"
+RELEASED_SECRET = "dx29-released-settings"
 
 
 def record(name: str, expected: str, observed: str, passed: bool, lost: str = "nothing") -> None:
@@ -92,6 +97,18 @@ def _reference_secret(box: Sandbox) -> None:
     box.commit("gateway reads its API key from a Secret")
 
 
+def _release_a_secret(box: Sandbox, data_value: str, string_value: str) -> None:
+    """The gateway's manifest holds a Secret of its own, applied by the release."""
+    path = box.root / "manifests" / "gateway.yaml"
+    encoded = base64.b64encode(data_value.encode()).decode()
+    path.write_text(
+        path.read_text()
+        + f"---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {RELEASED_SECRET}\n"
+        + f"data:\n  token: {encoded}\nstringData:\n  password: {string_value}\n"
+    )
+    box.commit("gateway's manifest applies a Secret")
+
+
 @pytest.fixture(scope="module")
 def released(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
     """A release and a checks-only run with the planted values in play."""
@@ -103,12 +120,17 @@ def released(cluster_ready: dict[str, str], tmp_path_factory: pytest.TempPathFac
             "prod registry password": Path(cluster_ready["DEPLOYBOOK_PROD_REGISTRY_PASSWORD_FILE"]).read_text().strip(),
             "git password": Path(cluster_ready["DEPLOYBOOK_GIT_PASSWORD_FILE"]).read_text().strip(),
             "Secret value": "dbx-secret-" + secrets.token_hex(16),
+            "released Secret's data value": "dbx-data-" + secrets.token_hex(16),
+            "released Secret's stringData value": "dbx-string-" + secrets.token_hex(16),
             "token in an environment variable": "dbx-token-" + secrets.token_hex(16),
         }
     )
     env = environ_with(cluster_ready, DX29_API_TOKEN=planted.values["token in an environment variable"])
     box = Sandbox.create(tmp_path_factory.mktemp("sec") / "repo", env, namespace)
     _reference_secret(box)
+    _release_a_secret(
+        box, planted.values["released Secret's data value"], planted.values["released Secret's stringData value"]
+    )
     try:
         kubectl(env, "create", "namespace", namespace)
         kubectl(
@@ -170,6 +192,27 @@ def test_the_secret_was_really_used(released: Released, cluster_ready: dict[str,
         kubectl(cluster_ready, "-n", released.box.namespace, "get", "secret", "dx29-registry", "-o", "json")
     )
     assert refs == [SECRET_NAME] and pull["type"] == "kubernetes.io/dockerconfigjson"
+    applied = json.loads(
+        kubectl(cluster_ready, "-n", released.box.namespace, "get", "secret", RELEASED_SECRET, "-o", "json")
+    )["data"]
+    values = {key: base64.b64decode(value).decode() for key, value in applied.items()}
+    assert values == {
+        "token": released.planted.values["released Secret's data value"],
+        "password": released.planted.values["released Secret's stringData value"],
+    }
+
+
+def test_the_evidence_shows_the_released_secrets_values_as_sha256(released: Released) -> None:
+    """What the report keeps of the Secret the release applied: each value's sha256, once or more."""
+    rendered = [
+        data.decode(errors="replace")
+        for where, data in report_outputs(released.runs[0].reports)
+        if RELEASED_SECRET.encode() in data and where.endswith((".yaml", ".yml", "-attachment"))
+    ]
+    assert rendered, "no rendered YAML holding the released Secret among the outputs"
+    for label in ("released Secret's data value", "released Secret's stringData value"):
+        sha = hashlib.sha256(released.planted.values[label].encode()).hexdigest()
+        assert any(f"sha256:{sha}" in text for text in rendered), f"the {label}'s sha256 is not in the rendered YAML"
 
 
 _INSECURE = re.compile(
@@ -180,7 +223,7 @@ _INSECURE = re.compile(
 
 def test_no_code_path_turns_tls_verification_off() -> None:
     """The engine, stages, checks and stack scripts never skip certificate verification."""
-    roots = ("deploybook", "runbook", "checks", "stack", "apps")
+    roots = ("src", "runbook", "checks", "stack", "apps")
     hits = []
     for root in roots:
         for path in (ROOT / root).rglob("*"):

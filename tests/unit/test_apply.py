@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from deploybook.manifests.apply import (
 
 NS = "dx29-test"
 IMAGE = "localhost:5000/dx29/gateway@sha256:" + "a" * 64
-CLUSTER_SCOPED = {"Namespace"}
+CLUSTER_SCOPED = {"Namespace", "ClusterIssuer"}
 
 
 def api_error(status: int, message: str, details: dict[str, Any] | None = None) -> Exception:
@@ -336,6 +337,21 @@ def test_unknown_kind_is_named(kube: Any, cluster: FakeCluster) -> None:
     assert real_applies(cluster) == []
 
 
+def test_a_custom_kind_the_cluster_calls_cluster_scoped_is_refused(kube: Any, cluster: FakeCluster) -> None:
+    # Rendering gave it the namespace: its kind is not one the renderer knows to be cluster-scoped.
+    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "ca", "namespace": NS}}
+    for run in (lambda: diff_objects(kube, [service(), issuer]), lambda: apply_objects(kube, [service(), issuer])):
+        with pytest.raises(ApplyError) as info:
+            run()
+        assert f"ClusterIssuer/ca is cluster-scoped: a release of this environment stays in namespace {NS}" in str(
+            info.value
+        )
+        assert "confinement: {cluster_scoped: [ClusterIssuer/ca]}" in str(info.value)
+    assert real_applies(cluster) == []
+    allowed = {**issuer, "metadata": {"name": "ca"}}  # allowed by name: rendered without a namespace
+    assert [a.action for a in apply_objects(kube, [allowed])] == ["created"]
+
+
 def test_failure_during_the_real_apply_names_what_was_applied(kube: Any, cluster: FakeCluster) -> None:
     cluster.fail_for_real = "Deployment"
     with pytest.raises(ApplyError) as info:
@@ -354,8 +370,9 @@ def test_secret_values_never_show_in_a_diff(kube: Any) -> None:
     for plain in ("hunter2", "correct horse"):
         assert plain not in changed.diff
         assert base64.b64encode(plain.encode()).decode() not in changed.diff
-    assert "-  password: <redacted> (old value)" in changed.diff
-    assert "+  password: <redacted> (new value)" in changed.diff
+    for plain, sign in (("hunter2", "-"), ("correct horse", "+")):
+        sha = hashlib.sha256(plain.encode()).hexdigest()
+        assert f"{sign}  password: <redacted sha256:{sha}, {len(plain)} bytes>" in changed.diff
 
 
 class Credentials:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from deploybook.config.environment import load_environment, parse_environment
+from deploybook.config.model import Confinement
 from deploybook.errors import ConfigError, UnknownEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -317,3 +318,27 @@ def test_git_settings_and_read_only_context() -> None:
     env = parse(text + "git: {username: deploy, password_file: /run/git-password, ca_file: /ca.crt}\n")
     assert env.cluster.read_only_context == "ctx-view"  # type: ignore[attr-defined]
     assert env.git.password_file == "/run/git-password" and env.git.credential_helper is None  # type: ignore[attr-defined]
+
+
+def test_confinement_allows_objects_outside_the_namespace_by_name_only() -> None:
+    assert parse(MINIMAL).confinement == Confinement()  # type: ignore[attr-defined]
+    text = MINIMAL + "confinement:\n  cluster_scoped: [ClusterRole/dx29-reader]\n  namespaces: [monitoring]\n"
+    assert parse(text).confinement == Confinement(  # type: ignore[attr-defined]
+        cluster_scoped=frozenset({"ClusterRole/dx29-reader"}), namespaces=frozenset({"monitoring"})
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("confinement:\n  cluster_scoped: [ClusterRole]\n", "confinement.cluster_scoped", "expected Kind/name"),
+        ("confinement:\n  cluster_scoped: ClusterRole/x\n", "confinement.cluster_scoped", "must be a list"),
+        ("confinement:\n  namespaces: [Kube_System]\n", "confinement.namespaces", "namespace name"),
+        ("confinement:\n  everything: true\n", "confinement.everything", "unknown key"),
+    ],
+)
+def test_a_bad_confinement_is_located(text: str, key: str, message: str) -> None:
+    err = error_of(MINIMAL + text)
+    assert err.key is not None and err.key.startswith(key)
+    assert err.line == MINIMAL.count("\n") + 2
+    assert message in str(err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 from textwrap import dedent
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deploybook.config.model import Confinement
 from deploybook.errors import RenderError
 from deploybook.images.references import image_name
 from deploybook.manifests.load import Manifest, load_manifests
@@ -26,7 +28,6 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: dx29-gateway-deployment
-  namespace: app-ingress
   labels:
     app.kubernetes.io/name: gateway
 spec:
@@ -206,12 +207,45 @@ class TestImages:
 
 
 class TestMetadata:
-    def test_namespace_is_set_on_namespaced_kinds_only(self) -> None:
-        namespace = manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n")
-        deployment, service, ns = render([manifest(DEPLOYMENT), manifest(SERVICE), namespace])
-        assert deployment["metadata"]["namespace"] == "dx29-local"  # the manifest's own is replaced
+    def test_namespaced_objects_get_the_environments_namespace(self) -> None:
+        own = manifest(SERVICE.replace("metadata:\n", "metadata:\n  namespace: dx29-local\n", 1))
+        namespace = manifest("apiVersion: v1\nkind: Namespace\nmetadata: {name: dx29-local}\n")
+        deployment, service, ns = render([manifest(DEPLOYMENT), own, namespace])
+        assert deployment["metadata"]["namespace"] == "dx29-local"
         assert service["metadata"]["namespace"] == "dx29-local"
-        assert "namespace" not in ns["metadata"]
+        assert "namespace" not in ns["metadata"]  # the environment's own Namespace is allowed
+
+    def test_another_namespace_is_refused_unless_allowed_by_name(self) -> None:
+        foreign = manifest(SERVICE.replace("metadata:\n", "metadata:\n  namespace: kube-system\n", 1))
+        with pytest.raises(RenderError) as info:
+            render([foreign])
+        assert "names namespace 'kube-system'" in info.value.message
+        assert "stays in namespace dx29-local" in info.value.message
+        assert info.value.source == "app.yaml, document 1 (line 1)"
+        assert "confinement: {namespaces: [kube-system]}" in (info.value.hint or "")
+        (allowed,) = render([foreign], confinement=Confinement(namespaces=frozenset({"kube-system"})))
+        assert allowed["metadata"]["namespace"] == "kube-system"
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: dx29-admin}\n"
+            "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n"
+            "subjects: [{kind: ServiceAccount, name: default, namespace: dx29-local}]\n",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: other}\n",
+        ],
+        ids=["cluster-role-binding", "another-namespace-object"],
+    )
+    def test_cluster_scoped_objects_are_refused_unless_allowed_by_kind_and_name(self, text: str) -> None:
+        obj = manifest(text)
+        name = f"{obj.doc['kind']}/{obj.doc['metadata']['name']}"
+        with pytest.raises(RenderError) as info:
+            render([obj])
+        stays = "a release of this environment stays in namespace dx29-local"
+        assert info.value.message == f"{name} is cluster-scoped: {stays}"
+        assert f"confinement: {{cluster_scoped: [{name}]}}" in (info.value.hint or "")
+        (allowed,) = render([obj], confinement=Confinement(cluster_scoped=frozenset({name})))
+        assert "namespace" not in allowed["metadata"]
 
     def test_objects_get_labels_and_annotations(self) -> None:
         (service,) = render([manifest(SERVICE)])
@@ -309,3 +343,17 @@ def test_rendered_sample_round_trip_through_files(tmp_path: Path) -> None:
     rendered = render(load_manifests(tmp_path))
     assert [o["kind"] for o in rendered] == ["Deployment", "Service"]
     assert "dx29/gateway@sha256:" in rendered_text(rendered)
+
+
+def test_rendered_text_shows_a_secrets_values_as_sha256_markers_only() -> None:
+    secret = manifest(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: app-settings}\n"
+        "data: {token: c3VwZXItc2VjcmV0LXRva2Vu}\nstringData: {password: correct-horse-battery}\n"
+    )
+    (obj,) = render([secret])
+    assert obj["data"] == {"token": "c3VwZXItc2VjcmV0LXRva2Vu"}  # applied as written
+    text = rendered_text([obj])
+    for value in ("super-secret-token", "c3VwZXItc2VjcmV0LXRva2Vu", "correct-horse-battery"):
+        assert value not in text
+    for plain in ("super-secret-token", "correct-horse-battery"):
+        assert f"sha256:{hashlib.sha256(plain.encode()).hexdigest()}" in text.replace("\n", " ").replace("  ", " ")

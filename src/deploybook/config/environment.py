@@ -24,6 +24,7 @@ from deploybook.config.app import APP_FILE, apply_overrides, load_app, services
 from deploybook.config.model import (
     BranchRule,
     ClusterConfig,
+    Confinement,
     Environment,
     GitSource,
     ManifestSource,
@@ -110,6 +111,7 @@ def _environment(doc: Node, *, name: str, file: Path, root: Path) -> Environment
         "promote_from",
         "lock_duration_s",
         "git",
+        "confinement",
         "policies",
     )
     promote_from = doc.opt_str("promote_from")
@@ -133,6 +135,7 @@ def _environment(doc: Node, *, name: str, file: Path, root: Path) -> Environment
         promote_from=promote_from,
         lock_duration_s=doc.opt_int("lock_duration_s", minimum=10) or 1800,
         git=git_config(doc.opt_child("git")),
+        confinement=_confinement(doc.opt_child("confinement")),
         policies=policy_settings(doc.opt_child("policies")),
     )
 
@@ -221,6 +224,27 @@ def _check_service_sources(n: Node, manifests: ManifestSource, declared: tuple[S
             f"needs a git source for every service; none for: {', '.join(missing)}",
             hint="give each service a 'source' (app.yaml, or under services: here), or read the manifests from a path",
         )
+
+
+_OBJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*/[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$")
+
+
+def _confinement(n: Node | None) -> Confinement:
+    if n is None:
+        return Confinement()
+    n.only("cluster_scoped", "namespaces")
+    objects, namespaces = set(), set()
+    for item in n.child("cluster_scoped").items() if n.has("cluster_scoped") else []:
+        value = item.value()
+        if not isinstance(value, str) or not _OBJECT_NAME.match(value):
+            n.fail("cluster_scoped", f"expected Kind/name (ClusterRole/dx29-reader), got {value!r}", item.node)
+        objects.add(value)
+    for item in n.child("namespaces").items() if n.has("namespaces") else []:
+        value = item.value()
+        if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
+            n.fail("namespaces", f"expected a namespace name, got {value!r}", item.node)
+        namespaces.add(value)
+    return Confinement(cluster_scoped=frozenset(objects), namespaces=frozenset(namespaces))
 
 
 def _timeouts(n: Node | None) -> Timeouts:

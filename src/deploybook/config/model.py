@@ -15,6 +15,7 @@ __all__ = [
     "POLICY_NAMES",
     "BranchRule",
     "ClusterConfig",
+    "Confinement",
     "Environment",
     "GitConfig",
     "GitSource",
@@ -165,6 +166,18 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Confinement:
+    """What a release may write outside its own namespace: nothing, unless named here.
+
+    ``cluster_scoped`` holds ``Kind/name`` of each cluster-scoped object the release may own
+    (a ClusterRole, say); ``namespaces`` the other namespaces its manifests may name.
+    """
+
+    cluster_scoped: frozenset[str] = frozenset()
+    namespaces: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Timeouts:
     """Seconds allowed for each kind of wait."""
 
@@ -192,6 +205,7 @@ class Environment:
     lock_duration_s: int = 1800
     description: str = ""
     git: GitConfig = GitConfig()
+    confinement: Confinement = Confinement()
     policies: tuple[PolicySetting, ...] = ()  # for every service; a service's own win
 
     def policies_for(self, service: Service) -> dict[str, PolicySetting]:

@@ -100,6 +100,8 @@ class ReleaseRecord:
     applied: tuple[str, ...] = ()
     interrupted_during: str | None = None
     rollback: dict[str, Any] = field(default_factory=dict)
+    # What the environment let the release write outside its namespace, by name.
+    outside_namespace: tuple[str, ...] = ()
     # Every policy the environment relaxed, per service: service, policy, reason, where (file:line).
     relaxed_policies: tuple[dict[str, Any], ...] = ()
     schema: int = SCHEMA_VERSION
@@ -167,6 +169,7 @@ def record_from_dict(data: Any, *, source: str) -> ReleaseRecord:
     known.setdefault("started", "")
     known.setdefault("finished", "")
     known["applied"] = tuple(known.get("applied") or ())
+    known["outside_namespace"] = tuple(known.get("outside_namespace") or ())
     known["relaxed_policies"] = tuple(dict(p) for p in known.get("relaxed_policies") or () if isinstance(p, dict))
     return ReleaseRecord(**known)
 

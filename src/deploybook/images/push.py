@@ -24,7 +24,7 @@ from deploybook.images.credentials import RegistryAuth, registry_host
 from deploybook.images.references import split_repository
 from deploybook.images.registry import RegistryClient
 
-__all__ = ["PushResult", "push_image"]
+__all__ = ["PushResult", "push_image", "push_refused"]
 
 _PUSH_TRIES = 3
 _PUSH_BACKOFF_S = 1.0
@@ -96,12 +96,15 @@ def _ping(registry: RegistryClient, repository: str, tag: str) -> None:
     try:
         registry.ping()
     except RegistryError as e:
-        cause = e.__cause__
-        if isinstance(cause, requests.exceptions.RequestException) and not isinstance(
-            cause, requests.exceptions.SSLError
-        ):
-            raise _unreachable(repository.split("/", 1)[0], repository, tag, _connection_problem(cause)) from e
-        raise PushError(f"not pushing {repository}:{tag}: {e.message}", source=e.source, hint=e.hint) from e
+        raise push_refused(e, repository, tag) from e
+
+
+def push_refused(error: RegistryError, repository: str, tag: str) -> PushError:
+    """The push's own error for a registry that failed a question asked before pushing."""
+    cause = error.__cause__
+    if isinstance(cause, requests.exceptions.RequestException) and not isinstance(cause, requests.exceptions.SSLError):
+        return _unreachable(repository.split("/", 1)[0], repository, tag, _connection_problem(cause))
+    return PushError(f"not pushing {repository}:{tag}: {error.message}", source=error.source, hint=error.hint)
 
 
 def _connection_problem(error: BaseException) -> str:

@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from deploybook.cluster.connect import KubeClients, api_errors
-from deploybook.errors import ApplyError, ClusterError
+from deploybook.errors import ApplyError, ClusterError, OutsideNamespace
 from deploybook.manifests.diff import normalize, unified_diff
 from deploybook.manifests.render import MANAGED_BY, MANAGED_BY_LABEL
 
@@ -174,7 +174,7 @@ def _plans(
 
 
 def _read_plan(kube: KubeClients, obj: dict[str, Any]) -> _Plan:
-    resource = _resource(kube, obj.get("apiVersion", ""), obj.get("kind", ""))
+    resource = _confined(_resource(kube, obj.get("apiVersion", ""), obj.get("kind", "")), obj, kube.where)
     return _Plan(obj=obj, resource=resource, live=_get_live(kube, resource, obj), would=None, validated=True)
 
 
@@ -244,6 +244,8 @@ def _preflight(
     for obj in objs:
         try:
             plans.append(_plan(kube, obj, field_manager, allow_missing_namespace))
+        except OutsideNamespace:
+            raise
         except ApplyError as e:
             failures.append(f"{title(obj)}: {e.message}")
     if failures:
@@ -259,7 +261,7 @@ def _preflight(
 
 
 def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_missing_namespace: bool) -> _Plan:
-    resource = _resource(kube, obj.get("apiVersion", ""), obj.get("kind", ""))
+    resource = _confined(_resource(kube, obj.get("apiVersion", ""), obj.get("kind", "")), obj, kube.where)
     live = _get_live(kube, resource, obj)
     try:
         would = _server_side_apply(resource, obj, field_manager, dry_run=True)
@@ -303,6 +305,25 @@ def _resource(kube: KubeClients, api_version: str, kind: str) -> Any:
             source=kube.where,
             hint="check apiVersion and kind, or install the CRD that defines it",
         ) from e
+
+
+def _confined(resource: Any, obj: Mapping[str, Any], where: str) -> Any:
+    """The resource, unless the cluster says a kind rendered into a namespace is cluster-scoped.
+
+    The renderer knows the built-in cluster-scoped kinds; a custom resource's scope is known
+    only to the cluster. Such an object the environment did not allow by name (render gave it
+    the namespace) is refused before anything is sent.
+    """
+    namespace = obj["metadata"].get("namespace")
+    if namespace and not resource.namespaced:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        raise OutsideNamespace(
+            f"{name} is cluster-scoped: a release of this environment stays in namespace {namespace}",
+            source=where,
+            hint=f"remove it from the manifests, or allow it by name: confinement: {{cluster_scoped: [{name}]}} "
+            "in the environment file",
+        )
+    return resource
 
 
 def _get_live(kube: KubeClients, resource: Any, obj: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -14,11 +14,12 @@ from typing import Any
 
 import yaml
 
-__all__ = ["normalize", "redact_secret_values", "unified_diff"]
+from deploybook.manifests.redact import redact_secret
+
+__all__ = ["normalize", "unified_diff"]
 
 # Metadata the server sets; it says nothing about what the release changes.
 _SERVER_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink")
-_REDACTED = "<redacted>"
 
 
 def normalize(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,8 +36,9 @@ def unified_diff(kind: str, live: Mapping[str, Any] | None, after: Mapping[str, 
     """``(action, diff)``: create, update or unchanged, and the unified diff of the two objects."""
     before = normalize(live) if live is not None else None
     later = normalize(after)
-    if kind == "Secret":
-        before, later = redact_secret_values(before, later)
+    if kind == "Secret":  # each value as its sha256 marker: a changed value, a changed marker
+        before = redact_secret(before) if before is not None else None
+        later = redact_secret(later)
     action = "create" if before is None else "unchanged" if before == later else "update"
     if action == "unchanged":
         return action, ""
@@ -51,19 +53,6 @@ def _unified(live: dict[str, Any] | None, would: dict[str, Any], name: str) -> s
 
 
 def _yaml_lines(obj: Mapping[str, Any]) -> list[str]:
-    return yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False).splitlines(keepends=True)
-
-
-def redact_secret_values(
-    live: dict[str, Any] | None, would: dict[str, Any]
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Secret values replaced by markers; a changed value shows as a changed marker."""
-    before = dict((live or {}).get("data") or {})
-    after = dict(would.get("data") or {})
-    for key in ("data", "stringData"):
-        for obj, other, side in ((live, after, "old"), (would, before, "new")):
-            values = (obj or {}).get(key)
-            if isinstance(values, dict):
-                for k, v in values.items():
-                    values[k] = _REDACTED if other.get(k) == v else f"{_REDACTED} ({side} value)"
-    return live, would
+    # No line folding: a Secret's marker stays on one line, as a reader searches for it.
+    text = yaml.safe_dump(dict(obj), sort_keys=True, default_flow_style=False, width=2**16)
+    return text.splitlines(keepends=True)

@@ -24,11 +24,8 @@ refused in about 2 ms (7 to 13 ms on a cold first call), allocating under 30 KiB
 ordinary manifests (anchors and merge keys included) loads to the same objects as
 ``yaml.safe_load_all`` in 1.02 to 1.1 times its time (0.21 s against 0.19 s, say).
 
-Documents are numbered exactly as ``deploybook.manifests.render`` numbers them (1-based index counting
-empty documents, 1-based line of the document's root node), and malformed YAML is reported
-in the same words, so this loader can replace ``render._documents`` without changing a message.
-One difference: an error while constructing document N (an unknown tag) names document N, where
-``render._documents`` names N + 1 because its count moves on before it constructs.
+Documents are numbered as ``deploybook.manifests.load`` reports them (1-based index counting
+empty documents, 1-based line of the document's root node); every manifest is read through here.
 """
 
 from __future__ import annotations
@@ -254,7 +251,7 @@ def _check_document_count(index: int, source: str, limits: YamlLimits) -> None:
 
 
 def _malformed(error: yaml.YAMLError, index: int, source: str) -> RenderError:
-    """The same words as ``deploybook.manifests.render._documents``, so messages stay the same."""
+    """Malformed YAML: the document, the line and column, and what the parser said."""
     mark = getattr(error, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
     problem = getattr(error, "problem", None) or str(error)

@@ -1,7 +1,8 @@
 """Manifests loaded from YAML files: every document, where it came from, checked for shape.
 
-A manifest file is input nobody here wrote. Each document must be a mapping with
-``apiVersion``, ``kind`` and ``metadata.name``; every problem is one
+A manifest file is input nobody here wrote: it is read within the limits of
+``deploybook.manifests.limits`` (alias expansion, nesting, document and file size), and each
+document must be a mapping with ``apiVersion``, ``kind`` and ``metadata.name``; every problem is one
 :class:`~deploybook.errors.RenderError` naming the file, the document and its line.
 """
 
@@ -12,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deploybook.errors import RenderError
+from deploybook.manifests.limits import check_file_size, load_documents
 
 __all__ = ["Manifest", "load_manifests"]
 
@@ -67,34 +67,18 @@ def load_manifests(path: str | Path) -> list[Manifest]:
 
 def _load_file(file: Path) -> Iterator[Manifest]:
     try:
+        check_file_size(file.stat().st_size, source=str(file))
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise RenderError(f"cannot read manifest file: {e}", source=str(file)) from e
-    for index, line, doc in _documents(file, text):
+    # Counted while composed: an alias bomb or an oversized document is refused here, at once,
+    # naming the file, the document and the limit, before anything is built from it.
+    for index, line, doc in load_documents(text, source=str(file)):
         if doc is None:
             continue
         manifest = Manifest(doc=doc, source=file, index=index, line=line)
         _validate_document(manifest)
         yield manifest
-
-
-def _documents(file: Path, text: str) -> Iterator[tuple[int, int, Any]]:
-    """Yield (index, start line, document) for each YAML document of a file."""
-    loader = yaml.SafeLoader(text)
-    index = 0
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            index += 1
-            if node is not None:
-                yield index, node.start_mark.line + 1, loader.construct_document(node)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
-        problem = getattr(e, "problem", None) or str(e)
-        raise RenderError(f"malformed YAML in document {index + 1} at {where}: {problem}", source=str(file)) from e
-    finally:
-        loader.dispose()
 
 
 def _validate_document(manifest: Manifest) -> None:

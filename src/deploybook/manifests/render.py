@@ -8,7 +8,9 @@ returns new dictionaries in which
   (``registry/dx29/gateway@sha256:...``); every other image (a sidecar, a vendor image) to
   the digest its registry served when the preflight resolved it (``pins``, see
   ``deploybook.images.resolve``),
-* namespaced objects carry the environment's namespace,
+* the release stays in its namespace: a cluster-scoped object, or an object naming another
+  namespace, is refused unless the environment's ``confinement`` names it; namespaced objects
+  carry the environment's namespace (or the allowed one they name),
 * objects carry the release labels and annotations; pod templates carry the
   labels (never touching selector keys) and the annotations,
 * pod specs name the image pull secret,
@@ -27,10 +29,11 @@ from typing import Any
 
 import yaml
 
-from deploybook.config.model import Environment, Service
+from deploybook.config.model import Confinement, Environment, Service
 from deploybook.errors import RenderError
 from deploybook.images.references import image_name
 from deploybook.manifests.load import Manifest
+from deploybook.manifests.redact import redact_objects
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "deploybook"
@@ -61,6 +64,7 @@ CLUSTER_SCOPED_KINDS = frozenset(
 )
 _TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
 _SCALABLE_KINDS = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
+STRICT = Confinement()  # nothing outside the namespace
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
@@ -73,6 +77,7 @@ def render_manifests(
     annotations: Mapping[str, str],
     pull_secret: str | None,
     replicas: Mapping[str, int],
+    confinement: Confinement = STRICT,
     pins: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render manifests for one release; the inputs are left untouched.
@@ -85,8 +90,8 @@ def render_manifests(
     workload to a replica count; the key is its ``metadata.name``, its
     ``app.kubernetes.io/name`` label, or the stem of its manifest file (``gateway``
     for ``gateway.yaml``, so a service name works when the file is named after it).
-    A manifest's own namespace is replaced by ``namespace``: the environment
-    decides where a release goes.
+    The environment decides where a release goes: a manifest naming another namespace, or
+    holding a cluster-scoped object, is refused unless ``confinement`` allows it by name.
     """
     all_labels = {**labels, MANAGED_BY_LABEL: MANAGED_BY}
     _check_labels(all_labels)
@@ -98,7 +103,7 @@ def render_manifests(
     rendered = []
     for manifest in manifests:
         obj = copy.deepcopy(manifest.doc)
-        _set_metadata(obj, namespace, all_labels, annotations)
+        _set_metadata(obj, _confined_namespace(manifest, namespace, confinement), all_labels, annotations)
         for pod_spec in _pod_specs(obj):
             _pin_images(pod_spec, images, pins or {}, manifest)
             if pull_secret:
@@ -156,11 +161,37 @@ def _workload_keys(manifest: Manifest) -> set[str]:
     return keys
 
 
+def _confined_namespace(manifest: Manifest, namespace: str, confinement: Confinement) -> str | None:
+    """The namespace the object goes to (None: cluster-scoped), or RenderError if it may not."""
+    kind, metadata = manifest.doc["kind"], manifest.doc["metadata"]
+    name = f"{kind}/{metadata['name']}"
+    if name in confinement.cluster_scoped or (kind == "Namespace" and metadata["name"] == namespace):
+        return None
+    if kind in CLUSTER_SCOPED_KINDS:
+        raise RenderError(
+            f"{name} is cluster-scoped: a release of this environment stays in namespace {namespace}",
+            source=manifest.where,
+            hint=f"remove it from the manifests, or allow it by name: confinement: {{cluster_scoped: [{name}]}} "
+            "in the environment file",
+        )
+    own = metadata.get("namespace")
+    if own in (None, "", namespace):
+        return namespace
+    if own in confinement.namespaces:
+        return str(own)
+    raise RenderError(
+        f"{name} names namespace {own!r}: a release of this environment stays in namespace {namespace}",
+        source=manifest.where,
+        hint=f"remove metadata.namespace, or allow it by name: confinement: {{namespaces: [{own}]}} "
+        "in the environment file",
+    )
+
+
 def _set_metadata(
-    obj: dict[str, Any], namespace: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+    obj: dict[str, Any], namespace: str | None, labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> None:
     metadata = obj["metadata"]
-    if obj["kind"] not in CLUSTER_SCOPED_KINDS:
+    if namespace is not None:
         metadata["namespace"] = namespace
     metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
     if annotations:
@@ -308,10 +339,15 @@ def render_service(
         annotations={RELEASE_ID_ANNOTATION: release_id, GIT_SHA_ANNOTATION: git_sha},
         pull_secret=pull_secret,
         replicas=replicas,
+        confinement=environment.confinement,
         pins=pins,
     )
 
 
 def rendered_text(objs: list[dict[str, Any]]) -> str:
-    """The YAML text whose sha256 the release record keeps per manifest."""
-    return yaml.safe_dump_all(objs, sort_keys=True)
+    """The YAML text the evidence keeps, and whose sha256 the release record keeps per manifest.
+
+    A Secret's values are markers with their sha256 (``deploybook.manifests.redact``): the
+    text shows that the Secret was applied and which values changed, never a value.
+    """
+    return yaml.safe_dump_all(redact_objects(objs), sort_keys=True)

@@ -43,8 +43,15 @@ def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFac
         images={name: s.ref for name, s in services if s.ref},
         sources={name: text for name, s in services if (text := where_from(s.source))},
         manifests=where_from(shown.manifest_source) if shown else "",
-        extra={**_extra(shown), **relaxed_policies(context.env)},
+        extra={**_extra(shown), **_outside(record), **relaxed_policies(context.env)},
     )
+
+
+def _outside(record: ReleaseRecord | None) -> dict[str, str]:
+    """What the environment let this release write outside its namespace, listed by name."""
+    if record is None or not record.outside_namespace:
+        return {}
+    return {"allowed.outside.namespace": ", ".join(record.outside_namespace)}
 
 
 def relaxed_policies(env: Environment) -> dict[str, str]:

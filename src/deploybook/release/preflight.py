@@ -222,7 +222,9 @@ def _pin_unbuilt(env: Environment, manifests: list[Manifest], resolver: ImageRes
 
 
 def _located(error: DeploybookError, path: Path) -> str:
-    """The error's text, with the manifest file named when the error itself does not name it."""
+    """The error's text and its own hint, with the manifest file named when the error does not name it."""
     text = f"{error.source}: {error.message}" if error.source else error.message
+    if error.hint:
+        text = f"{text} ({error.hint})"
     text = " ".join(text.split())
     return text if str(path) in text else f"{path}: {text}"

@@ -7,15 +7,18 @@ of the rendered manifests, the workloads applied, and each stage's outcome as it
 reported it (so a stage whose test failed on an assertion is recorded as failed; a stage
 whose test never ran, as after Ctrl-C, is recorded as the engine finished it). ``applied``
 lists the services whose objects the engine applied, whatever their tests showed: the
-record says what the cluster got. Each image no service builds is listed with the digest the
-preflight pinned it to (``third_party``); every policy the environment relaxes, per service,
-with its reason (``relaxed_policies``).
+record says what the cluster got. ``outside_namespace`` names what the environment let the
+release write outside its namespace (its ``confinement``), so a reader sees it was allowed.
+Each image no service builds is listed with the digest the preflight pinned it to
+(``third_party``); every policy the environment relaxes, per service, with its reason
+(``relaxed_policies``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from deploybook.config.model import Confinement
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
 from deploybook.release.context import STAGES, utc_now
 from deploybook.release.parts import ReleaseParts
@@ -23,7 +26,7 @@ from deploybook.release.pipeline import Skipped
 from deploybook.release.sources import source_info
 from deploybook.release.stages import Applied, Built, Pushed
 
-__all__ = ["build_record"]
+__all__ = ["allowed_outside", "build_record"]
 
 
 def build_record(
@@ -57,8 +60,14 @@ def build_record(
         applied=tuple(n for n in services if _applied(release, n)),
         interrupted_during=release.running_test if outcome == "interrupted" else None,
         rollback=rollback or {},
+        outside_namespace=allowed_outside(ctx.env.confinement),
         relaxed_policies=tuple({"service": name, **s.to_dict()} for name, s in ctx.env.relaxed_policies()),
     )
+
+
+def allowed_outside(confinement: Confinement) -> tuple[str, ...]:
+    """``Kind/name`` of each cluster-scoped object, then ``namespace NAME``, the release may write."""
+    return (*sorted(confinement.cluster_scoped), *(f"namespace {n}" for n in sorted(confinement.namespaces)))
 
 
 def _service_record(release: ReleaseParts, name: str) -> ServiceRecord:

@@ -20,6 +20,7 @@ from deploybook.cluster.lock import LeaseRenewer, Lock
 from deploybook.config.model import Environment, Service
 from deploybook.errors import RenderError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
+from deploybook.manifests.apply import ensure_pull_secret
 from deploybook.manifests.source import ManifestCheckout
 from deploybook.release import checking, session, stages
 from deploybook.release.clients import Clients
@@ -110,6 +111,21 @@ class Release:
     def abandon(self) -> None:
         """Free the lock of a run that ends before it could close."""
         session.abandon(self)
+
+    def ensure_pull_secret(self) -> None:
+        """The registry's pull secret in the namespace, written once, just before the first apply.
+
+        Not at the start: a release that fails before anything is applied (a build, a push)
+        leaves the namespace as it found it.
+        """
+        secret, auth = self.pull_secret, self.clients.registry_auth
+        if secret is None or auth is None or self.context.options.dry_run:
+            return
+        env = self.env
+        self._shared_once(
+            "pull_secret",
+            lambda: ensure_pull_secret(self.clients.kube, env.cluster.namespace, secret, env.registry.address, auth),
+        )
 
     def stop_watching(self) -> None:
         """Close the rollout watcher, if one was opened."""

@@ -21,7 +21,7 @@ from deploybook.cluster.lock import LeaseRenewer, acquire_lock, holder_identity,
 from deploybook.errors import CheckFailed, RecordError
 from deploybook.evidence.record import ReleaseRecord, write_record
 from deploybook.evidence.record_store import CONFIGMAP_NAME, load_from_cluster, load_last_passed, save_to_cluster
-from deploybook.manifests.apply import ensure_namespace, ensure_pull_secret
+from deploybook.manifests.apply import ensure_namespace
 from deploybook.manifests.source import checkout_manifests
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.preflight import placeholder_refs, preflight_release
@@ -75,8 +75,6 @@ def open_release(release: ReleaseParts) -> None:
         services=env.services,
         sources=release.sources,
     )
-    if release.pull_secret and auth is not None and not ctx.options.dry_run:
-        ensure_pull_secret(kube, env.cluster.namespace, release.pull_secret, env.registry.address, auth)
     known = {s.name: release.ref(s.name) for s in env.services}
     checked = preflight_release(
         None if ctx.options.dry_run else kube,

@@ -35,7 +35,7 @@ from deploybook.config.model import Service
 from deploybook.errors import BuildError, RegistryError
 from deploybook.images.build import build_image, oci_labels
 from deploybook.images.copy import copy_image
-from deploybook.images.push import push_image
+from deploybook.images.push import push_image, push_refused
 from deploybook.images.references import image_name, split_repository
 from deploybook.manifests.apply import AppliedObject, apply_objects
 from deploybook.manifests.load import load_manifests
@@ -211,7 +211,10 @@ def push(release: ReleaseParts, service: Service, say: Say) -> Pushed | Skipped:
     repository = ctx.env.image_repository(service)
     registry = release.clients.registry
     path = split_repository(repository)[1]
-    held = registry.image_config(path, tag)
+    try:
+        held = registry.image_config(path, tag)
+    except RegistryError as e:
+        raise push_refused(e, repository, tag) from e
     if held is not None and held[1] == image_id:  # the registry has this very image under the tag
         say(f"{repository}:{tag} already holds image {image_id[:19]}: nothing to push")
         question = f"GET /v2/{path}/manifests/{tag} (config digest {image_id[:19]}...)"
@@ -323,6 +326,7 @@ def apply(release: ReleaseParts, service: Service, say: Say) -> Applied:
     refs = release.refs_for(images)
     pins = {p.image.written: p.image.pinned for p in release.pinned_images.get(service.name, ())}
     release_id, objs, text = _render_keeping_release_id(release, service, manifests, refs, pins)
+    release.ensure_pull_secret()
     applied = apply_objects(release.clients.kube, objs, dry_run=ctx.options.dry_run, validated=True)
     for obj in applied:
         say(f"{obj.kind}/{obj.name}: {obj.action}")
