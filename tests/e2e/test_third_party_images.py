@@ -4,7 +4,8 @@ A tiny vendor image (the host's static busybox, run as a non-root user) is pushe
 stack's registry under a tag; a throwaway environment's gateway manifest (a copy of the sample
 app's, see conftest.py) runs it as a sidecar, written by that tag. The release resolves the
 tag to the registry's digest before anything is applied, records where it came from, and the
-pods run ``...@sha256:``; the digest check compares the running sidecar with that digest. A tag
+pods run ``...@sha256:``; the digest check compares the running sidecar with that digest, in
+the release and in checks alone (from the record in the cluster). A tag
 the registry does not have is one error before any apply, and the namespace gets no object of
 the release's manifests.
 """
@@ -122,6 +123,10 @@ def test_a_sidecar_written_by_tag_runs_pinned_to_the_registry_digest(
         assert spec_image == f"{repository}@{digest}" and image_id.endswith(f"@{digest}"), running
     digests_check = next((ln for ln in out.splitlines() if "container(s) of images no service builds" in ln), "")
     assert "no mismatch(es)" in digests_check, out[-4000:]
+    # Checks alone know the sidecar's digest from the record in the cluster.
+    checks = release_runner("checks", "--env", env.name, "-k", "digest")
+    assert checks.wait(300) == 0, checks.output[-4000:]
+    assert "1 container(s) of images no service builds: no mismatch(es)" in checks.output, checks.output[-4000:]
 
 
 def test_a_tag_the_registry_lacks_is_one_error_before_any_apply(
