@@ -44,6 +44,6 @@ def test_running_digest_is_recorded_digest(service: Service, release: RunView, s
     )
     assert report.running, f"no running container of {service.name} found"
     assert not report.mismatches, f"image digest mismatch (recorded digest from {report.source}):\n" + "\n".join(
-        map(str, report.mismatches)
+        [*map(str, report.mismatches), *filter(None, [report.note])]
     )
     assert report.registry_problem is None, report.registry_problem

@@ -20,8 +20,9 @@ from kubernetes.client.exceptions import ApiException
 
 from deploybook.cluster.connect import KubeClients, connect
 from deploybook.errors import ApplyError, ClusterError
-from deploybook.manifests.apply import apply_objects, diff_objects, ensure_namespace, ensure_pull_secret
+from deploybook.manifests.apply import apply_objects, diff_objects, ensure_namespace
 from deploybook.manifests.load import load_manifests
+from deploybook.manifests.pull_secret import ensure_pull_secret
 from deploybook.manifests.render import render_manifests
 
 pytestmark = pytest.mark.e2e

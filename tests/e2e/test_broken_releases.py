@@ -90,7 +90,7 @@ def tiny_images(
 @pytest.fixture
 def namespace(admin: Any, cluster_ready: dict[str, str], registry_auth: Any) -> Iterator[str]:
     """A fresh namespace with the registry's pull secret; deleted after the test, pass or fail."""
-    from deploybook.manifests.apply import ensure_pull_secret
+    from deploybook.manifests.pull_secret import ensure_pull_secret
 
     name = f"dbk-broken-{uuid.uuid4().hex[:8]}"
     admin.core.create_namespace({"metadata": {"name": name, "labels": {"deploybook.io/e2e": "broken"}}})

@@ -87,7 +87,7 @@ def good_image(cluster_ready: dict[str, str], docker_client: Any, registry_auth:
 @pytest.fixture
 def namespace(admin: Any, cluster_ready: dict[str, str], registry_auth: Any) -> Iterator[str]:
     """A fresh namespace with the registry's pull secret; deleted afterwards, pass or fail."""
-    from deploybook.manifests.apply import ensure_pull_secret
+    from deploybook.manifests.pull_secret import ensure_pull_secret
 
     name = f"dbk-fault-{uuid.uuid4().hex[:8]}"
     admin.core.create_namespace({"metadata": {"name": name, "labels": {"deploybook.io/e2e": "fault"}}})

@@ -26,8 +26,8 @@ from deploybook.manifests.apply import (
     apply_order,
     diff_objects,
     ensure_namespace,
-    ensure_pull_secret,
 )
+from deploybook.manifests.pull_secret import ensure_pull_secret
 
 NS = "dx29-test"
 IMAGE = "localhost:5000/dx29/gateway@sha256:" + "a" * 64

@@ -342,3 +342,18 @@ def test_a_bad_confinement_is_located(text: str, key: str, message: str) -> None
     assert err.key is not None and err.key.startswith(key)
     assert err.line == MINIMAL.count("\n") + 2
     assert message in str(err)
+
+
+def test_probe_failure_budget_defaults_to_two_and_is_set_under_timeouts() -> None:
+    default = parse(MINIMAL)
+    assert default.timeouts.probe_failures_allowed == 2  # type: ignore[attr-defined]
+    none_allowed = parse(MINIMAL + "timeouts:\n  rollout: 60\n  probe_failures_allowed: 0\n")
+    assert none_allowed.timeouts.probe_failures_allowed == 0  # type: ignore[attr-defined]
+    assert none_allowed.timeouts.rollout == 60  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("value", "message"), [("-1", "below the minimum 0"), ("many", "expected an integer")])
+def test_a_bad_probe_failure_budget_names_file_line_and_key(value: str, message: str) -> None:
+    err = error_of(MINIMAL + f"timeouts:\n  probe_failures_allowed: {value}\n")
+    assert err.key == "timeouts.probe_failures_allowed"
+    assert "environments/x.yaml:16" in str(err) and message in str(err)

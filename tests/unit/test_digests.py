@@ -160,8 +160,8 @@ def _check_digests(pods: list[dict[str, Any]], third_party: tuple[dict[str, str]
 
     release = SimpleNamespace(
         expected=lambda name: (A, None, "this run"),
-        workloads=lambda service: [SimpleNamespace(title="Deployment/web")],
-        reader=SimpleNamespace(pods_of=lambda wl: pods),
+        workloads=lambda service: [SimpleNamespace(title="Deployment/web", kind="Deployment", name="web")],
+        reader=SimpleNamespace(pods_of=lambda wl: pods, items=lambda kind: []),
         third_party=lambda name: third_party,
         registry_answers=FakeRegistry({A: A}),
     )

@@ -16,10 +16,10 @@ from deploybook.verify.kstatus import (
     cronjob_verdict,
     generic_verdict,
     kind_key,
-    pod_unschedulable,
     statefulset_verdict,
 )
-from deploybook.verify.workload_status import Verdict, evaluate_workload
+from deploybook.verify.verdicts import judge
+from deploybook.verify.workload_status import Verdict, evaluate_workload, pod_unschedulable
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 
@@ -280,7 +280,7 @@ class TestStatefulSetRollingUpdate:
         del obj["status"]["observedGeneration"]
         assert statefulset_verdict(obj).message == "waiting for the spec to be observed"
 
-    def test_it_agrees_with_workload_status_where_both_have_rules(self) -> None:
+    def test_it_is_the_rule_a_rollout_judges_a_statefulset_by(self) -> None:
         cases = [
             statefulset(),
             statefulset(readyReplicas=1),
@@ -288,7 +288,7 @@ class TestStatefulSetRollingUpdate:
             statefulset(generation=3, observedGeneration=2),
         ]
         for obj in cases:
-            assert statefulset_verdict(obj).done == evaluate_workload("StatefulSet", obj).done
+            assert statefulset_verdict(obj) == judge("StatefulSet", obj)
 
 
 class TestStatefulSetOnDelete:
@@ -305,10 +305,10 @@ class TestStatefulSetOnDelete:
         obj = statefulset(strategy=ON_DELETE, updatedReplicas=3, currentReplicas=0, updateRevision=NEW)
         assert statefulset_verdict(obj).message == f"3 of 3 pods ready; OnDelete: every pod runs revision {NEW}"
 
-    def test_workload_status_would_wait_forever_here(self) -> None:
+    def test_a_rollout_does_not_wait_forever_for_pods_nobody_deletes(self) -> None:
         obj = statefulset(strategy=ON_DELETE, updatedReplicas=0, currentReplicas=3, updateRevision=NEW)
-        assert not evaluate_workload("StatefulSet", obj).done
-        assert statefulset_verdict(obj).done
+        assert judge("StatefulSet", obj).done
+        assert "3 pods still run revision" in judge("StatefulSet", obj).message
 
     def test_not_ready_waits(self) -> None:
         obj = statefulset(strategy=ON_DELETE, readyReplicas=2)

@@ -178,7 +178,7 @@ def facts(uid: int, listening: set[int]) -> ContainerFacts:
 
 def runtime(f: ContainerFacts, port: int | None = 8080, **relaxed: str) -> list[str]:
     settings = {name: PolicySetting(name, False, reason) for name, reason in relaxed.items()}
-    return policy_problems(f, port=port, settings=settings, service="api", environment_file="environments/x.yaml")
+    return policy_problems(f, port=port, settings=settings, service="api", file="environments/x.yaml")
 
 
 def test_a_non_root_process_on_its_port_passes() -> None:

@@ -231,9 +231,10 @@ class TestDescribe:
             [kubelet_event(READINESS_404, count=4, pod="web-6c9d", container="web")], {"web-6c9d"}
         )
         assert describe(found) == (
-            "pod web-6c9d container web: readiness probe failed 4 times, latest: HTTP probe failed with statuscode: 404"
+            "pod web-6c9d container web: Readiness probe failed 4 times, latest: HTTP probe failed with statuscode: 404"
+            " (status code 404)"
         )
 
     def test_one_time_and_no_container(self) -> None:
         single = ProbeFailure(WEB, None, "Liveness", 1, LIVENESS_REFUSED, None, None, None)
-        assert describe(single).startswith(f"pod {WEB}: liveness probe failed 1 time, latest: Get ")
+        assert describe(single).startswith(f"pod {WEB}: Liveness probe failed 1 time, latest: Get ")

@@ -17,6 +17,7 @@ from urllib3.exceptions import ProtocolError
 
 from deploybook.errors import RolloutFailed
 from deploybook.verify.rollout import wait_for_rollout
+from deploybook.verify.verdicts import judge
 from deploybook.verify.workload_status import evaluate_workload, pod_failure, pods_of_current_revision, pull_is_retried
 
 
@@ -323,7 +324,7 @@ def test_missing_workload_is_not_found() -> None:
 
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="known kinds are Deployment"):
-        wait_for_rollout(object(), "CronJob", "ns", "x", timeout_s=1)
+        wait_for_rollout(object(), "Widget", "ns", "x", timeout_s=1)
 
 
 @pytest.mark.parametrize(
@@ -365,9 +366,10 @@ def test_statefulset_daemonset_and_job_verdicts() -> None:
             "updateRevision": "b",
         },
     }
-    assert not evaluate_workload("StatefulSet", sts).done
+    assert not judge("StatefulSet", sts).done
     sts["status"]["currentRevision"] = "b"
-    assert evaluate_workload("StatefulSet", sts).done
+    sts["status"]["updatedReplicas"] = 2
+    assert judge("StatefulSet", sts).done
     ds = {
         "metadata": {"generation": 1},
         "status": {
@@ -477,3 +479,138 @@ def test_crashing_pods_of_the_replaced_revision_are_not_judged_before_the_spec_i
 def test_only_pulls_the_kubelet_retries_get_a_grace_period(waiting: str, retried: bool) -> None:
     found = pod_failure(pod("p", "1", state={"waiting": {"reason": waiting, "message": "401 Unauthorized"}}))
     assert found is not None and pull_is_retried(*found) is retried
+
+
+def unhealthy(pod_name: str, uid: str, count: int, message: str) -> dict[str, Any]:
+    """An Unhealthy event as the kubelet's recorder aggregates it."""
+    return {
+        "type": "Warning",
+        "reason": "Unhealthy",
+        "message": message,
+        "involvedObject": {"kind": "Pod", "name": pod_name, "uid": uid, "fieldPath": "spec.containers{app}"},
+        "firstTimestamp": "2025-01-01T00:00:00Z",
+        "lastTimestamp": "2025-01-01T00:00:20Z",
+        "count": count,
+    }
+
+
+def probing_kube(count: int) -> FakeKube:
+    """A Deployment waiting on one running pod that is not ready, with ``count`` readiness failures."""
+    waiting = pod("web-new-1", "5")
+    waiting["metadata"]["uid"] = "p1"
+    deps = FakeEndpoint([deployment("10", updated=1, total=1, replicas=1)], "10")
+    kube = FakeKube(deps, FakeEndpoint([waiting], "5"), REPLICA_SETS)
+    events = [unhealthy("web-new-1", "p1", count, "Readiness probe failed: HTTP probe failed with statuscode: 404")]
+    events.append(unhealthy("web-old-1", "p0", 50, "Readiness probe failed: HTTP probe failed with statuscode: 500"))
+    kube.core.list_namespaced_event = FakeEndpoint(events)
+    return kube
+
+
+def test_a_readiness_probe_beyond_its_budget_ends_the_rollout_naming_probe_and_status_code() -> None:
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(probing_kube(3), "Deployment", "ns", "web", timeout_s=30, probe_failures_allowed=2)
+    assert time.monotonic() - started < 5, "the budget, not the 30 s deadline, ends the wait"
+    assert info.value.cause == "ReadinessProbeFailed"
+    assert "pod web-new-1 container app: Readiness probe failed 3 times" in info.value.detail
+    assert "(status code 404)" in info.value.detail and "more than 2 failures allowed" in info.value.detail
+    assert "500" not in info.value.detail, "another pod's events are not this pod's"
+
+
+def test_failures_within_the_budget_wait_and_the_timeout_names_the_probe() -> None:
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(probing_kube(2), "Deployment", "ns", "web", timeout_s=1, probe_failures_allowed=2)
+    assert info.value.cause == "Timeout"
+    assert "Readiness probe failed 2 times, latest: HTTP probe failed with statuscode: 404" in info.value.detail
+
+
+def test_without_a_budget_probe_failures_are_only_named() -> None:
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(probing_kube(40), "Deployment", "ns", "web", timeout_s=1)
+    assert info.value.cause == "Timeout" and "Readiness probe failed 40 times" in info.value.detail
+
+
+def job_pod(name: str, phase: str, code: int, reason: str) -> dict[str, Any]:
+    terminated = {"terminated": {"exitCode": code, "reason": reason}}
+    return {
+        "metadata": {"name": name},
+        "status": {"phase": phase, "containerStatuses": [{"name": "migrate", "state": terminated}]},
+    }
+
+
+def test_a_completed_job_is_judged_by_its_pods_exit_codes() -> None:
+    from deploybook.verify.workload_status import job_exits
+
+    lines, problems = job_exits("migrate", [job_pod("migrate-a", "Succeeded", 0, "Completed")], 1)
+    assert lines == ["pod migrate-a Succeeded: container migrate exited with code 0 (Completed)"] and problems == []
+
+
+def test_a_retried_job_that_succeeded_lists_the_failed_attempt_without_a_problem() -> None:
+    from deploybook.verify.workload_status import job_exits
+
+    pods = [job_pod("migrate-a", "Failed", 3, "Error"), job_pod("migrate-b", "Succeeded", 0, "Completed")]
+    lines, problems = job_exits("migrate", pods, 1)
+    assert len(lines) == 2 and problems == []
+
+
+def test_a_failed_job_names_the_exit_code_and_reason() -> None:
+    from deploybook.verify.workload_status import job_exits
+
+    _, problems = job_exits("migrate", [job_pod("migrate-a", "Failed", 3, "Error")], 1)
+    assert problems == [
+        "Job migrate: 1 pod(s) failed, 0 of 1 succeeded",
+        "pod migrate-a Failed: container migrate exited with code 3 (Error)",
+    ]
+
+
+def test_a_job_failed_rollout_carries_its_pods_exit_codes() -> None:
+    failed_cond = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "BackoffLimitExceeded",
+        "message": "Job has reached the specified backoff limit",
+    }
+    job = {
+        "metadata": {"name": "migrate", "uid": "j1", "resourceVersion": "3"},
+        "spec": {"completions": 1, "selector": {"matchLabels": {"job-name": "migrate"}}},
+        "status": {"failed": 1, "conditions": [failed_cond]},
+    }
+    failed = job_pod("migrate-a", "Failed", 3, "Error")
+    failed["metadata"].update(resourceVersion="4", labels={"job-name": "migrate"})
+    kube = FakeKube(FakeEndpoint([]), FakeEndpoint([failed], "4"))
+    kube.batch = type("Batch", (), {})()
+    kube.batch.list_namespaced_job = FakeEndpoint([job], "3")
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(kube, "Job", "ns", "migrate", timeout_s=10)
+    assert info.value.cause == "JobFailed"
+    assert "BackoffLimitExceeded: Job has reached the specified backoff limit" in info.value.detail
+    assert "pod migrate-a Failed: container migrate exited with code 3 (Error)" in info.value.detail
+
+
+def test_a_pod_the_scheduler_cannot_place_fails_promptly_with_the_schedulers_reason() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    since = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+    message = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    pending = pod("web-new-1", "5")
+    pending["status"] = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+                "lastTransitionTime": since,
+            }
+        ],
+    }
+    deps = FakeEndpoint([deployment("10", updated=1, total=1, replicas=1)], "10")
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_rollout(
+            FakeKube(deps, FakeEndpoint([pending], "5"), REPLICA_SETS), "Deployment", "ns", "web", timeout_s=30
+        )
+    assert time.monotonic() - started < 5
+    assert info.value.cause == "Unschedulable"
+    assert "pod web-new-1 unschedulable for 30 s: 0/1 nodes are available" in info.value.detail

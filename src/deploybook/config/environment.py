@@ -250,6 +250,9 @@ def _confinement(n: Node | None) -> Confinement:
 def _timeouts(n: Node | None) -> Timeouts:
     if n is None:
         return Timeouts()
-    n.only("build", "push", "rollout", "http")
+    n.only("build", "push", "rollout", "http", "probe_failures_allowed")
     default = Timeouts()
-    return Timeouts(**{k: n.opt_float(k) or getattr(default, k) for k in ("build", "push", "rollout", "http")})
+    seconds = {k: n.opt_float(k) or getattr(default, k) for k in ("build", "push", "rollout", "http")}
+    allowed = n.opt_int("probe_failures_allowed", minimum=0)
+    budget = default.probe_failures_allowed if allowed is None else allowed
+    return Timeouts(**seconds, probe_failures_allowed=budget)

@@ -179,12 +179,20 @@ class Confinement:
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds allowed for each kind of wait."""
+    """Seconds allowed for each kind of wait, and how long a failing probe is waited for.
+
+    ``probe_failures_allowed`` is a failure budget per replica (as werf's
+    failures-allowed-per-replica): a pod not ready whose readiness or liveness probe failed
+    more often than this ends its rollout before the deadline. With the kubelet's default
+    probe period (10 s), the default of 2 ends it at the third failure, about 20 s after the
+    first.
+    """
 
     build: float = 600.0
     push: float = 300.0
     rollout: float = 300.0
     http: float = 10.0
+    probe_failures_allowed: int = 2
 
 
 @dataclass(frozen=True)

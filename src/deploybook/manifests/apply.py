@@ -21,11 +21,10 @@ so. Fields deploybook does not set stay with their owners.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
@@ -57,13 +56,6 @@ KIND_ORDER = (
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
 )
-
-
-class _Credentials(Protocol):
-    @property
-    def username(self) -> str: ...
-    @property
-    def password(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -103,6 +95,7 @@ class AppliedObject:
     validated: bool = True
     generation: int = 0
     diff: str = ""  # the live object against what was applied (or would be, in a dry run)
+    api_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,36 +192,6 @@ def ensure_namespace(kube: KubeClients, name: str, *, dry_run: bool = False) -> 
         "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
     }
     return apply_objects(kube, [body], dry_run=dry_run)[0]
-
-
-def ensure_pull_secret(
-    kube: KubeClients,
-    namespace: str,
-    name: str,
-    address: str,
-    auth: _Credentials,
-    *,
-    dry_run: bool = False,
-) -> AppliedObject:
-    """Apply a ``kubernetes.io/dockerconfigjson`` Secret for the registry at ``address``.
-
-    The credentials go to the API server only; they are never logged or returned.
-    """
-    return apply_objects(kube, [pull_secret_object(namespace, name, address, auth)], dry_run=dry_run)[0]
-
-
-def pull_secret_object(namespace: str, name: str, address: str, auth: _Credentials) -> dict[str, Any]:
-    """The Secret manifest kubelet reads to pull from ``address`` (kept out of logs)."""
-    token = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
-    config = {"auths": {address: {"username": auth.username, "password": auth.password, "auth": token}}}
-    encoded = base64.b64encode(json.dumps(config, sort_keys=True).encode()).decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": encoded},
-    }
 
 
 def _preflight(
@@ -392,6 +355,7 @@ def _outcome(plan: _Plan, result: Mapping[str, Any], *, dry_run: bool) -> Applie
         validated=plan.validated,
         generation=int(metadata.get("generation") or 0),
         diff=unified_diff(kind, plan.live, result, name)[1],
+        api_version=str(result.get("apiVersion") or plan.obj.get("apiVersion", "")),
     )
 
 

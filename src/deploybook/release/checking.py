@@ -1,5 +1,8 @@
 """The built-in post-deploy checks for one service: rollout, endpoints, digests, containers.
 
+The rollout covers every workload kind (``deploybook.verify.verdicts`` chooses the rules) and,
+in a release, the custom resources it applied (kstatus generic rules, ``verify.resources``).
+
 Each check reads the cluster (and the registry) and returns a report; the checks' tests
 assert on it. They run in the pipeline right after the service's apply (a release) or all
 at once (checks alone), so every service is waited for and asked at the same time. A
@@ -14,29 +17,32 @@ Nothing here creates, patches or deletes anything.
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from deploybook.config.model import PolicySetting, Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
 from deploybook.images.references import repository_path
+from deploybook.manifests.apply import AppliedObject
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
-from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container, policy_problems
+from deploybook.release.stages import Applied
+from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container, judge_container
 from deploybook.verify.digests import (
     CachedManifests,
     DigestMismatch,
     RunningContainer,
     containers_in,
     digest_mismatches,
+    pinned_mismatches,
     registry_problem,
 )
 from deploybook.verify.endpoints import EndpointReport, HttpResult, endpoint_report, http_check, service_port_for
+from deploybook.verify.resources import is_custom, wait_for_resource
 from deploybook.verify.rollout import RolloutResult, rolled_out_in
+from deploybook.verify.workload_status import job_exits
 from deploybook.verify.workloads import Workload, services_selecting
 
 __all__ = [
@@ -44,7 +50,6 @@ __all__ = [
     "ContainersReport",
     "DigestsReport",
     "EndpointsReport",
-    "FactsCache",
     "RolloutReport",
     "RulesReport",
     "blocking_reason",
@@ -60,7 +65,6 @@ __all__ = [
 Say = Callable[[object], None]
 EXEC_ATTEMPTS = 3
 EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process start)
-RUNTIME_POLICIES = ("non_root", "port_listening")  # judged inside the container, after the rollout
 
 
 # --------------------------------------------------------------------------- reports
@@ -99,15 +103,17 @@ class DigestsReport:
     mismatches: tuple[DigestMismatch, ...] = ()
     registry_problem: str | None = None
     third_party: tuple[RunningContainer, ...] = ()  # containers of images no service builds
+    note: str = ""  # why old pods may still run (a StatefulSet's OnDelete strategy)
 
 
 @dataclass(frozen=True)
 class ContainersReport:
-    """What was seen inside one ready container of the service, and what the runtime policies
-    (non_root, port_listening) found; ``relaxed`` the ones this service does not judge, with why."""
+    """What was seen inside one ready container of the service, or how its Job's pods exited;
+    ``relaxed``: the runtime policies (non_root, port_listening) this service does not judge."""
 
     facts: ContainerFacts | None = None
     problems: tuple[str, ...] = field(default=())
+    exits: tuple[str, ...] = ()  # a service of Jobs only: each finished pod's containers' exit codes
     relaxed: tuple[PolicySetting, ...] = ()
 
 
@@ -117,9 +123,10 @@ class ContainersReport:
 def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport | Skipped:
     """Each workload of the service has rolled out, or says why not."""
     workloads = release.workloads(service)
-    if workloads is None:
+    if workloads is None and not _custom_resources(release, service):
         return Skipped(f"{service.name}'s manifests hold no workload to roll out")
-    if not workloads:
+    workloads = workloads or []
+    if not workloads and not _custom_resources(release, service):
         raise CheckFailed(
             f"no workload in namespace {release.env.cluster.namespace} runs image {service.image}",
             service=service.name,
@@ -142,6 +149,7 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
                     timeout_s=timeout_s,
                     on_progress=_prefixed(say, wl.title),
                     min_generation=wl.generation,
+                    probe_failures_allowed=release.context.env.timeouts.probe_failures_allowed,
                 )
             )
         except RolloutFailed as exc:
@@ -149,7 +157,31 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
             failures.append(exc)
     if waited:
         release.reader.forget_pods()  # pods moved on while waiting
+    for obj in _custom_resources(release, service):
+        try:
+            results.append(
+                wait_for_resource(
+                    release.clients.kube,
+                    obj.api_version,
+                    obj.kind,
+                    obj.namespace or namespace,
+                    obj.name,
+                    timeout_s=timeout_s,
+                    on_progress=_prefixed(say, f"{obj.kind}/{obj.name}"),
+                )
+            )
+        except RolloutFailed as exc:
+            exc.service = service.name
+            failures.append(exc)
     return RolloutReport(tuple(results), tuple(failures))
+
+
+def _custom_resources(release: ReleaseParts, service: Service) -> list[AppliedObject]:
+    """The custom resources this run applied for ``service`` (a checks run knows only workloads)."""
+    applied = release.outcome(service.name, "apply")
+    if not isinstance(applied, Applied) or applied.dry_run:
+        return []
+    return [o for o in applied.objects if is_custom(o.api_version)]
 
 
 def _prefixed(say: Say, prefix: str) -> Callable[[str], None]:
@@ -209,40 +241,54 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     return EndpointsReport(tuple(reports), tuple(answers), tuple(problems))
 
 
-def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport:
-    """Each running container's imageID digest against the release's, and the registry's answer;
-    a container of an image no service builds against the digest the release pinned it to."""
+def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport | Skipped:
+    """Each running container's digest against the release's (a sidecar's against its pinned one)."""
+    if (waiting := _only_cronjobs(release, service)) is not None:
+        return waiting
     expected, tag, source = release.expected(service.name)
     pods = [pod for wl in release.workloads(service) or [] for pod in release.reader.pods_of(wl)]
     running = containers_in(pods, image_repository=service.image)
-    vendor, vendor_mismatches = _third_party_digests(release.third_party(service.name), pods)
+    vendor, vendor_mismatches = pinned_mismatches(release.third_party(service.name), pods)
     if vendor:
         say(f"{len(vendor)} container(s) of images no service builds: {len(vendor_mismatches) or 'no'} mismatch(es)")
     if not expected or not running:
         return DigestsReport(expected, source, tuple(running), tuple(vendor_mismatches), third_party=tuple(vendor))
     mismatches = digest_mismatches(running, expected) + vendor_mismatches
+    note = _on_delete_note(release, service) if mismatches else ""
     registry = release.registry_answers
     problem = registry_problem(registry, repository_path(running[0].image, registry.address), expected, tag)
     say(f"running {expected[:19]}... in {len(running)} container(s)" if not mismatches else "digest mismatch")
-    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem, tuple(vendor))
+    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem, tuple(vendor), note)
 
 
-def _third_party_digests(
-    pinned: tuple[Mapping[str, str], ...], pods: list[Mapping[str, Any]]
-) -> tuple[list[RunningContainer], list[DigestMismatch]]:
-    """The containers running a pinned third-party image, and those whose digest is not the pinned one."""
-    found: list[RunningContainer] = []
-    mismatches: list[DigestMismatch] = []
-    for entry in pinned:
-        running = [c for c in containers_in(pods) if c.image == entry.get("pinned")]
-        found += running
-        mismatches += digest_mismatches(running, entry.get("digest", ""))
-    return found, mismatches
+def _on_delete_note(release: ReleaseParts, service: Service) -> str:
+    names = {wl.name for wl in release.workloads(service) or [] if wl.kind == "StatefulSet"}
+    held = [
+        o["metadata"]["name"]
+        for o in release.reader.items("StatefulSet")
+        if o["metadata"]["name"] in names and (o.get("spec", {}).get("updateStrategy") or {}).get("type") == "OnDelete"
+    ]
+    if not held:
+        return ""
+    return (
+        f"StatefulSet {', '.join(held)} updates OnDelete: the controller replaces no pod, so its pods run "
+        "the old image until each is removed by hand (the controller then starts it at the new revision), "
+        "or use updateStrategy RollingUpdate"
+    )
 
 
 def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersReport | Skipped:
-    """Inside one ready container: the user it runs as and the ports it listens on."""
+    """Inside one ready container: the user it runs as and the ports it listens on.
+
+    A service of Jobs only is judged by how its pods exited: a finished pod has no running
+    container to look into.
+    """
     namespace = release.context.env.cluster.namespace
+    workloads = release.workloads(service) or []
+    if (waiting := _only_cronjobs(release, service)) is not None:
+        return waiting
+    if workloads and all(wl.kind == "Job" for wl in workloads):
+        return _job_exits(release, workloads, say)
     errors: list[str] = []
     for attempt in range(EXEC_ATTEMPTS):
         ready = _ready_containers(release, service)
@@ -263,19 +309,31 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
             time.sleep(2.0)
             continue
         say(f"pod {facts.pod}: uid {facts.uid}, listening {sorted(facts.listening)}")
-        return _judged(release, service, facts)
+        problems, relaxed = judge_container(facts, service, release.env)
+        return ContainersReport(facts, problems, relaxed=relaxed)
     return ContainersReport(problems=("could not look into a container:\n" + "\n".join(errors),))
 
 
-def _judged(release: ReleaseParts, service: Service, facts: ContainerFacts) -> ContainersReport:
-    """The facts against the runtime policies as they hold for the service."""
-    env = release.env
-    settings = env.policies_for(service)
-    problems = policy_problems(
-        facts, port=service.port, settings=settings, service=service.name, environment_file=str(env.file)
-    )
-    relaxed = tuple(s for name, s in settings.items() if name in RUNTIME_POLICIES and not s.enforce)
-    return ContainersReport(facts, tuple(problems), relaxed)
+def _only_cronjobs(release: ReleaseParts, service: Service) -> Skipped | None:
+    workloads = release.workloads(service) or []
+    if not workloads or any(wl.kind != "CronJob" for wl in workloads):
+        return None
+    names = ", ".join(wl.title for wl in workloads)
+    return Skipped(f"{names} runs no pod until its schedule: a CronJob is judged by being accepted (see rollout)")
+
+
+def _job_exits(release: ReleaseParts, jobs: list[Workload], say: Say) -> ContainersReport | Skipped:
+    lines: list[str] = []
+    problems: list[str] = []
+    for job in jobs:
+        pods = release.reader.pods_of(job)
+        if not pods:
+            return Skipped(f"{job.title} has no pods left to judge (ttlSecondsAfterFinished removes finished ones)")
+        seen, wrong = job_exits(job.name, pods, job.desired)
+        lines += seen
+        problems += wrong
+    say(f"{len(lines)} Job pod(s) judged by exit code: {len(problems) or 'no'} problem(s)")
+    return ContainersReport(problems=tuple(problems), exits=tuple(lines))
 
 
 def _ready_containers(release: ReleaseParts, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:
@@ -296,36 +354,6 @@ def _inspect(release: ReleaseParts, target: RunningContainer) -> ContainerFacts:
             context=kube.context,
             kubeconfig=getattr(kube, "kubeconfig", None) or None,
         )
-
-
-class FactsCache:
-    """Facts seen inside containers, by `facts_key`: containers alike share one exec.
-
-    The first service to ask for a key looks inside; the others asking meanwhile wait for
-    that answer instead of starting an exec of their own. A look that failed is not kept.
-    """
-
-    def __init__(self) -> None:
-        self._facts: dict[str, Future[ContainerFacts]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:
-        """The facts for ``key``, looking inside (``look``) only the first time."""
-        if key is None:
-            return look()
-        with self._lock:
-            answer = self._facts.get(key)
-            first = answer is None
-            if answer is None:
-                answer = self._facts[key] = Future()
-        if first:
-            try:
-                answer.set_result(look())
-            except BaseException as exc:
-                with self._lock:
-                    del self._facts[key]
-                answer.set_exception(exc)
-        return answer.result()
 
 
 def registry_answers(release: ReleaseParts) -> CachedManifests:

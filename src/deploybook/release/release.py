@@ -20,7 +20,7 @@ from deploybook.cluster.lock import LeaseRenewer, Lock
 from deploybook.config.model import Environment, Service
 from deploybook.errors import RenderError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
-from deploybook.manifests.apply import ensure_pull_secret
+from deploybook.manifests.pull_secret import ensure_pull_secret
 from deploybook.manifests.source import ManifestCheckout
 from deploybook.release import checking, session, stages
 from deploybook.release.clients import Clients
@@ -28,11 +28,11 @@ from deploybook.release.context import STAGES, RunContext
 from deploybook.release.pipeline import Pipeline, Skipped
 from deploybook.release.preflight import ManifestRules, PinnedImage
 from deploybook.sources.git import Checkout
-from deploybook.verify.containers import ContainerFacts
+from deploybook.verify.containers import ContainerFacts, FactsCache
 from deploybook.verify.digests import CachedManifests
 from deploybook.verify.namespace import LiveReader, Reader, SnapshotReader
 from deploybook.verify.rollout import RolloutWatcher
-from deploybook.verify.workloads import Workload, workloads_running
+from deploybook.verify.workloads import TEMPLATE_KINDS, Workload, workloads_running
 
 __all__ = ["Release"]
 
@@ -73,7 +73,7 @@ class Release:
         # A team's own pre-apply policies (the pytest_deploybook_check_manifests hook), called in the preflight.
         self.manifest_rules: ManifestRules | None = None
         self.exec_slots = threading.BoundedSemaphore(checking.EXEC_AT_ONCE)
-        self._facts = checking.FactsCache()
+        self._facts = FactsCache()
         self._shared: dict[str, object] = {}
         self._shared_lock = threading.RLock()
 
@@ -250,7 +250,7 @@ class Release:
             return list(applied.workloads) or None
         recorded = self.context.recorded(service.name)
         named = recorded.workloads if recorded else ()
-        listed = {kind: self.reader.items(kind) for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job")}
+        listed = {kind: self.reader.items(kind) for kind in TEMPLATE_KINDS}
         return workloads_running(service.image, listed, named=named)
 
     def container_facts(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:

@@ -30,7 +30,7 @@ from deploybook.release.recording import build_record
 from deploybook.release.rollback import roll_back, to_roll_back
 from deploybook.release.sources import fetch_sources, git_access
 from deploybook.sources.git import Checkout
-from deploybook.verify.workloads import workloads_running
+from deploybook.verify.workloads import TEMPLATE_KINDS, workloads_running
 
 __all__ = ["SOURCE_RECORD_FILE", "abandon", "close_release", "open_release"]
 
@@ -110,20 +110,38 @@ def _fetch_sources(
 
 
 def _open_checks(release: ReleaseParts, kube: KubeClients) -> None:
+    """Checks alone need something to check: one clear failure, not every check of every service."""
     ctx, env = release.context, release.env
+    from_file = ctx.source_record is not None
     if ctx.source_record is None:
         release.context = dataclasses.replace(ctx, source_record=load_from_cluster(kube, env.cluster.namespace))
-    if release.context.source_record is not None:
+    record = release.context.source_record
+    listed = {kind: release.reader.items(kind) for kind in TEMPLATE_KINDS}
+    if record is None:
+        if not any(workloads_running(s.image, listed) for s in env.services):
+            raise _nothing_there(
+                release,
+                kube,
+                f"no release record (ConfigMap {CONFIGMAP_NAME}) and no workload runs an image of "
+                + ", ".join(s.image for s in env.services),
+            )
         return
-    listed = {kind: release.reader.items(kind) for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job")}
-    if not any(workloads_running(s.image, listed) for s in env.services):
-        raise CheckFailed(
-            f"nothing is recorded or running in namespace {env.cluster.namespace}: no release record "
-            f"(ConfigMap {CONFIGMAP_NAME}) and no workload runs an image of "
-            + ", ".join(s.image for s in env.services),
-            source=kube.where,
-            hint=f"release first (pytest runbook --env {env.name}), or check the environment that runs it",
-        )
+    named = {s.name: tuple(r.workloads) for s in env.services if (r := record.services.get(s.name)) is not None}
+    if any(named.values()) and not any(
+        workloads_running(s.image, listed, named=named.get(s.name, ())) for s in env.services if named.get(s.name)
+    ):
+        where = "the --release file" if from_file else f"the release record (ConfigMap {CONFIGMAP_NAME})"
+        wanted = ", ".join(w for ws in named.values() for w in ws)
+        raise _nothing_there(release, kube, f"{where} names {wanted}, and none of them exists")
+
+
+def _nothing_there(release: ReleaseParts, kube: KubeClients, why: str) -> CheckFailed:
+    env = release.env
+    return CheckFailed(
+        f"nothing is recorded or running in namespace {env.cluster.namespace}: {why}",
+        source=kube.where,
+        hint=f"release first (pytest runbook --env {env.name}), or check the environment that runs it",
+    )
 
 
 def _take_lock(release: ReleaseParts, kube: KubeClients) -> None:

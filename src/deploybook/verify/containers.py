@@ -17,23 +17,30 @@ Nothing here changes the cluster; the commands only read.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from deploybook.config.model import PolicySetting
+from deploybook.config.model import Environment, PolicySetting, Service
 from deploybook.config.policies import relax_hint
 from deploybook.errors import ExecFailed, ExecForbidden
 
 __all__ = [
     "ContainerFacts",
+    "FactsCache",
     "facts_key",
     "inspect_container",
+    "judge_container",
     "kubectl_url",
     "listening_ports",
     "policy_problems",
+    "runtime_relaxed",
 ]
+
+RUNTIME_POLICIES = ("non_root", "port_listening")  # judged inside the container, after the rollout
 
 LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp{,6}
 # One exec answers both questions (each exec is a kubectl process and a round trip through the
@@ -139,21 +146,66 @@ def policy_problems(
     port: int | None,
     settings: Mapping[str, PolicySetting],
     service: str,
-    environment_file: str,
+    file: str,
 ) -> list[str]:
-    """What the enforced runtime policies find in ``facts``: root, the declared port not listening."""
+    """What the enforced runtime policies find in ``facts``: root, the declared port not listening
+    (``file`` is the environment file, named in how to relax a policy)."""
     where = f"pod {facts.pod} container {facts.container}"
     problems = []
     if facts.uid == 0 and settings.get("non_root", PolicySetting("non_root")).enforce:
         problems.append(
             f"{where} runs as root (uid 0), and policy non_root expects a non-root user: set USER in the "
-            "image or runAsUser in the manifest, " + relax_hint("non_root", service, environment_file)
+            "image or runAsUser in the manifest, " + relax_hint("non_root", service, file)
         )
     listening = settings.get("port_listening", PolicySetting("port_listening")).enforce
     if port is not None and listening and port not in facts.listening:
         problems.append(
             f"{where} listens on {sorted(facts.listening) or 'no TCP port'}, not on the declared port {port} "
             "(policy port_listening): fix the port in the app definition or the server, "
-            + relax_hint("port_listening", service, environment_file)
+            + relax_hint("port_listening", service, file)
         )
     return problems
+
+
+def judge_container(
+    facts: ContainerFacts, service: Service, env: Environment
+) -> tuple[tuple[str, ...], tuple[PolicySetting, ...]]:
+    """``(problems, relaxed runtime policies)`` of ``facts``, by the policies as they hold for ``service``."""
+    settings = env.policies_for(service)
+    problems = policy_problems(facts, port=service.port, settings=settings, service=service.name, file=str(env.file))
+    return tuple(problems), runtime_relaxed(settings)
+
+
+def runtime_relaxed(settings: Mapping[str, PolicySetting]) -> tuple[PolicySetting, ...]:
+    """The runtime policies ``settings`` relax (shown with their reasons by the containers check)."""
+    return tuple(s for name, s in settings.items() if name in RUNTIME_POLICIES and not s.enforce)
+
+
+class FactsCache:
+    """Facts seen inside containers, by `facts_key`: containers alike share one exec.
+
+    The first service to ask for a key looks inside; the others asking meanwhile wait for
+    that answer instead of starting an exec of their own. A look that failed is not kept.
+    """
+
+    def __init__(self) -> None:
+        self._facts: dict[str, Future[ContainerFacts]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:
+        """The facts for ``key``, looking inside (``look``) only the first time."""
+        if key is None:
+            return look()
+        with self._lock:
+            answer = self._facts.get(key)
+            first = answer is None
+            if answer is None:
+                answer = self._facts[key] = Future()
+        if first:
+            try:
+                answer.set_result(look())
+            except BaseException as exc:
+                with self._lock:
+                    del self._facts[key]
+                answer.set_exception(exc)
+        return answer.result()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -39,7 +38,6 @@ __all__ = [
     "cronjob_verdict",
     "generic_verdict",
     "kind_key",
-    "pod_unschedulable",
     "statefulset_verdict",
 ]
 
@@ -392,41 +390,3 @@ def _judge(obj: Mapping[str, Any], rule: Callable[[Mapping[str, Any]], StatusRes
         return (_generic(obj) or rule(obj)).verdict()
     except _Malformed as e:
         return StatusResult(Status.UNKNOWN, f"cannot read the status of {kind_key(obj)}: {e}").verdict()
-
-
-# --- pods the scheduler cannot place -------------------------------------------------------
-
-
-def pod_unschedulable(pod: Mapping[str, Any], *, now: datetime, grace_s: float = 15.0) -> tuple[str, str] | None:
-    """("Unschedulable", detail) once a pending pod has been unschedulable for over ``grace_s``.
-
-    The time counts from the PodScheduled condition's lastTransitionTime (kstatus counts from
-    the pod's creation, which is the fallback). A pod the scheduler has nominated a node for
-    (it is preempting other pods to make room) is not failed. ``now`` must be timezone-aware.
-    """
-    if now.tzinfo is None:
-        raise ValueError("pod_unschedulable needs a timezone-aware now, e.g. datetime.now(timezone.utc)")
-    status, metadata = pod.get("status") or {}, pod.get("metadata") or {}
-    if metadata.get("deletionTimestamp") or status.get("phase") not in (None, "Pending"):
-        return None
-    if status.get("nominatedNodeName"):
-        return None
-    cond: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
-    if cond.get("status") != "False" or cond.get("reason") != "Unschedulable":
-        return None
-    since = _timestamp(cond.get("lastTransitionTime")) or _timestamp(metadata.get("creationTimestamp"))
-    if since is None or (now - since).total_seconds() <= grace_s:
-        return None
-    elapsed = (now - since).total_seconds()
-    message = cond.get("message") or "no message from the scheduler"
-    return "Unschedulable", f"pod {metadata.get('name', '?')} unschedulable for {elapsed:.0f} s: {message}"
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None

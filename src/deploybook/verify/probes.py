@@ -113,10 +113,11 @@ def budget_exceeded(
 
 
 def describe(failure: ProbeFailure) -> str:
-    """One line: ``pod P container C: readiness probe failed 4 times, latest: <output>``."""
+    """One line: ``pod P container C: Readiness probe failed 4 times, latest: <output>``."""
     where = f"pod {failure.pod}" + (f" container {failure.container}" if failure.container else "")
     times = "1 time" if failure.count == 1 else f"{failure.count} times"
-    return f"{where}: {failure.probe.lower()} probe failed {times}, latest: {failure.detail}"
+    code = f" (status code {failure.status_code})" if failure.status_code is not None else ""
+    return f"{where}: {failure.probe} probe failed {times}, latest: {failure.detail}{code}"
 
 
 def _occurrence(

@@ -1,8 +1,9 @@
 """Rollout status of workloads, watched through the API and failing early with the cause.
 
 Each workload is judged with the semantics of `kubectl rollout status` (observedGeneration,
-updated, available, old replicas gone) for Deployment, StatefulSet and DaemonSet, and the
-Complete condition of a Job (the rules are pure, in `deploybook.verify.workload_status`).
+updated, available, old replicas gone) for Deployment and DaemonSet, the Complete condition
+of a Job, the kstatus rules for a StatefulSet (partitions, OnDelete) and a CronJob (accepted,
+no run waited for); `deploybook.verify.verdicts` chooses, the rules are pure.
 Unlike kubectl it does not sit through a crash loop until the progress deadline: it follows
 the workload's pods too and stops as soon as one of them shows a cause that will not heal by
 waiting.
@@ -14,11 +15,15 @@ Causes carried by `RolloutFailed.cause`:
     CreateContainerConfigError  a referenced ConfigMap/Secret key is missing
                                 (CreateContainerError and RunContainerError too)
     OOMKilled                   a container was OOM-killed twice
+    Unschedulable               a pod the scheduler could not place for UNSCHEDULABLE_GRACE_S,
+                                with the scheduler's reason (PodScheduled condition)
     NodeNotReady                a pod waits on a node whose Ready condition is not True, or
                                 whose kubelet stopped renewing its heartbeat Lease
     ProgressDeadlineExceeded    the Deployment's Progressing condition says so
     JobFailed                   the Job's Failed condition is True
-    Timeout                     the deadline passed (e.g. a readiness probe that never passes)
+    ReadinessProbeFailed        a pod not ready failed its readiness probe more often than the
+                                budget allows (LivenessProbeFailed likewise); see below
+    Timeout                     the deadline passed (naming the worst probe failure, if any)
     NotFound                    the workload does not exist
 
 A container counts as crash-looping after its FIRST non-zero exit: waiting for the kubelet's
@@ -26,6 +31,10 @@ CrashLoopBackOff state costs a second crash plus back-off. OOM kills are the exc
 can be load-related, two are a pattern. Job pods are left to the Job's own backoffLimit and
 judged by its Failed condition. The deadline is the smaller of the configured timeout and
 the workload's progressDeadlineSeconds (Deployments only); the result and the error say which.
+A probe that keeps failing is read from the kubelet's ``Unhealthy`` events
+(`deploybook.verify.probes`): more failures on one pod not ready than the environment's
+``timeouts.probe_failures_allowed`` end the rollout before the deadline, naming the probe,
+the count and its latest output (an HTTP status code among it).
 
 One :class:`RolloutWatcher` per namespace follows every workload of a release with one
 list+watch stream per kind and one for the namespace's pods (`deploybook.cluster.watch`),
@@ -42,7 +51,7 @@ from typing import Any
 from deploybook.cluster.selectors import selector_matches
 from deploybook.cluster.watch import EventStream
 from deploybook.verify.tracker import Event, ProgressCallback, RolloutResult, RolloutTracker, deadline
-from deploybook.verify.workload_status import evaluate_workload
+from deploybook.verify.verdicts import judge
 
 __all__ = ["WORKLOAD_KINDS", "RolloutResult", "RolloutWatcher", "rolled_out_in", "wait_for_rollout"]
 
@@ -52,6 +61,7 @@ WORKLOAD_KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("apps", "list_namespaced_stateful_set"),
     "DaemonSet": ("apps", "list_namespaced_daemon_set"),
     "Job": ("batch", "list_namespaced_job"),
+    "CronJob": ("batch", "list_namespaced_cron_job"),
 }
 LIST_WAIT_S = 30.0  # how long a wait gives the streams for their first list
 
@@ -115,15 +125,20 @@ class RolloutWatcher:
         timeout_s: float,
         on_progress: ProgressCallback | None = None,
         min_generation: int = 0,
+        probe_failures_allowed: int | None = None,
     ) -> RolloutResult:
         """Wait until ``kind`` ``name`` has rolled out; raise `RolloutFailed` with the cause.
 
         ``min_generation`` (the generation an apply just returned) makes an older object,
         seen before the apply's change reached the watch, count as not observed yet.
+        ``probe_failures_allowed`` is the probe failure budget per replica (None: no budget;
+        failing probes are then named only when the deadline passes).
         """
         if kind not in WORKLOAD_KINDS:
             raise ValueError(f"cannot wait for a {kind}: known kinds are {', '.join(WORKLOAD_KINDS)}")
-        tracker = RolloutTracker(self.kube, kind, self.namespace, name, timeout_s, on_progress, min_generation)
+        tracker = RolloutTracker(
+            self.kube, kind, self.namespace, name, timeout_s, on_progress, min_generation, probe_failures_allowed
+        )
         with self._lock:
             # Registered before its stream starts, or seeded from what the streams hold: either
             # way the tracker sees every event from the list on, and in order.
@@ -202,7 +217,7 @@ def rolled_out_in(kind: str, namespace: str, obj: Mapping[str, Any], *, timeout_
     Lets a checks run judge every complete workload from one list of its kind; only the
     others need a watch.
     """
-    verdict = evaluate_workload(kind, obj)
+    verdict = judge(kind, obj)
     if not verdict.done:
         return None
     deadline_s, source = deadline(kind, obj, timeout_s)
@@ -220,6 +235,7 @@ def wait_for_rollout(
     *,
     timeout_s: float,
     on_progress: ProgressCallback | None = None,
+    probe_failures_allowed: int | None = None,
 ) -> RolloutResult:
     """Wait for one workload with a watcher of its own (a rollback, a benchmark trial).
 
@@ -227,4 +243,6 @@ def wait_for_rollout(
     "1 of 2 updated replicas available", so a terminal can show what is being waited on.
     """
     with RolloutWatcher(kube, namespace) as watcher:
-        return watcher.watch(kind, name, timeout_s=timeout_s, on_progress=on_progress)
+        return watcher.watch(
+            kind, name, timeout_s=timeout_s, on_progress=on_progress, probe_failures_allowed=probe_failures_allowed
+        )

@@ -13,6 +13,7 @@ import queue
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -23,9 +24,12 @@ from deploybook.cluster.watch import list_raw
 from deploybook.errors import RolloutFailed
 from deploybook.verify.evidence import collect_evidence
 from deploybook.verify.nodes import node_problem, pod_ready
+from deploybook.verify.probes import ProbeFailure, budget_exceeded, describe, probe_failures
+from deploybook.verify.verdicts import judge
 from deploybook.verify.workload_status import (
-    evaluate_workload,
+    job_exits,
     pod_failure,
+    pod_unschedulable,
     pods_of_current_revision,
     pull_is_retried,
     spec_observed,
@@ -35,6 +39,10 @@ __all__ = ["Event", "ProgressCallback", "RolloutResult", "RolloutTracker", "dead
 
 PULL_GRACE_S = 20.0  # a failed pull must outlast one kubelet retry before it fails a rollout
 NODE_CHECK_S = 5.0  # how often the nodes of waiting pods are looked at (also a wake-up)
+PROBE_CHECK_S = 5.0  # how often the probe events of pods not ready are read
+# The scheduler retries an unschedulable pod when the cluster changes (a node joins, a pod
+# goes); past this grace the PodScheduled condition's message is the verdict.
+UNSCHEDULABLE_GRACE_S = 10.0
 
 ProgressCallback = Callable[[str], None]
 Event = tuple[str, str, Any]  # (tag, type, payload) as EventStream sends them
@@ -82,8 +90,13 @@ class RolloutTracker:
         timeout_s: float,
         on_progress: ProgressCallback | None,
         min_generation: int,
+        probe_failures_allowed: int | None = None,
     ) -> None:
         self.kube, self.kind, self.namespace, self.name = kube, kind, namespace, name
+        self.probe_failures_allowed = probe_failures_allowed  # None: probe failures only named
+        self.probes_checked = 0.0
+        self.events_readable = True
+        self.worst_probe: ProbeFailure | None = None
         self.workload: dict[str, Any] | None = None
         self.timeout_s = timeout_s
         self.deadline_s, self.deadline_source = float(timeout_s), "timeout"
@@ -139,7 +152,13 @@ class RolloutTracker:
         if _generation(self.workload) < self.min_generation:
             self.note(f"waiting for the applied {self.kind} to be seen")
             return None
-        verdict = evaluate_workload(self.kind, self.workload)
+        verdict = judge(self.kind, self.workload)
+        if verdict.cause == "JobFailed":  # its pods' exit codes say why
+            pods, _ = list_raw(  # listed now: the pods' events may still be on their way
+                self.kube.core.list_namespaced_pod, self.namespace, label_selector=label_selector(self.workload)
+            )
+            _, problems = job_exits(self.name, pods, verdict.desired)
+            raise self.failed(verdict.cause, "; ".join([verdict.message, *problems[1:]]))
         if verdict.cause:
             raise self.failed(verdict.cause, verdict.message)
         if verdict.done:
@@ -160,11 +179,15 @@ class RolloutTracker:
             # replaced (after a rollback: the crashing one), whose pods must not fail this one.
             self.note(verdict.message)
             return None
+        now = datetime.now(UTC)
         for pod in self.current_pods():
             found = pod_failure(pod, judge_crashes=self.kind != "Job")
             if found and not self.pull_retry_pending(pod["metadata"]["name"], *found):
                 raise self.failed(*found)
+            if unplaced := pod_unschedulable(pod, now=now, grace_s=UNSCHEDULABLE_GRACE_S):
+                raise self.failed(*unplaced)
         self.judge_nodes()
+        self.judge_probes()
         self.note(verdict.message)
         return None
 
@@ -198,6 +221,42 @@ class RolloutTracker:
                 return
             if problem:
                 raise self.failed("NodeNotReady", f"pod {pod} waits on node {node}: {problem}")
+
+    def judge_probes(self, *, now: bool = False) -> None:
+        """Fail when a pod not ready failed its readiness or liveness probe beyond the budget.
+
+        Reads the namespace's ``Unhealthy`` events (every PROBE_CHECK_S, or ``now``) and keeps
+        the worst failure seen, so a timeout can name it too.
+        """
+        if not self.events_readable or (not now and time.monotonic() - self.probes_checked < PROBE_CHECK_S):
+            return
+        waiting = [p for p in self.current_pods() if not pod_ready(p)]
+        if not waiting:
+            return
+        self.probes_checked = time.monotonic()
+        try:
+            events, _ = list_raw(
+                self.kube.core.list_namespaced_event, self.namespace, field_selector="reason=Unhealthy"
+            )
+        except ApiException as exc:  # a context that may not list events: probes are not named
+            self.events_readable = exc.status not in (401, 403)
+            return
+        except (OSError, HTTPError):  # the API server is away; read again at the next check
+            return
+        names = {p["metadata"]["name"] for p in waiting}
+        uids = {p["metadata"]["uid"] for p in waiting if p["metadata"].get("uid")}
+        failures = probe_failures(events, names, pod_uids=uids or None)
+        self.worst_probe = max(failures, key=lambda f: f.count, default=None)
+        if self.probe_failures_allowed is None:
+            return
+        broken = budget_exceeded(failures, replicas=len(waiting), allowed_per_replica=self.probe_failures_allowed)
+        if broken is not None:
+            allowed = self.probe_failures_allowed
+            raise self.failed(
+                f"{broken.probe}ProbeFailed",
+                f"{describe(broken)}; more than {allowed} failures allowed per replica "
+                "(timeouts.probe_failures_allowed in the environment file)",
+            )
 
     def current_pods(self) -> list[Mapping[str, Any]]:
         pods: list[Mapping[str, Any]] = list(self.pods.values())
@@ -248,6 +307,16 @@ class RolloutTracker:
             timeline=tuple(self.timeline),
         )
 
+    def timed_out(self) -> RolloutFailed:
+        """The Timeout verdict: the last status, and the worst probe failure if one was seen."""
+        last = self.timeline[-1][1] if self.timeline else "no status"
+        try:
+            self.judge_probes(now=True)
+        except RolloutFailed as exc:  # the budget broke at the last look: that is the cause
+            return exc
+        probe = f"; {describe(self.worst_probe)}" if self.worst_probe else ""
+        return self.failed("Timeout", f"not rolled out within {self.deadline_s:.0f}s; last status: {last}{probe}")
+
     def wait(self) -> RolloutResult:
         """Judge after every event until the rollout is done, fails, or the deadline passes."""
         while True:
@@ -260,8 +329,7 @@ class RolloutTracker:
                 return result
             remaining = self.deadline_s - self.elapsed()
             if remaining <= 0:
-                last = self.timeline[-1][1] if self.timeline else "no status"
-                raise self.failed("Timeout", f"not rolled out within {self.deadline_s:.0f}s; last status: {last}")
+                raise self.timed_out()
             try:
                 self.apply(*self.events.get(timeout=min(remaining, NODE_CHECK_S)))
             except queue.Empty:

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-__all__ = ["Verdict", "evaluate_workload", "pod_failure", "pods_of_current_revision", "pull_is_retried"]
+__all__ = [
+    "WORKLOAD_RULES",
+    "Verdict",
+    "container_exits",
+    "evaluate_workload",
+    "job_exits",
+    "pod_failure",
+    "pod_unschedulable",
+    "pods_of_current_revision",
+    "pull_is_retried",
+]
 
 PULL_FAILURES = {
     "ImagePullBackOff",
@@ -78,27 +89,6 @@ def _deployment(obj: Mapping[str, Any]) -> Verdict:
     return Verdict(True, f"{available} of {want} replicas available", None, available, want)
 
 
-def _statefulset(obj: Mapping[str, Any]) -> Verdict:
-    st, spec = obj.get("status", {}), obj.get("spec", {})
-    want, ready = spec.get("replicas", 1), st.get("readyReplicas", 0)
-    if not st.get("observedGeneration") or not _observed(obj):
-        return Verdict(False, "waiting for the spec update to be observed", desired=want)
-    if ready < want:
-        return Verdict(False, f"{ready} of {want} pods ready", None, ready, want)
-    strategy = spec.get("updateStrategy", {})
-    partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate" and partition:
-        updated = st.get("updatedReplicas", 0)
-        if updated < want - partition:
-            msg = f"{updated} of {want - partition} partitioned pods updated"
-            return Verdict(False, msg, None, ready, want)
-        return Verdict(True, "partitioned roll out complete", None, ready, want)
-    if st.get("updateRevision") != st.get("currentRevision"):
-        msg = f"{st.get('updatedReplicas', 0)} pods at revision {st.get('updateRevision')}"
-        return Verdict(False, msg, None, ready, want)
-    return Verdict(True, f"{ready} of {want} pods ready", None, ready, want)
-
-
 def _daemonset(obj: Mapping[str, Any]) -> Verdict:
     st = obj.get("status", {})
     want = st.get("desiredNumberScheduled", 0)
@@ -129,17 +119,20 @@ def _job(obj: Mapping[str, Any]) -> Verdict:
     return Verdict(False, f"{done} of {want} completions, {active} active", None, done, want)
 
 
-_EVALUATORS: dict[str, Callable[[Mapping[str, Any]], Verdict]] = {
+WORKLOAD_RULES: dict[str, Callable[[Mapping[str, Any]], Verdict]] = {
     "Deployment": _deployment,
-    "StatefulSet": _statefulset,
     "DaemonSet": _daemonset,
     "Job": _job,
 }
 
 
 def evaluate_workload(kind: str, obj: Mapping[str, Any]) -> Verdict:
-    """Judge a workload object (API JSON) the way `kubectl rollout status` does."""
-    return _EVALUATORS[kind](obj)
+    """Judge a Deployment, DaemonSet or Job (API JSON) the way `kubectl rollout status` does.
+
+    Every other kind (StatefulSet, CronJob, custom resources) is judged by the kstatus rules;
+    ``deploybook.verify.verdicts.judge`` chooses for any kind.
+    """
+    return WORKLOAD_RULES[kind](obj)
 
 
 def pod_failure(pod: Mapping[str, Any], *, judge_crashes: bool = True) -> tuple[str, str] | None:
@@ -204,3 +197,73 @@ def pods_of_current_revision(
         gen = str(obj.get("metadata", {}).get("generation", ""))
         return [p for p in pods if label(p, "pod-template-generation") in (gen, None)]
     return list(pods)
+
+
+def container_exits(pod: Mapping[str, Any]) -> list[tuple[str, int, str]]:
+    """(container, exit code, reason) of each container of ``pod`` that has terminated."""
+    found = []
+    for cs in pod.get("status", {}).get("containerStatuses") or ():
+        term = (cs.get("state") or {}).get("terminated")
+        if term is not None:
+            found.append((str(cs.get("name")), int(term.get("exitCode", 0)), str(term.get("reason") or "-")))
+    return found
+
+
+def job_exits(job: str, pods: Sequence[Mapping[str, Any]], completions: int) -> tuple[list[str], list[str]]:
+    """How a Job's pods ended, judged by exit and not by looking inside: (lines, problems).
+
+    A finished pod has no container to exec into; its containers' exit codes are the verdict.
+    Failed attempts of a Job that still reached ``completions`` successes are listed, not
+    problems (the Job's backoffLimit allowed them).
+    """
+    lines, failed = [], []
+    succeeded = 0
+    for pod in pods:
+        name, phase = pod.get("metadata", {}).get("name", "?"), pod.get("status", {}).get("phase")
+        exits = container_exits(pod)
+        ended = ", ".join(f"container {c} exited with code {code} ({why})" for c, code, why in exits)
+        line = f"pod {name} {phase}: {ended or 'no container terminated'}"
+        lines.append(line)
+        succeeded += phase == "Succeeded"
+        if phase == "Failed":
+            failed.append(line)
+    if succeeded >= completions:
+        return lines, []
+    if failed:
+        return lines, [f"Job {job}: {len(failed)} pod(s) failed, {succeeded} of {completions} succeeded", *failed]
+    return lines, [f"Job {job}: {succeeded} of {completions} pods succeeded; the others have not finished"]
+
+
+def pod_unschedulable(pod: Mapping[str, Any], *, now: datetime, grace_s: float = 15.0) -> tuple[str, str] | None:
+    """("Unschedulable", detail) once a pending pod has been unschedulable for over ``grace_s``.
+
+    The time counts from the PodScheduled condition's lastTransitionTime (kstatus counts from
+    the pod's creation, which is the fallback). A pod the scheduler has nominated a node for
+    (it is preempting other pods to make room) is not failed. ``now`` must be timezone-aware.
+    """
+    if now.tzinfo is None:
+        raise ValueError("pod_unschedulable needs a timezone-aware now, e.g. datetime.now(timezone.utc)")
+    status, metadata = pod.get("status") or {}, pod.get("metadata") or {}
+    if metadata.get("deletionTimestamp") or status.get("phase") not in (None, "Pending"):
+        return None
+    if status.get("nominatedNodeName"):
+        return None
+    cond: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+    if cond.get("status") != "False" or cond.get("reason") != "Unschedulable":
+        return None
+    since = _timestamp(cond.get("lastTransitionTime")) or _timestamp(metadata.get("creationTimestamp"))
+    if since is None or (now - since).total_seconds() <= grace_s:
+        return None
+    elapsed = (now - since).total_seconds()
+    message = cond.get("message") or "no message from the scheduler"
+    return "Unschedulable", f"pod {metadata.get('name', '?')} unschedulable for {elapsed:.0f} s: {message}"
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

@@ -15,14 +15,17 @@ from typing import Any
 from deploybook.cluster.selectors import label_selector, selector_matches
 from deploybook.images.references import image_matches
 
-__all__ = ["Workload", "pod_template", "services_selecting", "workloads_in", "workloads_running"]
+__all__ = ["TEMPLATE_KINDS", "Workload", "pod_template", "services_selecting", "workloads_in", "workloads_running"]
 
-TEMPLATE_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+TEMPLATE_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 
-def pod_template(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The pod template of a workload object ({} for kinds without one)."""
-    template = (obj.get("spec") or {}).get("template")
+def pod_template(obj: Mapping[str, Any], kind: str | None = None) -> Mapping[str, Any]:
+    """The pod template of a workload object, a CronJob's in its jobTemplate ({} for other kinds)."""
+    spec = obj.get("spec") or {}
+    if (kind or obj.get("kind")) == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    template = spec.get("template")
     return template if isinstance(template, Mapping) else {}
 
 
@@ -61,10 +64,11 @@ class Workload:
     def from_object(cls, obj: Mapping[str, Any], kind: str | None = None) -> Workload:
         """The workload an API object describes; ``kind`` for an item of a list, which has none."""
         spec = obj.get("spec") or {}
-        template = pod_template(obj)
-        containers = (template.get("spec") or {}).get("containers") or []
         kind = kind or str(obj.get("kind"))
-        desired = spec.get("completions") or 1 if kind == "Job" else spec.get("replicas", 1)
+        template = pod_template(obj, kind)
+        containers = (template.get("spec") or {}).get("containers") or []
+        # A CronJob has no selector, so it owns no pods: its Jobs' runs come and go.
+        desired = 0 if kind == "CronJob" else spec.get("completions") or 1 if kind == "Job" else spec.get("replicas", 1)
         ports = {
             str(p["name"]): int(p["containerPort"])
             for c in containers
@@ -74,13 +78,20 @@ class Workload:
         return cls(
             kind=kind,
             name=str(obj.get("metadata", {}).get("name")),
-            match=spec.get("selector") or {},
+            match=spec.get("selector") or _generated_selector(kind, obj),
             pod_labels=(template.get("metadata") or {}).get("labels") or {},
             desired=int(desired),
             named_ports=ports,
             images=tuple(str(c.get("image", "")) for c in containers),
             generation=int(obj.get("metadata", {}).get("generation") or 0),
         )
+
+
+def _generated_selector(kind: str, obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Job written without a selector gets one from its controller; its pods carry ``job-name``."""
+    if kind != "Job":
+        return {}
+    return {"matchLabels": {"job-name": str(obj.get("metadata", {}).get("name"))}}
 
 
 def workloads_in(objs: Iterable[Mapping[str, Any]]) -> list[Workload]:

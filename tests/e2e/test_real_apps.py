@@ -1,0 +1,286 @@
+"""An app that is not the sample, released as a new team would: tests/apps/shop.
+
+The shop app (a Deployment of 2 replicas, a StatefulSet with a headless Service, a DaemonSet
+and a Job) is built from its own tiny Dockerfiles, released with ``pytest runbook`` and
+checked with ``pytest checks``, each in a namespace of its own (``dbk-shop-<id>``, deleted
+afterwards). Then each fault is released on its own and must fail with its cause, once:
+
+- a container that crashes                   -> CrashLoopBackOff
+- a readiness probe answering 404            -> ReadinessProbeFailed naming the probe and 404,
+                                                within 30 s of the first probe failure
+- a Job whose run fails                      -> JobFailed with the exit code
+- a StatefulSet with OnDelete, image changed -> the rollout notes the pod left on the old
+                                                revision; the digest check fails on it
+- a pod no node can take (nodeSelector)      -> Unschedulable with the scheduler's reason
+- a custom resource whose status is Stalled -> its reason, by the kstatus generic rules (a
+                                                CRD of the test's own, deleted afterwards)
+
+"One failure per cause": the run's summary counts exactly one failed test (the service's
+later checks are skipped with the rollout's reason).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOP = ROOT / "tests" / "apps" / "shop"
+Release = Any  # tests/e2e/conftest.py: Release
+Edit = Callable[[str, str], str]  # (manifest file name, text) -> text
+
+
+@dataclass(frozen=True)
+class ShopEnvironment:
+    """``environments/<name>.yaml`` for the shop app, in namespace ``namespace``."""
+
+    name: str
+    namespace: str
+    file: Path
+    manifests: Path
+
+
+def _write(name: str, namespace: str, manifests: Path, services: Sequence[str], contexts: dict[str, Path]) -> str:
+    doc = yaml.safe_load((SHOP / "environment.yaml").read_text())
+    declared = yaml.safe_load((SHOP / "app.yaml").read_text())["services"]
+    doc["services"] = [s for s in declared if s["name"] in services]  # self-contained: its own list
+    for svc in doc["services"]:
+        if svc["name"] in contexts:  # a copy of the context, already prepared
+            svc["context"] = str(contexts[svc["name"]])
+            svc.pop("prepare", None)
+    doc["cluster"]["namespace"] = namespace
+    doc["manifests"] = {"path": str(manifests)}
+    return "# Written by tests/e2e/test_real_apps.py; deleted when the test ends.\n" + yaml.safe_dump(
+        doc, sort_keys=False
+    )
+
+
+@pytest.fixture
+def shop(admin: Any) -> Iterator[Callable[..., ShopEnvironment]]:
+    """Factory: ``make(services=(...), edit=None, contexts={})`` -> a shop environment of its own."""
+    made: list[ShopEnvironment] = []
+
+    def make(
+        services: Sequence[str] = ("web", "db", "agent", "migrate"),
+        edit: Edit | None = None,
+        contexts: dict[str, Path] | None = None,
+    ) -> ShopEnvironment:
+        ident = uuid.uuid4().hex[:8]
+        name, namespace = f"shop-{ident}", f"dbk-shop-{ident}"
+        manifests = ROOT / "reports" / "e2e-manifests" / name  # inside the repository, git-ignored
+        manifests.mkdir(parents=True, exist_ok=True)
+        for src in (SHOP / "manifests").glob("*.yaml"):
+            text = src.read_text()
+            (manifests / src.name).write_text(edit(src.name, text) if edit else text)
+        file = ROOT / "environments" / f"{name}.yaml"
+        file.write_text(_write(name, namespace, manifests, services, contexts or {}))
+        env = ShopEnvironment(name, namespace, file, manifests)
+        made.append(env)
+        return env
+
+    try:
+        yield make
+    finally:
+        for env in made:
+            env.file.unlink(missing_ok=True)
+            shutil.rmtree(env.manifests, ignore_errors=True)
+            with contextlib.suppress(Exception):  # a namespace never created needs no cleanup
+                admin.core.delete_namespace(env.namespace, propagation_policy="Background")
+
+
+def summary(out: str) -> dict[str, int]:
+    """The counts of pytest's last summary line: passed, failed, skipped, error(s)."""
+    line = next((ln for ln in reversed(out.splitlines()) if re.search(r"\d+ (passed|failed|skipped|error)", ln)), "")
+    counts = {word.rstrip("s"): int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)", line)}
+    return {k: counts.get(k, 0) for k in ("passed", "failed", "skipped", "error")}
+
+
+def released(run: Release, timeout_s: float = 420) -> tuple[int, str, dict[str, int]]:
+    code = run.wait(timeout_s=timeout_s)
+    return code, run.output, summary(run.output)
+
+
+def assert_one_failure(run: Release, *causes: str) -> str:
+    """The run failed with exactly one failed test, whose output names every one of ``causes``."""
+    __tracebackhide__ = True
+    code, out, counts = released(run)
+    assert code != 0, f"the release passed:\n{out[-4000:]}"
+    assert counts["failed"] == 1 and counts["error"] == 0, f"expected one failure, got {counts}:\n{out[-6000:]}"
+    missing = [c for c in causes if c not in out]
+    assert not missing, f"the verdict does not name {missing}:\n{out[-6000:]}"
+    print(*(ln for ln in out.splitlines() if ln.startswith(("FAILED ", "SKIPPED "))), sep="\n")  # with -s
+    return out
+
+
+def replace_in(file: str, old: str, new: str) -> Edit:
+    """An edit of one manifest file: ``old`` (which must be there) becomes ``new``."""
+
+    def edit(name: str, text: str) -> str:
+        if name != file:
+            return text
+        assert old in text, f"{old!r} is not in {file}"
+        return text.replace(old, new, 1)
+
+    return edit
+
+
+def test_release_and_checks_only_pass(shop: Any, release_runner: Any) -> None:
+    env = shop()
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the shop release failed ({counts}):\n{out[-6000:]}"
+    code, out, counts = released(release_runner("checks", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"checks-only failed ({counts}):\n{out[-6000:]}"
+    # 4 services x 5 checks: endpoints skip for agent and migrate (no port, no Service), the
+    # rules for all four (no hook); migrate's containers check passes by its pod's exit code.
+    assert counts == {"passed": 14, "failed": 0, "skipped": 6, "error": 0}, f"{counts}\n{out[-3000:]}"
+    assert "no ready container of migrate" not in out
+
+
+def test_a_crash_is_one_failure(shop: Any, release_runner: Any) -> None:
+    crash = replace_in(
+        "web.yaml",
+        "          image: shop/web\n",
+        '          image: shop/web\n          command: ["/bin/sh", "-c", "echo crashing >&2; exit 3"]\n',
+    )
+    env = shop(services=("web",), edit=crash)
+    assert_one_failure(release_runner("runbook", "--env", env.name), "CrashLoopBackOff", "exited with code 3")
+
+
+def first_probe_failure(admin: Any, namespace: str) -> datetime:
+    events = admin.core.list_namespaced_event(namespace, field_selector="reason=Unhealthy").items
+    assert events, f"no Unhealthy event in {namespace}"
+    return min(e.first_timestamp or e.event_time for e in events)
+
+
+def test_a_readiness_probe_answering_404_ends_the_rollout_within_30_s(
+    shop: Any, release_runner: Any, admin: Any
+) -> None:
+    never_ready = replace_in("web.yaml", "              path: /health\n", "              path: /not-there\n")
+    env = shop(services=("web",), edit=never_ready)
+    run = release_runner("runbook", "--env", env.name)
+    assert run.wait_for_output("ReadinessProbeFailed", timeout_s=240), f"no probe verdict:\n{run.output[-4000:]}"
+    seen = datetime.now(UTC)
+    out = assert_one_failure(run, "ReadinessProbeFailed", "Readiness probe failed", "status code 404")
+    after = (seen - first_probe_failure(admin, env.namespace)).total_seconds()
+    print(f"probe verdict {after:.1f} s after the first probe failure")  # the figure, with -s
+    assert after <= 30, f"the verdict came {after:.1f} s after the first probe failure:\n{out[-3000:]}"
+
+
+def test_a_failed_job_is_one_failure_with_its_exit_code(shop: Any, release_runner: Any) -> None:
+    failing = replace_in(
+        "migrate.yaml",
+        "          image: shop/migrate\n",
+        '          image: shop/migrate\n          command: ["/bin/sh", "-c", "echo no schema >&2; exit 3"]\n',
+    )
+    env = shop(services=("migrate",), edit=failing)
+    assert_one_failure(release_runner("runbook", "--env", env.name), "JobFailed", "exited with code 3")
+
+
+def test_a_statefulset_on_delete_keeps_its_old_pod_and_the_digest_check_says_so(
+    shop: Any, release_runner: Any, tmp_path: Path
+) -> None:
+    on_delete = replace_in("db.yaml", "    type: RollingUpdate\n", "    type: OnDelete\n")
+    subprocess.run([str(SHOP / "prepare"), "db"], check=True, capture_output=True)
+    context = tmp_path / "db"  # a build context of its own, to change the image between releases
+    shutil.copytree(SHOP / "db", context, symlinks=True)
+    env = shop(services=("db",), edit=on_delete, contexts={"db": context})
+    code, out, counts = released(release_runner("runbook", "--env", env.name))
+    assert code == 0, f"the first release of the OnDelete StatefulSet failed ({counts}):\n{out[-4000:]}"
+    (context / "www" / "health").write_text('{"service":"db","version":2}\n')  # a new image
+    out = assert_one_failure(release_runner("runbook", "--env", env.name, "-rfs"), "digest mismatch", "shop-db-0")
+    assert "StatefulSet shop-db updates OnDelete: the controller replaces no pod" in out, (
+        f"the verdict does not say the pod was left by OnDelete:\n{out[-4000:]}"
+    )
+
+
+def test_a_pod_no_node_can_take_fails_promptly_naming_the_schedulers_reason(shop: Any, release_runner: Any) -> None:
+    nowhere = replace_in(
+        "web.yaml",
+        "      containers:\n",
+        "      nodeSelector:\n        shop.example/tier: nowhere\n      containers:\n",
+    )
+    env = shop(services=("web",), edit=nowhere)
+    started = time.monotonic()
+    out = assert_one_failure(
+        release_runner("runbook", "--env", env.name), "Unschedulable", "didn't match Pod's node affinity/selector"
+    )
+    took = time.monotonic() - started
+    assert took < 100, f"the release took {took:.0f} s; the rollout deadline is 120 s:\n{out[-3000:]}"
+
+
+@pytest.fixture
+def widget_kind(admin: Any) -> Iterator[str]:
+    """A CustomResourceDefinition of its own (``Widget`` in a unique group), deleted afterwards.
+
+    No status subresource and no controller: what a manifest says under ``status`` is stored
+    as it is, so a test can hand the kstatus rules a Stalled or a Ready object through apply.
+    """
+    group = f"shop-{uuid.uuid4().hex[:8]}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    crds = admin.dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    crds.create(body=crd)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            conditions = (crds.get(name=f"widgets.{group}").to_dict().get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                break
+            time.sleep(0.5)
+        admin.dynamic.resources.invalidate_cache()  # the new kind must be discoverable
+        yield f"{group}/v1"
+    finally:
+        with contextlib.suppress(Exception):
+            crds.delete(name=f"widgets.{group}")
+
+
+def widget(api_version: str, name: str, condition: str, reason: str) -> str:
+    return (
+        f"---\napiVersion: {api_version}\nkind: Widget\nmetadata:\n  name: {name}\nstatus:\n  conditions:\n"
+        f"    - type: {condition}\n      status: 'True'\n      reason: {reason}\n      message: {name} says {reason}\n"
+    )
+
+
+def test_a_custom_resource_is_judged_by_the_kstatus_generic_rules(
+    shop: Any, release_runner: Any, widget_kind: str
+) -> None:
+    def with_widgets(name: str, text: str) -> str:
+        if name != "web.yaml":
+            return text
+        return (
+            text
+            + widget(widget_kind, "ready-widget", "Ready", "AllGood")
+            + widget(widget_kind, "stuck-widget", "Stalled", "NoCapacity")
+        )
+
+    env = shop(services=("web",), edit=with_widgets)
+    out = assert_one_failure(release_runner("runbook", "--env", env.name), "Widget", "stuck-widget", "NoCapacity")
+    assert "ready-widget failed" not in out, f"the Ready widget was failed too:\n{out[-3000:]}"
