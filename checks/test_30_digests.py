@@ -2,6 +2,8 @@
 
 The recorded digest comes from this run, `--release FILE`, or the release record in the
 cluster. The registry must still serve that digest, and the release's tag must point at it.
+A container of an image no service builds (a sidecar) must run the digest the release pinned
+it to.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ def test_running_digest_is_recorded_digest(service: Service, release: RunView, s
     commit = release.source_commit(service)[:12]
     status(recorded=report.expected or "", running=",".join(running), released=released, commit=commit)
     allure.attach(
-        "\n".join(f"{c.pod}/{c.container}: {c.image_id or '(not pulled)'}" for c in report.running),
+        "\n".join(
+            f"{c.pod}/{c.container}: {c.image_id or '(not pulled)'}" for c in report.running + report.third_party
+        ),
         "running imageIDs",
         allure.attachment_type.TEXT,
     )

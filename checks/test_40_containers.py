@@ -1,5 +1,8 @@
 """Inside the containers: the service process runs as non-root and listens on its port.
 
+Those are the policies ``non_root`` and ``port_listening``: enforced unless the environment
+file relaxes them (for every service or one) with a reason, which is shown here.
+
 Uses pytest-testinfra's kubectl backend (`kubectl exec`, see deploybook.verify.containers).
 Exec needs `create` on `pods/exec`, which the read-only `view` role does not grant: under
 such a context the check is skipped with that reason rather than failed. Containers with the
@@ -31,19 +34,21 @@ def test_runs_as_non_root_and_listens(service: Service, release: RunView) -> Non
     report: ContainersReport = release.wait(service, "containers")
     if report.exits:  # a service of Jobs: its finished pods are judged by their exit codes
         allure.attach("\n".join(report.exits), "how the Job's pods exited", allure.attachment_type.TEXT)
-    assert not report.problems, "\n".join(report.problems)
-    if report.exits:
+        assert not report.problems, "\n".join(report.problems)
         return
     facts = report.facts
-    assert facts is not None
-    where = f"pod {facts.pod} container {facts.container}"
-    allure.attach(
-        f"{where}\nuid: {facts.uid}\nlistening TCP ports: {sorted(facts.listening)}",
-        "inside the container",
-        allure.attachment_type.TEXT,
-    )
-    assert facts.uid != 0, f"{where} runs as root (uid 0); expected a non-root user"
-    if service.port is not None:
-        assert service.port in facts.listening, (
-            f"{where} listens on {sorted(facts.listening) or 'no TCP port'}, not on the declared port {service.port}"
+    if facts is not None:
+        allure.attach(
+            f"pod {facts.pod} container {facts.container}\nuid: {facts.uid}\n"
+            f"listening TCP ports: {sorted(facts.listening)}",
+            "inside the container",
+            allure.attachment_type.TEXT,
         )
+    if report.relaxed:
+        allure.attach(
+            "\n".join(f"{s.policy}: relaxed ({s.where}): {s.reason}" for s in report.relaxed),
+            "policies relaxed",
+            allure.attachment_type.TEXT,
+        )
+    assert not report.problems, "\n".join(report.problems)
+    assert facts is not None

@@ -239,7 +239,7 @@ def test_an_environment_overrides_replicas_and_http_checks_only(tmp_path: Path) 
         (
             "  api: {image: other/api}\n",
             ":11: key 'services.api.image'",
-            "unknown key (allowed: replicas, http, source)",
+            "unknown key (allowed: replicas, http, source, policies)",
         ),
         ("  api: {replicas: -1}\n", ":11: key 'services.api.replicas'", "below the minimum 0"),
         ("  worker:\n    http: [{path: /h}]\n", ":12: key 'services.worker.http'", "http checks need a port"),

@@ -150,3 +150,61 @@ def test_registry_is_asked_once_per_repository_and_reference() -> None:
 def test_a_lost_tag_is_named_when_the_digest_is_still_served() -> None:
     lost = registry_problem(FakeRegistry({A: A, "v1": RegistryError("manifest unknown")}), "dx29/web", A, "v1")
     assert lost is not None and lost.startswith("registry ") and "lost tag dx29/web:v1" in lost
+
+
+def _check_digests(pods: list[dict[str, Any]], third_party: tuple[dict[str, str], ...]) -> Any:
+    """``deploybook.release.checking.digests`` of one service whose workload runs ``pods``."""
+    from types import SimpleNamespace
+
+    from deploybook.release.checking import digests
+
+    release = SimpleNamespace(
+        expected=lambda name: (A, None, "this run"),
+        workloads=lambda service: [SimpleNamespace(title="Deployment/web", kind="Deployment", name="web")],
+        reader=SimpleNamespace(pods_of=lambda wl: pods, items=lambda kind: []),
+        third_party=lambda name: third_party,
+        registry_answers=FakeRegistry({A: A}),
+    )
+    service = SimpleNamespace(name="web", image="dx29/web")
+    said: list[object] = []
+    return digests(release, service, said.append), said  # type: ignore[arg-type]
+
+
+def _sidecar_pod(image_id: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web-1"},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": f"localhost:5000/dx29/web@{A}"},
+                {"name": "cache", "image": f"localhost:5000/vendor/cache@{B}"},
+            ]
+        },
+        "status": {
+            "containerStatuses": [
+                {"name": "app", "imageID": f"localhost:5000/dx29/web@{A}", "ready": True},
+                {"name": "cache", "imageID": image_id, "ready": True},
+            ]
+        },
+    }
+
+
+PINNED_CACHE = (
+    {
+        "container": "cache",
+        "written": "localhost:5000/vendor/cache:7",
+        "pinned": f"localhost:5000/vendor/cache@{B}",
+        "digest": B,
+    },
+)
+
+
+def test_a_sidecar_of_a_vendor_image_is_checked_against_the_digest_it_was_pinned_to() -> None:
+    report, said = _check_digests([_sidecar_pod(f"localhost:5000/vendor/cache@{B}")], PINNED_CACHE)
+    assert [c.container for c in report.third_party] == ["cache"] and report.mismatches == ()
+    assert [c.container for c in report.running] == ["app"]
+    assert "1 container(s) of images no service builds: no mismatch(es)" in said
+
+
+def test_a_sidecar_running_another_digest_is_a_mismatch() -> None:
+    report, _ = _check_digests([_sidecar_pod(f"localhost:5000/vendor/cache@{A}")], PINNED_CACHE)
+    assert [str(m) for m in report.mismatches] == [f"pod web-1 container cache: running {A}, recorded {B}"]

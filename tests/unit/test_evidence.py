@@ -280,3 +280,32 @@ def test_plugin_writes_report_junit_metadata_and_history(
     # With the first run's history carried over, the trend shows both runs.
     trend = report_payloads((reports / "local" / "r2" / "index.html").read_bytes())["widgets/history-trend.json"]
     assert [point["data"]["total"] for point in json.loads(trend)] == [3, 3]
+
+
+def test_the_report_names_each_image_no_service_builds_and_where_its_digest_came_from() -> None:
+    from deploybook.evidence.record import ReleaseRecord, ServiceRecord
+    from deploybook.plugin.evidence import _extra
+
+    digest = "sha256:" + "e" * 64
+    entry = {"container": "cache", "written": "localhost:5000/vendor/cache:7", "how": "tag resolved"}
+    entry |= {"registry": "localhost:5000", "digest": digest, "pinned": f"localhost:5000/vendor/cache@{digest}"}
+    record = ReleaseRecord(
+        "r1", "t", "ns", "passed", "", "", services={"api": ServiceRecord("api", third_party=(entry,))}
+    )
+    assert _extra(record)["third-party.api.cache"] == (
+        f"localhost:5000/vendor/cache:7 -> localhost:5000/vendor/cache@{digest} (tag resolved at localhost:5000)"
+    )
+
+
+def test_the_report_lists_every_relaxed_policy_with_its_reason_and_line(tmp_path: Path) -> None:
+    from deploybook.config.environment import parse_environment
+    from deploybook.plugin.evidence import relaxed_policies
+
+    text = (
+        "cluster: {context: c, namespace: ns}\nregistry: {address: r.example}\nbranch: {name: null}\n"
+        "manifests: {path: m}\n"
+        "services:\n  - name: api\n    context: a\n    image: app/api\n    manifest: api.yaml\n"
+        "    policies: {non_root: {enforce: false, reason: vendor image runs as root}}\n"
+    )
+    env = parse_environment(text, file=tmp_path / "x.yaml", name="x", root=tmp_path)
+    assert relaxed_policies(env) == {"policy.relaxed.api.non_root": f"vendor image runs as root ({tmp_path}/x.yaml:10)"}

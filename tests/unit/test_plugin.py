@@ -116,6 +116,16 @@ class FakeCluster:
             from deploybook.errors import PreflightFailed
 
             raise PreflightFailed(f"1 of 2 services' manifests refused: {self.refuse}", hint="fix the manifest")
+        rules = kwargs.get("rules")
+        if rules is not None:  # a team's pre-apply policies, as the real preflight calls them
+            from deploybook.errors import PreflightFailed
+
+            objects = {
+                s.name: [{"kind": "Deployment", "metadata": {"name": f"{s.name}-deployment"}}] for s in env.services
+            }
+            problems = [p for s in env.services for p in rules(s, objects[s.name])]
+            if problems:
+                raise PreflightFailed("the team's policies refuse: " + "; ".join(problems))
         return []
 
     def ping_registry(self, client: Any) -> None:
@@ -490,6 +500,19 @@ def test_a_teams_hooks_check_every_workload_and_see_the_finished_record(
     result.stdout.fnmatch_lines(["*Deployment/web-deployment: runs 1 replica; this team wants 2*"])
     record = the_record(project)
     assert (project.path / "reports" / "demo" / "published.txt").read_text() == f"{record['run_id']} failed"
+
+
+def test_a_teams_manifest_policies_refuse_the_release_before_the_lock(
+    project: pytest.Pytester, cluster: FakeCluster, tasks: FakeTasks
+) -> None:
+    project.makeconftest(
+        "def pytest_deploybook_check_manifests(service, environment, objects):\n"
+        "    return [f\"{o['metadata']['name']}: no team label\" for o in objects if service.name == 'web']\n"
+    )
+    result = project.runpytest("runbook", "--env", "demo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*PreflightFailed: the team's policies refuse: web-deployment: no team label*"])
+    assert not cluster.leases and not (project.path / "stages.log").exists()
 
 
 def test_without_a_teams_rule_hook_the_rules_check_says_so(

@@ -35,7 +35,7 @@ spec:
     metadata: {{labels: {{app: dx29-{name}-backend}}}}
     spec:
       containers:
-        - {{name: {name}, image: {image}, ports: [{{containerPort: {port}}}]}}
+        - {{name: {name}, image: {image}, ports: [{{containerPort: {port}}}], resources: {{requests: {{cpu: 1m}}}}}}
 """
 
 
@@ -129,3 +129,62 @@ def test_a_missing_manifest_file_is_named(tmp_path: Path, kube: Any) -> None:
     (manifests / "terms.yaml").unlink()
     with pytest.raises(PreflightFailed, match=r"terms\.yaml: manifest path does not exist"):
         run_preflight(kube, env, manifests)
+
+
+class FakeResolver:
+    """The resolver's answers for the preflight: image as written -> digest, else not found."""
+
+    def __init__(self, digests: dict[str, str]) -> None:
+        self.digests = digests
+        self.asked: list[str] = []
+
+    def resolve(self, image: str) -> Any:
+        from deploybook.errors import RegistryError
+        from deploybook.images.resolve import ResolvedImage, parse_image
+
+        self.asked.append(image)
+        if image not in self.digests:
+            raise RegistryError(f"manifest {image} not found", source="https://localhost:5000")
+        digest, source = self.digests[image], parse_image(image)
+        return ResolvedImage(
+            image, source.reference, source.registry, digest, f"{source.name}@{digest}", "tag resolved"
+        )
+
+
+SIDECAR = "        - {name: cache, image: 'localhost:5000/vendor/cache:7', resources: {requests: {memory: 4Mi}}}\n"
+
+
+def test_an_image_no_service_builds_is_pinned_to_its_resolved_digest(
+    tmp_path: Path, cluster: FakeCluster, kube: Any
+) -> None:
+    env, manifests = release(tmp_path)
+    gateway = manifests / "gateway.yaml"
+    gateway.write_text(gateway.read_text() + SIDECAR)
+    digest = "sha256:" + "7" * 64
+    resolver = FakeResolver({"localhost:5000/vendor/cache:7": digest})
+    said: list[str] = []
+    results = run_preflight(kube, env, manifests, resolver=resolver, say=said.append)
+    gw = results[0]
+    containers = gw.objects[0]["spec"]["template"]["spec"]["containers"]
+    assert containers[1]["image"] == f"localhost:5000/vendor/cache@{digest}"
+    assert gw.pins == {"localhost:5000/vendor/cache:7": f"localhost:5000/vendor/cache@{digest}"}
+    assert gw.pinned[0].to_dict()["container"] == "cache" and gw.pinned[0].manifest == "gateway.yaml"
+    assert resolver.asked == ["localhost:5000/vendor/cache:7"]  # service images are not resolved
+    assert any("resolving localhost:5000/vendor/cache:7 (container cache)" in line for line in said)
+
+
+def test_an_image_that_cannot_be_resolved_is_one_error_naming_file_container_and_image(
+    tmp_path: Path, cluster: FakeCluster, kube: Any
+) -> None:
+    env, manifests = release(tmp_path)
+    gateway = manifests / "gateway.yaml"
+    gateway.write_text(gateway.read_text() + SIDECAR)
+    with pytest.raises(PreflightFailed) as info:
+        run_preflight(kube, env, manifests, resolver=FakeResolver({}))
+    text = info.value.one_line()
+    assert "1 of 2 services' manifests refused" in text and str(gateway) in text
+    assert "container 'cache' uses image 'localhost:5000/vendor/cache:7'" in text
+    assert "manifest localhost:5000/vendor/cache:7 not found" in text and "push the image under that tag" in text
+    assert real_writes(cluster) == [] and not [
+        c for c in cluster.calls if c[3] == "All" and c[2] == "dx29-gateway-deployment"
+    ]

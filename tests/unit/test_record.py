@@ -137,6 +137,24 @@ def test_round_trip_through_file(tmp_path: Path) -> None:
     assert again == rec and again.passed and again.digests() == {"api": DIGEST}
 
 
+def test_third_party_images_round_trip_through_the_file(tmp_path: Path) -> None:
+    entry = {"container": "cache", "written": "redis:7", "reference": "docker.io/library/redis:7"}
+    entry |= {"registry": "registry-1.docker.io", "digest": DIGEST, "pinned": f"docker.io/library/redis@{DIGEST}"}
+    service = ServiceRecord(name="api", image="reg.example/app/api", digest=DIGEST, third_party=(entry,))
+    rec = ReleaseRecord("r1", "test", "ns", "passed", "s", "f", services={"api": service})
+    path = write_record(tmp_path, rec)
+    assert json.loads(path.read_text())["services"]["api"]["third_party"] == [entry]
+    assert load_file(path).services["api"].third_party == (entry,)
+
+
+def test_relaxed_policies_are_recorded_with_their_reason(tmp_path: Path) -> None:
+    relaxed = {"service": "api", "policy": "non_root", "enforce": False, "reason": "vendor", "where": "e.yaml:3"}
+    rec = ReleaseRecord("r1", "test", "ns", "passed", "s", "f", relaxed_policies=(relaxed,))
+    path = write_record(tmp_path, rec)
+    assert json.loads(path.read_text())["relaxed_policies"] == [relaxed]
+    assert load_file(path).relaxed_policies == (relaxed,)
+
+
 def test_missing_file_named(tmp_path: Path) -> None:
     with pytest.raises(RecordError) as info:
         load_file(tmp_path / "nope.json")

@@ -173,6 +173,19 @@ class TestImages:
         assert "'dx29/unknown:2'" in message
         assert "container 'gateway'" in message
 
+    def test_an_image_no_service_builds_is_pinned_as_resolved_and_listed(self) -> None:
+        from deploybook.manifests.render import unbuilt_images
+
+        pinned = "localhost:5000/vendor/cache@sha256:" + "c" * 64
+        text = DEPLOYMENT + "        - name: cache\n          image: localhost:5000/vendor/cache:7\n"
+        doc = manifest(text)
+        assert unbuilt_images(doc, IMAGES) == [("cache", "localhost:5000/vendor/cache:7")]
+        (deployment,) = render([doc], pins={"localhost:5000/vendor/cache:7": pinned})
+        images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+        assert images == [GATEWAY_REF, pinned]
+        with pytest.raises(RenderError, match="not pinned to a digest"):
+            render([doc], pins={"localhost:5000/vendor/cache:7": "localhost:5000/vendor/cache:7"})
+
     def test_unpinned_reference_is_refused(self) -> None:
         with pytest.raises(RenderError, match="not pinned to a digest"):
             render([manifest(DEPLOYMENT)], images={**IMAGES, "dx29/gateway": "localhost:5000/dx29/gateway:1"})

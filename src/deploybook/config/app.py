@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from deploybook.config.model import HttpCheck, Service
+from deploybook.config.policies import policy_settings
 from deploybook.config.sources import service_source
 from deploybook.config.yamlnode import Node
 from deploybook.errors import ConfigError
@@ -26,7 +27,7 @@ from deploybook.errors import ConfigError
 __all__ = ["APP_FILE", "OVERRIDABLE", "apply_overrides", "load_app", "services"]
 
 APP_FILE = "app.yaml"
-OVERRIDABLE = ("replicas", "http", "source")
+OVERRIDABLE = ("replicas", "http", "source", "policies")
 
 
 def load_app(root: Path) -> tuple[Service, ...] | None:
@@ -73,7 +74,7 @@ def services(n: Node, root: Path) -> tuple[Service, ...]:
 def apply_overrides(declared: tuple[Service, ...], n: Node) -> tuple[Service, ...]:
     """The app's services with an environment's per-service overrides (name -> fields).
 
-    Only ``replicas``, ``http`` and ``source`` may differ per environment; an override of a service the
+    Only ``replicas``, ``http``, ``source`` and ``policies`` may differ per environment; an override of a service the
     app does not declare, or of another field, names the environment file, line and key.
     """
     by_name = {s.name: s for s in declared}
@@ -90,12 +91,28 @@ def apply_overrides(declared: tuple[Service, ...], n: Node) -> tuple[Service, ..
             svc = replace(svc, http=tuple(_http_check(c) for c in override.child("http").items()))
         if override.has("source"):
             svc = replace(svc, source=service_source(override.child("source")))
+        if override.has("policies"):
+            own = {s.policy: s for s in svc.policies}
+            own.update({s.policy: s for s in policy_settings(override.child("policies"))})
+            svc = replace(svc, policies=tuple(own.values()))
         by_name[name] = svc
     return tuple(by_name[s.name] for s in declared)
 
 
 def _service(n: Node, root: Path) -> Service:
-    n.only("name", "context", "dockerfile", "image", "port", "manifest", "replicas", "http", "prepare", "source")
+    n.only(
+        "name",
+        "context",
+        "dockerfile",
+        "image",
+        "port",
+        "manifest",
+        "replicas",
+        "http",
+        "prepare",
+        "source",
+        "policies",
+    )
     source = service_source(n.child("source")) if n.has("source") else None
     # With a git source the code is in its checkout, and a context here is optional.
     context = root / (n.opt_str("context", expand=True) or ".") if source else root / n.text("context", expand=True)
@@ -116,6 +133,7 @@ def _service(n: Node, root: Path) -> Service:
         http=http,
         prepare=tuple(shlex.split(n.opt_str("prepare") or "")),
         source=source,
+        policies=policy_settings(n.opt_child("policies")),
     )
 
 

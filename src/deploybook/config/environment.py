@@ -2,8 +2,9 @@
 
 An environment file says what differs per environment: the cluster context and namespace,
 the registry and where its credentials come from, the branch rule, where the manifests come
-from, timeouts, the lock, and per-service overrides (``replicas``, ``http``) of the app's
-services, which are declared once in ``app.yaml`` (``deploybook.config.app``).
+from, timeouts, the lock, the policies (``deploybook.config.policies``), and per-service
+overrides (``replicas``, ``http``, ``source``, ``policies``) of the app's services, which are
+declared once in ``app.yaml`` (``deploybook.config.app``).
 
 Every value is checked before anything touches a registry or a cluster; a bad value raises
 one :class:`~deploybook.errors.ConfigError` naming the file, the line and the key (for
@@ -31,6 +32,7 @@ from deploybook.config.model import (
     Service,
     Timeouts,
 )
+from deploybook.config.policies import policy_settings
 from deploybook.config.sources import git_config, repository_url
 from deploybook.config.yamlnode import Node
 from deploybook.errors import ConfigError, UnknownEnvironment
@@ -110,6 +112,7 @@ def _environment(doc: Node, *, name: str, file: Path, root: Path) -> Environment
         "lock_duration_s",
         "git",
         "confinement",
+        "policies",
     )
     promote_from = doc.opt_str("promote_from")
     if promote_from == name:
@@ -133,6 +136,7 @@ def _environment(doc: Node, *, name: str, file: Path, root: Path) -> Environment
         lock_duration_s=doc.opt_int("lock_duration_s", minimum=10) or 1800,
         git=git_config(doc.opt_child("git")),
         confinement=_confinement(doc.opt_child("confinement")),
+        policies=policy_settings(doc.opt_child("policies")),
     )
 
 

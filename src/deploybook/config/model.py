@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "POLICY_NAMES",
     "BranchRule",
     "ClusterConfig",
     "Confinement",
@@ -20,6 +21,7 @@ __all__ = [
     "GitSource",
     "HttpCheck",
     "ManifestSource",
+    "PolicySetting",
     "RegistryConfig",
     "Service",
     "ServiceSource",
@@ -115,6 +117,24 @@ class ManifestSource:
         return str(self.path)
 
 
+POLICY_NAMES = ("non_root", "port_listening", "resources_requested", "no_latest_tag")
+"""The built-in policies (``deploybook.config.policies``), every one enforced unless relaxed."""
+
+
+@dataclass(frozen=True)
+class PolicySetting:
+    """One policy as a file sets it: enforced, or relaxed with a reason; ``where`` is file:line."""
+
+    policy: str
+    enforce: bool = True
+    reason: str = ""
+    where: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the release record keeps."""
+        return {"policy": self.policy, "enforce": self.enforce, "reason": self.reason, "where": self.where}
+
+
 @dataclass(frozen=True)
 class HttpCheck:
     """One HTTP request a check sends to a Service, and what it expects back."""
@@ -142,6 +162,7 @@ class Service:
     # The code from a git repository instead: then context, dockerfile and prepare above are
     # not used; the source's own are, inside its checkout.
     source: ServiceSource | None = None
+    policies: tuple[PolicySetting, ...] = ()  # this service's own settings, over the environment's
 
 
 @dataclass(frozen=True)
@@ -193,6 +214,24 @@ class Environment:
     description: str = ""
     git: GitConfig = GitConfig()
     confinement: Confinement = Confinement()
+    policies: tuple[PolicySetting, ...] = ()  # for every service; a service's own win
+
+    def policies_for(self, service: Service) -> dict[str, PolicySetting]:
+        """Every built-in policy as it holds for ``service``: its own setting, else the
+        environment's, else enforced."""
+        settings = {name: PolicySetting(name) for name in POLICY_NAMES}
+        settings.update({s.policy: s for s in self.policies})
+        settings.update({s.policy: s for s in service.policies})
+        return settings
+
+    def relaxed_policies(self) -> list[tuple[str, PolicySetting]]:
+        """``(service, setting)`` of every policy relaxed for a service, in service order."""
+        return [
+            (svc.name, setting)
+            for svc in self.services
+            for setting in self.policies_for(svc).values()
+            if not setting.enforce
+        ]
 
     def service(self, name: str) -> Service:
         """The service called ``name``; KeyError names the known ones."""

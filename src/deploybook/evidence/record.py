@@ -35,7 +35,9 @@ class ServiceRecord:
 
     ``source`` names the code the image was built from (repository, ref, commit);
     ``workloads`` the ``Kind/name`` of every workload its manifests hold, so a checks run
-    knows what to look at without guessing from images.
+    knows what to look at without guessing from images. ``third_party`` lists every image its
+    manifests run that no service builds: the manifest and container, the image as written, the
+    reference resolved, the registry asked, the digest and the pinned reference.
     """
 
     name: str
@@ -49,6 +51,7 @@ class ServiceRecord:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     workloads: tuple[str, ...] = ()
+    third_party: tuple[dict[str, str], ...] = ()
 
     @property
     def ref(self) -> str | None:
@@ -64,6 +67,7 @@ class ServiceRecord:
         """Plain dict for JSON, including the pinned ``ref``."""
         data = asdict(self)
         data["workloads"] = list(self.workloads)
+        data["third_party"] = [dict(entry) for entry in self.third_party]
         return {**data, "ref": self.ref}
 
     @classmethod
@@ -71,6 +75,7 @@ class ServiceRecord:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["workloads"] = tuple(known.get("workloads") or ())
+        known["third_party"] = tuple(dict(e) for e in known.get("third_party") or () if isinstance(e, dict))
         return cls(**known)
 
 
@@ -97,6 +102,8 @@ class ReleaseRecord:
     rollback: dict[str, Any] = field(default_factory=dict)
     # What the environment let the release write outside its namespace, by name.
     outside_namespace: tuple[str, ...] = ()
+    # Every policy the environment relaxed, per service: service, policy, reason, where (file:line).
+    relaxed_policies: tuple[dict[str, Any], ...] = ()
     schema: int = SCHEMA_VERSION
 
     @property
@@ -112,6 +119,7 @@ class ReleaseRecord:
         """Plain dict, the JSON form of ``release.json``."""
         data = asdict(self)
         data["services"] = {name: s.to_dict() for name, s in self.services.items()}
+        data["relaxed_policies"] = [dict(p) for p in self.relaxed_policies]
         return data
 
     def to_json(self) -> str:
@@ -162,6 +170,7 @@ def record_from_dict(data: Any, *, source: str) -> ReleaseRecord:
     known.setdefault("finished", "")
     known["applied"] = tuple(known.get("applied") or ())
     known["outside_namespace"] = tuple(known.get("outside_namespace") or ())
+    known["relaxed_policies"] = tuple(dict(p) for p in known.get("relaxed_policies") or () if isinstance(p, dict))
     return ReleaseRecord(**known)
 
 

@@ -3,7 +3,8 @@
 `RegistryClient` answers the one question the runbook asks a registry on its own: which digest
 does this tag point at? It speaks both challenge flows a v2 registry may answer with
 (``WWW-Authenticate: Basic`` as an htpasswd registry does, ``Bearer`` with realm/service/scope as
-ACR and Docker Hub do) and always verifies TLS, against the given CA file or the system trust.
+ACR and Docker Hub do; without credentials, an anonymous token as public registries give one) and
+always verifies TLS, against the given CA file or the system trust.
 Its transport is a `requests` adapter, the one seam unit tests replace. Where its credentials
 come from is `deploybook.images.credentials`.
 """
@@ -193,6 +194,9 @@ class RegistryClient:
     def _authorization(self, response: requests.Response, scope: str | None, url: str) -> str:
         """The Authorization header answering the 401 challenge of ``response``."""
         scheme, params = _parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        if self.auth is None and scheme == "bearer" and params.get("realm"):
+            # A public registry (Docker Hub, ghcr.io) hands out anonymous pull tokens.
+            return "Bearer " + self._token(params, scope or params.get("scope"))
         if self.auth is None:
             raise RegistryError(
                 f"{url} requires credentials and none were given",
@@ -224,9 +228,15 @@ class RegistryClient:
                 hint="configure the registry's token service with HTTPS",
             )
         query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
-        assert self.auth is not None  # checked by _authorization
-        response = self._send("GET", realm, {}, params=query, auth=(self.auth.username, self.auth.password))
+        basic = (self.auth.username, self.auth.password) if self.auth is not None else None
+        response = self._send("GET", realm, {}, params=query, auth=basic)
         if response.status_code in (401, 403):
+            if self.auth is None:
+                raise RegistryError(
+                    f"token service {realm} refused an anonymous token for {scope or 'the registry'}",
+                    source=self.base_url,
+                    hint="the image is private: `docker login` to its registry, or use an image it serves publicly",
+                )
             raise self._refused(realm)
         try:
             data = response.json()
@@ -240,6 +250,12 @@ class RegistryClient:
         return token
 
     def _refused(self, url: str) -> RegistryError:
+        if self.auth is None:
+            return RegistryError(
+                f"anonymous access was refused at {url} (the repository is private or does not exist)",
+                source=self.base_url,
+                hint="check the image name, or `docker login` to its registry",
+            )
         return RegistryError(
             f"credentials of {self.auth} were refused at {url}",
             source=self.base_url,

@@ -5,7 +5,9 @@ returns new dictionaries in which
 
 * every container and initContainer image written as a bare name (``dx29/gateway``,
   maybe with a tag) is pinned to the digest the push stage recorded
-  (``registry/dx29/gateway@sha256:...``),
+  (``registry/dx29/gateway@sha256:...``); every other image (a sidecar, a vendor image) to
+  the digest its registry served when the preflight resolved it (``pins``, see
+  ``deploybook.images.resolve``),
 * the release stays in its namespace: a cluster-scoped object, or an object naming another
   namespace, is refused unless the environment's ``confinement`` names it; namespaced objects
   carry the environment's namespace (or the allowed one they name),
@@ -76,11 +78,13 @@ def render_manifests(
     pull_secret: str | None,
     replicas: Mapping[str, int],
     confinement: Confinement = STRICT,
+    pins: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render manifests for one release; the inputs are left untouched.
 
     ``images`` maps an image name as written in the manifests (``dx29/gateway``)
-    to its pinned reference (``localhost:5000/dx29/gateway@sha256:...``).
+    to its pinned reference (``localhost:5000/dx29/gateway@sha256:...``); ``pins`` maps
+    any other image exactly as written (``redis:7``) to its pinned reference.
     ``labels`` and ``annotations`` are added to every object and pod template,
     together with ``app.kubernetes.io/managed-by: deploybook``. ``replicas`` maps a
     workload to a replica count; the key is its ``metadata.name``, its
@@ -93,6 +97,7 @@ def render_manifests(
     _check_labels(all_labels)
     _check_annotations(annotations)
     _check_pinned(images)
+    _check_pinned(pins or {})
     manifests = list(manifests)
     _check_replica_keys(manifests, replicas)
     rendered = []
@@ -100,7 +105,7 @@ def render_manifests(
         obj = copy.deepcopy(manifest.doc)
         _set_metadata(obj, _confined_namespace(manifest, namespace, confinement), all_labels, annotations)
         for pod_spec in _pod_specs(obj):
-            _pin_images(pod_spec, images, manifest)
+            _pin_images(pod_spec, images, pins or {}, manifest)
             if pull_secret:
                 _add_pull_secret(pod_spec, pull_secret)
         _label_pod_template(obj, all_labels, annotations)
@@ -221,7 +226,23 @@ def containers_of(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _pin_images(pod_spec: dict[str, Any], images: Mapping[str, str], manifest: Manifest) -> None:
+def unbuilt_images(manifest: Manifest, built: Iterable[str]) -> list[tuple[str, str]]:
+    """``(container, image)`` of every container whose image no service builds (``built``
+    holds the service images' names): what the preflight resolves to a digest."""
+    names = set(built)
+    found = []
+    for spec in _pod_specs(manifest.doc):
+        for field in ("initContainers", "containers"):
+            for container in spec.get(field) or []:
+                image = container.get("image") if isinstance(container, dict) else None
+                if isinstance(image, str) and image and image_name(image) not in names:
+                    found.append((str(container.get("name", "?")), image))
+    return found
+
+
+def _pin_images(
+    pod_spec: dict[str, Any], images: Mapping[str, str], pins: Mapping[str, str], manifest: Manifest
+) -> None:
     for field in ("initContainers", "containers"):
         for container in pod_spec.get(field) or []:
             image = container.get("image")
@@ -231,15 +252,18 @@ def _pin_images(pod_spec: dict[str, Any], images: Mapping[str, str], manifest: M
                     source=manifest.where,
                 )
             name = image_name(image)
-            if name not in images:
+            if name in images:
+                container["image"] = images[name]
+            elif image in pins:
+                container["image"] = pins[image]
+            else:
                 raise RenderError(
                     f"{manifest.title} {field[:-1]} {container.get('name', '?')!r} uses image "
-                    f"{image!r}, which no service of this environment builds "
-                    f"(built: {', '.join(sorted(images)) or 'none'})",
+                    f"{image!r}, which no service of this environment builds and which was not resolved "
+                    f"to a digest (built: {', '.join(sorted(images)) or 'none'})",
                     source=manifest.where,
-                    hint="fix the image in the manifest or add a service that builds it",
+                    hint="fix the image in the manifest, or add a service that builds it",
                 )
-            container["image"] = images[name]
 
 
 def _add_pull_secret(pod_spec: dict[str, Any], name: str) -> None:
@@ -296,8 +320,10 @@ def render_service(
     pull_secret: str | None,
     release_id: str,
     git_sha: str,
+    pins: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Render one service's manifests for a release: ``refs`` maps service image -> pinned ref.
+    """Render one service's manifests for a release: ``refs`` maps service image -> pinned ref,
+    ``pins`` an image no service builds, as written, -> the pinned ref it was resolved to.
 
     The apply stage, the preflight and a rollback all render through here, so a rollback
     reproduces exactly what an apply of the restored release did.
@@ -314,6 +340,7 @@ def render_service(
         pull_secret=pull_secret,
         replicas=replicas,
         confinement=environment.confinement,
+        pins=pins,
     )
 
 

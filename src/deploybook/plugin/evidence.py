@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
+from deploybook.config.model import Environment
 from deploybook.errors import DeploybookError
 from deploybook.evidence.bundle import create_bundle
 from deploybook.evidence.record import RECORD_FILE, ReleaseRecord
 from deploybook.evidence.report import JUNIT_FILENAME, RESULTS_DIRNAME, ReportFacts, build_report
 from deploybook.release.context import RunContext
 
-__all__ = ["EvidencePlugin", "report_facts"]
+__all__ = ["EvidencePlugin", "relaxed_policies", "report_facts"]
 
 
 def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFacts:
@@ -42,7 +43,7 @@ def report_facts(context: RunContext, record: ReleaseRecord | None) -> ReportFac
         images={name: s.ref for name, s in services if s.ref},
         sources={name: text for name, s in services if (text := where_from(s.source))},
         manifests=where_from(shown.manifest_source) if shown else "",
-        extra={**_extra(shown), **_outside(record)},
+        extra={**_extra(shown), **_outside(record), **relaxed_policies(context.env)},
     )
 
 
@@ -51,6 +52,11 @@ def _outside(record: ReleaseRecord | None) -> dict[str, str]:
     if record is None or not record.outside_namespace:
         return {}
     return {"allowed.outside.namespace": ", ".join(record.outside_namespace)}
+
+
+def relaxed_policies(env: Environment) -> dict[str, str]:
+    """``policy.relaxed.SERVICE.POLICY`` -> the reason and where it is written, for the report."""
+    return {f"policy.relaxed.{service}.{s.policy}": f"{s.reason} ({s.where})" for service, s in env.relaxed_policies()}
 
 
 def where_from(source: Mapping[str, Any]) -> str:
@@ -69,10 +75,18 @@ def where_from(source: Mapping[str, Any]) -> str:
 
 
 def _extra(record: ReleaseRecord | None) -> dict[str, str]:
-    """The promotion's proof and a rollback's manifests, when the record has them."""
+    """The promotion's proof, a rollback's manifests, and every image no service builds with
+    where its digest came from, when the record has them."""
     if record is None:
         return {}
-    extra = {}
+    extra = {
+        f"third-party.{name}.{entry.get('container', '?')}": (
+            f"{entry.get('written')} -> {entry.get('pinned')} "
+            f"({entry.get('how', 'resolved')} at {entry.get('registry')})"
+        )
+        for name, service in sorted(record.services.items())
+        for entry in service.third_party
+    }
     if record.promoted_from:
         extra["promoted.from"] = f"{record.promoted_from}, proven by {record.promotion_proof or 'nothing'}"
     rolled = where_from(record.rollback.get("manifest_source") or {})

@@ -166,6 +166,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     context.run_dir.mkdir(parents=True, exist_ok=True)
     timings = config.stash[TIMINGS]
     timings.mark("session_start")
+    if config.hook.pytest_deploybook_check_manifests.get_hookimpls():
+        engine.manifest_rules = _manifest_rules(config, engine)
     try:
         engine.open()
     except DeploybookError as e:
@@ -203,6 +205,16 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     if TIMINGS in config.stash:
         config.stash[TIMINGS].mark("tests_done")
     return result
+
+
+def _manifest_rules(config: pytest.Config, engine: Any) -> Any:
+    """The team's pytest_deploybook_check_manifests implementations, as the preflight calls them."""
+
+    def check(of: Any, objects: list[Any]) -> list[str]:
+        answers = config.hook.pytest_deploybook_check_manifests(service=of, environment=engine.env, objects=objects)
+        return [str(problem) for answer in answers for problem in answer or ()]
+
+    return check
 
 
 def _workload_rules(config: pytest.Config, engine: Any) -> Any:

@@ -33,6 +33,20 @@ def pytest_deploybook_check_workload(
 
 
 @pytest.hookspec
+def pytest_deploybook_check_manifests(
+    service: Service, environment: Environment, objects: list[Any]
+) -> list[str] | None:
+    """A team's own policies on ``service``'s rendered manifests, before anything is applied.
+
+    ``objects`` are the rendered objects (dicts) the release would apply; a release (and a
+    ``--dry-run``) calls this in its preflight, once per service. Return the problems (each one
+    line, naming the object and what to do; ``[]`` or ``None`` when none): any problem refuses
+    the release before anything is built or applied, with the manifest file named. The
+    built-in policies as they hold for the service are ``environment.policies_for(service)``.
+    """
+
+
+@pytest.hookspec
 def pytest_deploybook_release_finished(record: ReleaseRecord, run_dir: Path) -> None:
     """A release has written its record (``run_dir/release.json``), before the report is made.
 

@@ -22,20 +22,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploybook.config.model import Service
+from deploybook.config.model import PolicySetting, Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
 from deploybook.images.references import repository_path
 from deploybook.manifests.apply import AppliedObject
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
 from deploybook.release.stages import Applied
-from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container
+from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container, judge_container
 from deploybook.verify.digests import (
     CachedManifests,
     DigestMismatch,
     RunningContainer,
     containers_in,
     digest_mismatches,
+    pinned_mismatches,
     registry_problem,
 )
 from deploybook.verify.endpoints import EndpointReport, HttpResult, http_check, service_port_for, settled_reports
@@ -101,16 +102,19 @@ class DigestsReport:
     running: tuple[RunningContainer, ...] = ()
     mismatches: tuple[DigestMismatch, ...] = ()
     registry_problem: str | None = None
+    third_party: tuple[RunningContainer, ...] = ()  # containers of images no service builds
     note: str = ""  # why old pods may still run (a StatefulSet's OnDelete strategy)
 
 
 @dataclass(frozen=True)
 class ContainersReport:
-    """What was seen inside one ready container of the service, or how its Job's pods exited."""
+    """What was seen inside one ready container of the service, or how its Job's pods exited;
+    ``relaxed``: the runtime policies (non_root, port_listening) this service does not judge."""
 
     facts: ContainerFacts | None = None
     problems: tuple[str, ...] = field(default=())
     exits: tuple[str, ...] = ()  # a service of Jobs only: each finished pod's containers' exit codes
+    relaxed: tuple[PolicySetting, ...] = ()
 
 
 # --------------------------------------------------------------------------- the checks
@@ -239,23 +243,23 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
 
 
 def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport | Skipped:
-    """Each running container's imageID digest against the release's, and the registry's answer."""
+    """Each running container's digest against the release's (a sidecar's against its pinned one)."""
     if (waiting := _only_cronjobs(release, service)) is not None:
         return waiting
     expected, tag, source = release.expected(service.name)
-    running = [
-        c
-        for wl in release.workloads(service) or []
-        for c in containers_in(release.reader.pods_of(wl), image_repository=service.image)
-    ]
+    pods = [pod for wl in release.workloads(service) or [] for pod in release.reader.pods_of(wl)]
+    running = containers_in(pods, image_repository=service.image)
+    vendor, vendor_mismatches = pinned_mismatches(release.third_party(service.name), pods)
+    if vendor:
+        say(f"{len(vendor)} container(s) of images no service builds: {len(vendor_mismatches) or 'no'} mismatch(es)")
     if not expected or not running:
-        return DigestsReport(expected, source, tuple(running))
-    mismatches = digest_mismatches(running, expected)
+        return DigestsReport(expected, source, tuple(running), tuple(vendor_mismatches), third_party=tuple(vendor))
+    mismatches = digest_mismatches(running, expected) + vendor_mismatches
     note = _on_delete_note(release, service) if mismatches else ""
     registry = release.registry_answers
     problem = registry_problem(registry, repository_path(running[0].image, registry.address), expected, tag)
     say(f"running {expected[:19]}... in {len(running)} container(s)" if not mismatches else "digest mismatch")
-    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem, note)
+    return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem, tuple(vendor), note)
 
 
 def _on_delete_note(release: ReleaseParts, service: Service) -> str:
@@ -306,7 +310,8 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
             time.sleep(2.0)
             continue
         say(f"pod {facts.pod}: uid {facts.uid}, listening {sorted(facts.listening)}")
-        return ContainersReport(facts)
+        problems, relaxed = judge_container(facts, service, release.env)
+        return ContainersReport(facts, problems, relaxed=relaxed)
     return ContainersReport(problems=("could not look into a container:\n" + "\n".join(errors),))
 
 

@@ -21,8 +21,9 @@ from deploybook.cluster.connect import KubeClients, connect
 from deploybook.config.environment import load_environment
 from deploybook.config.model import Environment
 from deploybook.errors import BuildError
-from deploybook.images.credentials import RegistryAuth
+from deploybook.images.credentials import RegistryAuth, registry_host
 from deploybook.images.registry import RegistryClient
+from deploybook.images.resolve import ImageResolver, client_factory
 from deploybook.release.credentials import resolve_registry_auth
 
 __all__ = ["Clients", "connect_environment"]
@@ -76,6 +77,26 @@ class Clients:
         return self._once(
             "registry",
             lambda: RegistryClient(reg.address, self.registry_auth, ca_file=reg.ca_file, timeout=timeouts.http),
+        )
+
+    @property
+    def image_resolver(self) -> ImageResolver:
+        """Pins images no service builds to digests: the release's registry with its credentials
+        and CA, any other with the Docker configuration's credentials for it, or anonymously."""
+        reg, timeouts = self.environment.registry, self.environment.timeouts
+
+        def make(host: str, auth: RegistryAuth | None, ca_file: str | None) -> RegistryClient:
+            if host == registry_host(reg.address):
+                return self.registry
+            return RegistryClient(host, auth, ca_file=ca_file, timeout=timeouts.http)
+
+        return self._once(
+            "image_resolver",
+            lambda: ImageResolver(
+                client_factory(
+                    make, release_registry=reg.address, release_auth=self.registry_auth, release_ca=reg.ca_file
+                )
+            ),
         )
 
     @property

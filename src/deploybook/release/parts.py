@@ -19,6 +19,7 @@ from deploybook.manifests.source import ManifestCheckout
 from deploybook.release.clients import Clients
 from deploybook.release.context import RunContext
 from deploybook.release.pipeline import Pipeline
+from deploybook.release.preflight import ManifestRules, PinnedImage
 from deploybook.sources.git import Checkout
 from deploybook.verify.containers import ContainerFacts
 from deploybook.verify.digests import CachedManifests
@@ -42,11 +43,13 @@ class ReleaseParts(Protocol):
     previous: ReleaseRecord | None
     rollback_target: ReleaseRecord | None
     pull_secret: str | None
+    pinned_images: dict[str, tuple[PinnedImage, ...]]
     record: ReleaseRecord | None
     running_test: str | None
     stage_outcomes: dict[tuple[str, str], dict[str, Any]]
     exec_slots: threading.BoundedSemaphore
     workload_rules: Callable[[Workload, Service], list[str]] | None
+    manifest_rules: ManifestRules | None
 
     @property
     def env(self) -> Environment: ...
@@ -66,6 +69,7 @@ class ReleaseParts(Protocol):
     def source_commit(self, service: str) -> str: ...
     def refs_for(self, images: Iterable[str]) -> dict[str, str]: ...
     def expected(self, service: str) -> tuple[str | None, str | None, str]: ...
+    def third_party(self, service: str) -> tuple[dict[str, str], ...]: ...
     def previous_service(self, name: str) -> ServiceRecord | None: ...
     def resumed_note(self, stage: str) -> str: ...
     def workloads(self, service: Service) -> list[Workload] | None: ...

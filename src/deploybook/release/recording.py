@@ -9,6 +9,9 @@ whose test never ran, as after Ctrl-C, is recorded as the engine finished it). `
 lists the services whose objects the engine applied, whatever their tests showed: the
 record says what the cluster got. ``outside_namespace`` names what the environment let the
 release write outside its namespace (its ``confinement``), so a reader sees it was allowed.
+Each image no service builds is listed with the digest the preflight pinned it to
+(``third_party``); every policy the environment relaxes, per service, with its reason
+(``relaxed_policies``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def build_record(
         interrupted_during=release.running_test if outcome == "interrupted" else None,
         rollback=rollback or {},
         outside_namespace=allowed_outside(ctx.env.confinement),
+        relaxed_policies=tuple({"service": name, **s.to_dict()} for name, s in ctx.env.relaxed_policies()),
     )
 
 
@@ -86,6 +90,9 @@ def _service_record(release: ReleaseParts, name: str) -> ServiceRecord:
             manifests={applied.manifest: applied.sha256},
             workloads=tuple(w.title for w in applied.workloads),
         )
+    pinned = release.pinned_images.get(name)
+    if pinned:
+        fields["third_party"] = tuple(p.to_dict() for p in pinned)
     stages = {stage: entry for stage in STAGES if (entry := _stage_entry(release, name, stage))}
     return ServiceRecord(name=name, stages=stages, source=_source(release, name, recorded), **fields)
 

@@ -26,6 +26,7 @@ from deploybook.release import checking, session, stages
 from deploybook.release.clients import Clients
 from deploybook.release.context import STAGES, RunContext
 from deploybook.release.pipeline import Pipeline, Skipped
+from deploybook.release.preflight import ManifestRules, PinnedImage
 from deploybook.sources.git import Checkout
 from deploybook.verify.containers import ContainerFacts, FactsCache
 from deploybook.verify.digests import CachedManifests
@@ -61,12 +62,16 @@ class Release:
         self.previous: ReleaseRecord | None = None
         self.rollback_target: ReleaseRecord | None = None
         self.pull_secret: str | None = None
+        # Per service, the images no service builds, pinned by the preflight (deploybook.images.resolve).
+        self.pinned_images: dict[str, tuple[PinnedImage, ...]] = {}
         self.record: ReleaseRecord | None = None
         self.stage_outcomes: dict[tuple[str, str], dict[str, Any]] = {}
         self.running_test: str | None = None
         # A team's own rules per workload (the pytest_deploybook_check_workload hook), set by the pytest
         # layer when a team implements it: (workload, service) -> problems.
         self.workload_rules: Callable[[Workload, Service], list[str]] | None = None
+        # A team's own pre-apply policies (the pytest_deploybook_check_manifests hook), called in the preflight.
+        self.manifest_rules: ManifestRules | None = None
         self.exec_slots = threading.BoundedSemaphore(checking.EXEC_AT_ONCE)
         self._facts = FactsCache()
         self._shared: dict[str, object] = {}
@@ -227,6 +232,15 @@ class Release:
         if recorded is not None and recorded.digest:
             return recorded.digest, recorded.tag, f"release record {self.context.source_record.run_id}"  # type: ignore[union-attr]
         return None, None, "no release record"
+
+    def third_party(self, service: str) -> tuple[dict[str, str], ...]:
+        """The images no service builds that ``service``'s manifests run, as pinned (container,
+        written, pinned, digest, ...): this run's preflight, else the record's."""
+        pinned = self.pinned_images.get(service)
+        if pinned is not None:
+            return tuple(p.to_dict() for p in pinned)
+        recorded = self.context.recorded(service)
+        return recorded.third_party if recorded is not None else ()
 
     def workloads(self, service: Service) -> list[Workload] | None:
         """The workloads of ``service``: those this run applied, else those the record names, else

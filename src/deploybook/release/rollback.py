@@ -149,6 +149,7 @@ def _restore(
             pull_secret=environment.pull_secret,
             release_id=old.deployed_by or target.run_id,
             git_sha=str(old.source.get("commit") or target.git.get("commit", "")),
+            pins={e["written"]: e["pinned"] for e in old.third_party if e.get("written") and e.get("pinned")},
         )
         sha = hashlib.sha256(rendered_text(objs).encode()).hexdigest()
         method = "exact" if old.manifests.get(service.manifest) == sha else "re-rendered"

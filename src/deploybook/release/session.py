@@ -85,7 +85,10 @@ def open_release(release: ReleaseParts) -> None:
         release_id=ctx.run_id,
         git_sha=ctx.built_from,
         say=release.say,
+        resolver=release.clients.image_resolver,
+        rules=release.manifest_rules,
     )
+    release.pinned_images = {r.service: r.pinned for r in checked}
     release.watcher.start(set().union(*(r.kinds for r in checked)))
     if ctx.options.rollback_on_failure and not ctx.options.dry_run:
         _read_rollback_target(release, kube)

@@ -14,7 +14,8 @@ pipeline's thread of that service; the runbook's stage tests show their outcomes
   the tag (its config digest is the image id just built), nothing is pushed. A deploy-only
   environment pushes nothing: it checks that the registry still serves each promoted digest.
   A dry run reads the digest the registry has for the tag, or the recorded one.
-- apply: render the service's manifests with every image pinned to ``repo@sha256:``, then
+- apply: render the service's manifests with every image pinned to ``repo@sha256:`` (an image
+  no service builds to the digest the preflight resolved), then
   server-side apply them (the preflight already dry-ran every object). The release-id
   annotation names the release that introduced what runs: an unchanged service keeps the
   id it had, so applying the same release again changes nothing.
@@ -323,7 +324,8 @@ def apply(release: ReleaseParts, service: Service, say: Say) -> Applied:
     manifests = load_manifests(release.manifest_dir / service.manifest)
     images = {image_name(str(c.get("image", ""))) for m in manifests for c in containers_of(m.doc)}
     refs = release.refs_for(images)
-    release_id, objs, text = _render_keeping_release_id(release, service, manifests, refs)
+    pins = {p.image.written: p.image.pinned for p in release.pinned_images.get(service.name, ())}
+    release_id, objs, text = _render_keeping_release_id(release, service, manifests, refs, pins)
     release.ensure_pull_secret()
     applied = apply_objects(release.clients.kube, objs, dry_run=ctx.options.dry_run, validated=True)
     for obj in applied:
@@ -346,7 +348,7 @@ def _with_generations(workloads: list[Workload], applied: list[AppliedObject]) -
 
 
 def _render_keeping_release_id(
-    release: ReleaseParts, service: Service, manifests: list[Any], refs: Mapping[str, str]
+    release: ReleaseParts, service: Service, manifests: list[Any], refs: Mapping[str, str], pins: Mapping[str, str]
 ) -> tuple[str, list[dict[str, Any]], str]:
     """Render with the previous release id when that gives the very same objects, else this run's."""
     ctx = release.context
@@ -363,6 +365,7 @@ def _render_keeping_release_id(
             pull_secret=release.pull_secret,
             release_id=release_id,
             git_sha=release.source_commit(service.name),
+            pins=pins,
         )
         text = rendered_text(objs)
         digest = hashlib.sha256(text.encode()).hexdigest()

@@ -9,6 +9,9 @@ off, so a non-zero exit with a table on stdout still counts).
 Exec needs `create` on `pods/exec`, which the read-only `view` role does not grant:
 `ExecForbidden` says so, so a read-only run can skip with that reason instead of failing.
 Nothing here changes the cluster; the commands only read.
+
+`policy_problems` judges what was seen against the runtime policies ``non_root`` and
+``port_listening`` (``deploybook.config.policies``); a relaxed one is not judged.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from deploybook.config.model import Environment, PolicySetting, Service
+from deploybook.config.policies import relax_hint
 from deploybook.errors import ExecFailed, ExecForbidden
 
 __all__ = [
@@ -28,9 +33,14 @@ __all__ = [
     "FactsCache",
     "facts_key",
     "inspect_container",
+    "judge_container",
     "kubectl_url",
     "listening_ports",
+    "policy_problems",
+    "runtime_relaxed",
 ]
+
+RUNTIME_POLICIES = ("non_root", "port_listening")  # judged inside the container, after the rollout
 
 LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp{,6}
 # One exec answers both questions (each exec is a kubectl process and a round trip through the
@@ -128,6 +138,47 @@ def inspect_container(
     if "local_address" not in tables:
         raise ExecFailed(f"`{FACTS_COMMAND}` in {where} exited {answer.rc} without a socket table: stderr {stderr!r}")
     return ContainerFacts(pod, container, int(uid.strip()), frozenset(listening_ports(tables)))
+
+
+def policy_problems(
+    facts: ContainerFacts,
+    *,
+    port: int | None,
+    settings: Mapping[str, PolicySetting],
+    service: str,
+    file: str,
+) -> list[str]:
+    """What the enforced runtime policies find in ``facts``: root, the declared port not listening
+    (``file`` is the environment file, named in how to relax a policy)."""
+    where = f"pod {facts.pod} container {facts.container}"
+    problems = []
+    if facts.uid == 0 and settings.get("non_root", PolicySetting("non_root")).enforce:
+        problems.append(
+            f"{where} runs as root (uid 0), and policy non_root expects a non-root user: set USER in the "
+            "image or runAsUser in the manifest, " + relax_hint("non_root", service, file)
+        )
+    listening = settings.get("port_listening", PolicySetting("port_listening")).enforce
+    if port is not None and listening and port not in facts.listening:
+        problems.append(
+            f"{where} listens on {sorted(facts.listening) or 'no TCP port'}, not on the declared port {port} "
+            "(policy port_listening): fix the port in the app definition or the server, "
+            + relax_hint("port_listening", service, file)
+        )
+    return problems
+
+
+def judge_container(
+    facts: ContainerFacts, service: Service, env: Environment
+) -> tuple[tuple[str, ...], tuple[PolicySetting, ...]]:
+    """``(problems, relaxed runtime policies)`` of ``facts``, by the policies as they hold for ``service``."""
+    settings = env.policies_for(service)
+    problems = policy_problems(facts, port=service.port, settings=settings, service=service.name, file=str(env.file))
+    return tuple(problems), runtime_relaxed(settings)
+
+
+def runtime_relaxed(settings: Mapping[str, PolicySetting]) -> tuple[PolicySetting, ...]:
+    """The runtime policies ``settings`` relax (shown with their reasons by the containers check)."""
+    return tuple(s for name, s in settings.items() if name in RUNTIME_POLICIES and not s.enforce)
 
 
 class FactsCache:

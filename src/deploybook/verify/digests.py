@@ -26,6 +26,7 @@ __all__ = [
     "RunningContainer",
     "containers_in",
     "digest_mismatches",
+    "pinned_mismatches",
     "registry_problem",
     "running_images",
 ]
@@ -137,6 +138,21 @@ class CachedManifests:
 def digest_mismatches(running: Iterable[RunningContainer], recorded: str) -> list[DigestMismatch]:
     """Every container whose running digest is not `recorded`."""
     return [DigestMismatch(c.pod, c.container, c.digest, recorded) for c in running if c.digest != recorded]
+
+
+def pinned_mismatches(
+    pinned: Iterable[Mapping[str, str]], pods: Iterable[Mapping[str, Any]]
+) -> tuple[list[RunningContainer], list[DigestMismatch]]:
+    """The containers running an image no service builds (``pinned``: record entries with the
+    ``pinned`` reference and its ``digest``), and those whose digest is not the pinned one."""
+    listed = containers_in(pods)
+    found: list[RunningContainer] = []
+    mismatches: list[DigestMismatch] = []
+    for entry in pinned:
+        running = [c for c in listed if c.image == entry.get("pinned")]
+        found += running
+        mismatches += digest_mismatches(running, entry.get("digest", ""))
+    return found, mismatches
 
 
 def registry_problem(registry: ManifestSource, repository: str, digest: str, tag: str | None = None) -> str | None:
