@@ -20,7 +20,7 @@ from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
 
 if TYPE_CHECKING:  # a type only: importing it at collection would load the Docker and Kubernetes clients
-    from deploybook.release.checking import RolloutReport
+    from deploybook.release.check_reports import RolloutReport
 
 pytestmark = pytest.mark.check("rollout")
 

@@ -16,7 +16,7 @@ from deploybook.config.model import Service
 from deploybook.plugin.fixtures import RunView
 
 if TYPE_CHECKING:  # a type only: importing it at collection would load the Docker and Kubernetes clients
-    from deploybook.release.checking import RulesReport
+    from deploybook.release.check_reports import RulesReport
 
 pytestmark = pytest.mark.check("rules")
 

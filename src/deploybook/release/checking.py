@@ -19,27 +19,32 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from deploybook.config.model import PolicySetting, Service
+from deploybook.config.model import Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
 from deploybook.images.references import repository_path
 from deploybook.manifests.apply import AppliedObject
+from deploybook.release.check_reports import (
+    ContainersReport,
+    DigestsReport,
+    EndpointsReport,
+    RolloutReport,
+    RulesReport,
+)
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
 from deploybook.release.stages import Applied
 from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container, judge_container
 from deploybook.verify.digests import (
     CachedManifests,
-    DigestMismatch,
     RunningContainer,
     containers_in,
     digest_mismatches,
     pinned_mismatches,
     registry_problem,
 )
-from deploybook.verify.endpoints import EndpointReport, HttpResult, http_check, service_port_for, settled_reports
+from deploybook.verify.endpoints import http_check, service_port_for, settled_reports
 from deploybook.verify.resources import is_custom, wait_for_resource
 from deploybook.verify.rollout import RolloutResult, rolled_out_in
 from deploybook.verify.workload_status import job_exits
@@ -47,11 +52,6 @@ from deploybook.verify.workloads import Workload, services_selecting
 
 __all__ = [
     "CHECKS",
-    "ContainersReport",
-    "DigestsReport",
-    "EndpointsReport",
-    "RolloutReport",
-    "RulesReport",
     "blocking_reason",
     "containers",
     "digests",
@@ -65,56 +65,6 @@ __all__ = [
 Say = Callable[[object], None]
 EXEC_ATTEMPTS = 3
 EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process start)
-
-
-# --------------------------------------------------------------------------- reports
-
-
-@dataclass(frozen=True)
-class RolloutReport:
-    """Every workload of a service, rolled out or failed with its cause."""
-
-    results: tuple[RolloutResult, ...] = ()
-    failures: tuple[RolloutFailed, ...] = ()
-
-    @property
-    def blocks(self) -> str | None:
-        """Why the service's other checks are skipped: its first failed rollout."""
-        return self.failures[0].one_line() if self.failures else None
-
-
-@dataclass(frozen=True)
-class EndpointsReport:
-    """The Services in front of a service's pods, their endpoints, the HTTP checks' answers."""
-
-    endpoints: tuple[EndpointReport, ...] = ()
-    http: tuple[HttpResult, ...] = ()
-    problems: tuple[str, ...] = ()
-    forbidden: str = ""  # why the HTTP checks could not be sent (the context lacks services/proxy)
-
-
-@dataclass(frozen=True)
-class DigestsReport:
-    """What runs against what the release recorded, and what the registry says of it."""
-
-    expected: str | None
-    source: str
-    running: tuple[RunningContainer, ...] = ()
-    mismatches: tuple[DigestMismatch, ...] = ()
-    registry_problem: str | None = None
-    third_party: tuple[RunningContainer, ...] = ()  # containers of images no service builds
-    note: str = ""  # why old pods may still run (a StatefulSet's OnDelete strategy)
-
-
-@dataclass(frozen=True)
-class ContainersReport:
-    """What was seen inside one ready container of the service, or how its Job's pods exited;
-    ``relaxed``: the runtime policies (non_root, port_listening) this service does not judge."""
-
-    facts: ContainerFacts | None = None
-    problems: tuple[str, ...] = field(default=())
-    exits: tuple[str, ...] = ()  # a service of Jobs only: each finished pod's containers' exit codes
-    relaxed: tuple[PolicySetting, ...] = ()
 
 
 # --------------------------------------------------------------------------- the checks
@@ -360,14 +310,6 @@ def _inspect(release: ReleaseParts, target: RunningContainer) -> ContainerFacts:
 def registry_answers(release: ReleaseParts) -> CachedManifests:
     """The environment's registry, asked once per (repository, reference) in this run."""
     return CachedManifests(release.clients.registry)
-
-
-@dataclass(frozen=True)
-class RulesReport:
-    """What a team's own rules (the ``pytest_deploybook_check_workload`` hook) found, per workload."""
-
-    problems: tuple[str, ...] = ()
-    workloads: tuple[str, ...] = ()
 
 
 def rules(release: ReleaseParts, service: Service, say: Say) -> RulesReport | Skipped:
