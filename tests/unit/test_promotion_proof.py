@@ -7,6 +7,7 @@ tests/e2e/test_promotion.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from deploybook.errors import PolicyError
 from deploybook.evidence.record import PassedRelease, ReleaseRecord, ServiceRecord
 from deploybook.evidence.record_store import HISTORY_LENGTH, load_passed_history, save_to_cluster
 from deploybook.release.policy import check_proven, check_source_refs
+from deploybook.release.promotion import PromotedPins, _with_sources
 
 GOOD = {"api": "sha256:" + "1" * 64, "web": "sha256:" + "2" * 64}
 PUSHED_NEVER_RAN = "sha256:" + "9" * 64
@@ -135,3 +137,34 @@ def test_history_json_is_what_the_configmap_holds(kube: Any) -> None:
     save_to_cluster(kube, "dx29-test", record("r1"))
     entries = json.loads(kube.core.data["passed-history.json"])
     assert entries == [PassedRelease.of(record("r1")).to_dict()]
+
+
+VENDOR = {
+    "manifest": "api.yaml",
+    "container": "proxy",
+    "written": "vendor/proxy:1.4",
+    "reference": "reg.example/vendor/proxy:1.4",
+    "registry": "reg.example",
+    "digest": "sha256:" + "7" * 64,
+    "pinned": "reg.example/vendor/proxy@sha256:" + "7" * 64,
+    "how": "tag resolved",
+}
+
+
+def test_a_promotion_runs_vendor_images_as_the_proven_release_pinned_them(kube: Any) -> None:
+    passed = record("test-1")
+    passed.services["api"] = dataclasses.replace(passed.services["api"], third_party=(VENDOR,))
+    save_to_cluster(kube, "dx29-test", passed)
+    (proof,) = load_passed_history(kube, "dx29-test")
+    assert proof.third_party == {"api": (VENDOR,)}
+    # A claim that names another vendor digest is not trusted: the proof's pins replace it.
+    forged = {**VENDOR, "digest": "sha256:" + "6" * 64}
+    claim = record("test-1")
+    claim.services["api"] = dataclasses.replace(claim.services["api"], third_party=(forged,))
+    proven = _with_sources(claim, proof)
+    pins = PromotedPins(proven)
+    resolved = pins.resolve("vendor/proxy:1.4")
+    assert (resolved.digest, resolved.pinned) == (VENDOR["digest"], VENDOR["pinned"])
+    assert resolved.how == "promoted from release test-1"
+    with pytest.raises(PolicyError, match=r"release test-1 being promoted ran no 'vendor/cache:2'"):
+        pins.resolve("vendor/cache:2")

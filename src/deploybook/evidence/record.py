@@ -135,11 +135,19 @@ class PassedRelease:
     finished: str
     digests: Mapping[str, str] = field(default_factory=dict)
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # service -> the images no service builds, as that release pinned them (a promotion runs these)
+    third_party: Mapping[str, tuple[dict[str, str], ...]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, record: ReleaseRecord) -> PassedRelease:
         """The history entry of a passed ``record``."""
-        return cls(record.run_id, record.finished, record.digests(), {n: s.source for n, s in record.services.items()})
+        return cls(
+            record.run_id,
+            record.finished,
+            record.digests(),
+            {n: s.source for n, s in record.services.items()},
+            {n: s.third_party for n, s in record.services.items() if s.third_party},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the ConfigMap."""
@@ -148,6 +156,7 @@ class PassedRelease:
             "finished": self.finished,
             "digests": dict(self.digests),
             "sources": dict(self.sources),
+            "third_party": {name: [dict(e) for e in entries] for name, entries in self.third_party.items()},
         }
 
 

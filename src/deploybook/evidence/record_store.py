@@ -142,7 +142,16 @@ def load_passed_history(kube: KubeClients, namespace: str) -> list[PassedRelease
         return [PassedRelease.of(r) for r in {r.run_id: r for r in passed if r.passed}.values()]
     try:
         entries = json.loads(data[HISTORY_KEY])
-        return [PassedRelease(e["run_id"], e.get("finished", ""), e["digests"], e.get("sources", {})) for e in entries]
+        return [
+            PassedRelease(
+                e["run_id"],
+                e.get("finished", ""),
+                e["digests"],
+                e.get("sources", {}),
+                {name: tuple(dict(x) for x in pins) for name, pins in (e.get("third_party") or {}).items()},
+            )
+            for e in entries
+        ]
     except (ValueError, KeyError, TypeError) as e:
         raise RecordError(f"malformed history of passed releases: {e}", source=source) from e
 

@@ -31,6 +31,7 @@ __all__ = [
     "ImageResolver",
     "ImageSource",
     "ResolvedImage",
+    "Resolver",
     "client_factory",
     "parse_image",
 ]
@@ -126,6 +127,12 @@ class ResolvedImage:
             "pinned": self.pinned,
             "how": self.how,
         }
+
+
+class Resolver(Protocol):
+    """What pins an image no service builds: its registry (``ImageResolver``), or a promoted record."""
+
+    def resolve(self, image: str) -> ResolvedImage: ...
 
 
 class ImageResolver:

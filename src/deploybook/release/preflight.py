@@ -29,7 +29,7 @@ from typing import Any
 from deploybook.cluster.connect import KubeClients
 from deploybook.config.model import Environment, Service
 from deploybook.errors import DeploybookError, PolicyError, PreflightFailed, RenderError
-from deploybook.images.resolve import ImageResolver, ResolvedImage
+from deploybook.images.resolve import ResolvedImage, Resolver
 from deploybook.manifests.apply import diff_objects
 from deploybook.manifests.load import Manifest, load_manifests
 from deploybook.manifests.policies import manifest_policy_problems
@@ -105,7 +105,7 @@ def preflight_release(
     release_id: str,
     git_sha: str,
     say: Callable[[str], None] | None = None,
-    resolver: ImageResolver | None = None,
+    resolver: Resolver | None = None,
     rules: ManifestRules | None = None,
 ) -> list[ServicePreflight]:
     """Render every service (and dry-run it when ``kube`` is given); raise PreflightFailed
@@ -158,7 +158,7 @@ def _check_service(
     pull_secret: str | None,
     release_id: str,
     git_sha: str,
-    resolver: ImageResolver | None,
+    resolver: Resolver | None,
     rules: ManifestRules | None = None,
 ) -> ServicePreflight:
     path = manifest_dir / service.manifest
@@ -200,7 +200,7 @@ def _judge_policies(env: Environment, service: Service, manifests: list[Manifest
         raise PolicyError("; ".join(problems))
 
 
-def _pin_unbuilt(env: Environment, manifests: list[Manifest], resolver: ImageResolver) -> tuple[PinnedImage, ...]:
+def _pin_unbuilt(env: Environment, manifests: list[Manifest], resolver: Resolver) -> tuple[PinnedImage, ...]:
     """Every image of ``manifests`` that no service builds, resolved to its registry's digest."""
     built = {s.image for s in env.services}
     pinned = []
@@ -208,6 +208,10 @@ def _pin_unbuilt(env: Environment, manifests: list[Manifest], resolver: ImageRes
         for container, image in unbuilt_images(manifest, built):
             try:
                 resolved = resolver.resolve(image)
+            except PolicyError as e:  # a promotion's: the promoted release ran no such image
+                raise RenderError(
+                    f"{manifest.title} container {container!r}: {e.message}", source=manifest.where
+                ) from e
             except DeploybookError as e:
                 # The remedy is part of the message: the preflight's one error keeps only messages.
                 raise RenderError(

@@ -22,11 +22,12 @@ from deploybook.config.model import Environment
 from deploybook.errors import ClusterError, PolicyError
 from deploybook.evidence.record import PassedRelease, ReleaseRecord
 from deploybook.evidence.record_store import CONFIGMAP_NAME, load_from_cluster, load_passed_history
+from deploybook.images.resolve import ResolvedImage
 from deploybook.release import policy
 from deploybook.release.clients import connect_environment
 from deploybook.release.parts import ReleaseParts
 
-__all__ = ["settle_promotion"]
+__all__ = ["PromotedPins", "settle_promotion"]
 
 
 def settle_promotion(release: ReleaseParts) -> None:
@@ -61,9 +62,43 @@ def _read_only(source_env: Environment) -> KubeClients:
 
 
 def _with_sources(claim: ReleaseRecord, proof: PassedRelease) -> ReleaseRecord:
-    """The claim, with each service's source as the source environment recorded it."""
+    """The claim, with each service's source and third-party images as the source environment
+    recorded them (the claim's own pins are not trusted: a file's author could have written them)."""
     services = {
-        name: dataclasses.replace(svc, source=dict(proof.sources.get(name) or svc.source))
+        name: dataclasses.replace(
+            svc,
+            source=dict(proof.sources.get(name) or svc.source),
+            third_party=tuple(proof.third_party.get(name) or ()),
+        )
         for name, svc in claim.services.items()
     }
     return dataclasses.replace(claim, services=services)
+
+
+class PromotedPins:
+    """Resolves an image no service builds to the digest the promoted release ran it at.
+
+    A promotion runs what passed where it came from: a vendor tag is not asked of its registry
+    again (it may have moved since), and an image that release did not run is refused.
+    """
+
+    def __init__(self, record: ReleaseRecord) -> None:
+        self.run_id = record.run_id
+        self.pins = {e["written"]: e for s in record.services.values() for e in s.third_party if e.get("written")}
+
+    def resolve(self, image: str) -> ResolvedImage:
+        """The image as the promoted release pinned it; PolicyError when it ran no such image."""
+        entry = self.pins.get(image)
+        if entry is None:
+            raise PolicyError(
+                f"release {self.run_id} being promoted ran no {image!r}: a promotion runs only the images "
+                "that passed; release the manifests with this image where the promotion comes from first"
+            )
+        return ResolvedImage(
+            written=image,
+            reference=entry.get("reference", image),
+            registry=entry.get("registry", ""),
+            digest=entry["digest"],
+            pinned=entry["pinned"],
+            how=f"promoted from release {self.run_id}",
+        )

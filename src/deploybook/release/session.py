@@ -25,7 +25,7 @@ from deploybook.manifests.apply import ensure_namespace
 from deploybook.manifests.source import checkout_manifests
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.preflight import placeholder_refs, preflight_release
-from deploybook.release.promotion import settle_promotion
+from deploybook.release.promotion import PromotedPins, settle_promotion
 from deploybook.release.recording import build_record
 from deploybook.release.rollback import roll_back, to_roll_back
 from deploybook.release.sources import fetch_sources, git_access
@@ -76,6 +76,8 @@ def open_release(release: ReleaseParts) -> None:
         sources=release.sources,
     )
     known = {s.name: release.ref(s.name) for s in env.services}
+    # A promotion runs the vendor images as the promoted release pinned them, not as tagged now.
+    promoted = ctx.source_record if ctx.promoting else None
     checked = preflight_release(
         None if ctx.options.dry_run else kube,
         env,
@@ -85,7 +87,7 @@ def open_release(release: ReleaseParts) -> None:
         release_id=ctx.run_id,
         git_sha=ctx.built_from,
         say=release.say,
-        resolver=release.clients.image_resolver,
+        resolver=PromotedPins(promoted) if promoted else release.clients.image_resolver,
         rules=release.manifest_rules,
     )
     release.pinned_images = {r.service: r.pinned for r in checked}
