@@ -13,7 +13,8 @@ read from the pod status by a poller (the kubelet's timestamps have one-second r
 Helm 3 is the second baseline: ``helm upgrade --install --wait --atomic --timeout 180s`` of a
 tiny chart, first a healthy revision, then the crashing image (crash-loop verdict) or a
 readiness probe on a path that answers 404 (never-ready verdict); deploybook's never-ready
-verdict is ``wait_for_rollout`` with the bench environment's 180 s rollout timeout. These are
+verdict is ``wait_for_rollout`` with the bench environment's 180 s rollout timeout and the
+default probe failure budget (2 per replica), as a release judges it. These are
 deadlines, not detections, so each is one trial, started with kubectl's and left running in a
 thread of its own; each cleans up its objects when done (the node's pod budget is shared).
 """
@@ -32,12 +33,14 @@ from bench.runner import LOGS, Series, ratio, say
 from bench.tiny import build_and_push, tiny_manifest
 from bench.tools import apply_yaml, docker_env, ensure_namespace, ensure_pull_secret, kubectl
 from bench.workspace import REPO
+from deploybook.config.model import Timeouts
 
 NAMESPACE = "dx29-bench-fail"
 KUBECTL_CAP_S = 660
 ROLLOUT_TIMEOUT_S = 660.0
 NEVER_READY_PATH = "/never-ready"  # busybox httpd answers 404 there: the readiness probe never passes
 NEVER_READY_TIMEOUT_S = 180.0  # deploybook's: timeouts.rollout of bench/environments/bench.yaml
+PROBE_FAILURES_ALLOWED = Timeouts().probe_failures_allowed  # the default: bench.yaml leaves it
 BACKGROUND_CAP_S = 2 * helm_baseline.TIMEOUT_S + 240  # healthy install, --wait, the atomic rollback's wait
 
 
@@ -288,7 +291,14 @@ def _deploybook_never_ready(kube: Any, images: Images, trial: BackgroundTrial) -
         trial.applied = time.time()
         trial.waiting.set()
         try:
-            wait_for_rollout(kube, "Deployment", NAMESPACE, name, timeout_s=NEVER_READY_TIMEOUT_S)
+            wait_for_rollout(
+                kube,
+                "Deployment",
+                NAMESPACE,
+                name,
+                timeout_s=NEVER_READY_TIMEOUT_S,
+                probe_failures_allowed=PROBE_FAILURES_ALLOWED,
+            )
             trial.verdict = "rolled out although the readiness probe answers 404"
         except RolloutFailed as failed:
             trial.ended = time.time()

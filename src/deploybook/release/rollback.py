@@ -172,7 +172,14 @@ def _prove(
             continue
         name = obj["metadata"]["name"]
         try:
-            wait_for_rollout(kube, obj["kind"], namespace, name, timeout_s=timeout_s)
+            wait_for_rollout(
+                kube,
+                obj["kind"],
+                namespace,
+                name,
+                timeout_s=timeout_s,
+                probe_failures_allowed=environment.timeouts.probe_failures_allowed,
+            )
         except RolloutFailed as e:
             problems.append(f"{obj['kind']}/{name}: {e.cause}: {e.detail}")
             continue
