@@ -103,13 +103,21 @@ def _helm_failure(figure: dict[str, Any]) -> list[str]:
     never = figure.get("never_ready") or {}
     if never:
         mine = never.get("deploybook") or {}
+        verdict = mine.get("verdict") or mine.get("error") or "none"
+        if verdict.startswith("ReadinessProbeFailed"):
+            how = (
+                "its probe failure budget (timeouts.probe_failures_allowed, 2 per replica by default) ran out "
+                "well before the rollout timeout"
+            )
+        else:
+            how = (
+                f"its rollout timeout ({never.get('deploybook_timeout_s', 0):.0f} s, the bench environment's; the "
+                "smaller of it and progressDeadlineSeconds)"
+            )
         notes.append(
-            "failure detection, readiness never passes: a deadline for every tool, not a detection: a probe that "
-            "will never pass looks like a slow start. deploybook's verdict "
-            f"({mine.get('verdict') or mine.get('error') or 'none'}) is its rollout timeout "
-            f"({never.get('deploybook_timeout_s', 0):.0f} s, the bench environment's; the smaller of it and "
-            "progressDeadlineSeconds); `kubectl rollout status` would wait for the progress deadline (600 s; not "
-            "measured here)."
+            f"failure detection, readiness never passes: deploybook's verdict ({verdict}) came from {how}; Helm "
+            "waits its --timeout, and `kubectl rollout status` would wait for the progress deadline (600 s; not "
+            "measured here): to a deadline, a probe that never passes looks like a slow start."
         )
     return notes
 
