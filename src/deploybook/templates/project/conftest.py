@@ -4,7 +4,8 @@ Extend a release here with deploybook's hooks (see `pytest --help` and deployboo
 
     def pytest_deploybook_check_workload(workload, service, environment, kube):
         '''A rule of this team's, for every workload once it has rolled out.'''
-        if workload.desired < 2 and environment.name == "prod":
+        scaled = workload.kind in ("Deployment", "StatefulSet")  # a Job's desired is its completions
+        if scaled and workload.desired < 2 and environment.name == "prod":
             return [f"{workload.title} runs {workload.desired} replica(s) in prod; at least 2 expected"]
         return []
 
