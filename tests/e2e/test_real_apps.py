@@ -136,6 +136,12 @@ def replace_in(file: str, old: str, new: str) -> Edit:
     return edit
 
 
+def exits_at_start(file: str, image: str, message: str) -> Edit:
+    """An edit that makes the container of ``image`` in ``file`` print ``message`` and exit 3."""
+    line = f"          image: {image}\n"
+    return replace_in(file, line, line + f'          command: ["/bin/sh", "-c", "echo {message} >&2; exit 3"]\n')
+
+
 def test_release_and_checks_only_pass(shop: Any, release_runner: Any) -> None:
     env = shop()
     code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
@@ -149,12 +155,7 @@ def test_release_and_checks_only_pass(shop: Any, release_runner: Any) -> None:
 
 
 def test_a_crash_is_one_failure(shop: Any, release_runner: Any) -> None:
-    crash = replace_in(
-        "web.yaml",
-        "          image: shop/web\n",
-        '          image: shop/web\n          command: ["/bin/sh", "-c", "echo crashing >&2; exit 3"]\n',
-    )
-    env = shop(services=("web",), edit=crash)
+    env = shop(services=("web",), edit=exits_at_start("web.yaml", "shop/web", "crashing"))
     assert_one_failure(release_runner("runbook", "--env", env.name), "CrashLoopBackOff", "exited with code 3")
 
 
@@ -179,12 +180,7 @@ def test_a_readiness_probe_answering_404_ends_the_rollout_within_30_s(
 
 
 def test_a_failed_job_is_one_failure_with_its_exit_code(shop: Any, release_runner: Any) -> None:
-    failing = replace_in(
-        "migrate.yaml",
-        "          image: shop/migrate\n",
-        '          image: shop/migrate\n          command: ["/bin/sh", "-c", "echo no schema >&2; exit 3"]\n',
-    )
-    env = shop(services=("migrate",), edit=failing)
+    env = shop(services=("migrate",), edit=exits_at_start("migrate.yaml", "shop/migrate", "no schema"))
     assert_one_failure(release_runner("runbook", "--env", env.name), "JobFailed", "exited with code 3")
 
 
