@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from deploybook.verify.workload_status import api_time
+
 __all__ = ["BUDGET_PROBES", "PROBES", "ProbeFailure", "budget_exceeded", "describe", "probe_failures"]
 
 PROBES = ("Readiness", "Liveness", "Startup")
@@ -161,21 +163,11 @@ def _count(event: Mapping[str, Any]) -> int:
 
 def _seen(event: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
     series = event.get("series") or {}
-    first = _time(event.get("firstTimestamp")) or _time(event.get("deprecatedFirstTimestamp"))
-    first = first or _time(event.get("eventTime"))
-    last = _time(series.get("lastObservedTime")) or _time(event.get("lastTimestamp"))
-    last = last or _time(event.get("deprecatedLastTimestamp")) or _time(event.get("eventTime")) or first
+    first = api_time(event.get("firstTimestamp")) or api_time(event.get("deprecatedFirstTimestamp"))
+    first = first or api_time(event.get("eventTime"))
+    last = api_time(series.get("lastObservedTime")) or api_time(event.get("lastTimestamp"))
+    last = last or api_time(event.get("deprecatedLastTimestamp")) or api_time(event.get("eventTime")) or first
     return first, last
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _recency(seen: datetime | None) -> float:

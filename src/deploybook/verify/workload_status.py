@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "WORKLOAD_RULES",
     "Verdict",
+    "api_time",
     "container_exits",
     "evaluate_workload",
     "job_exits",
@@ -251,7 +252,7 @@ def pod_unschedulable(pod: Mapping[str, Any], *, now: datetime, grace_s: float =
     cond: Mapping[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
     if cond.get("status") != "False" or cond.get("reason") != "Unschedulable":
         return None
-    since = _timestamp(cond.get("lastTransitionTime")) or _timestamp(metadata.get("creationTimestamp"))
+    since = api_time(cond.get("lastTransitionTime")) or api_time(metadata.get("creationTimestamp"))
     if since is None or (now - since).total_seconds() <= grace_s:
         return None
     elapsed = (now - since).total_seconds()
@@ -259,7 +260,8 @@ def pod_unschedulable(pod: Mapping[str, Any], *, now: datetime, grace_s: float =
     return "Unschedulable", f"pod {metadata.get('name', '?')} unschedulable for {elapsed:.0f} s: {message}"
 
 
-def _timestamp(value: Any) -> datetime | None:
+def api_time(value: Any) -> datetime | None:
+    """An API timestamp (RFC 3339 with its zone) as a datetime; None when absent or malformed."""
     if not isinstance(value, str) or not value:
         return None
     try:
