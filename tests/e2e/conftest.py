@@ -93,6 +93,7 @@ def _write_environment(
     services: Sequence[str],
     lock_duration_s: int,
     contexts: dict[str, Path],
+    prepare: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     doc = yaml.safe_load((ROOT / "environments" / "local.yaml").read_text())
     # A self-contained environment: its own list of services, from the app definition.
@@ -112,6 +113,8 @@ def _write_environment(
         if svc["name"] in contexts:
             svc["context"] = str(contexts[svc["name"]])
             svc.pop("prepare", None)
+        if prepare and svc["name"] in prepare:
+            svc["prepare"] = prepare[svc["name"]]
         kept.append(svc)
     doc["services"] = kept
     return doc
@@ -129,7 +132,9 @@ def _copy_manifests(dest: Path, prefix: str, edit: Callable[[str, str], str] | N
 
 @pytest.fixture
 def throwaway_environment(admin: Any) -> Iterator[Callable[..., ThrowawayEnvironment]]:
-    """Factory: ``make(services=("gateway",), lock_duration_s=1800, contexts={}, edit=None)``.
+    """Factory: ``make(services=("gateway",), lock_duration_s=1800, contexts={}, edit=None, prepare={})``.
+
+    ``prepare`` gives a service another prepare command (a slower one, say).
 
     Each call writes ``environments/fault-<id>.yaml`` (namespace ``dbk-fault-<id>``); every
     file and namespace made is deleted after the test, whatever happened.
@@ -141,13 +146,14 @@ def throwaway_environment(admin: Any) -> Iterator[Callable[..., ThrowawayEnviron
         lock_duration_s: int = 1800,
         contexts: dict[str, Path] | None = None,
         edit: Callable[[str, str], str] | None = None,
+        prepare: dict[str, str] | None = None,
     ) -> ThrowawayEnvironment:
         ident = uuid.uuid4().hex[:8]
         name, namespace, prefix = f"fault-{ident}", f"dbk-fault-{ident}", f"fault-{ident}"
         # Inside the repository: a path source is recorded relative to it. reports/ is git-ignored.
         manifests = _copy_manifests(ROOT / "reports" / "e2e-manifests" / name, prefix, edit)
         file = ROOT / "environments" / f"{name}.yaml"
-        doc = _write_environment(name, namespace, prefix, manifests, services, lock_duration_s, contexts or {})
+        doc = _write_environment(name, namespace, prefix, manifests, services, lock_duration_s, contexts or {}, prepare)
         file.write_text("# Written by tests/e2e; deleted when the test ends.\n" + yaml.safe_dump(doc, sort_keys=False))
         env = ThrowawayEnvironment(name, namespace, file, prefix, manifests)
         made.append(env)

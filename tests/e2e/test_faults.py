@@ -484,7 +484,9 @@ def test_sigint_during_apply(
         expected="lock released, release recorded as interrupted with what was applied, report written",
     )
     services = ("gateway", "annotation", "terms", "worker")
-    env = throwaway_environment(services=services)
+    # The worker's build waits 30 s first, so the interrupt lands while the others are applied
+    # and the worker is not (with the engine's images held, every service reaches apply at once).
+    env = throwaway_environment(services=services, prepare={"worker": "sh -c 'sleep 30; apps/dx29/prepare worker'"})
     run = release_runner("runbook", "--env", env.name)
     assert run.wait_for_output(" apply | ", 300), run.output[-3000:]
     run.kill(signal.SIGINT)
