@@ -245,6 +245,10 @@ def wait_node_ready(admin: Any, timeout_s: float = 120) -> None:
 # --------------------------------------------------------------------------- releases
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Release:
     """A ``pytest runbook`` (or ``checks``) subprocess whose output is followed line by line."""
 
@@ -258,6 +262,9 @@ class Release:
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # A shell without job control starts background jobs with SIGINT ignored, and Python
+            # then installs no KeyboardInterrupt handler: the release under test gets the default.
+            preexec_fn=_default_sigint,
         )
 
     @property
