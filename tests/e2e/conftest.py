@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
+from throwaway import remove_environments
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS_FILE = ROOT / "reports" / "reliability" / "faults.jsonl"
@@ -162,11 +161,7 @@ def throwaway_environment(admin: Any) -> Iterator[Callable[..., ThrowawayEnviron
     try:
         yield make
     finally:
-        for env in made:
-            env.file.unlink(missing_ok=True)
-            shutil.rmtree(env.manifests, ignore_errors=True)
-            with contextlib.suppress(Exception):  # a namespace never created needs no cleanup
-                admin.core.delete_namespace(env.namespace, propagation_policy="Background")
+        remove_environments(admin, made)
 
 
 # --------------------------------------------------------------------------- stack components

@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 import yaml
+from throwaway import remove_environments
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "tests" / "apps" / "shop"
@@ -93,11 +94,7 @@ def shop(admin: Any) -> Iterator[Callable[..., ShopEnvironment]]:
     try:
         yield make
     finally:
-        for env in made:
-            env.file.unlink(missing_ok=True)
-            shutil.rmtree(env.manifests, ignore_errors=True)
-            with contextlib.suppress(Exception):  # a namespace never created needs no cleanup
-                admin.core.delete_namespace(env.namespace, propagation_policy="Background")
+        remove_environments(admin, made)
 
 
 def summary(out: str) -> dict[str, int]:
