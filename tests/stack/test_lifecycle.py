@@ -102,10 +102,13 @@ def test_a_component_inherits_no_descriptor_of_its_caller(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     pid = int((tmp_path / "run" / "probe.pid").read_text())
     try:
-        deadline = time.monotonic() + 5  # the background subshell closes, then becomes the component
-        while Path(f"/proc/{pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+        # The background subshell closes, then becomes the component; sleep's own start-up opens
+        # and closes locale files, so the descriptors are read once it is in its nanosleep.
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}/wchan").read_text() != "hrtimer_nanosleep" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert Path(f"/proc/{pid}/comm").read_text().strip() == "sleep", "the recorded pid is the component"
+        assert Path(f"/proc/{pid}/wchan").read_text() == "hrtimer_nanosleep", "the component is sleeping"
         fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         assert sorted(fds) == [0, 1, 2], fds
         free = subprocess.run(["flock", "-n", str(lock), "true"], timeout=10)
