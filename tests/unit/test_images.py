@@ -34,7 +34,7 @@ class FakeAPI:
         self.build_stream = build or []
         self.pushes = list(pushes or [])
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.held: dict[str, str] = {}  # build-input digest -> id of an image the engine holds
+        self.held: dict[str, tuple[str, str]] = {}  # tag -> (image id, its build-input label)
         self.sent: list[bytes] = []  # the build contexts sent
 
     def build(self, **kwargs: Any) -> Iterator[Mapping[str, Any]]:
@@ -47,11 +47,10 @@ class FakeAPI:
 
     def inspect_image(self, ref: str) -> dict[str, Any]:
         self.calls.append(("inspect_image", {"ref": ref}))
-        return {"Id": IMAGE_ID}
-
-    def images(self, filters: Mapping[str, str]) -> list[dict[str, Any]]:
-        inputs = filters["label"].split("=", 1)[1]
-        return [{"Id": self.held[inputs]}] if inputs in self.held else []
+        if ref in self.held:
+            image_id, inputs = self.held[ref]
+            return {"Id": image_id, "Config": {"Labels": {BUILD_INPUT_LABEL: inputs}}}
+        return {"Id": IMAGE_ID, "Config": {"Labels": None}}
 
     def called(self, name: str) -> list[dict[str, Any]]:
         return [kwargs for called, kwargs in self.calls if called == name]
@@ -187,7 +186,7 @@ def test_build_args_can_be_added_and_override(context: Path) -> None:
         labels=LABELS,
         build_args={"VERSION": "9", "EXTRA": "x"},
     )
-    assert api.calls[0][1]["buildargs"] == {"VERSION": "9", "REVISION": "abc123", "EXTRA": "x"}
+    assert api.called("build")[0]["buildargs"] == {"VERSION": "9", "REVISION": "abc123", "EXTRA": "x"}
 
 
 def test_absolute_dockerfile_inside_context_is_made_relative(context: Path) -> None:
@@ -198,7 +197,7 @@ def test_absolute_dockerfile_inside_context_is_made_relative(context: Path) -> N
     assert api.called("build")[0]["dockerfile"] == "sub/Dockerfile.prod"
 
 
-def test_an_image_built_from_the_same_inputs_is_tagged_not_built(context: Path) -> None:
+def test_a_tag_already_built_from_the_same_inputs_is_not_built_again(context: Path) -> None:
     (context / ".dockerignore").write_text("# scratch files\nnotes.txt\n")
     (context / "app.sh").write_text("echo hi\n")
     first = FakeAPI()
@@ -207,24 +206,28 @@ def test_an_image_built_from_the_same_inputs_is_tagged_not_built(context: Path) 
 
     (context / "notes.txt").write_text("ignored by .dockerignore, so not an input\n")
     again = FakeAPI()
-    again.held[inputs] = OTHER
+    again.held["reg/dx29/web:v1"] = (OTHER, inputs)
     seen: list[str] = []
     result = build_image(
         FakeClient(again),
         context=context,
         dockerfile="Dockerfile",
-        tag="reg/dx29/web:v2",
+        tag="reg/dx29/web:v1",
         labels=LABELS,
         on_line=seen.append,
     )
-    assert again.called("build") == [] and result.image_id == OTHER
-    assert again.called("tag") == [{"source": OTHER, "repository": "reg/dx29/web", "tag": "v2"}]
-    assert "not built: the engine holds" in seen[0] and inputs in result.log
+    assert again.called("build") == [] and again.called("tag") == [] and result.image_id == OTHER
+    assert "not built: reg/dx29/web:v1 is" in seen[0] and inputs in result.log
+
+    elsewhere = FakeAPI()  # the same inputs under another tag: the engine's own cache decides
+    elsewhere.held["reg/dx29/web:v1"] = (OTHER, inputs)
+    build_image(FakeClient(elsewhere), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v2", labels=LABELS)
+    assert len(elsewhere.called("build")) == 1
 
     (context / "app.sh").write_text("echo changed\n")
     changed = FakeAPI()
-    changed.held[inputs] = OTHER
-    build_image(FakeClient(changed), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v3", labels=LABELS)
+    changed.held["reg/dx29/web:v1"] = (OTHER, inputs)
+    build_image(FakeClient(changed), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v1", labels=LABELS)
     assert changed.called("build")[0]["labels"][BUILD_INPUT_LABEL] != inputs
 
 

@@ -3,8 +3,8 @@
 `build_image` runs a classic ``docker build`` through the SDK's low-level API, streams every
 log line to a callback (the terminal's progress) and keeps the whole log (the report's
 evidence). A missing context or Dockerfile is reported before the engine is called; a
-failed build carries the last lines of its log. An image the engine already holds from the
-same inputs (`deploybook.images.build_inputs`) is tagged, not built again.
+failed build carries the last lines of its log. When the tag already names an image built
+from the same inputs (`deploybook.images.build_inputs`), nothing is built.
 """
 
 from __future__ import annotations
@@ -132,11 +132,9 @@ def build_image(
                     build_args=args,
                     labels=labels,
                 )
-            held = image_built_from(client, inputs) if inputs else None
+            held = image_built_from(client, inputs, tag) if inputs else None
             if inputs and held:
-                repository, _, name = tag.rpartition(":")
-                client.api.tag(held, repository, name)
-                emit_line(lines, on_line, f"not built: the engine holds {held[:19]}, built from the same inputs")
+                emit_line(lines, on_line, f"not built: {tag} is {held[:19]}, built from the same inputs")
                 emit_line(lines, on_line, f"({BUILD_INPUT_LABEL}={inputs}: context, Dockerfile, args, labels, bases)")
                 return BuildResult(held, tag, {**labels, BUILD_INPUT_LABEL: inputs}, "\n".join(lines), 0.0)
             labels = {**labels, BUILD_INPUT_LABEL: inputs} if inputs else dict(labels)

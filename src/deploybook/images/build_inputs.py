@@ -4,9 +4,11 @@ A build is decided by its context (the files ``docker build`` sends the engine, 
 ``.dockerignore``: names, modes, owners, links and bytes, not times), the Dockerfile's path
 in it, the build args, the labels and the base images the engine holds. `build_inputs`
 hashes exactly those; the digest goes on the image as the label ``io.deploybook.build-input``.
-When the engine already holds an image carrying the same digest, a build would only walk the
-cache to that same image, so the image is tagged instead (see
-`deploybook.images.build.build_image`).
+When the image the tag already names carries the same digest, a build would only walk the
+cache to that same image, so it is kept as it is (see `deploybook.images.build.build_image`).
+Only the tag is looked at: the version label is an input, so an image of the same inputs has
+that tag, and asking the engine for one image costs the same however many it holds (a label
+search reads every image's configuration: 0.3 s at 600 images).
 
 Where the inputs cannot be known before the engine runs, there is no digest and the build
 runs as usual: a Dockerfile outside the context, a ``FROM`` that uses a build arg, an ``ADD``
@@ -112,7 +114,11 @@ def _hash_members(archive: IO[bytes], digest: Any) -> None:
     archive.seek(0)
 
 
-def image_built_from(client: docker.DockerClient, inputs: str) -> str | None:
-    """The id of an image in the engine labelled with these build inputs, if there is one."""
-    held: list[dict[str, Any]] = client.api.images(filters={"label": f"{BUILD_INPUT_LABEL}={inputs}"})
-    return str(held[0]["Id"]) if held else None
+def image_built_from(client: docker.DockerClient, inputs: str, tag: str) -> str | None:
+    """The id of the image ``tag`` names when it was built from these inputs, else None."""
+    try:
+        image: dict[str, Any] = client.api.inspect_image(tag)
+    except docker.errors.ImageNotFound:
+        return None
+    labels = (image.get("Config") or {}).get("Labels") or {}
+    return str(image["Id"]) if labels.get(BUILD_INPUT_LABEL) == inputs else None
