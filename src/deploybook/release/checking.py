@@ -51,6 +51,7 @@ from deploybook.verify.workload_status import job_exits
 from deploybook.verify.workloads import Workload, services_selecting
 
 __all__ = [
+    "AFTER_ROLLOUT",
     "CHECKS",
     "blocking_reason",
     "containers",
@@ -321,6 +322,11 @@ def rules(release: ReleaseParts, service: Service, say: Say) -> RulesReport | Sk
     say(f"{len(workloads)} workload(s) through the team's rules: {len(problems) or 'no'} problem(s)")
     return RulesReport(tuple(problems), tuple(wl.title for wl in workloads))
 
+
+AFTER_ROLLOUT = ("endpoints", "digests", "containers", "rules")
+"""The checks that only need the rollout judged: a service's run side by side (they read
+different things and wait on different servers), so its slowest one, not their sum, is what
+it takes."""
 
 CHECKS: Mapping[str, Callable[[ReleaseParts, Service, Say], object]] = {
     "rollout": rollout,

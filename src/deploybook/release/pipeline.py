@@ -7,6 +7,10 @@ server work on all services at once, while within one service each task sees the
 of the ones before it. The pytest layer does not do the work; each test waits for its
 task's future and shows what it produced, in the order a reader expects.
 
+Tasks named ``side_by_side`` that follow each other in a chain run at the same time, each in
+a thread of its own (the checks after a rollout read different things and wait on different
+servers); the chain goes on once all of them have ended.
+
 A task returns its outcome, or :class:`Skipped` with the reason it does not apply. A task
 that raises, or whose outcome says it ``blocks`` (a rollout that failed), ends its
 service's chain: every later task of that service is skipped naming the failure, while the
@@ -22,7 +26,7 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -70,9 +74,10 @@ def _reason(error: BaseException) -> str:
 class Pipeline:
     """Runs ``chains`` (service -> ordered task names) with ``run(service, task)``."""
 
-    def __init__(self, chains: Mapping[str, Sequence[str]], run: TaskFn) -> None:
+    def __init__(self, chains: Mapping[str, Sequence[str]], run: TaskFn, *, side_by_side: Collection[str] = ()) -> None:
         self._chains = {service: tuple(tasks) for service, tasks in chains.items()}
         self._run = run
+        self._side_by_side = frozenset(side_by_side)
         self._futures: dict[tuple[str, str], Future[object]] = {
             (service, task): Future() for service, tasks in self._chains.items() for task in tasks
         }
@@ -106,28 +111,57 @@ class Pipeline:
         except BaseException as e:  # the waiter re-raises it in its own thread
             future.set_exception(e)
 
+    def steps(self, service: str) -> list[tuple[str, ...]]:
+        """``service``'s chain in steps: side-by-side tasks that follow each other make one step."""
+        steps: list[tuple[str, ...]] = []
+        for task in self._chains[service]:
+            if steps and task in self._side_by_side and steps[-1][-1] in self._side_by_side:
+                steps[-1] = (*steps[-1], task)
+            else:
+                steps.append((task,))
+        return steps
+
     def _run_chain(self, service: str) -> None:
         blocked: str | None = None
-        for task in self._chains[service]:
-            future = self._futures[(service, task)]
+        for step in self.steps(service):
             if blocked is None and self._cancelled.is_set():
                 blocked = "the release was interrupted"
             if blocked is not None:
-                future.set_result(Skipped(blocked))
+                for task in step:
+                    self._futures[(service, task)].set_result(Skipped(blocked))
                 continue
-            started = time.monotonic()
-            try:
-                outcome = self._run(service, task)
-            except BaseException as e:  # recorded on the future; the service's chain ends here
-                self._timings[(service, task)] = TaskTiming(started, time.monotonic())
-                future.set_exception(e)
-                blocked = f"{task} failed: {_reason(e)}"
-                continue
+            blocked = next((reason for reason in self._run_step(service, step) if reason), None)
+
+    def _run_step(self, service: str, step: tuple[str, ...]) -> list[str | None]:
+        """Run the tasks of one step (side by side when there are several); why each ends the chain."""
+        if len(step) == 1:
+            return [self._run_task(service, step[0])]
+        found: dict[str, str | None] = {}
+
+        def run(task: str) -> None:
+            found[task] = self._run_task(service, task)
+
+        threads = [threading.Thread(target=run, args=(t,), name=f"deploybook-{service}-{t}", daemon=True) for t in step]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [found.get(task) for task in step]
+
+    def _run_task(self, service: str, task: str) -> str | None:
+        """Run ``task`` and settle its future; why the chain ends after it, or None."""
+        future = self._futures[(service, task)]
+        started = time.monotonic()
+        try:
+            outcome = self._run(service, task)
+        except BaseException as e:  # recorded on the future; the service's chain ends here
             self._timings[(service, task)] = TaskTiming(started, time.monotonic())
-            future.set_result(outcome)
-            blocks = getattr(outcome, "blocks", None)  # e.g. a rollout report with a failure
-            if blocks:
-                blocked = f"{task} failed: {blocks}"
+            future.set_exception(e)
+            return f"{task} failed: {_reason(e)}"
+        self._timings[(service, task)] = TaskTiming(started, time.monotonic())
+        future.set_result(outcome)
+        blocks = getattr(outcome, "blocks", None)  # e.g. a rollout report with a failure
+        return f"{task} failed: {blocks}" if blocks else None
 
     def cancel(self) -> None:
         """Start no further task; a task already running finishes (nothing is left half-done)."""

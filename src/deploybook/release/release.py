@@ -90,7 +90,8 @@ class Release:
 
     def start(self, chains: Mapping[str, Sequence[str]]) -> None:
         """Run ``chains`` (service -> the tasks of its selected tests, in order)."""
-        self.pipeline = Pipeline({s: tuple(t) for s, t in chains.items() if t}, self._run)
+        chains = {s: tuple(t) for s, t in chains.items() if t}
+        self.pipeline = Pipeline(chains, self._run, side_by_side=checking.AFTER_ROLLOUT)
         self.pipeline.start()
 
     def _run(self, service: str, task: str) -> object:
@@ -278,8 +279,3 @@ class Release:
     def registry_answers(self) -> CachedManifests:
         """The registry, asked once per (repository, reference) in this run."""
         return self._shared_once("registry", lambda: CachedManifests(self.clients.registry))  # type: ignore[no-any-return]
-
-    def stage_chain(self, service: str, selected: Iterable[str]) -> list[str]:
-        """The tasks to run for ``service`` from the selected ones, in their order."""
-        chosen = set(selected)
-        return [t for t in (*STAGES, *checking.CHECKS) if t in chosen]
