@@ -24,7 +24,7 @@ from typing import Any
 from bench import checks_scale, failure_detection, helm_baseline, release, results, startup
 from bench.notes import missed_targets
 from bench.runner import say, wait_for_stack
-from bench.tools import delete_namespace
+from bench.tools import clear_bench_images, delete_namespace
 from bench.workspace import REPO, create_workspace, prepare_sample_app, stack_env
 
 FIGURES = ("startup", "release", "checks_scale", "failure_detection")
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     prepare_sample_app()
     ws = create_workspace()
+    _stack_ready()
+    say(f"engine: removed {clear_bench_images(env)} image(s) of earlier benchmark runs and the untagged ones")
     figures: dict[str, Any] = {}
     errors: list[str] = []
     # Helm, the second baseline, is built before anything is timed (once: it is cached by version).

@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from bench import budget, helm_baseline
-from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, run_with_stack, say
+from bench.runner import PYTEST, Series, Timed, ratio, run_release, run_timed, run_with_stack, say, settle
 from bench.workspace import BENCH, CHANGE_FILE, SERVICES, Workspace
 
 NAMESPACE = "dx29-bench"
@@ -71,6 +71,7 @@ def measure(ws: Workspace, env: dict[str, str], runs: int, *, helm: bool = False
         for round_no in range(runs):
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for tool in order:
+                settle((NAMESPACE, BASELINE_NAMESPACE, helm_baseline.NAMESPACE))
                 ws.change(changed)
                 label = f"release-{len(changed)}changed-{tool.replace(' ', '_')}-{round_no + 1}"
                 result = run_with_stack(label, partial(_run, tool, tools[tool], label, ws, env))

@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,3 +203,35 @@ def run_with_stack(label: str, run: Callable[[], Timed], attempts: int = 3) -> T
 def _mentions_outage(result: Timed) -> bool:
     text = result.log.read_text(errors="replace")
     return "connection refused" in text.lower() or "cluster unreachable" in text
+
+
+SETTLE_PATIENCE_S = 30.0
+
+
+def settle(namespaces: Collection[str], patience_s: float = SETTLE_PATIENCE_S) -> float:
+    """Wait until no pod in ``namespaces`` is terminating; the seconds waited.
+
+    A rollout leaves the old pods in their grace period (up to 10 s in the sample app) while the
+    next tool starts: without this, each run shares the machine with the previous run's tail,
+    and which tool pays for whose tail depends on the order of the round.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < patience_s:
+        proc = subprocess.run(
+            [
+                "kubectl",
+                "get",
+                "pods",
+                "-A",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.deletionTimestamp}{'\\n'}{end}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        lines = (line.split() for line in proc.stdout.splitlines())
+        if proc.returncode == 0 and not any(len(f) > 1 and f[0] in namespaces for f in lines):
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
