@@ -324,9 +324,9 @@ def rules(release: ReleaseParts, service: Service, say: Say) -> RulesReport | Sk
 
 
 AFTER_ROLLOUT = ("endpoints", "digests", "containers", "rules")
-"""The checks that only need the rollout judged: a service's run side by side (they read
-different things and wait on different servers), so its slowest one, not their sum, is what
-it takes."""
+"""The checks that only need the rollout judged: in a release a service's run side by side
+(they read different things and wait on different servers), so its slowest one, not their
+sum, is what it takes."""
 
 CHECKS: Mapping[str, Callable[[ReleaseParts, Service, Say], object]] = {
     "rollout": rollout,
