@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -18,8 +19,8 @@ class Judged:
     blocks: str | None = None
 
 
-def run(chains: dict[str, tuple[str, ...]], task: object) -> Pipeline:
-    pipeline = Pipeline(chains, task, side_by_side=AFTER_ROLLOUT)  # type: ignore[arg-type]
+def run(chains: dict[str, tuple[str, ...]], task: Callable[[str, str], object]) -> Pipeline:
+    pipeline = Pipeline(chains, task, side_by_side=AFTER_ROLLOUT)
     pipeline.start()
     assert pipeline.join(10), "every chain ended"
     return pipeline
