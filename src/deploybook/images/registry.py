@@ -22,6 +22,7 @@ from typing import Any
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 
+from deploybook.environ import ca_bundle, proxies_for, snapshot
 from deploybook.errors import RegistryError
 from deploybook.images.credentials import RegistryAuth, registry_host
 
@@ -67,9 +68,12 @@ class RegistryClient:
         self.auth = auth
         self.timeout = timeout
         self.base_url = f"https://{self.address}"
-        # Passed on every request: a session-wide verify loses to REQUESTS_CA_BUNDLE.
-        self.verify: str | bool = str(ca_file) if ca_file else True
+        # The environment is read once, here: requests would iterate os.environ on every call,
+        # from every thread, while pytest changes it (see deploybook.environ).
+        self._environ = snapshot()
+        self.verify: str | bool = str(ca_file) if ca_file else ca_bundle(self._environ)
         self.session = requests.Session()
+        self.session.trust_env = False
         # As many kept-open connections as threads asking at once (one per service).
         self.session.mount("https://", transport or HTTPAdapter(pool_connections=1, pool_maxsize=CONNECTIONS))
         self._tokens: dict[str, str] = {}
@@ -170,7 +174,13 @@ class RegistryClient:
         for attempt in range(1, _RETRIES + 1):
             try:
                 response = self.session.request(
-                    method, url, headers=headers, timeout=self.timeout, verify=self.verify, **kwargs
+                    method,
+                    url,
+                    headers=headers,
+                    timeout=self.timeout,
+                    verify=self.verify,
+                    proxies=proxies_for(url, self._environ),
+                    **kwargs,
                 )
             except requests.exceptions.SSLError as e:
                 raise RegistryError(

@@ -20,6 +20,7 @@ from docker import DockerClient
 from deploybook.cluster.connect import KubeClients, connect
 from deploybook.config.environment import load_environment
 from deploybook.config.model import Environment
+from deploybook.environ import proxies_for, snapshot
 from deploybook.errors import BuildError
 from deploybook.images.credentials import RegistryAuth, registry_host
 from deploybook.images.registry import RegistryClient
@@ -133,6 +134,9 @@ class Clients:
         where = os.environ.get("DOCKER_HOST", "the default Docker socket")
         try:
             client = docker.from_env(timeout=int(self.environment.timeouts.build))
+            # Its API client is a requests session: read the environment once (deploybook.environ).
+            client.api.trust_env = False
+            client.api.proxies = proxies_for(client.api.base_url, snapshot())
             client.ping()
         except docker.errors.DockerException as e:
             raise BuildError(

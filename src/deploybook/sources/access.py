@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from deploybook.environ import snapshot
 from deploybook.errors import ConfigError
 
 __all__ = ["GitAccess", "check_git_access", "repository_host"]
@@ -78,7 +79,7 @@ class GitAccess:
 
     def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of a git command: no prompt, the CA, the password file's location."""
-        env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _NEVER_PASSED}
+        env = {k: v for k, v in (snapshot() if base is None else base).items() if k not in _NEVER_PASSED}
         env["GIT_TERMINAL_PROMPT"] = "0"  # a release never waits for someone to type
         if self.ca_file:
             env["GIT_SSL_CAINFO"] = self.ca_file
