@@ -197,6 +197,64 @@ def test_missing_allure_says_to_run_npm_ci(tmp_path: Path) -> None:
     assert "npm ci" in str(caught.value) and "package.json" in str(caught.value)
 
 
+def _one_result(results: Path) -> None:
+    results.mkdir(parents=True)
+    result = {"uuid": "u1", "historyId": "h1", "name": "test_build[api]", "status": "passed", "start": 1, "stop": 2}
+    (results / "u1-result.json").write_text(json.dumps(result))
+
+
+@needs_allure
+def test_a_generator_started_ahead_writes_one_self_contained_page(tmp_path: Path) -> None:
+    generator = evidence.ReportGenerator(REPO)
+    generator.start()
+    _one_result(tmp_path / "results")
+
+    html = evidence.generate_html(
+        tmp_path / "results",
+        tmp_path,
+        report_name="deploybook t release r1",
+        history_file=None,
+        project_root=REPO,
+        generator=generator,
+    )
+
+    page = html.read_text()
+    assert "deploybook t release r1" in page and "googletagmanager" not in page
+    assert not (tmp_path / ".allure-html").exists()
+
+
+@needs_allure
+def test_a_generator_never_asked_ends_with_the_session(tmp_path: Path) -> None:
+    generator = evidence.ReportGenerator(REPO)
+    generator.start()
+    process = generator._process
+    assert process is not None and process.poll() is None
+
+    generator.close()
+
+    assert process.returncode == 0
+
+
+@needs_allure
+def test_allure_failing_is_one_error_with_what_it_printed(tmp_path: Path) -> None:
+    _one_result(tmp_path / "results")
+    (tmp_path / "run").write_text("a file where the run folder should be")
+    with pytest.raises(EvidenceError) as caught:
+        evidence.generate_html(
+            tmp_path / "results", tmp_path / "run", report_name="x", history_file=None, project_root=REPO
+        )
+    message = str(caught.value)
+    assert "allure generate exited 1" in message and "ENOTDIR" in message and "by hand" in message
+
+
+def test_no_node_on_path_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "node_modules/.bin").mkdir(parents=True)
+    (tmp_path / "node_modules/.bin/allure").touch()
+    monkeypatch.setattr(evidence.shutil, "which", lambda name: None)
+    with pytest.raises(EvidenceError, match="node is not on PATH"):
+        evidence.generate_html(tmp_path, tmp_path, report_name="x", history_file=None, project_root=tmp_path)
+
+
 # --------------------------------------------------------------------------- plugin via pytester
 
 CONFTEST = """

@@ -9,9 +9,10 @@ allure-pytest, and ``RUN_DIR/junit.xml``) into the report. It
    run, from the CI's own variables) and ``categories.json`` into the results folder;
 2. blanks out known secret values in the results, a last line of defence behind the stages;
 3. carries ``history.jsonl`` over from ``reports/ENV/latest`` so trends show;
-4. runs Allure 3 (``node_modules/.bin/allure``, installed by ``npm ci``) with the allure2
-   plugin's ``singleFile`` option and ``ALLURE_NO_ANALYTICS=true``: one self-contained
-   ``RUN_DIR/index.html`` that loads nothing from anywhere else;
+4. runs Allure 3 (the project's ``node_modules/allure``, installed by ``npm ci``; its engine
+   loaded ahead by `ReportGenerator`) with the allure2 plugin's ``singleFile`` option and
+   ``ALLURE_NO_ANALYTICS=true``: one self-contained ``RUN_DIR/index.html`` that loads nothing
+   from anywhere else;
 5. points ``reports/ENV/latest`` at this run.
 
 The pytest side (pointing allure-pytest into the run folder, calling this at the end of the
@@ -25,10 +26,11 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from deploybook.errors import EvidenceError
 from deploybook.evidence.secrets import known_secret_values, replace_forms, scrub_secrets, secret_forms
@@ -39,6 +41,8 @@ HTML_FILENAME = "index.html"
 HISTORY_FILENAME = "history.jsonl"
 LATEST_LINK = "latest"
 ALLURE_CONFIG = Path(__file__).with_name("allurerc.mjs")  # package data
+GENERATOR = Path(__file__).with_name("generate.mjs")  # package data
+_FAILED = "allure generate failed: "  # how generate.mjs begins its line when Allure throws
 
 _FAILING = ["failed", "broken"]
 # One rule per category, matched on the exception text allure-pytest records
@@ -203,6 +207,103 @@ def allure_command(project_root: Path) -> Path:
     return binary
 
 
+class ReportGenerator:
+    """Allure 3's report engine, loaded before the report is due.
+
+    Importing the engine is most of what ``allure generate`` spends (about 0.8 s of 1 s on 2
+    cores). `start` runs ``node evidence/generate.mjs`` while the release is still running; it
+    imports the project's pinned engine and waits, and `generate` then hands it the results,
+    which it reads and writes as ``allure generate RESULTS -o OUT --config allurerc.mjs`` does.
+    A generator never started is started by `generate`; one never used is ended by `close`.
+    """
+
+    def __init__(self, project_root: Path) -> None:
+        self.project_root = project_root
+        self._process: subprocess.Popen[bytes] | None = None
+        self._output: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Start loading the engine; a problem here is left for `generate` to report."""
+        try:
+            self._spawn()
+        except (EvidenceError, OSError):
+            self.close()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        if self._process is not None:
+            return self._process
+        allure_command(self.project_root)  # the pinned Allure is installed, or a clear error
+        node = shutil.which("node")
+        if node is None:
+            raise EvidenceError(
+                "node is not on PATH; Allure 3 runs on it",
+                source=str(self.project_root / "package.json"),
+                hint="install Node.js 20 or later (Debian: apt-get install nodejs)",
+            )
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 (read and closed by generate and close)
+        self._process = subprocess.Popen(
+            [node, str(GENERATOR), str(self.project_root / "node_modules" / "allure")],
+            cwd=self.project_root,
+            env=dict(os.environ, ALLURE_NO_ANALYTICS="true"),  # evidence calls no one: no analytics script
+            stdin=subprocess.PIPE,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+        return self._process
+
+    def generate(
+        self, results_dir: Path, output: Path, *, report_name: str, history_file: Path | None, timeout_s: float
+    ) -> None:
+        """Generate the report of ``results_dir`` into ``output``; EvidenceError if Allure fails."""
+        process = self._spawn()
+        job = {
+            "cwd": str(self.project_root),
+            "config": str(ALLURE_CONFIG),
+            "results": str(results_dir),
+            "output": str(output),
+            "env": {
+                "DEPLOYBOOK_REPORT_NAME": report_name,
+                "DEPLOYBOOK_ALLURE_RESULTS": str(results_dir),
+                "DEPLOYBOOK_ALLURE_HISTORY": str(history_file) if history_file else "",
+            },
+        }
+        try:
+            process.communicate((json.dumps(job) + "\n").encode(), timeout=timeout_s)
+        except subprocess.TimeoutExpired as e:
+            self.close()
+            raise EvidenceError(f"allure generate took longer than {timeout_s:.0f}s", source=str(results_dir)) from e
+        if process.returncode != 0:
+            printed = self._printed().splitlines()
+            said = [line.removeprefix(_FAILED) for line in printed if line.startswith(_FAILED)]  # generate.mjs's
+            self.close()
+            raise EvidenceError(
+                f"allure generate exited {process.returncode}: " + " | ".join(said[-1:] or printed[-5:]),
+                source=str(results_dir),
+                hint=f"run it by hand in {self.project_root}: DEPLOYBOOK_ALLURE_RESULTS={results_dir} "
+                f"node_modules/.bin/allure generate {results_dir} -o {output} --config {ALLURE_CONFIG}",
+            )
+        self.close()
+
+    def _printed(self) -> str:
+        if self._output is None:
+            return ""
+        self._output.seek(0)
+        return self._output.read().decode("utf-8", errors="replace").strip()
+
+    def close(self) -> None:
+        """End the engine if it still waits (stdin closed: it exits with nothing to do)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            try:
+                process.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+
+
 def generate_html(
     results_dir: Path,
     run_dir: Path,
@@ -210,45 +311,22 @@ def generate_html(
     report_name: str,
     history_file: Path | None,
     project_root: Path,
+    generator: ReportGenerator | None = None,
     timeout_s: float = 300.0,
 ) -> Path:
     """Run Allure 3 on ``results_dir`` and leave one self-contained ``run_dir/index.html``.
 
+    ``generator`` is one started ahead (`ReportGenerator.start`); without it one starts now.
     Allure writes into a staging folder first: it owns its output folder, and the run folder
     holds other evidence (release.json, manifests) that must not be touched.
     """
     staging = run_dir / ".allure-html"
     shutil.rmtree(staging, ignore_errors=True)
-    command = [
-        str(allure_command(project_root)),
-        "generate",
-        str(results_dir),
-        "-o",
-        str(staging),
-        "--config",
-        str(ALLURE_CONFIG),
-    ]
-    env = dict(
-        os.environ,
-        DEPLOYBOOK_REPORT_NAME=report_name,
-        DEPLOYBOOK_ALLURE_RESULTS=str(results_dir),
-        DEPLOYBOOK_ALLURE_HISTORY=str(history_file) if history_file else "",
-        ALLURE_NO_ANALYTICS="true",  # evidence calls no one: no analytics script in the page
-    )
-    try:
-        done = subprocess.run(
-            command, cwd=project_root, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-    except subprocess.TimeoutExpired as e:
-        raise EvidenceError(f"allure generate took longer than {timeout_s:.0f}s", source=str(results_dir)) from e
+    generator = generator or ReportGenerator(project_root)
+    generator.generate(results_dir, staging, report_name=report_name, history_file=history_file, timeout_s=timeout_s)
     html = staging / HTML_FILENAME
-    if done.returncode != 0 or not html.is_file():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise EvidenceError(
-            f"allure generate exited {done.returncode} without {HTML_FILENAME}: " + " | ".join(tail),
-            source=str(results_dir),
-            hint="run the command by hand: " + " ".join(command),
-        )
+    if not html.is_file():
+        raise EvidenceError(f"allure generate wrote no {HTML_FILENAME}", source=str(results_dir))
     for produced in staging.iterdir():
         if produced.is_file():
             os.replace(produced, run_dir / produced.name)
@@ -267,11 +345,18 @@ def point_latest(run_dir: Path) -> Path:
 
 
 def build_report(
-    run_dir: Path, facts: ReportFacts, environ: Mapping[str, str], *, project_root: Path, also: Iterable[str] = ()
+    run_dir: Path,
+    facts: ReportFacts,
+    environ: Mapping[str, str],
+    *,
+    project_root: Path,
+    also: Iterable[str] = (),
+    generator: ReportGenerator | None = None,
 ) -> Path:
     """Metadata, secret scrub, history, HTML and the ``latest`` link for one finished run.
 
-    ``also`` are secret values the run knows besides those of ``environ``."""
+    ``also`` are secret values the run knows besides those of ``environ``; ``generator`` is
+    Allure's engine started ahead (see `ReportGenerator`)."""
     results_dir = run_dir / RESULTS_DIRNAME
     write_metadata(results_dir, facts, environ)
     secrets = known_secret_values(environ, also)
@@ -286,6 +371,7 @@ def build_report(
         report_name=f"deploybook {facts.environment} release {facts.release_id}",
         history_file=history,
         project_root=project_root,
+        generator=generator,
     )
     point_latest(run_dir)
     return html

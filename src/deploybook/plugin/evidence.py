@@ -21,7 +21,7 @@ from deploybook.config.model import Environment
 from deploybook.errors import DeploybookError
 from deploybook.evidence.bundle import create_bundle
 from deploybook.evidence.record import RECORD_FILE, ReleaseRecord
-from deploybook.evidence.report import JUNIT_FILENAME, RESULTS_DIRNAME, ReportFacts, build_report
+from deploybook.evidence.report import JUNIT_FILENAME, RESULTS_DIRNAME, ReportFacts, ReportGenerator, build_report
 from deploybook.release.context import RunContext
 
 __all__ = ["EvidencePlugin", "relaxed_policies", "report_facts"]
@@ -121,6 +121,7 @@ class EvidencePlugin:
         self.bundle = bundle
         self.on_phase = on_phase or (lambda phase: None)
         self.secrets = secrets or (lambda: ())
+        self.generator = ReportGenerator(self.project_root)
         self.html: Path | None = None
         self.archive: Path | None = None
         self.error: DeploybookError | None = None
@@ -151,6 +152,12 @@ class EvidencePlugin:
                 "--alluredir RUN_DIR/allure-results"
             )
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Load Allure's engine while the tests run: the report is then ready sooner after the verdict."""
+        if not session.config.option.collectonly:
+            self.generator.start()
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Build the report (and bundle) after everything else, the release record included."""
@@ -159,7 +166,12 @@ class EvidencePlugin:
         try:
             known = set(self.secrets())
             self.html = build_report(
-                self.run_dir, self.facts(), self.environ, project_root=self.project_root, also=known
+                self.run_dir,
+                self.facts(),
+                self.environ,
+                project_root=self.project_root,
+                also=known,
+                generator=self.generator,
             )
             self.on_phase("report")
             if self.bundle and (self.run_dir / RECORD_FILE).is_file():
@@ -169,6 +181,10 @@ class EvidencePlugin:
             self.error = e
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """End Allure's engine if no report was asked of it (a session stopped early)."""
+        self.generator.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print where the evidence is, or why there is none."""
