@@ -293,6 +293,11 @@ class Release:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
 
+    def interrupt(self) -> None:
+        """Ctrl-C as a terminal sends it: SIGINT to the release's whole process group."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)  # started in a session of its own: pgid == pid
+
 
 @pytest.fixture
 def release_runner(cluster_ready: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Release]]:

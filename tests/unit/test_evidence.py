@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 
@@ -233,6 +234,33 @@ def test_a_generator_never_asked_ends_with_the_session(tmp_path: Path) -> None:
     generator.close()
 
     assert process.returncode == 0
+
+
+@needs_allure
+def test_a_generator_that_died_before_it_was_asked_is_started_again(tmp_path: Path) -> None:
+    generator = evidence.ReportGenerator(REPO)
+    generator.start()
+    assert generator._process is not None
+    generator._process.kill()
+    generator._process.wait()
+    _one_result(tmp_path / "results")
+
+    html = evidence.generate_html(
+        tmp_path / "results", tmp_path, report_name="again", history_file=None, project_root=REPO, generator=generator
+    )
+
+    assert "again" in html.read_text()
+
+
+@needs_allure
+def test_the_generator_is_out_of_the_terminals_process_group() -> None:
+    generator = evidence.ReportGenerator(REPO)
+    generator.start()
+    assert generator._process is not None
+    try:
+        assert os.getpgid(generator._process.pid) == generator._process.pid != os.getpgrp()
+    finally:
+        generator.close()
 
 
 @needs_allure

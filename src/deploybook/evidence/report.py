@@ -248,6 +248,7 @@ class ReportGenerator:
             stdin=subprocess.PIPE,
             stdout=self._output,
             stderr=subprocess.STDOUT,
+            process_group=0,  # Ctrl-C at the terminal interrupts the release, not its report
         )
         return self._process
 
@@ -255,6 +256,8 @@ class ReportGenerator:
         self, results_dir: Path, output: Path, *, report_name: str, history_file: Path | None, timeout_s: float
     ) -> None:
         """Generate the report of ``results_dir`` into ``output``; EvidenceError if Allure fails."""
+        if self._process is not None and self._process.poll() is not None:
+            self.close()  # it ended before it was asked (killed, or its import failed): start anew
         process = self._spawn()
         job = {
             "cwd": str(self.project_root),
