@@ -6,7 +6,8 @@ iterating ``os.environ`` at that moment gets a KeyError: the keys are listed fir
 values read after. requests iterates it on every call of a session that trusts the
 environment (to find proxies), so the HTTP clients that threads use take the environment from
 here instead: a copy, taken again when a variable went away mid-copy, and what requests would
-have found in it (the proxies for a URL, the CA bundle) worked out from that copy.
+have found in it (the proxies for a URL, the CA bundle) worked out from that copy
+(`deploybook.http.SnapshotSession` is the requests session that uses them).
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from typing import Any
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 
-from deploybook.environ import ca_bundle, proxies_for, snapshot
 from deploybook.errors import RegistryError
+from deploybook.http import SnapshotSession
 from deploybook.images.credentials import RegistryAuth, registry_host
 
 __all__ = ["MANIFEST_MEDIA_TYPES", "RegistryClient"]
@@ -68,12 +68,10 @@ class RegistryClient:
         self.auth = auth
         self.timeout = timeout
         self.base_url = f"https://{self.address}"
+        self.verify: str | bool = str(ca_file) if ca_file else True
         # The environment is read once, here: requests would iterate os.environ on every call,
         # from every thread, while pytest changes it (see deploybook.environ).
-        self._environ = snapshot()
-        self.verify: str | bool = str(ca_file) if ca_file else ca_bundle(self._environ)
-        self.session = requests.Session()
-        self.session.trust_env = False
+        self.session = SnapshotSession()
         # As many kept-open connections as threads asking at once (one per service).
         self.session.mount("https://", transport or HTTPAdapter(pool_connections=1, pool_maxsize=CONNECTIONS))
         self._tokens: dict[str, str] = {}
@@ -179,7 +177,6 @@ class RegistryClient:
                     headers=headers,
                     timeout=self.timeout,
                     verify=self.verify,
-                    proxies=proxies_for(url, self._environ),
                     **kwargs,
                 )
             except requests.exceptions.SSLError as e:

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-import requests
 from kubernetes.client.exceptions import ApiException
 
 from deploybook.cluster.watch import list_raw
-from deploybook.environ import ca_bundle, proxies_for, snapshot
+from deploybook.http import SnapshotSession
 
 __all__ = [
     "EndpointReport",
@@ -224,13 +223,10 @@ def _get_through_proxy(kube: Any, path: str, timeout_s: float) -> tuple[int, str
 
 
 def _get_external(url: str, timeout_s: float, ca_file: str | None) -> tuple[int, str]:
-    # TLS is always verified: the stack's CA when given, requests' trust otherwise.
-    environ = snapshot()  # not requests' own reading of it, unsafe in threads (deploybook.environ)
-    with requests.Session() as session:
-        session.trust_env = False
-        response = session.get(
-            url, timeout=timeout_s, verify=ca_file or ca_bundle(environ), proxies=proxies_for(url, environ)
-        )
+    # TLS is always verified: the stack's CA when given, requests' trust otherwise. The session
+    # reads a copy of the environment, not os.environ, which is unsafe in threads (deploybook.environ).
+    with SnapshotSession() as session:
+        response = session.get(url, timeout=timeout_s, verify=ca_file or True)
     return response.status_code, response.text
 
 
