@@ -272,20 +272,19 @@ class ReportGenerator:
         }
         try:
             process.communicate((json.dumps(job) + "\n").encode(), timeout=timeout_s)
+            if process.returncode != 0:
+                printed = self._printed().splitlines()
+                said = [line.removeprefix(_FAILED) for line in printed if line.startswith(_FAILED)]  # generate.mjs's
+                raise EvidenceError(
+                    f"allure generate exited {process.returncode}: " + " | ".join(said[-1:] or printed[-5:]),
+                    source=str(results_dir),
+                    hint=f"run it by hand in {self.project_root}: DEPLOYBOOK_ALLURE_RESULTS={results_dir} "
+                    f"node_modules/.bin/allure generate {results_dir} -o {output} --config {ALLURE_CONFIG}",
+                )
         except subprocess.TimeoutExpired as e:
-            self.close()
             raise EvidenceError(f"allure generate took longer than {timeout_s:.0f}s", source=str(results_dir)) from e
-        if process.returncode != 0:
-            printed = self._printed().splitlines()
-            said = [line.removeprefix(_FAILED) for line in printed if line.startswith(_FAILED)]  # generate.mjs's
+        finally:
             self.close()
-            raise EvidenceError(
-                f"allure generate exited {process.returncode}: " + " | ".join(said[-1:] or printed[-5:]),
-                source=str(results_dir),
-                hint=f"run it by hand in {self.project_root}: DEPLOYBOOK_ALLURE_RESULTS={results_dir} "
-                f"node_modules/.bin/allure generate {results_dir} -o {output} --config {ALLURE_CONFIG}",
-            )
-        self.close()
 
     def _printed(self) -> str:
         if self._output is None:
