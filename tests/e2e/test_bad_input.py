@@ -15,7 +15,9 @@ the cluster's answer), runs ``pytest runbook --env ...`` in a subprocess and ass
 Cases that stop before the environment lock run side by side (their namespace snapshot is
 taken around the whole group: resourceVersions only grow, so an unchanged group means an
 unchanged case); cases that take the lock run one after the other, each with its own
-snapshot. Every case appends a line to ``reports/reliability/bad-input.jsonl``.
+snapshot, meanwhile. The group's closing snapshot waits for the locking case running then
+to end, so the lock it holds (a Lease, deleted when released) is not counted against the
+group. Every case appends a line to ``reports/reliability/bad-input.jsonl``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -560,10 +563,22 @@ def _run_case(spec: Case, target: Sandbox, tmp: Path, kubeconfig: dict[str, Any]
 
 
 def _run_locking(
-    specs: list[Case], target: Sandbox, factory: pytest.TempPathFactory, kubeconfig: dict[str, Any], kinds: list[str]
+    specs: list[Case],
+    target: Sandbox,
+    factory: pytest.TempPathFactory,
+    kubeconfig: dict[str, Any],
+    kinds: list[str],
+    turn: threading.Lock,
 ) -> dict[str, Outcome]:
-    """Cases that take the environment lock, one after the other, each with its own snapshot."""
-    return {s.id: _run_case(s, target, factory.mktemp(s.id), kubeconfig, kinds) for s in specs}
+    """Cases that take the environment lock, one after the other, each with its own snapshot.
+
+    ``turn`` is held while a case runs, so a snapshot taken under it sees no lock held.
+    """
+    results = {}
+    for spec in specs:
+        with turn:
+            results[spec.id] = _run_case(spec, target, factory.mktemp(spec.id), kubeconfig, kinds)
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -581,14 +596,17 @@ def outcomes(
     }
     specs = [c for c in CASES if c.id in selected]
     early = [c for c in specs if not c.locks]
+    turn = threading.Lock()
     before = snapshot(env, target.namespace, kinds)
     with ThreadPoolExecutor(PARALLEL + 1) as pool:
-        chain = pool.submit(_run_locking, [c for c in specs if c.locks], target, tmp_path_factory, kubeconfig, kinds)
+        locking = [c for c in specs if c.locks]
+        chain = pool.submit(_run_locking, locking, target, tmp_path_factory, kubeconfig, kinds, turn)
         futures = {
             c.id: pool.submit(_run_case, c, target, tmp_path_factory.mktemp(c.id), kubeconfig, None) for c in early
         }
         results = {name: future.result() for name, future in futures.items()}
-        after = snapshot(env, target.namespace, kinds)
+        with turn:
+            after = snapshot(env, target.namespace, kinds)
         results.update(chain.result())
     for name in futures:
         results[name].before, results[name].after = before, after
