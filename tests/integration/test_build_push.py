@@ -9,8 +9,10 @@ unreachable registry) each give one clear error naming where it came from.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -310,6 +312,51 @@ def test_a_tag_built_from_the_same_inputs_is_kept_and_a_changed_context_built(
     (tmp_path / "greeting").write_text(f"goodbye {run_id}\n")
     changed, changed_lines = build(tags[0])
     assert changed.image_id != first.image_id and any(line.startswith("Step 1/") for line in changed_lines)
+
+
+ODD_LABELS = {"team.note": 'say "hi" to $USER \\ there', "team.empty": "", "team.spaces": "a  b"}
+
+
+@pytest.mark.parametrize(
+    ("ignore", "seen"),
+    [
+        (".dockerignore\nnotes.txt\n", {"Dockerfile", "app.sh"}),
+        ("notes.txt\n", {".dockerignore", "Dockerfile", "app.sh"}),  # kept: the labels go beside the build
+    ],
+    ids=["one-label-step", "dockerignore-kept"],
+)
+def test_labels_reach_the_image_and_the_context_is_the_one_docker_build_sends(
+    ignore: str,
+    seen: set[str],
+    engine: docker.DockerClient,
+    tmp_path: Path,
+    run_id: str,
+    cleanup_images: list[str],
+    containers: list[Any],
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY . /ctx/\n")
+    (tmp_path / ".dockerignore").write_text(ignore)
+    (tmp_path / "notes.txt").write_text("ignored\n")
+    (tmp_path / "app.sh").write_text(f"echo {run_id}\n")
+    tag = f"dx29/labels:{run_id}-{len(seen)}"
+    cleanup_images.append(tag)
+    streamed: list[str] = []
+    result = build_image(
+        engine, context=tmp_path, dockerfile="Dockerfile", tag=tag, labels=ODD_LABELS, on_line=streamed.append
+    )
+    assert engine.api.inspect_image(tag)["Config"]["Labels"] == dict(result.labels)
+    assert {k: v for k, v in result.labels.items() if k.startswith("team.")} == ODD_LABELS
+    steps = [line for line in streamed if line.startswith("Step ")]
+    assert len(steps) == (3 if ignore.startswith(".dockerignore") else 2 + len(result.labels)), steps
+
+    container = engine.containers.create(tag, command=["/none"])
+    containers.append(container)
+    exported = io.BytesIO(b"".join(container.export()))
+    with tarfile.open(fileobj=exported) as fs:
+        names = {m.name.removeprefix("ctx/") for m in fs if m.isfile() and m.name.startswith("ctx/")}
+        assert names == seen
+        if ".dockerignore" in seen:
+            assert fs.extractfile("ctx/.dockerignore").read().decode() == ignore  # type: ignore[union-attr]
 
 
 def test_credentials_as_docker_login_leaves_them(stack: Stack, tmp_path: Path) -> None:

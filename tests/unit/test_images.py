@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -55,6 +56,21 @@ class FakeAPI:
     def called(self, name: str) -> list[dict[str, Any]]:
         return [kwargs for called, kwargs in self.calls if called == name]
 
+    def sent_files(self, build: int = 0) -> dict[str, str]:
+        """Name -> text of every file in the context sent with a build."""
+        with tarfile.open(fileobj=io.BytesIO(self.sent[build])) as sent:
+            return {m.name: sent.extractfile(m).read().decode() for m in sent if m.isfile()}  # type: ignore[union-attr]
+
+    def sent_labels(self, build: int = 0) -> dict[str, str]:
+        """The labels of a build: beside it, or in the last line of the Dockerfile it sent."""
+        kwargs = self.called("build")[build]
+        if kwargs["labels"] is not None:
+            return dict(kwargs["labels"])
+        last = self.sent_files(build)[kwargs["dockerfile"]].splitlines()[-1]
+        assert last.startswith("LABEL "), last
+        words = re.findall(r'"((?:[^"\\]|\\.)*)"="((?:[^"\\]|\\.)*)"', last)
+        return {_unquoted(key): _unquoted(value) for key, value in words}
+
     def tag(self, source: str, repository: str, tag: str) -> bool:
         self.calls.append(("tag", {"source": source, "repository": repository, "tag": tag}))
         return True
@@ -70,6 +86,11 @@ class FakeAPI:
 class FakeClient:
     def __init__(self, api: FakeAPI) -> None:
         self.api = api
+
+
+def _unquoted(word: str) -> str:
+    """A double-quoted Dockerfile word's text: each backslash keeps the character after it."""
+    return re.sub(r"\\(.)", r"\1", word)
 
 
 class FakeRegistry:
@@ -166,14 +187,19 @@ def test_build_streams_lines_and_passes_labels_and_args(context: Path) -> None:
     assert seen == ["Step 1/1 : FROM scratch", "Successfully tagged dx29/gateway:v1"]
     assert result.log == "\n".join(seen) and result.image_id == IMAGE_ID and result.tag == "dx29/gateway:v1"
     (kwargs,) = api.called("build")
-    sent_labels = dict(kwargs["labels"])
+    sent_labels = api.sent_labels()
     inputs = sent_labels.pop(BUILD_INPUT_LABEL)
     assert inputs.startswith("sha256:") and result.labels[BUILD_INPUT_LABEL] == inputs
     assert sent_labels == LABELS and kwargs["rm"] is True and kwargs["decode"] is True
     assert kwargs["buildargs"] == {"VERSION": "1.2.0", "REVISION": "abc123"}
-    assert kwargs["dockerfile"] == "Dockerfile" and kwargs["custom_context"] is True
-    with tarfile.open(fileobj=io.BytesIO(api.sent[0])) as sent:
-        assert sent.getnames() == ["Dockerfile"]
+    assert kwargs["custom_context"] is True and kwargs["labels"] is None
+    # The labels are one instruction at the end of a copy of the Dockerfile the engine ignores.
+    files = api.sent_files()
+    assert files["Dockerfile"] == "FROM scratch\n"
+    copy = files[kwargs["dockerfile"]]
+    assert copy.startswith("FROM scratch\nLABEL ") and copy.count("\n") == 2
+    assert files[".dockerignore"].splitlines() == [".dockerignore", kwargs["dockerfile"]]
+    assert sorted(files) == sorted(["Dockerfile", ".dockerignore", kwargs["dockerfile"]])
 
 
 def test_build_args_can_be_added_and_override(context: Path) -> None:
@@ -191,10 +217,60 @@ def test_build_args_can_be_added_and_override(context: Path) -> None:
 
 def test_absolute_dockerfile_inside_context_is_made_relative(context: Path) -> None:
     (context / "sub").mkdir()
-    (context / "sub" / "Dockerfile.prod").write_text("FROM scratch\n")
+    (context / "sub" / "Dockerfile.prod").write_text("FROM scratch\n# prod\n")
     api = FakeAPI()
     build_image(FakeClient(api), context=context, dockerfile=context / "sub" / "Dockerfile.prod", tag="t", labels={})
-    assert api.called("build")[0]["dockerfile"] == "sub/Dockerfile.prod"
+    # Inside the context, so its inputs are known (a Dockerfile from outside has none).
+    assert BUILD_INPUT_LABEL in api.sent_labels()
+    files = api.sent_files()
+    assert files["sub/Dockerfile.prod"] == "FROM scratch\n# prod\n"
+    assert files[api.called("build")[0]["dockerfile"]].startswith("FROM scratch\n# prod\nLABEL ")
+
+
+def test_labels_are_quoted_for_the_dockerfile_parser(context: Path) -> None:
+    api = FakeAPI()
+    odd = {"team.note": 'say "hi" to $USER \\ there', "empty": ""}
+    build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t", labels=odd)
+    last = api.sent_files()[api.called("build")[0]["dockerfile"]].splitlines()[-1]
+    assert '"team.note"="say \\"hi\\" to \\$USER \\\\ there"' in last and '"empty"=""' in last
+    assert {k: v for k, v in api.sent_labels().items() if k != BUILD_INPUT_LABEL} == odd
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "ignore", "labels"),
+    [
+        ("# escape=`\nFROM scratch\n", None, LABELS),  # another escape character
+        ("FROM scratch\nCOPY a \\\n", None, LABELS),  # ends inside a continuation
+        ("FROM scratch\n", "notes.txt\n", LABELS),  # a .dockerignore a COPY . would carry
+        ("FROM scratch\n", None, {"note": "two\nlines"}),
+    ],
+    ids=["escape-directive", "continuation", "dockerignore-kept", "line-break"],
+)
+def test_labels_stay_beside_the_build_where_a_line_could_change_it(
+    context: Path, dockerfile: str, ignore: str | None, labels: dict[str, str]
+) -> None:
+    (context / "Dockerfile").write_text(dockerfile)
+    if ignore is not None:
+        (context / ".dockerignore").write_text(ignore)
+    api = FakeAPI()
+    build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t", labels=labels)
+    (kwargs,) = api.called("build")
+    assert kwargs["dockerfile"] == "Dockerfile" and {**labels}.items() <= dict(kwargs["labels"]).items()
+    assert api.sent_files()["Dockerfile"] == dockerfile
+    if ignore is not None:
+        assert api.sent_files()[".dockerignore"] == ignore
+
+
+def test_a_dockerignore_that_ignores_itself_still_ignores_what_it_lists(context: Path) -> None:
+    (context / ".dockerignore").write_text(".dockerignore\nnotes.txt\n")
+    (context / "notes.txt").write_text("not sent\n")
+    (context / "app.sh").write_text("echo hi\n")
+    api = FakeAPI()
+    build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t", labels=LABELS)
+    files = api.sent_files()
+    name = api.called("build")[0]["dockerfile"]
+    assert sorted(files) == sorted(["Dockerfile", "app.sh", ".dockerignore", name])
+    assert files[".dockerignore"].splitlines() == [".dockerignore", "notes.txt", name]
 
 
 def test_a_tag_already_built_from_the_same_inputs_is_not_built_again(context: Path) -> None:
@@ -202,7 +278,7 @@ def test_a_tag_already_built_from_the_same_inputs_is_not_built_again(context: Pa
     (context / "app.sh").write_text("echo hi\n")
     first = FakeAPI()
     build_image(FakeClient(first), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v1", labels=LABELS)
-    inputs = first.called("build")[0]["labels"][BUILD_INPUT_LABEL]
+    inputs = first.sent_labels()[BUILD_INPUT_LABEL]
 
     (context / "notes.txt").write_text("ignored by .dockerignore, so not an input\n")
     again = FakeAPI()
@@ -228,7 +304,7 @@ def test_a_tag_already_built_from_the_same_inputs_is_not_built_again(context: Pa
     changed = FakeAPI()
     changed.held["reg/dx29/web:v1"] = (OTHER, inputs)
     build_image(FakeClient(changed), context=context, dockerfile="Dockerfile", tag="reg/dx29/web:v1", labels=LABELS)
-    assert changed.called("build")[0]["labels"][BUILD_INPUT_LABEL] != inputs
+    assert changed.sent_labels()[BUILD_INPUT_LABEL] != inputs
 
 
 def test_a_fresh_checkout_of_the_same_files_is_the_same_input(context: Path) -> None:
@@ -237,7 +313,7 @@ def test_a_fresh_checkout_of_the_same_files_is_the_same_input(context: Path) -> 
     def inputs() -> str:
         api = FakeAPI()
         build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels=LABELS)
-        return str(api.called("build")[0]["labels"][BUILD_INPUT_LABEL])
+        return api.sent_labels()[BUILD_INPUT_LABEL]
 
     before = inputs()
     os.utime(context / "app.sh", (1_000_000, 1_000_000))
@@ -250,7 +326,7 @@ def test_other_labels_or_args_are_other_inputs(context: Path) -> None:
     def inputs(**kwargs: Any) -> str:
         api = FakeAPI()
         build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", **kwargs)
-        return str(api.called("build")[0]["labels"][BUILD_INPUT_LABEL])
+        return api.sent_labels()[BUILD_INPUT_LABEL]
 
     plain = inputs(labels=LABELS)
     assert plain == inputs(labels=LABELS)
