@@ -147,18 +147,19 @@ def build_image(
                 return BuildResult(held, tag, {**labels, BUILD_INPUT_LABEL: inputs}, "\n".join(lines), 0.0)
             labels = {**labels, BUILD_INPUT_LABEL: inputs} if inputs else dict(labels)
             labelled = _dockerfile_with_labels(context / relative_dockerfile, ignored, labels)
-            with contextlib.ExitStack() as sending:
-                beside: Mapping[str, str] | None = labels
-                if labelled is not None:  # the same context, the Dockerfile's copy under a name of its own
-                    in_archive = f".dockerfile.{secrets.token_hex(20)}"
-                    archive = sending.enter_context(_tar(context, ignored, (in_archive, labelled)))
-                    beside = None
+            sending: contextlib.AbstractContextManager[IO[bytes]]
+            if labelled is None:
+                sending, sent_dockerfile = contextlib.nullcontext(archive), in_archive
+            else:  # the same context, and the Dockerfile's copy under a name of its own
+                sent_dockerfile = f".dockerfile.{secrets.token_hex(20)}"
+                sending = _tar(context, ignored, (sent_dockerfile, labelled))
+            with sending as sent:
                 stream = client.api.build(
-                    fileobj=archive,
+                    fileobj=sent,
                     custom_context=True,
-                    dockerfile=in_archive,
+                    dockerfile=sent_dockerfile,
                     tag=tag,
-                    labels=beside,
+                    labels=labels if labelled is None else None,
                     buildargs=args,
                     rm=True,
                     forcerm=True,
