@@ -78,3 +78,41 @@ def test_a_failed_rollout_skips_every_check_after_it() -> None:
     for name in AFTER_ROLLOUT:
         skipped = pipeline.wait("api", name)
         assert isinstance(skipped, Skipped) and skipped.reason == "rollout failed: 0 of 2 pods ready"
+
+
+def test_http_checks_wait_for_the_rollouts_of_the_other_services() -> None:
+    # The gateway's HTTP check goes through to the annotation backend: it may only ask once the
+    # backend has rolled out (or failed to), however early the gateway's own rollout ended.
+    from types import SimpleNamespace
+
+    from deploybook.release.checking import _wait_for_other_rollouts
+
+    backend_may_finish = threading.Event()
+    events: list[str] = []
+    said: list[object] = []
+    release = SimpleNamespace(
+        env=SimpleNamespace(services=[SimpleNamespace(name=n) for n in ("gateway", "annotation", "terms")])
+    )
+
+    def task(service: str, name: str) -> object:
+        if (service, name) == ("annotation", "rollout"):
+            assert backend_may_finish.wait(5)
+            events.append("annotation rolled out")
+            raise RuntimeError("annotation: ImagePullBackOff")
+        if (service, name) == ("gateway", "endpoints"):
+            _wait_for_other_rollouts(release, SimpleNamespace(name="gateway"), say)  # type: ignore[arg-type]
+            events.append("gateway asked")
+        return Judged()
+
+    def say(text: object) -> None:  # the backend finishes only once the gateway said it waits
+        said.append(text)
+        backend_may_finish.set()
+
+    release.pipeline = pipeline = Pipeline(
+        {"gateway": ("rollout", "endpoints"), "annotation": ("rollout",), "terms": ("apply",)}, task
+    )
+    pipeline.start()
+    assert pipeline.join(10), "every chain ended"
+    assert events == ["annotation rolled out", "gateway asked"]
+    assert isinstance(pipeline.wait("gateway", "endpoints"), Judged)  # the backend's failure is its own test's
+    assert said == ["HTTP checks wait for the rollout of annotation"]  # terms has no rollout in this run

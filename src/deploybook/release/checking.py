@@ -16,6 +16,7 @@ Nothing here creates, patches or deletes anything.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Mapping
@@ -171,6 +172,8 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     named = {k: v for wl in workloads for k, v in wl.named_ports.items()}
     port = service_port_for(fronts[0], service.port, named)
     target = fronts[0]["metadata"]["name"]
+    if service.http:
+        _wait_for_other_rollouts(release, service, say)
     answers = []
     for check in service.http:
         result = http_check(
@@ -191,6 +194,21 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
             return EndpointsReport(tuple(reports), tuple(answers), tuple(problems), reason)
         problems += [f"GET {check.path} on {target}: {p}" for p in result.problems]
     return EndpointsReport(tuple(reports), tuple(answers), tuple(problems))
+
+
+def _wait_for_other_rollouts(release: ReleaseParts, service: Service, say: Say) -> None:
+    """An HTTP check goes through the service to whatever it calls (the gateway to a backend):
+    it waits until every other service of the run has rolled out, or failed to."""
+    pipeline = release.pipeline
+    if pipeline is None:
+        return
+    others = [s.name for s in release.env.services if s.name != service.name and pipeline.has(s.name, "rollout")]
+    waiting = [name for name in others if not pipeline.done(name, "rollout")]
+    if waiting:
+        say(f"HTTP checks wait for the rollout of {', '.join(waiting)}")
+    for name in waiting:
+        with contextlib.suppress(Exception):  # a failed rollout is reported by that service's own test
+            pipeline.wait(name, "rollout")
 
 
 def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport | Skipped:
