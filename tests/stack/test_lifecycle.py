@@ -7,8 +7,12 @@ runs them after everything else."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,6 +119,81 @@ def test_a_component_inherits_no_descriptor_of_its_caller(tmp_path: Path) -> Non
         assert free.returncode == 0, "the caller's lock is free once the caller is gone"
     finally:
         os.kill(pid, 15)
+
+
+def pod_addresses() -> list[str]:
+    """The IPv4 addresses held by the pods' network namespaces (the CNI plugin's cni-*)."""
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+    held = []
+    for name in (n for n in names if n.startswith("cni-")):
+        out = subprocess.run(["ip", "-n", name, "-4", "-o", "addr", "show", "eth0"], capture_output=True, text=True)
+        held += [line.split()[3].split("/")[0] for line in out.stdout.splitlines()]
+    return held
+
+
+def kill_stack(state: Path) -> None:
+    """What a machine's end does to a stack: every component and every pod's shim, with its
+    container processes, killed at once; nothing of down's cleaning runs."""
+    for pid in recorded_pids(state).values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except (FileNotFoundError, NotADirectoryError, PermissionError, ProcessLookupError):
+            continue
+        if args[0].endswith(b"containerd-shim-runc-v2") and f"{state}/containerd/".encode() in b" ".join(args):
+            subprocess.run(["pkill", "-KILL", "-P", entry.name], check=False)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while process_groups(set(recorded_pids(state).values())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert process_groups(set(recorded_pids(state).values())) == [], "the killed stack is gone"
+
+
+def test_up_clears_what_a_killed_stack_left_on_the_bridge(env, stack_command, sh, namespace) -> None:
+    """A killed stack's pods keep their addresses on the bridge in network namespaces nobody
+    serves. A stack started with another state directory hands out the same addresses from a
+    new pool, and a dead namesake answers the new pod's probes with a refusal; up clears the
+    leftovers first. While the other stack still runs, up refuses to start beside it."""
+    state = Path(env["DEPLOYBOOK_STACK_STATE"])
+    # A short path: the sockets under a state directory must fit a unix socket's 108 bytes.
+    parent = Path(tempfile.mkdtemp(prefix="dbk-", dir="/var/tmp"))
+    parent.chmod(0o755)  # the git server's account enters the state directory
+    other = dict(os.environ, DEPLOYBOOK_STACK_STATE=str(parent / "state"))
+    up_other = [str(STACK_DIR / "up")]
+
+    beside = subprocess.run(up_other, capture_output=True, text=True, env=other, timeout=60)
+    assert beside.returncode != 0
+    assert "another stack runs on this machine" in beside.stderr, beside.stderr
+    assert not (parent / "state").exists(), "nothing was started or written for the refused stack"
+
+    pod = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: idle, namespace: {namespace}}}
+spec:
+  containers: [{{name: idle, image: deploybook.local/pause:1, imagePullPolicy: Never}}]
+"""
+    sh("kubectl", "apply", "-f", "-", input=pod)
+    sh("kubectl", "-n", namespace, "wait", "pod/idle", "--for=condition=Ready", "--timeout=120s")
+    address = sh("kubectl", "-n", namespace, "get", "pod/idle", "-o", "jsonpath={.status.podIP}")
+    assert address in pod_addresses()
+
+    kill_stack(state)
+    try:
+        assert address in pod_addresses(), "the killed pod's namespace still holds its address"
+        up = subprocess.run(up_other, capture_output=True, text=True, env=other, timeout=900)
+        assert up.returncode == 0, up.stderr[-2000:]
+        assert "clearing what a stack that was not stopped left behind" in up.stderr, up.stderr[-2000:]
+        assert address not in pod_addresses()
+    finally:
+        subprocess.run([str(STACK_DIR / "down"), "--purge"], capture_output=True, env=other, timeout=300)
+        shutil.rmtree(parent, ignore_errors=True)
+        restored = stack_command("up")
+    assert restored.returncode == 0, restored.stderr[-2000:]
+    assert stack_command("status").returncode == 0
 
 
 def test_up_installs_a_package_that_was_removed(env, stack_command) -> None:
