@@ -84,6 +84,8 @@ def test_build_labels_user_and_log(
     assert image["Size"] < 5_000_000, f"{service} image is {image['Size']} bytes"
     assert result.tag in image["RepoTags"]
     assert streamed and streamed == result.log.splitlines()
+    # FROM scratch: nothing to pull, so BuildKit builds it, one numbered line per step.
+    assert streamed[0].startswith("BuildKit builds it") and "[2/2] COPY app/ /app/" in " ".join(streamed)
     assert any(line.startswith("Successfully tagged") for line in streamed)
 
 
@@ -280,7 +282,7 @@ def test_failing_build_step_carries_the_log_tail(engine: docker.DockerClient, tm
             on_line=streamed.append,
         )
     text = str(info.value)
-    assert "not-in-context" in text and "last" in text and "Step 2/" in text
+    assert "not-in-context" in text and "last" in text and "[1/1] COPY not-in-context /" in text
     assert info.value.source == str(tmp_path)
     assert streamed[-1].startswith("ERROR:")
 
@@ -301,22 +303,30 @@ def test_a_tag_built_from_the_same_inputs_is_kept_and_a_changed_context_built(
 
     first, first_lines = build(tags[0])
     again, again_lines = build(tags[0])
-    assert any(line.startswith("Step 1/") for line in first_lines)
+    assert any(line.endswith("[1/1] COPY greeting /") for line in first_lines)
     assert again.image_id == first.image_id and again_lines[0].startswith(f"not built: {tags[0]} is")
     assert engine.images.get(tags[0]).labels["io.deploybook.build-input"] == again.labels["io.deploybook.build-input"]
 
     # The same inputs under another tag are the engine's to build: its cache gives the same image.
     elsewhere, elsewhere_lines = build(tags[1])
-    assert elsewhere.image_id == first.image_id and any(line.startswith("Step 1/") for line in elsewhere_lines)
+    assert elsewhere.image_id == first.image_id and any(
+        line.endswith("[1/1] COPY greeting /") for line in elsewhere_lines
+    )
 
     (tmp_path / "greeting").write_text(f"goodbye {run_id}\n")
     changed, changed_lines = build(tags[0])
-    assert changed.image_id != first.image_id and any(line.startswith("Step 1/") for line in changed_lines)
+    assert changed.image_id != first.image_id and any(line.endswith("[1/1] COPY greeting /") for line in changed_lines)
 
 
 ODD_LABELS = {"team.note": 'say "hi" to $USER \\ there', "team.empty": "", "team.spaces": "a  b"}
 
 
+# A parser directive naming a frontend sends a build to the classic builder (BuildKit without a
+# session could not pull the frontend); the classic builder reads it as a comment.
+CLASSIC = "# syntax=docker/dockerfile:1\n"
+
+
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
 @pytest.mark.parametrize(
     ("ignore", "seen"),
     [
@@ -328,17 +338,18 @@ ODD_LABELS = {"team.note": 'say "hi" to $USER \\ there', "team.empty": "", "team
 def test_labels_reach_the_image_and_the_context_is_the_one_docker_build_sends(
     ignore: str,
     seen: set[str],
+    builder: str,
     engine: docker.DockerClient,
     tmp_path: Path,
     run_id: str,
     cleanup_images: list[str],
     containers: list[Any],
 ) -> None:
-    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY . /ctx/\n")
+    (tmp_path / "Dockerfile").write_text((CLASSIC if builder == "classic" else "") + "FROM scratch\nCOPY . /ctx/\n")
     (tmp_path / ".dockerignore").write_text(ignore)
     (tmp_path / "notes.txt").write_text("ignored\n")
     (tmp_path / "app.sh").write_text(f"echo {run_id}\n")
-    tag = f"dx29/labels:{run_id}-{len(seen)}"
+    tag = f"dx29/labels:{run_id}-{builder}-{len(seen)}"
     cleanup_images.append(tag)
     streamed: list[str] = []
     result = build_image(
@@ -346,8 +357,12 @@ def test_labels_reach_the_image_and_the_context_is_the_one_docker_build_sends(
     )
     assert engine.api.inspect_image(tag)["Config"]["Labels"] == dict(result.labels)
     assert {k: v for k, v in result.labels.items() if k.startswith("team.")} == ODD_LABELS
-    steps = [line for line in streamed if line.startswith("Step ")]
-    assert len(steps) == (3 if ignore.startswith(".dockerignore") else 2 + len(result.labels)), steps
+    if builder == "classic":  # one LABEL step appended, or every label a step of its own
+        steps = [line for line in streamed if line.startswith("Step ")]
+        assert len(steps) == (3 if ignore.startswith(".dockerignore") else 2 + len(result.labels)), steps
+    else:  # BuildKit takes the labels beside the build: the COPY is its only step
+        assert streamed[0].startswith("BuildKit builds it")
+        assert [line for line in streamed if "] COPY" in line] == ["#3 [1/1] COPY . /ctx/"], streamed
 
     container = engine.containers.create(tag, command=["/none"])
     containers.append(container)

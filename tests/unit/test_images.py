@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import tarfile
@@ -29,7 +30,13 @@ IMAGE_ID = "sha256:" + "12" * 32
 
 
 class FakeAPI:
-    """Stands in for ``docker.APIClient``: replays scripted streams, records every call."""
+    """Stands in for ``docker.APIClient``: replays scripted streams, records every call.
+
+    Its API version is older than BuildKit's build with the context in the request body, so
+    builds go to the classic builder; `BuildKitAPI` is an engine that has it.
+    """
+
+    api_version = "1.38"
 
     def __init__(self, build: list[Any] | None = None, pushes: list[list[Any] | Exception] | None = None) -> None:
         self.build_stream = build or []
@@ -348,6 +355,125 @@ def test_a_base_the_engine_must_pull_means_a_build(context: Path) -> None:
     api = PullingAPI()
     result = build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels={})
     assert len(api.called("build")) == 1 and BUILD_INPUT_LABEL not in result.labels
+
+
+class BuildKitAPI(FakeAPI):
+    """An engine whose API takes ``POST /build?version=2`` (the SDK's request path is the seam)."""
+
+    api_version = "1.41"
+
+    def __init__(self, trace: list[Mapping[str, Any]] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trace = trace or []
+
+    def _url(self, path: str) -> str:
+        return f"http+docker://engine{path}"
+
+    def _post(self, url: str, **kwargs: Any) -> object:
+        self.calls.append(("post", {"url": url, **kwargs}))
+        self.sent.append(kwargs["data"].read())
+        return object()
+
+    def _stream_helper(self, response: object, decode: bool = False) -> Iterator[Mapping[str, Any]]:
+        assert decode
+        yield from self.trace
+
+
+def test_buildkit_builds_when_the_engine_holds_every_base(context: Path) -> None:
+    (context / "Dockerfile").write_text("FROM base:1\nCOPY app.sh /\n")
+    (context / "app.sh").write_text("echo hi\n")
+    os.utime(context / "app.sh", (1_000_000.25, 1_000_000.25))  # a fractional time: no PAX header for it
+    done = {"id": "moby.buildkit.trace", "aux": "CgsKCXNoYTI1NjphYQ=="}  # one vertex, digest only: no line
+    api = BuildKitAPI(trace=[done, {"id": "moby.image.id", "aux": {"ID": IMAGE_ID}}])
+    seen: list[str] = []
+    result = build_image(
+        FakeClient(api), context=context, dockerfile="Dockerfile", tag="dx29/web:v1", labels=LABELS, on_line=seen.append
+    )
+    assert api.called("build") == [] and result.image_id == IMAGE_ID
+    (post,) = api.called("post")
+    params = post["params"]
+    assert post["url"].endswith("/build") and params["version"] == "2" and params["t"] == "dx29/web:v1"
+    assert params["dockerfile"] == "Dockerfile"
+    assert json.loads(params["labels"]) == {**LABELS, BUILD_INPUT_LABEL: result.labels[BUILD_INPUT_LABEL]}
+    assert json.loads(params["buildargs"]) == {"VERSION": "1.2.0", "REVISION": "abc123"}
+    assert seen == ["BuildKit builds it: the engine holds every image it builds on"]
+    # The context as sent: the Dockerfile untouched (the labels go beside), GNU tar, whole seconds.
+    with tarfile.open(fileobj=io.BytesIO(api.sent[0])) as sent:
+        members = sent.getmembers()
+        assert sent.pax_headers == {} and all(m.pax_headers == {} for m in members)
+        assert {m.name: m.mtime for m in members if m.name == "app.sh"} == {"app.sh": 1_000_000}
+        assert sent.extractfile("Dockerfile").read() == b"FROM base:1\nCOPY app.sh /\n"  # type: ignore[union-attr]
+    assert api.sent[0][257:265] == b"ustar  \x00"  # the GNU format's magic, not POSIX's "ustar\x0000"
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "first_file"),
+    [
+        ("# syntax=docker/dockerfile:1\nFROM scratch\n", None),  # BuildKit would pull the frontend
+        ("FROM registry.example/base:1\n", None),  # a base to pull, with credentials BuildKit has not
+        ("FROM scratch\nCOPY . /\n", "A" * 120),  # a first entry whose header is more than 1024 bytes
+    ],
+    ids=["syntax-directive", "base-to-pull", "long-first-name"],
+)
+def test_the_classic_builder_builds_what_buildkit_without_a_session_cannot(
+    context: Path, dockerfile: str, first_file: str | None
+) -> None:
+    (context / "Dockerfile").write_text(dockerfile)
+    if first_file:
+        (context / first_file).write_text("x\n")
+
+    class Engine(BuildKitAPI):
+        def inspect_image(self, ref: str) -> dict[str, Any]:
+            if ref == "registry.example/base:1":
+                raise docker.errors.ImageNotFound(ref)
+            return super().inspect_image(ref)
+
+    api = Engine()
+    build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels=LABELS)
+    assert len(api.called("build")) == 1 and api.called("post") == []
+
+
+def test_a_dockerignore_that_lists_itself_is_not_sent_to_buildkit_and_one_listing_the_dockerfile_goes_classic(
+    context: Path,
+) -> None:
+    (context / "notes.txt").write_text("not sent\n")
+    (context / ".dockerignore").write_text(".dockerignore\nnotes.txt\n")
+    api = BuildKitAPI()
+    build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels=LABELS)
+    assert len(api.called("post")) == 1 and sorted(api.sent_files()) == ["Dockerfile"]
+
+    (context / ".dockerignore").write_text(".dockerignore\nnotes.txt\nDockerfile\n")
+    api = BuildKitAPI()
+    build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels={})
+    # The classic builder reads the Dockerfile, then drops what the .dockerignore it is sent lists.
+    assert api.called("post") == [] and len(api.called("build")) == 1
+    assert {".dockerignore", "Dockerfile"} <= set(api.sent_files()[".dockerignore"].splitlines())
+
+
+def test_buildkit_error_carries_the_progress_before_it(context: Path) -> None:
+    failed = {"errorDetail": {"message": 'failed to compute cache key: "/missing" not found'}, "error": "x"}
+    api = BuildKitAPI(trace=[failed])
+    with pytest.raises(BuildError) as info:
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels={})
+    text = str(info.value)
+    assert "docker build of t:1 failed" in text and '"/missing" not found' in text and "BuildKit builds it" in text
+
+
+def test_an_unreadable_context_file_is_named(context: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = context / "locked.txt"
+    locked.write_text("x\n")
+    opened = Path.open
+
+    def open_but_locked(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path == locked:  # as a file root cannot read either (these tests may run as root)
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_but_locked)
+    api = FakeAPI()
+    with pytest.raises(BuildError, match=r"cannot read .*locked\.txt of the build context: Permission denied") as info:
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t", labels={})
+    assert info.value.source == str(locked) and api.called("build") == []
 
 
 @pytest.mark.parametrize(

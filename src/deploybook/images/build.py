@@ -1,21 +1,30 @@
 """Image build through the Docker engine, with OCI labels and a captured log.
 
-`build_image` runs a classic ``docker build`` through the SDK's low-level API, streams every
-log line to a callback (the terminal's progress) and keeps the whole log (the report's
-evidence). A missing context or Dockerfile is reported before the engine is called; a
-failed build carries the last lines of its log. When the tag already names an image built
-from the same inputs (`deploybook.images.build_inputs`), nothing is built.
+`build_image` streams every log line to a callback (the terminal's progress) and keeps the
+whole log (the report's evidence). A missing context or Dockerfile is reported before the
+engine is called; a failed build carries the last lines of its log. When the tag already
+names an image built from the same inputs (`deploybook.images.build_inputs`), nothing is built.
 
-The labels go to the engine as one ``LABEL`` instruction appended to a copy of the
-Dockerfile (`_dockerfile_with_labels`): the classic builder makes an image step of every
-label passed beside a build, about 0.08 s each, and one instruction is one step.
+Which builder: BuildKit (`deploybook.images.buildkit`) when the engine holds every base image
+the Dockerfile names, so that nothing has to be pulled; otherwise the classic builder through
+the SDK, which pulls a missing base with the engine's credentials. The context archive is
+made once (`_tar`), hashed for the build inputs and sent to either.
+
+For the classic builder the labels go to the engine as one ``LABEL`` instruction appended to a
+copy of the Dockerfile (`_dockerfile_with_labels`): it makes an image step of every label
+passed beside a build, about 0.08 s each, and one instruction is one step. BuildKit takes
+them beside the build at no cost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import re
 import secrets
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,13 +34,14 @@ from typing import IO, Any
 
 import docker
 import docker.errors
-import docker.utils
 import requests
 from docker.api.build import process_dockerfile
-from docker.utils.build import Pattern
+from docker.utils.build import Pattern, PatternMatcher, exclude_paths
 
 from deploybook.errors import BuildError
+from deploybook.images import buildkit
 from deploybook.images.build_inputs import BUILD_INPUT_LABEL, build_inputs, image_built_from
+from deploybook.images.buildkit import StepFailed
 
 __all__ = ["BuildResult", "LineCallback", "build_image", "emit_line", "oci_labels"]
 
@@ -146,33 +156,97 @@ def build_image(
                 emit_line(lines, on_line, f"({BUILD_INPUT_LABEL}={inputs}: context, Dockerfile, args, labels, bases)")
                 return BuildResult(held, tag, {**labels, BUILD_INPUT_LABEL: inputs}, "\n".join(lines), 0.0)
             labels = {**labels, BUILD_INPUT_LABEL: inputs} if inputs else dict(labels)
-            labelled = _dockerfile_with_labels(context / relative_dockerfile, ignored, labels)
-            sending: contextlib.AbstractContextManager[IO[bytes]]
-            if labelled is None:
-                sending, sent_dockerfile = contextlib.nullcontext(archive), in_archive
-            else:  # the same context, and the Dockerfile's copy under a name of its own
-                sent_dockerfile = f".dockerfile.{secrets.token_hex(20)}"
-                sending = _tar(context, ignored, (sent_dockerfile, labelled))
-            with sending as sent:
-                stream = client.api.build(
-                    fileobj=sent,
-                    custom_context=True,
-                    dockerfile=sent_dockerfile,
-                    tag=tag,
-                    labels=labels if labelled is None else None,
-                    buildargs=args,
-                    rm=True,
-                    forcerm=True,
-                    decode=True,
+            say = functools.partial(emit_line, lines, on_line)
+            if inputs and _buildkit_can_build(client, context / relative_dockerfile, in_archive, ignored, archive):
+                say("BuildKit builds it: the engine holds every image it builds on")
+                buildkit.build(
+                    client, archive, dockerfile=in_archive, tag=tag, labels=labels, build_args=args, on_line=say
                 )
-                for chunk in stream:
-                    _consume_build_chunk(chunk, lines, on_line)
+            else:
+                _classic_build(
+                    client, context, relative_dockerfile, archive, in_archive, ignored, tag, labels, args, say
+                )
         image_id = client.api.inspect_image(tag)["Id"]
-    except _StepFailed as e:
+    except StepFailed as e:
         raise _build_failed(f"docker build of {tag} failed: {e}", context, lines) from None
     except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
         raise _build_failed(f"docker build of {tag} failed: {e}", context, lines) from e
     return BuildResult(image_id, tag, labels, "\n".join(lines), time.monotonic() - started)
+
+
+_DIRECTIVE = re.compile(r"^\s*#\s*([A-Za-z]+)\s*=")
+
+
+def _buildkit_can_build(
+    client: docker.DockerClient, dockerfile: Path, in_archive: str, ignored: list[str] | None, archive: IO[bytes]
+) -> bool:
+    """Whether BuildKit, with no session, can build this: nothing to fetch, a context it reads.
+
+    The caller knows every base image is in the engine. A ``# syntax=`` line would make BuildKit
+    pull a frontend image. A Dockerfile the ``.dockerignore`` lists must be read and then left
+    out of the context, which only the classic builder does with a tar. BuildKit tells a tar
+    context from a single file by reading its first 1024 bytes as tar, so the first entry's
+    header must fit in them.
+    """
+    if _names_a_frontend(dockerfile.read_text(encoding="utf-8", errors="replace")):
+        return False
+    if _lists(ignored or [], in_archive):
+        return False
+    head = archive.read(1024)
+    archive.seek(0)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(head), mode="r:") as tar:
+            readable = tar.next() is not None
+    except tarfile.TarError:
+        readable = False
+    return readable and buildkit.engine_builds_with_buildkit(client)
+
+
+def _names_a_frontend(text: str) -> bool:
+    """Whether the Dockerfile's parser directives (its first lines, before anything else) set ``syntax``."""
+    for line in text.splitlines():
+        directive = _DIRECTIVE.match(line)
+        if directive is None:
+            return False
+        if directive.group(1).lower() == "syntax":
+            return True
+    return False
+
+
+def _classic_build(
+    client: docker.DockerClient,
+    context: Path,
+    dockerfile: str,
+    archive: IO[bytes],
+    in_archive: str,
+    ignored: list[str] | None,
+    tag: str,
+    labels: Mapping[str, str],
+    args: Mapping[str, str],
+    say: LineCallback,
+) -> None:
+    """The classic builder through the SDK (it pulls a missing base with the engine's credentials)."""
+    labelled = _dockerfile_with_labels(context / dockerfile, ignored, labels)
+    sending: contextlib.AbstractContextManager[IO[bytes]]
+    if labelled is None:
+        sending, sent_dockerfile = contextlib.nullcontext(archive), in_archive
+    else:  # the same context, and the Dockerfile's copy under a name of its own
+        sent_dockerfile = f".dockerfile.{secrets.token_hex(20)}"
+        sending = _tar(context, ignored, (sent_dockerfile, labelled))
+    with sending as sent:
+        stream = client.api.build(
+            fileobj=sent,
+            custom_context=True,
+            dockerfile=sent_dockerfile,
+            tag=tag,
+            labels=labels if labelled is None else None,
+            buildargs=dict(args),
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            _consume_build_chunk(chunk, say)
 
 
 def _ignore_patterns(context: Path) -> list[str] | None:
@@ -197,16 +271,60 @@ def _context_archive(context: Path, dockerfile: str, ignored: list[str] | None) 
 
 @contextlib.contextmanager
 def _tar(context: Path, ignored: list[str] | None, dockerfile: tuple[str | None, str | None]) -> Iterator[IO[bytes]]:
-    """docker-py's context archive; a Dockerfile given with its text is added and ignored by the engine.
+    """The context archive ``docker build`` sends; a Dockerfile given with its text is added and
+    listed in the archive's ``.dockerignore``, so the engine drops it from the context.
 
-    docker-py appends to the patterns it is given, so it gets a copy.
+    The files are those docker-py's ``exclude_paths`` keeps (the ``.dockerignore`` rules, the
+    Dockerfile always), written in the GNU tar format with whole-second times: Python's default
+    PAX format gives every file with a fractional time an extended header, and BuildKit, which
+    reads the first 1024 bytes of a context to tell a tar from a single file, then sees no tar.
     """
-    patterns = None if ignored is None else list(ignored)
-    archive = docker.utils.tar(str(context), exclude=patterns, dockerfile=dockerfile)
-    try:
+    patterns = [] if ignored is None else list(ignored)
+    name, text = dockerfile
+    extra: list[tuple[str, str]] = []
+    if name is not None and text is not None:
+        extra = [(".dockerignore", "\n".join([*(patterns or [".dockerignore"]), name])), (name, text)]
+    # docker-py keeps .dockerignore for the engine to read; when it lists itself, and not the
+    # Dockerfile (which the classic builder then drops after reading), what it lists is already
+    # out, so it stays out too: BuildKit, given a tar, applies no .dockerignore of its own.
+    drop_ignore_file = text is None and _ignores_itself(patterns) and not _lists(patterns, name or "Dockerfile")
+    files = sorted(exclude_paths(str(context), list(patterns), dockerfile=name))
+    if drop_ignore_file:
+        files.remove(".dockerignore")
+    with tempfile.TemporaryFile() as archive:
+        _write_archive(archive, context, files, extra)
+        archive.seek(0)
         yield archive
-    finally:
-        archive.close()
+
+
+def _write_archive(archive: IO[bytes], context: Path, files: list[str], extra: list[tuple[str, str]]) -> None:
+    replaced = {name for name, _ in extra}
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path in files:
+            if path in replaced:
+                continue
+            full = context / path
+            info = tar.gettarinfo(str(full), arcname=path)
+            if info is None:  # a socket: docker build leaves it out too
+                continue
+            info.mtime = int(info.mtime)
+            if not info.isfile():
+                tar.addfile(info)
+                continue
+            try:
+                with full.open("rb") as content:
+                    tar.addfile(info, content)
+            except OSError as e:
+                raise BuildError(
+                    f"cannot read {full} of the build context: {e.strerror or e}",
+                    source=str(full),
+                    hint="make the file readable, or list it in the context's .dockerignore",
+                ) from e
+        for name, text in extra:
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
 
 
 _ESCAPE_DIRECTIVE = re.compile(r"^\s*#\s*escape\s*=", re.IGNORECASE | re.MULTILINE)
@@ -235,6 +353,11 @@ def _dockerfile_with_labels(dockerfile: Path, ignored: list[str] | None, labels:
     return f"{text.rstrip()}\nLABEL {words}\n"
 
 
+def _lists(patterns: list[str], path: str) -> bool:
+    """Whether ``.dockerignore`` patterns leave ``path`` out of the context."""
+    return bool(patterns) and bool(PatternMatcher(patterns).matches(path))
+
+
 def _ignores_itself(patterns: list[str]) -> bool:
     """Whether ``.dockerignore`` patterns, read in order (the last match decides), list the file itself."""
     ignored = False
@@ -249,21 +372,17 @@ def _quoted(word: str) -> str:
     return '"' + re.sub(r'([\\"$])', r"\\\1", word) + '"'
 
 
-class _StepFailed(Exception):
-    """The engine reported a failing build step; its message is the error text."""
-
-
-def _consume_build_chunk(chunk: Mapping[str, Any], lines: list[str], on_line: LineCallback | None) -> None:
-    """Record one decoded build message; raise `_StepFailed` on the engine's error."""
+def _consume_build_chunk(chunk: Mapping[str, Any], say: LineCallback) -> None:
+    """Record one decoded message of the classic builder; raise `StepFailed` on the engine's error."""
     if "error" in chunk or "errorDetail" in chunk:
         message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
-        emit_line(lines, on_line, f"ERROR: {message}")
-        raise _StepFailed(message)
+        say(f"ERROR: {message}")
+        raise StepFailed(message)
     for key in ("stream", "status"):
         if chunk.get(key):
             for line in str(chunk[key]).splitlines():
                 if line.strip():
-                    emit_line(lines, on_line, line.rstrip())
+                    say(line.rstrip())
 
 
 def emit_line(lines: list[str], on_line: LineCallback | None, line: str) -> None:

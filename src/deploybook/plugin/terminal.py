@@ -1,7 +1,7 @@
 """What the operator reads while a run goes: session lines, live progress, the summaries.
 
 :class:`Terminal` is the one writer of live lines. Session lines ("deploybook: ...") come from
-the engine's start and end; progress lines ("  gateway     build | Step 2/3 ...") come from
+the engine's start and end; progress lines ("  gateway     build | #4 [2/2] COPY app/ /app/") come from
 the pipeline's queue and are written whenever a test waits, so every service's progress shows
 while any of them is waited for. Output capture is suspended for each line, so lines appear
 at once; a line repeated by the same task (a progress bar) is shown once.
