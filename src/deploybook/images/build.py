@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import docker
 import docker.errors
@@ -245,8 +245,9 @@ def _classic_build(
             forcerm=True,
             decode=True,
         )
+        progress = buildkit.PlainProgress(say)
         for chunk in stream:
-            _consume_build_chunk(chunk, say)
+            progress.read(chunk)
 
 
 def _ignore_patterns(context: Path) -> list[str] | None:
@@ -370,19 +371,6 @@ def _ignores_itself(patterns: list[str]) -> bool:
 def _quoted(word: str) -> str:
     """``word`` in double quotes as the Dockerfile parser reads it back: ``\\``, ``"`` and ``$`` escaped."""
     return '"' + re.sub(r'([\\"$])', r"\\\1", word) + '"'
-
-
-def _consume_build_chunk(chunk: Mapping[str, Any], say: LineCallback) -> None:
-    """Record one decoded message of the classic builder; raise `StepFailed` on the engine's error."""
-    if "error" in chunk or "errorDetail" in chunk:
-        message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error", "")
-        say(f"ERROR: {message}")
-        raise StepFailed(message)
-    for key in ("stream", "status"):
-        if chunk.get(key):
-            for line in str(chunk[key]).splitlines():
-                if line.strip():
-                    say(line.rstrip())
 
 
 def emit_line(lines: list[str], on_line: LineCallback | None, line: str) -> None:

@@ -78,7 +78,10 @@ def build(
 
 
 class PlainProgress:
-    """Turns the engine's build messages into plain lines, numbering each step as it appears."""
+    """Turns the engine's build messages into plain lines, numbering each BuildKit step as it appears.
+
+    The classic builder's messages are lines already; they pass through as they are.
+    """
 
     def __init__(self, on_line: Callable[[str], None]) -> None:
         self._say = on_line
@@ -98,8 +101,9 @@ class PlainProgress:
                 self._status(status)
             except (binascii.Error, ValueError) as e:
                 self._say(f"(a progress message of the engine could not be read: {e})")
-        elif message.get("stream"):
-            for line in str(message["stream"]).splitlines():
+            return
+        for key in ("stream", "status"):  # the classic builder's steps and pulls, the engine's own lines
+            for line in str(message.get(key) or "").splitlines():
                 if line.strip():
                     self._say(line.rstrip())
 
