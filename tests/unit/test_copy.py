@@ -40,6 +40,7 @@ class FakeRegistry(BaseAdapter):
         self.tags: dict[str, str] = {}
         self.calls: list[str] = []
         self.uploads = 0
+        self.failing_puts = 0  # blob upload PUTs to answer 503 after reading their bytes
 
     def image(self, layers: list[bytes]) -> str:
         """Store an image (config + layers) and return its manifest digest."""
@@ -78,6 +79,9 @@ class FakeRegistry(BaseAdapter):
             found := re.fullmatch(r"/v2/x/blobs/uploads/u\d+\?_state=s&digest=(sha256:[0-9a-f]+)", path)
         ) and method == "PUT":
             body = request.body.read() if hasattr(request.body, "read") else request.body  # type: ignore[union-attr]
+            if self.failing_puts:
+                self.failing_puts -= 1
+                return 503, {}, b"upstream unavailable"
             assert isinstance(body, bytes) and digest_of(body) == found.group(1), (
                 "the upload's bytes hash to its digest"
             )
@@ -142,6 +146,16 @@ def test_blobs_the_target_has_are_not_sent_again() -> None:
     result = copy_image(client(test), "dx29/terms", client(prod), "dx29/terms", digest)
     assert result.present == [digest_of(b"shared")] and len(result.copied) == 2
     assert not any(c.startswith("GET /v2/dx29/terms/blobs/" + digest_of(b"shared")) for c in test.calls)
+
+
+def test_an_upload_answered_503_is_sent_again_whole() -> None:
+    test, prod = FakeRegistry("test:5000", "pw-test"), FakeRegistry("prod:5001", "pw-prod")
+    layer = b"layer" * 5000
+    digest = test.image([layer])
+    prod.failing_puts = 2  # the first try reads the bytes and fails; so does the second
+    copy_image(client(test), "dx29/gateway", client(prod), "dx29/gateway", digest)
+    assert prod.failing_puts == 0 and prod.blobs[digest_of(layer)] == layer
+    assert prod.manifests[digest] == test.manifests[digest]
 
 
 def test_a_source_serving_other_bytes_is_refused_before_anything_is_put() -> None:

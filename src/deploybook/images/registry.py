@@ -151,10 +151,13 @@ class RegistryClient:
             sent["Authorization"] = self._basic
         elif scope is not None and scope in self._tokens:
             sent["Authorization"] = "Bearer " + self._tokens[scope]
-        response = self._send(method, url, sent, **kwargs)
+        # A file body (a blob upload) is read by each try: every try sends it from where it began.
+        body = kwargs.get("data")
+        start = body.tell() if hasattr(body, "seek") and hasattr(body, "tell") else None
+        response = self._send(method, url, sent, start, **kwargs)
         if response.status_code == 401:
             sent["Authorization"] = self._authorization(response, scope, url)
-            response = self._send(method, url, sent, **kwargs)
+            response = self._send(method, url, sent, start, **kwargs)
             if response.status_code == 401:
                 raise self._refused(url)
         if response.status_code == 404 and missing_ok:
@@ -167,9 +170,14 @@ class RegistryClient:
             )
         return response
 
-    def _send(self, method: str, url: str, headers: Mapping[str, str], **kwargs: Any) -> requests.Response:
-        """Send with up to `_RETRIES` tries on connection errors and 5xx, backing off between."""
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str], start: int | None, **kwargs: Any
+    ) -> requests.Response:
+        """Send with up to `_RETRIES` tries on connection errors and 5xx, backing off between;
+        a file body is sent from offset ``start`` each time."""
         for attempt in range(1, _RETRIES + 1):
+            if start is not None:
+                kwargs["data"].seek(start)
             try:
                 response = self.session.request(
                     method,
@@ -236,7 +244,7 @@ class RegistryClient:
             )
         query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
         basic = (self.auth.username, self.auth.password) if self.auth is not None else None
-        response = self._send("GET", realm, {}, params=query, auth=basic)
+        response = self._send("GET", realm, {}, None, params=query, auth=basic)
         if response.status_code in (401, 403):
             if self.auth is None:
                 raise RegistryError(
