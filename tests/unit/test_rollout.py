@@ -515,6 +515,7 @@ def test_a_readiness_probe_beyond_its_budget_ends_the_rollout_naming_probe_and_s
     assert "pod web-new-1 container app: Readiness probe failed 3 times" in info.value.detail
     assert "(status code 404)" in info.value.detail and "more than 2 failures allowed" in info.value.detail
     assert "500" not in info.value.detail, "another pod's events are not this pod's"
+    assert "needs a startupProbe" in info.value.detail, "the way out for a slow start is named"
 
 
 def test_failures_within_the_budget_wait_and_the_timeout_names_the_probe() -> None:

@@ -255,7 +255,8 @@ class RolloutTracker:
             raise self.failed(
                 f"{broken.probe}ProbeFailed",
                 f"{describe(broken)}; more than {allowed} failures allowed per replica "
-                "(timeouts.probe_failures_allowed in the environment file)",
+                "(timeouts.probe_failures_allowed in the environment file); an application that is "
+                "only slow to start needs a startupProbe, whose failures are not counted",
             )
 
     def current_pods(self) -> list[Mapping[str, Any]]:
