@@ -152,7 +152,7 @@ class RegistryClient:
         elif scope is not None and scope in self._tokens:
             sent["Authorization"] = "Bearer " + self._tokens[scope]
         # A file body (a blob upload) is read by each try: every try sends it from where it began.
-        body = kwargs.get("data")
+        body: Any = kwargs.get("data")
         start = body.tell() if hasattr(body, "seek") and hasattr(body, "tell") else None
         response = self._send(method, url, sent, start, **kwargs)
         if response.status_code == 401:
