@@ -3,7 +3,8 @@
 Each sample service is built with deploybook's `build_image`, started with ``docker run`` and
 asked for its health; pushed with `push_image`, its digest confirmed through the registry's v2
 API. The failure paths a release meets (missing Dockerfile, failing step, wrong password,
-unreachable registry) each give one clear error naming where it came from.
+unreachable registry) each give one clear error naming where it came from. A base image kept
+in the stack's registry (which refuses anonymous pulls) is pulled with the release's credentials.
 """
 
 from __future__ import annotations
@@ -405,3 +406,55 @@ def test_credentials_as_docker_login_leaves_them(stack: Stack, tmp_path: Path) -
     auth = resolve_credentials(stack.registry, docker_config=tmp_path / "config.json")
     assert auth is not None and auth.username == stack.user
     RegistryClient(stack.registry, auth, ca_file=stack.ca_file).ping()
+
+
+def test_a_base_in_the_private_registry_is_pulled_with_the_release_credentials(
+    stack: Stack,
+    engine: docker.DockerClient,
+    registry_auth: RegistryAuth,
+    registry_client: RegistryClient,
+    tmp_path: Path,
+    run_id: str,
+    cleanup_images: list[str],
+    containers: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base_dir, app = tmp_path / "base", tmp_path / "app"
+    base_dir.mkdir(), app.mkdir()
+    (base_dir / "Dockerfile").write_text("FROM scratch\nCOPY marker /marker\n")
+    (base_dir / "marker").write_text(f"base {run_id}\n")
+    repository, tag = f"{stack.registry}/dbk-it/base-{run_id}", "1"
+    build_image(engine, context=base_dir, dockerfile="Dockerfile", tag=f"{repository}:{tag}", labels={})
+    push_image(engine, repository=repository, tag=tag, auth=registry_auth, registry=registry_client)
+    engine.images.remove(f"{repository}:{tag}")  # only the registry holds the base now
+    (app / "Dockerfile").write_text(f"FROM {repository}:{tag}\nCOPY app.txt /app.txt\n")
+    (app / "app.txt").write_text("app\n")
+    # An engine client with an empty Docker configuration: no `docker login` to fall back on
+    # (without a config.json there, docker-py would read ~/.docker/config.json instead).
+    (tmp_path / "docker-config").mkdir()
+    (tmp_path / "docker-config" / "config.json").write_text("{}\n")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    bare = docker.DockerClient(base_url=stack.docker_host)
+    app_tag = f"dx29/on-private-base:{run_id}"
+    cleanup_images.extend([app_tag, f"{repository}:{tag}"])
+    with pytest.raises(BuildError, match=repository):  # without them the registry refuses the pull
+        build_image(bare, context=app, dockerfile="Dockerfile", tag=app_tag, labels={})
+
+    streamed: list[str] = []
+    build_image(
+        bare,
+        context=app,
+        dockerfile="Dockerfile",
+        tag=app_tag,
+        labels={},
+        on_line=streamed.append,
+        registry=(stack.registry, registry_auth),
+    )
+    assert streamed[0] == f"pulling base image {repository}:{tag} with the release's credentials for {stack.registry}"
+    assert "BuildKit builds it: the engine holds every image it builds on" in streamed
+    assert not any(registry_auth.password in line for line in streamed)
+    container = bare.containers.create(app_tag, command=["/none"])
+    containers.append(container)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(container.export()))) as fs:
+        assert fs.extractfile("marker").read().decode() == f"base {run_id}\n"  # type: ignore[union-attr]
+        assert fs.extractfile("app.txt").read() == b"app\n"  # type: ignore[union-attr]

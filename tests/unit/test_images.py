@@ -406,6 +406,80 @@ def test_buildkit_builds_when_the_engine_holds_every_base(context: Path) -> None
     assert api.sent[0][257:265] == b"ustar  \x00"  # the GNU format's magic, not POSIX's "ustar\x0000"
 
 
+# --- bases kept in the release's registry -------------------------------------------------
+
+RELEASE_REGISTRY = ("registry.example", RegistryAuth("ci", "s3cret-pw"))
+
+
+class PullableAPI(BuildKitAPI):
+    """A BuildKit engine that lacks ``registry.example/base:1`` until it is pulled."""
+
+    def __init__(self, pull: list[Mapping[str, Any]] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pulled: set[str] = set()
+        self.pull_stream = pull if pull is not None else [{"status": "Pulling from base"}, {"status": "Pull complete"}]
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        if ref.startswith("registry.example/") and ref not in self.pulled:
+            raise docker.errors.ImageNotFound(ref)
+        return super().inspect_image(ref)
+
+    def pull(self, repository: str, **kwargs: Any) -> Iterator[Mapping[str, Any]]:
+        self.calls.append(("pull", {"repository": repository, **kwargs}))
+        yield from self.pull_stream
+        self.pulled.add(repository)
+
+
+def test_a_base_in_the_release_registry_is_pulled_with_its_credentials_then_built_by_buildkit(context: Path) -> None:
+    (context / "Dockerfile").write_text("FROM registry.example/base:1 AS tools\nFROM scratch\nCOPY --from=tools / /\n")
+    api = PullableAPI()
+    seen: list[str] = []
+    result = build_image(
+        FakeClient(api),
+        context=context,
+        dockerfile="Dockerfile",
+        tag="t:1",
+        labels={},
+        on_line=seen.append,
+        registry=RELEASE_REGISTRY,
+    )
+    (pull,) = api.called("pull")
+    assert pull["repository"] == "registry.example/base:1"
+    assert pull["auth_config"] == {"username": "ci", "password": "s3cret-pw"}
+    assert seen[0] == "pulling base image registry.example/base:1 with the release's credentials for registry.example"
+    assert "Pull complete" in seen and not any("s3cret-pw" in line for line in seen)
+    # Held now, the base is a known input: BuildKit builds, and the build-input digest is labelled.
+    assert api.called("build") == [] and len(api.called("post")) == 1 and BUILD_INPUT_LABEL in result.labels
+
+
+def test_bases_of_other_registries_are_left_to_the_builder(context: Path) -> None:
+    (context / "Dockerfile").write_text("FROM registry.example/base:1\n")
+    api = PullableAPI()
+    build_image(
+        FakeClient(api),
+        context=context,
+        dockerfile="Dockerfile",
+        tag="t:1",
+        labels={},
+        registry=("other.example:5000", RegistryAuth("ci", "pw")),
+    )
+    assert api.called("pull") == [] and len(api.called("build")) == 1  # the classic builder pulls it
+
+
+def test_a_refused_base_pull_is_one_build_error_naming_base_and_registry(context: Path) -> None:
+    (context / "Dockerfile").write_text("FROM registry.example/base:1\n")
+    api = PullableAPI(
+        pull=[{"error": "unauthorized", "errorDetail": {"message": "unauthorized: authentication required"}}]
+    )
+    with pytest.raises(BuildError) as info:
+        build_image(
+            FakeClient(api), context=context, dockerfile="Dockerfile", tag="t:1", labels={}, registry=RELEASE_REGISTRY
+        )
+    assert "pulling base image registry.example/base:1 from registry.example failed" in str(info.value)
+    assert "authentication required" in str(info.value) and "credentials may pull it" in info.value.one_line()
+    assert api.called("build") == [] and api.called("post") == []  # nothing built
+
+
 @pytest.mark.parametrize(
     ("dockerfile", "first_file"),
     [

@@ -7,7 +7,9 @@ names an image built from the same inputs (`deploybook.images.build_inputs`), no
 
 Which builder: BuildKit (`deploybook.images.buildkit`) when the engine holds every base image
 the Dockerfile names, so that nothing has to be pulled; otherwise the classic builder through
-the SDK, which pulls a missing base with the engine's credentials. The context archive is
+the SDK, which pulls a missing base with the Docker configuration's credentials. Bases kept in
+the release's own registry are pulled first with the release's credentials
+(`deploybook.images.bases`), so they never reach the classic builder missing. The context archive is
 made once (`_tar`), hashed for the build inputs and sent to either.
 
 For the classic builder the labels go to the engine as one ``LABEL`` instruction appended to a
@@ -40,8 +42,10 @@ from docker.utils.build import Pattern, PatternMatcher, exclude_paths
 
 from deploybook.errors import BuildError
 from deploybook.images import buildkit
+from deploybook.images.bases import pull_missing_bases
 from deploybook.images.build_inputs import BUILD_INPUT_LABEL, build_inputs, image_built_from
 from deploybook.images.buildkit import StepFailed
+from deploybook.images.credentials import RegistryAuth
 
 __all__ = ["BuildResult", "LineCallback", "build_image", "emit_line", "oci_labels"]
 
@@ -123,12 +127,15 @@ def build_image(
     labels: Mapping[str, str],
     on_line: LineCallback | None = None,
     build_args: Mapping[str, str] | None = None,
+    registry: tuple[str, RegistryAuth] | None = None,
 ) -> BuildResult:
     """Build ``context`` with ``dockerfile`` into ``tag``, labelled with ``labels``.
 
     Every log line goes to ``on_line`` as it arrives and into the result's ``log``. The OCI
     version and revision labels are also passed as build args ``VERSION`` and ``REVISION``
-    (``build_args`` adds or overrides). Raises `BuildError` for a missing context or
+    (``build_args`` adds or overrides). ``registry`` is the release's registry and credentials:
+    bases kept there that the engine lacks are pulled with them first
+    (`deploybook.images.bases`). Raises `BuildError` for a missing context or
     Dockerfile (before calling the engine), a failing step (with the log's last lines) or an
     unreachable engine.
     """
@@ -138,7 +145,10 @@ def build_image(
     args = _build_args(labels, build_args)
     lines: list[str] = []
     ignored = _ignore_patterns(context)
+    say = functools.partial(emit_line, lines, on_line)
     try:
+        if registry is not None:  # a Dockerfile outside the context is an absolute path here
+            pull_missing_bases(client, context / relative_dockerfile, *registry, say)
         with _context_archive(context, relative_dockerfile, ignored) as (archive, in_archive):
             inputs = None
             if in_archive == relative_dockerfile:  # a Dockerfile from outside gets a random name
@@ -152,11 +162,10 @@ def build_image(
                 )
             held = image_built_from(client, inputs, tag) if inputs else None
             if inputs and held:
-                emit_line(lines, on_line, f"not built: {tag} is {held[:19]}, built from the same inputs")
-                emit_line(lines, on_line, f"({BUILD_INPUT_LABEL}={inputs}: context, Dockerfile, args, labels, bases)")
+                say(f"not built: {tag} is {held[:19]}, built from the same inputs")
+                say(f"({BUILD_INPUT_LABEL}={inputs}: context, Dockerfile, args, labels, bases)")
                 return BuildResult(held, tag, {**labels, BUILD_INPUT_LABEL: inputs}, "\n".join(lines), 0.0)
             labels = {**labels, BUILD_INPUT_LABEL: inputs} if inputs else dict(labels)
-            say = functools.partial(emit_line, lines, on_line)
             if inputs and _buildkit_can_build(client, context / relative_dockerfile, in_archive, ignored, archive):
                 say("BuildKit builds it: the engine holds every image it builds on")
                 buildkit.build(
@@ -389,5 +398,5 @@ def _build_failed(message: str, context: Path, lines: list[str]) -> BuildError:
         text,
         source=str(context),
         hint="read the build log above; files the Dockerfile COPYs must exist in the context "
-        "(a generated context needs its prepare step first, e.g. apps/dx29/prepare)",
+        "(a context made by a script needs the service's `prepare:` command in app.yaml)",
     )

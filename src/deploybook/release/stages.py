@@ -35,6 +35,7 @@ from deploybook.config.model import Service
 from deploybook.errors import BuildError, RegistryError
 from deploybook.images.build import build_image, oci_labels
 from deploybook.images.copy import copy_image
+from deploybook.images.credentials import RegistryAuth
 from deploybook.images.push import push_image, push_refused
 from deploybook.images.references import image_name, split_repository
 from deploybook.manifests.apply import AppliedObject, apply_objects
@@ -119,9 +120,16 @@ def build(release: ReleaseParts, service: Service, say: Say) -> Built | Skipped:
         tag=tag,
         labels=labels,
         on_line=say,
+        registry=_registry_for_bases(release),
     )
     say(f"built {tag} ({result.image_id[:19]})")
     return Built(repository, version, result.image_id, labels, command, result.log, prepared)
+
+
+def _registry_for_bases(release: ReleaseParts) -> tuple[str, RegistryAuth] | None:
+    """The release's registry and credentials, for the bases a Dockerfile takes from it."""
+    auth = release.clients.registry_auth
+    return (release.context.env.registry.address, auth) if auth is not None else None
 
 
 @dataclass(frozen=True)
