@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from pathlib import Path
-from textwrap import dedent
+from textwrap import dedent, indent
 from typing import Any
 
 import pytest
@@ -135,6 +135,34 @@ class TestLoadManifests:
     def test_a_list_document_is_rejected(self, tmp_path: Path) -> None:
         with pytest.raises(RenderError, match="must be a mapping, not list"):
             load_manifests(write(tmp_path, "l.yaml", "- a\n- b\n"))
+
+    def test_a_v1_list_stands_for_its_items_each_named_by_its_place(self, tmp_path: Path) -> None:
+        items = indent(DEPLOYMENT, "    ").replace("    apiVersion", "  - apiVersion", 1)
+        items += indent(SERVICE, "    ").replace("    apiVersion", "  - apiVersion", 1)
+        path = write(tmp_path, "list.yaml", SERVICE + "---\napiVersion: v1\nkind: List\nitems:\n" + items)
+        loaded = load_manifests(path)
+        assert [(m.doc["kind"], m.index, m.item) for m in loaded] == [
+            ("Service", 1, None),
+            ("Deployment", 2, 1),
+            ("Service", 2, 2),
+        ]
+        assert loaded[1].where.endswith(f"document 2 (line {SERVICE.count(chr(10)) + 2}), item 1")
+
+    @pytest.mark.parametrize(
+        ("items", "problem"),
+        [
+            ("items: {a: 1}\n", "a List needs 'items'"),
+            ("items:\n  - {apiVersion: v1, kind: Service, metadata: {}}\n", "'metadata.name' in Service"),
+            ("items:\n  - {apiVersion: v1, kind: List, items: []}\n", "a List inside a List"),
+            ("items:\n  - just a string\n", "must be a mapping, not str"),
+        ],
+        ids=["no-items", "nameless-item", "nested", "not-a-mapping"],
+    )
+    def test_a_bad_list_names_the_document_and_item(self, tmp_path: Path, items: str, problem: str) -> None:
+        path = write(tmp_path, "list.yaml", "apiVersion: v1\nkind: List\n" + items)
+        with pytest.raises(RenderError) as info:
+            load_manifests(path)
+        assert problem in str(info.value) and f"{path}, document 1 (line 1)" in str(info.value)
 
     def test_missing_path_and_empty_directory(self, tmp_path: Path) -> None:
         with pytest.raises(RenderError, match="does not exist"):

@@ -3,7 +3,9 @@
 A manifest file is input nobody here wrote: it is read within the limits of
 ``deploybook.manifests.limits`` (alias expansion, nesting, document and file size), and each
 document must be a mapping with ``apiVersion``, ``kind`` and ``metadata.name``; every problem is one
-:class:`~deploybook.errors.RenderError` naming the file, the document and its line.
+:class:`~deploybook.errors.RenderError` naming the file, the document and its line. A ``v1``
+``List`` (what ``kubectl get -o yaml`` writes) stands for its items, as ``kubectl apply`` reads
+it: each item is a manifest of its own, named by its place in the list.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ class Manifest:
     source: Path
     index: int  # 1-based position of the document in its file
     line: int  # 1-based line where the document starts
+    item: int | None = None  # 1-based position in the document's List, if it is one
 
     @property
     def where(self) -> str:
-        """``file, document N (line L)``: the place a reader should look."""
-        return f"{self.source}, document {self.index} (line {self.line})"
+        """``file, document N (line L)[, item I]``: the place a reader should look."""
+        item = f", item {self.item}" if self.item is not None else ""
+        return f"{self.source}, document {self.index} (line {self.line}){item}"
 
     @property
     def title(self) -> str:
@@ -77,17 +81,38 @@ def _load_file(file: Path) -> Iterator[Manifest]:
         if doc is None:
             continue
         manifest = Manifest(doc=doc, source=file, index=index, line=line)
-        _validate_document(manifest)
-        yield manifest
+        _validate_kind(manifest)
+        if not _is_list(doc):
+            _validate_name(manifest)
+            yield manifest
+            continue
+        items = doc.get("items")
+        if not isinstance(items, list):
+            raise RenderError("a List needs 'items', a sequence of manifests", source=manifest.where)
+        for number, item in enumerate(items, start=1):
+            member = Manifest(doc=item, source=file, index=index, line=line, item=number)
+            _validate_kind(member)
+            if _is_list(item):
+                raise RenderError("a List inside a List is not read; list its items instead", source=member.where)
+            _validate_name(member)
+            yield member
 
 
-def _validate_document(manifest: Manifest) -> None:
+def _is_list(doc: dict[str, Any]) -> bool:
+    return doc["apiVersion"] == "v1" and doc["kind"] == "List"
+
+
+def _validate_kind(manifest: Manifest) -> None:
     doc = manifest.doc
     if not isinstance(doc, dict):
         raise RenderError(f"a manifest must be a mapping, not {type(doc).__name__}", source=manifest.where)
     for key in ("apiVersion", "kind"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise RenderError(f"missing or empty '{key}'", source=manifest.where)
+
+
+def _validate_name(manifest: Manifest) -> None:
+    doc = manifest.doc
     metadata = doc.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
         raise RenderError(f"missing or empty 'metadata.name' in {doc['kind']}", source=manifest.where)
