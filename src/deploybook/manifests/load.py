@@ -99,7 +99,7 @@ def _load_file(file: Path) -> Iterator[Manifest]:
 
 
 def _is_list(doc: dict[str, Any]) -> bool:
-    return doc["apiVersion"] == "v1" and doc["kind"] == "List"
+    return bool(doc["apiVersion"] == "v1" and doc["kind"] == "List")
 
 
 def _validate_kind(manifest: Manifest) -> None:
