@@ -563,13 +563,24 @@ def test_an_unreadable_context_file_is_named(context: Path, monkeypatch: pytest.
             ["alpine:3.20", "busybox:1.36"],
         ),
         ("FROM base AS one\nFROM one\nCOPY --from=0 /a /", ["base"]),
-        ("ARG BASE=alpine\nFROM ${BASE}", None),
+        ("ARG BASE=alpine\nFROM ${BASE}", ["alpine"]),
+        ("ARG TAG=3.20\nARG REG\nFROM $REG/alpine:${TAG}", None),  # REG has no value
+        ("ARG V='1.23'\nFROM golang:${V:-1.22} AS b\nARG V=9\nFROM ${OS:-alpine}:$V", ["golang:1.23", "alpine:1.23"]),
+        ("FROM scratch\nARG B=alpine\nFROM $B", None),  # an ARG of a stage is not for FROM lines
+        ("ARG B=alpine\nFROM ${B:+x}", None),  # a form not read here
+        ("FROM alpine\nCOPY --from=$X /a /", None),
         ("FROM alpine\nADD https://example.com/tool.tgz /", None),
         ("FROM alpine\nRUN apk add \\\n  curl\n# FROM nothing", ["alpine"]),
     ],
 )
 def test_base_images_of_a_dockerfile(dockerfile: str, bases: list[str] | None) -> None:
     assert base_images(dockerfile) == bases
+
+
+def test_build_args_of_the_build_name_the_base() -> None:
+    dockerfile = "ARG NODE=20\nFROM registry.example/node:${NODE}-slim\n"
+    assert base_images(dockerfile, {"NODE": "22"}) == ["registry.example/node:22-slim"]
+    assert base_images(dockerfile, {"OTHER": "1"}) == ["registry.example/node:20-slim"]
 
 
 def test_missing_context_fails_before_the_engine(tmp_path: Path) -> None:

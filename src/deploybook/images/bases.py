@@ -33,14 +33,16 @@ def pull_missing_bases(
     registry: str,
     auth: RegistryAuth,
     say: Callable[[str], None],
+    build_args: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Pull the bases of ``dockerfile`` that are in ``registry`` and not in the engine; their names.
+    ``build_args`` are the build's, for a ``FROM`` that names its image with an ``ARG``.
 
     Raises `BuildError` naming the base and the registry when a pull fails.
     """
     host = registry_host(registry).lower()
     text = dockerfile.read_text(encoding="utf-8", errors="replace")
-    wanted = [b for b in base_images(text) or () if _registry_of(b) == host]
+    wanted = [b for b in base_images(text, build_args) or () if _registry_of(b) == host]
     pulled = []
     for base in dict.fromkeys(wanted):
         if _held(client, base):

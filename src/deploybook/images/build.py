@@ -148,7 +148,7 @@ def build_image(
     say = functools.partial(emit_line, lines, on_line)
     try:
         if registry is not None:  # a Dockerfile outside the context is an absolute path here
-            pull_missing_bases(client, context / relative_dockerfile, *registry, say)
+            pull_missing_bases(client, context / relative_dockerfile, *registry, say, args)
         with _context_archive(context, relative_dockerfile, ignored) as (archive, in_archive):
             inputs = None
             if in_archive == relative_dockerfile:  # a Dockerfile from outside gets a random name

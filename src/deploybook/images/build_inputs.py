@@ -32,32 +32,70 @@ __all__ = ["BUILD_INPUT_LABEL", "base_images", "build_inputs", "image_built_from
 BUILD_INPUT_LABEL = "io.deploybook.build-input"
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
 _COPY_FROM = re.compile(r"^\s*COPY\s+.*--from=(\S+)", re.IGNORECASE)
+_ARG = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?\s*$", re.IGNORECASE)
+_VARIABLE = re.compile(r"\$(?:([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 _REMOTE_ADD = re.compile(r"^\s*ADD\s+.*(?:https?://|git@|\.git\b)", re.IGNORECASE)
 
 
-def base_images(dockerfile: str) -> list[str] | None:
+def base_images(dockerfile: str, build_args: Mapping[str, str] | None = None) -> list[str] | None:
     """The images a Dockerfile builds on (``FROM``, ``COPY --from``), or None when unknowable.
 
-    Stage names and ``scratch`` are not images; a reference with a ``$`` depends on a build
-    arg, and a remote ``ADD`` fetches what no digest here can cover: both give None.
+    Stage names and ``scratch`` are not images. A ``FROM`` may use the ``ARG``s declared before
+    the first ``FROM`` (``$NAME``, ``${NAME}``, ``${NAME:-default}``), each the build arg of that
+    name when one is given, else its default. Any other ``$`` in a reference, and a remote
+    ``ADD``, which fetches what no digest here can cover, give None.
     """
     stages: set[str] = set()
     found: list[str] = []
+    global_args: dict[str, str | None] = {}
+    in_stage = False  # past the first FROM: an ARG there is the stage's, not for FROM lines
     for line in _logical_lines(dockerfile):
         if _REMOTE_ADD.match(line):
             return None
+        if not in_stage and (declared := _ARG.match(line)):
+            name, default = declared.group(1), declared.group(2)
+            given = (build_args or {}).get(name)
+            global_args[name] = given if given is not None else _unquote(default)
+            continue
         match = _FROM.match(line) or _COPY_FROM.match(line)
         if not match:
             continue
+        in_stage = True
         image = match.group(1)
         if "$" in image:
-            return None
+            if match.re is not _FROM or (expanded := _expand(image, global_args)) is None:
+                return None
+            image = expanded
         if image.lower() != "scratch" and image not in stages and not image.isdigit():
             found.append(image)
         alias = match.group(2) if match.re is _FROM else None
         if alias:
             stages.add(alias)
     return found
+
+
+def _unquote(value: str | None) -> str | None:
+    if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _expand(reference: str, args: Mapping[str, str | None]) -> str | None:
+    """``reference`` with its ``ARG``s put in, or None when one has no value or the form is unknown."""
+    unknown = False
+
+    def value(match: re.Match[str]) -> str:
+        nonlocal unknown
+        name = match.group(1) or match.group(2)
+        got = args.get(name)
+        if not got and match.group(3) is not None:
+            return match.group(3)
+        if not got:
+            unknown = True
+        return got or ""
+
+    expanded = _VARIABLE.sub(value, reference)
+    return None if unknown or "$" in expanded or not expanded else expanded
 
 
 def _logical_lines(text: str) -> list[str]:
@@ -76,7 +114,7 @@ def build_inputs(
     labels: Mapping[str, str],
 ) -> str | None:
     """``sha256:...`` of everything the build is made from, or None when that cannot be known."""
-    bases = base_images(dockerfile_path.read_text(encoding="utf-8", errors="replace"))
+    bases = base_images(dockerfile_path.read_text(encoding="utf-8", errors="replace"), build_args)
     if bases is None:
         return None
     base_ids = {}
