@@ -164,6 +164,21 @@ class TestLoadManifests:
             load_manifests(path)
         assert problem in str(info.value) and f"{path}, document 1 (line 1)" in str(info.value)
 
+    @pytest.mark.parametrize(
+        ("name", "text", "tool"),
+        [
+            ("kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n", "kustomize"),
+            ("Chart.yaml", "apiVersion: v2\nname: shop\nversion: 0.1.0\n", "Helm"),
+        ],
+    )
+    def test_a_kustomization_or_a_chart_says_what_it_is_and_how_to_render_it(
+        self, tmp_path: Path, name: str, text: str, tool: str
+    ) -> None:
+        with pytest.raises(RenderError) as info:
+            load_manifests(write(tmp_path, name, text))
+        assert f"a {tool} file, not a Kubernetes manifest" in str(info.value)
+        assert "render them once" in info.value.one_line()
+
     def test_missing_path_and_empty_directory(self, tmp_path: Path) -> None:
         with pytest.raises(RenderError, match="does not exist"):
             load_manifests(tmp_path / "nope")

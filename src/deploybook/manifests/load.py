@@ -106,9 +106,25 @@ def _validate_kind(manifest: Manifest) -> None:
     doc = manifest.doc
     if not isinstance(doc, dict):
         raise RenderError(f"a manifest must be a mapping, not {type(doc).__name__}", source=manifest.where)
+    if (tool := _renderer_of(manifest)) is not None:
+        name, render = tool
+        raise RenderError(
+            f"a {name} file, not a Kubernetes manifest: deploybook applies plain manifests",
+            source=manifest.where,
+            hint=f"render them once ({render} > FILE.yaml) and point the environment's manifests there",
+        )
     for key in ("apiVersion", "kind"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise RenderError(f"missing or empty '{key}'", source=manifest.where)
+
+
+def _renderer_of(manifest: Manifest) -> tuple[str, str] | None:
+    """The tool, and its render command, of a file that makes manifests rather than being one."""
+    if manifest.source.name == "Chart.yaml":
+        return "Helm", "helm template NAME DIR"
+    if manifest.doc.get("kind") == "Kustomization":
+        return "kustomize", "kubectl kustomize DIR"
+    return None
 
 
 def _validate_name(manifest: Manifest) -> None:
