@@ -394,6 +394,23 @@ def test_pull_secret_is_a_dockerconfigjson_secret(kube: Any, cluster: FakeCluste
     assert again.action == "unchanged"
 
 
+def test_a_switch_to_recreate_that_apply_cannot_make_names_the_one_patch_that_does(
+    kube: Any, cluster: FakeCluster
+) -> None:
+    cluster.reject = lambda obj: (
+        'Deployment.apps "dx29-gateway-deployment" is invalid: spec.strategy.rollingUpdate: Forbidden: '
+        "may not be specified when strategy `type` is 'Recreate'"
+        if obj["kind"] == "Deployment"
+        else None
+    )
+    with pytest.raises(ApplyError) as info:
+        apply_objects(kube, [deployment()])
+    message = str(info.value)
+    assert "server-side apply cannot remove" in message
+    assert f"kubectl patch deployment dx29-gateway-deployment -n {NS} --type=merge" in message
+    assert '"rollingUpdate":null' in message and real_applies(cluster) == []
+
+
 def test_pull_secret_rejection_does_not_leak_the_password(kube: Any, cluster: FakeCluster) -> None:
     cluster.reject = lambda obj: 'Secret "deploybook-registry" is invalid: type: Invalid value: field is immutable'
     with pytest.raises(ApplyError) as info:

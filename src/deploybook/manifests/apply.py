@@ -230,7 +230,7 @@ def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_miss
         would = _server_side_apply(resource, obj, field_manager, dry_run=True)
     except DynamicApiError as e:
         if not _is_missing_namespace(e):
-            raise ApplyError(_api_message(e)) from e
+            raise ApplyError(_api_message(e) + _known_remedy(obj, _api_message(e))) from e
         if allow_missing_namespace:
             return _Plan(obj=obj, resource=resource, live=None, would=obj, validated=False)
         raise ApplyError(
@@ -332,6 +332,24 @@ def _status_body(error: ApiException) -> dict[str, Any]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+_RECREATE_KEEPS_ROLLING_UPDATE = "may not be specified when strategy `type` is 'Recreate'"
+
+
+def _known_remedy(obj: Mapping[str, Any], message: str) -> str:
+    """What to do about a rejection server-side apply cannot get past on its own, or nothing."""
+    if _RECREATE_KEEPS_ROLLING_UPDATE in message:
+        # The live spec.strategy.rollingUpdate was defaulted, so no field manager owns it and an
+        # apply cannot drop it; kubectl's client-side apply drops it through retainKeys.
+        meta = obj.get("metadata") or {}
+        patch = '{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}'
+        return (
+            "; the live Deployment keeps the defaulted spec.strategy.rollingUpdate, which server-side "
+            f"apply cannot remove: switch it once with `kubectl patch deployment {meta.get('name')} "
+            f"-n {meta.get('namespace')} --type=merge -p '{patch}'`, then release again"
+        )
+    return ""
 
 
 def _api_message(error: ApiException) -> str:
