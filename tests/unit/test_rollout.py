@@ -354,6 +354,13 @@ def test_first_crash_counts_but_a_single_oom_kill_does_not() -> None:
     assert pod_failure(job_pod, judge_crashes=False) is None
 
 
+def test_a_pod_being_deleted_is_stopped_not_crashed() -> None:
+    killed = pod("p", "1", state={"terminated": {"exitCode": 137, "reason": "Error"}})
+    assert pod_failure(killed) is not None  # the same exit on a pod nobody deletes is a crash
+    killed["metadata"]["deletionTimestamp"] = "2026-12-03T12:25:00Z"  # Recreate stopping the old pods
+    assert pod_failure(killed) is None
+
+
 def test_statefulset_daemonset_and_job_verdicts() -> None:
     sts = {
         "metadata": {"generation": 3},

@@ -137,8 +137,15 @@ def evaluate_workload(kind: str, obj: Mapping[str, Any]) -> Verdict:
 
 
 def pod_failure(pod: Mapping[str, Any], *, judge_crashes: bool = True) -> tuple[str, str] | None:
-    """Return (cause, detail) when a pod shows a failure that waiting will not heal."""
+    """Return (cause, detail) when a pod shows a failure that waiting will not heal.
+
+    A pod being deleted shows none: its containers are stopped on purpose, and one that does
+    not stop on SIGTERM ends killed (137) at the grace period. With ``Recreate`` the old pods
+    go while the Deployment still names their revision as its own.
+    """
     name = pod.get("metadata", {}).get("name", "?")
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return None
     st = pod.get("status", {})
     for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
         where = f"pod {name} container {cs.get('name')}"
