@@ -15,6 +15,9 @@ afterwards). Then each fault is released on its own and must fail with its cause
 - a custom resource whose status is Stalled -> its reason, by the kstatus generic rules (a
                                                 CRD of the test's own, deleted afterwards)
 
+And a Deployment with ``strategy: Recreate`` whose old pods end killed at their grace period
+(busybox httpd as PID 1 does not stop on SIGTERM) releases a new image and passes.
+
 "One failure per cause": the run's summary counts exactly one failed test (the service's
 later checks are skipped with the rollout's reason).
 """
@@ -277,3 +280,19 @@ def test_a_custom_resource_is_judged_by_the_kstatus_generic_rules(
     env = shop(services=("web",), edit=with_widgets)
     out = assert_one_failure(release_runner("runbook", "--env", env.name), "Widget", "stuck-widget", "NoCapacity")
     assert "ready-widget failed" not in out, f"the Ready widget was failed too:\n{out[-3000:]}"
+
+
+def test_recreate_releases_a_new_image_though_the_old_pods_end_killed(
+    shop: Any, release_runner: Any, tmp_path: Path
+) -> None:
+    recreate = replace_in("web.yaml", "  replicas: 2\n", "  replicas: 2\n  strategy:\n    type: Recreate\n")
+    subprocess.run([str(SHOP / "prepare"), "web"], check=True, capture_output=True)
+    context = tmp_path / "web"  # a build context of its own, to change the image between releases
+    shutil.copytree(SHOP / "web", context, symlinks=True)
+    env = shop(services=("web",), edit=recreate, contexts={"web": context})
+    code, out, counts = released(release_runner("runbook", "--env", env.name))
+    assert code == 0, f"the first release of the Recreate Deployment failed ({counts}):\n{out[-4000:]}"
+    (context / "www" / "version").write_text("2\n")  # a new image: Recreate stops both old pods first
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the Recreate release failed ({counts}):\n{out[-4000:]}"
+    assert "CrashLoopBackOff" not in out, f"a stopped old pod was judged a crash:\n{out[-4000:]}"
