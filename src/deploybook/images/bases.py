@@ -41,7 +41,10 @@ def pull_missing_bases(
     Raises `BuildError` naming the base and the registry when a pull fails.
     """
     host = registry_host(registry).lower()
-    text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise BuildError(f"cannot read {dockerfile}: {e.strerror}", source=str(dockerfile)) from None
     wanted = [b for b in base_images(text, build_args) or () if _registry_of(b) == host]
     pulled = []
     for base in dict.fromkeys(wanted):

@@ -9,8 +9,8 @@ Which builder: BuildKit (`deploybook.images.buildkit`) when the engine holds eve
 the Dockerfile names, so that nothing has to be pulled; otherwise the classic builder through
 the SDK, which pulls a missing base with the Docker configuration's credentials. Bases kept in
 the release's own registry are pulled first with the release's credentials
-(`deploybook.images.bases`), so they never reach the classic builder missing. The context archive is
-made once (`_tar`), hashed for the build inputs and sent to either.
+(`deploybook.images.bases`), so they never reach the classic builder missing. The context
+archive is made once (`_tar`), hashed for the build inputs and sent to either.
 
 For the classic builder the labels go to the engine as one ``LABEL`` instruction appended to a
 copy of the Dockerfile (`_dockerfile_with_labels`): it makes an image step of every label
