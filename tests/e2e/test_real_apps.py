@@ -184,16 +184,25 @@ def test_a_failed_job_is_one_failure_with_its_exit_code(shop: Any, release_runne
     assert_one_failure(release_runner("runbook", "--env", env.name), "JobFailed", "exited with code 3")
 
 
+def released_from_own_context(
+    shop: Any, release_runner: Any, tmp_path: Path, service: str, edit: Edit
+) -> tuple[ShopEnvironment, Path]:
+    """``service`` released once, edited, from a copy of its build context that the test can
+    change to make a new image; the environment and that context."""
+    subprocess.run([str(SHOP / "prepare"), service], check=True, capture_output=True)
+    context = tmp_path / service
+    shutil.copytree(SHOP / service, context, symlinks=True)
+    env = shop(services=(service,), edit=edit, contexts={service: context})
+    code, out, counts = released(release_runner("runbook", "--env", env.name))
+    assert code == 0, f"the first release of {service} failed ({counts}):\n{out[-4000:]}"
+    return env, context
+
+
 def test_a_statefulset_on_delete_keeps_its_old_pod_and_the_digest_check_says_so(
     shop: Any, release_runner: Any, tmp_path: Path
 ) -> None:
     on_delete = replace_in("db.yaml", "    type: RollingUpdate\n", "    type: OnDelete\n")
-    subprocess.run([str(SHOP / "prepare"), "db"], check=True, capture_output=True)
-    context = tmp_path / "db"  # a build context of its own, to change the image between releases
-    shutil.copytree(SHOP / "db", context, symlinks=True)
-    env = shop(services=("db",), edit=on_delete, contexts={"db": context})
-    code, out, counts = released(release_runner("runbook", "--env", env.name))
-    assert code == 0, f"the first release of the OnDelete StatefulSet failed ({counts}):\n{out[-4000:]}"
+    env, context = released_from_own_context(shop, release_runner, tmp_path, "db", on_delete)
     (context / "www" / "health").write_text('{"service":"db","version":2}\n')  # a new image
     out = assert_one_failure(release_runner("runbook", "--env", env.name, "-rfs"), "digest mismatch", "shop-db-0")
     assert "StatefulSet shop-db updates OnDelete: the controller replaces no pod" in out, (
@@ -286,12 +295,7 @@ def test_recreate_releases_a_new_image_though_the_old_pods_end_killed(
     shop: Any, release_runner: Any, tmp_path: Path
 ) -> None:
     recreate = replace_in("web.yaml", "  replicas: 2\n", "  replicas: 2\n  strategy:\n    type: Recreate\n")
-    subprocess.run([str(SHOP / "prepare"), "web"], check=True, capture_output=True)
-    context = tmp_path / "web"  # a build context of its own, to change the image between releases
-    shutil.copytree(SHOP / "web", context, symlinks=True)
-    env = shop(services=("web",), edit=recreate, contexts={"web": context})
-    code, out, counts = released(release_runner("runbook", "--env", env.name))
-    assert code == 0, f"the first release of the Recreate Deployment failed ({counts}):\n{out[-4000:]}"
+    env, context = released_from_own_context(shop, release_runner, tmp_path, "web", recreate)
     (context / "www" / "version").write_text("2\n")  # a new image: Recreate stops both old pods first
     code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
     assert code == 0 and counts["failed"] == 0, f"the Recreate release failed ({counts}):\n{out[-4000:]}"
