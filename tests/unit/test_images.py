@@ -590,6 +590,23 @@ def test_missing_context_fails_before_the_engine(tmp_path: Path) -> None:
     assert api.calls == [] and info.value.source == str(tmp_path / "nope")
 
 
+def test_an_unreadable_dockerfile_is_one_build_error_before_the_engine(
+    context: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Path.read_text
+
+    def locked(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self.name == "Dockerfile":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", locked)
+    api = FakeAPI()
+    with pytest.raises(BuildError, match=r"cannot read .*Dockerfile: Permission denied"):
+        build_image(FakeClient(api), context=context, dockerfile="Dockerfile", tag="t", labels={})
+    assert api.calls == []
+
+
 def test_missing_dockerfile_names_the_path(tmp_path: Path) -> None:
     api = FakeAPI()
     with pytest.raises(BuildError) as info:

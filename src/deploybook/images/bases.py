@@ -13,7 +13,6 @@ build's inputs are known and BuildKit can build it (`deploybook.images.build`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -23,29 +22,27 @@ import requests
 from deploybook.errors import BuildError
 from deploybook.images.build_inputs import base_images
 from deploybook.images.credentials import RegistryAuth, registry_host
+from deploybook.images.references import registry_of
 
 __all__ = ["pull_missing_bases"]
 
 
 def pull_missing_bases(
     client: docker.DockerClient,
-    dockerfile: Path,
+    dockerfile: str,
     registry: str,
     auth: RegistryAuth,
     say: Callable[[str], None],
     build_args: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Pull the bases of ``dockerfile`` that are in ``registry`` and not in the engine; their names.
+    """Pull the bases the ``dockerfile`` text names that are in ``registry`` and not in the engine;
+    their names.
     ``build_args`` are the build's, for a ``FROM`` that names its image with an ``ARG``.
 
     Raises `BuildError` naming the base and the registry when a pull fails.
     """
     host = registry_host(registry).lower()
-    try:
-        text = dockerfile.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise BuildError(f"cannot read {dockerfile}: {e.strerror}", source=str(dockerfile)) from None
-    wanted = [b for b in base_images(text, build_args) or () if _registry_of(b) == host]
+    wanted = [b for b in base_images(dockerfile, build_args) or () if (registry_of(b) or "").lower() == host]
     pulled = []
     for base in dict.fromkeys(wanted):
         if _held(client, base):
@@ -58,14 +55,6 @@ def pull_missing_bases(
             raise _pull_failed(base, registry, str(getattr(e, "explanation", None) or e)) from None
         pulled.append(base)
     return pulled
-
-
-def _registry_of(image: str) -> str | None:
-    """The registry host an image reference names, or None for Docker Hub's short names."""
-    first, slash, _ = image.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first.lower()
-    return None
 
 
 def _held(client: docker.DockerClient, image: str) -> bool:

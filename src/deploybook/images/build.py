@@ -146,16 +146,17 @@ def build_image(
     lines: list[str] = []
     ignored = _ignore_patterns(context)
     say = functools.partial(emit_line, lines, on_line)
+    text = _read_dockerfile(context / relative_dockerfile)  # outside the context: an absolute path
     try:
-        if registry is not None:  # a Dockerfile outside the context is an absolute path here
-            pull_missing_bases(client, context / relative_dockerfile, *registry, say, args)
+        if registry is not None:
+            pull_missing_bases(client, text, *registry, say, args)
         with _context_archive(context, relative_dockerfile, ignored) as (archive, in_archive):
             inputs = None
             if in_archive == relative_dockerfile:  # a Dockerfile from outside gets a random name
                 inputs = build_inputs(
                     client,
                     archive,
-                    dockerfile_path=context / relative_dockerfile,
+                    dockerfile=text,
                     dockerfile_in_archive=in_archive,
                     build_args=args,
                     labels=labels,
@@ -166,7 +167,7 @@ def build_image(
                 say(f"({BUILD_INPUT_LABEL}={inputs}: context, Dockerfile, args, labels, bases)")
                 return BuildResult(held, tag, {**labels, BUILD_INPUT_LABEL: inputs}, "\n".join(lines), 0.0)
             labels = {**labels, BUILD_INPUT_LABEL: inputs} if inputs else dict(labels)
-            if inputs and _buildkit_can_build(client, context / relative_dockerfile, in_archive, ignored, archive):
+            if inputs and _buildkit_can_build(client, text, in_archive, ignored, archive):
                 say("BuildKit builds it: the engine holds every image it builds on")
                 buildkit.build(
                     client, archive, dockerfile=in_archive, tag=tag, labels=labels, build_args=args, on_line=say
@@ -183,11 +184,19 @@ def build_image(
     return BuildResult(image_id, tag, labels, "\n".join(lines), time.monotonic() - started)
 
 
+def _read_dockerfile(path: Path) -> str:
+    """The Dockerfile's text, as the build's inputs and its bases are read from it."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise BuildError(f"cannot read {path}: {e.strerror}", source=str(path)) from None
+
+
 _DIRECTIVE = re.compile(r"^\s*#\s*([A-Za-z]+)\s*=")
 
 
 def _buildkit_can_build(
-    client: docker.DockerClient, dockerfile: Path, in_archive: str, ignored: list[str] | None, archive: IO[bytes]
+    client: docker.DockerClient, dockerfile: str, in_archive: str, ignored: list[str] | None, archive: IO[bytes]
 ) -> bool:
     """Whether BuildKit, with no session, can build this: nothing to fetch, a context it reads.
 
@@ -197,7 +206,7 @@ def _buildkit_can_build(
     context from a single file by reading its first 1024 bytes as tar, so the first entry's
     header must fit in them.
     """
-    if _names_a_frontend(dockerfile.read_text(encoding="utf-8", errors="replace")):
+    if _names_a_frontend(dockerfile):
         return False
     if _lists(ignored or [], in_archive):
         return False

@@ -22,7 +22,6 @@ import json
 import re
 import tarfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import IO, Any
 
 import docker.errors
@@ -108,13 +107,14 @@ def build_inputs(
     client: docker.DockerClient,
     archive: IO[bytes],
     *,
-    dockerfile_path: Path,
+    dockerfile: str,
     dockerfile_in_archive: str,
     build_args: Mapping[str, str],
     labels: Mapping[str, str],
 ) -> str | None:
-    """``sha256:...`` of everything the build is made from, or None when that cannot be known."""
-    bases = base_images(dockerfile_path.read_text(encoding="utf-8", errors="replace"), build_args)
+    """``sha256:...`` of everything the build is made from, or None when that cannot be known
+    (``dockerfile`` is the Dockerfile's text)."""
+    bases = base_images(dockerfile, build_args)
     if bases is None:
         return None
     base_ids = {}

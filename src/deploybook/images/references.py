@@ -11,7 +11,7 @@ import re
 
 from deploybook.errors import PushError
 
-__all__ = ["digest_of", "image_matches", "image_name", "repository_path", "split_repository"]
+__all__ = ["digest_of", "image_matches", "image_name", "registry_of", "repository_path", "split_repository"]
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -46,10 +46,17 @@ def repository_path(image: str, registry_address: str) -> str:
     return name.removeprefix(prefix)
 
 
+def registry_of(image: str) -> str | None:
+    """The registry an image reference names (``localhost:5000/dx29/web`` -> ``localhost:5000``),
+    or None for a name without one (``alpine``, ``dx29/web``: Docker Hub's)."""
+    first, slash, rest = image.partition("/")
+    return first if slash and rest and ("." in first or ":" in first or first == "localhost") else None
+
+
 def split_repository(repository: str) -> tuple[str, str]:
     """``(registry address, path)`` of a repository such as ``localhost:5000/dx29/gateway``."""
     first, _, rest = repository.partition("/")
-    if not rest or not ("." in first or ":" in first or first == "localhost"):
+    if registry_of(repository) is None:
         raise PushError(
             f"repository {repository!r} names no registry",
             hint="push to a repository that starts with the registry address, e.g. localhost:5000/dx29/gateway",

@@ -230,7 +230,8 @@ def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_miss
         would = _server_side_apply(resource, obj, field_manager, dry_run=True)
     except DynamicApiError as e:
         if not _is_missing_namespace(e):
-            raise ApplyError(_api_message(e) + _known_remedy(obj, _api_message(e))) from e
+            message = _api_message(e)
+            raise ApplyError(message + _known_remedy(obj, message)) from e
         if allow_missing_namespace:
             return _Plan(obj=obj, resource=resource, live=None, would=obj, validated=False)
         raise ApplyError(
