@@ -13,7 +13,7 @@ import pytest
 
 from deploybook.errors import ConfigError, GitError
 from deploybook.sources.access import GitAccess, check_git_access, repository_host
-from deploybook.sources.git import fetch_checkout, fetch_failed
+from deploybook.sources.git import commit_time, fetch_checkout, fetch_failed, repo_state
 
 URL = "https://git.example:8443/dx29-gateway.git"
 IDENTITY = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -136,3 +136,33 @@ def test_fetch_a_branch_then_a_commit_of_a_real_repository(tmp_path: Path) -> No
     assert again.commit == first and (again.directory / "app").read_text() == "one\n"
     with pytest.raises(GitError, match="ref 'main' does not exist"):
         fetch_checkout(origin.as_uri(), "main", tmp_path / "other")
+
+
+def test_the_state_of_a_checkout_branch_commit_time_and_changed_files(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "release/1.2")
+    with pytest.raises(GitError, match="git show"):  # no commit yet
+        repo_state(repo)
+    (repo / "app").write_text("one\n")
+    git(repo, "add", "-A")
+    git(repo, *IDENTITY, "commit", "-qm", "one")
+    clean = repo_state(repo)
+    assert (clean.branch, clean.commit, clean.dirty, clean.dirty_files) == (
+        "release/1.2",
+        git(repo, "rev-parse", "HEAD"),
+        False,
+        (),
+    )
+    assert clean.commit_time == commit_time(repo) and clean.commit_time.endswith("Z")
+    git(repo, "remote", "add", "origin", repo.as_uri())
+    git(repo, "fetch", "-q", "origin")
+    git(repo, "branch", "-q", "--set-upstream-to", "origin/release/1.2")
+    (repo / "app").write_text("two\n")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "new file").write_text("new\n")
+    dirty = repo_state(repo / "docs")
+    assert dirty.branch == "release/1.2" and dirty.dirty
+    assert set(dirty.dirty_files) == {"app", "docs/"}
+    git(repo, "checkout", "-q", "--detach")
+    assert repo_state(repo).branch is None

@@ -93,18 +93,28 @@ def run_git(
 
 
 def repo_state(path: Path) -> GitState:
-    """Branch, HEAD commit and dirty tree of the checkout containing ``path``."""
-    branch = run_git(["rev-parse", "--abbrev-ref", "HEAD"], path)
-    commit = run_git(["rev-parse", "HEAD"], path)
-    changes = run_git(["status", "--porcelain", "--untracked-files=normal"], path, strip=False)
-    files = tuple(line[3:] for line in changes.splitlines() if line.strip())
+    """Branch, HEAD commit and its time, and dirty tree of the checkout containing ``path``.
+
+    Two git calls: ``show`` for the commit and its time (it fails on a repository with no
+    commit), ``status --branch`` for the branch and the changed files."""
+    commit, epoch = run_git(["show", "-s", "--format=%H %ct", "HEAD"], path).split()
+    status = run_git(["status", "--porcelain", "--branch", "--untracked-files=normal"], path, strip=False)
+    head, *changes = status.splitlines()
+    files = tuple(line[3:] for line in changes if line.strip())
     return GitState(
-        branch=None if branch == "HEAD" else branch,
+        branch=_branch(head),
         commit=commit,
         dirty=bool(files),
-        commit_time=commit_time(path),
+        commit_time=_utc(int(epoch)),
         dirty_files=files,
     )
+
+
+def _branch(head: str) -> str | None:
+    """The branch of ``git status --branch``'s first line (``## main...origin/main [ahead 1]``),
+    None when detached (``## HEAD (no branch)``). A ref name never holds ``..``."""
+    name = head.removeprefix("## ").split("...")[0].split(" ")[0]
+    return None if name == "HEAD" else name
 
 
 @dataclass(frozen=True)
@@ -162,7 +172,10 @@ def fetch_failed(message: str, *, url: str, ref: str, access: GitAccess) -> GitE
 
 def commit_time(path: Path) -> str:
     """The commit time of HEAD of the checkout at ``path``, in UTC (RFC 3339)."""
-    epoch = int(run_git(["show", "-s", "--format=%ct", "HEAD"], path))
+    return _utc(int(run_git(["show", "-s", "--format=%ct", "HEAD"], path)))
+
+
+def _utc(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
