@@ -296,7 +296,7 @@ PROJECT = Path({project!r})  # where npm ci installed the pinned Allure
 
 
 def pytest_configure(config):
-    # What deploybook.plugin.hooks does: the evidence plugin, told where the run folder is.
+    # What deploybook.plugin.run_hooks does: the evidence plugin, told where the run folder is.
     run_id = config.getoption("--run-id")
     images = {{name: f"localhost:5000/dx29/{{name}}@{digest}" for name in ("api", "web")}}
     facts = ReportFacts("local", "https://10.244.0.1:6443", "app-ingress", "main", "0" * 40, run_id, images)

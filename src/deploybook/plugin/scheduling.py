@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploybook.release.context import CHECKS, STAGES
+from deploybook.release.names import CHECKS, STAGES
 
 __all__ = ["chains_of", "order", "service_of", "task_of"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from deploybook.evidence.record import ReleaseRecord
-from deploybook.release.context import STAGES
+from deploybook.release.names import STAGES
 
 __all__ = ["Terminal", "release_summary"]
 

@@ -15,15 +15,8 @@ from pathlib import Path
 
 from deploybook.config.model import Environment
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
+from deploybook.release.names import STAGES
 from deploybook.sources.git import GitState
-
-STAGES: tuple[str, ...] = ("build", "push", "apply")
-"""The release stages, in the order they run for each service."""
-
-CHECKS: tuple[str, ...] = ("rollout", "endpoints", "digests", "containers", "rules")
-"""The built-in post-deploy checks, in the order they run for each service."""
-
-MODES = ("runbook", "checks")
 
 
 def new_run_id() -> str:

@@ -20,7 +20,8 @@ from typing import Any
 
 from deploybook.config.model import Confinement
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
-from deploybook.release.context import STAGES, utc_now
+from deploybook.release.context import utc_now
+from deploybook.release.names import STAGES
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
 from deploybook.release.sources import source_info

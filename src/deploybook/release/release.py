@@ -24,7 +24,8 @@ from deploybook.manifests.pull_secret import ensure_pull_secret
 from deploybook.manifests.source import ManifestCheckout
 from deploybook.release import checking, session, stages
 from deploybook.release.clients import Clients
-from deploybook.release.context import STAGES, RunContext
+from deploybook.release.context import RunContext
+from deploybook.release.names import STAGES
 from deploybook.release.pipeline import Pipeline, Skipped
 from deploybook.release.preflight import ManifestRules, PinnedImage
 from deploybook.sources.git import Checkout
