@@ -9,6 +9,7 @@ afterwards). Then each fault is released on its own and must fail with its cause
 - a readiness probe answering 404            -> ReadinessProbeFailed naming the probe and 404,
                                                 within 30 s of the first probe failure
 - a Job whose run fails                      -> JobFailed with the exit code
+  (and with ``timeouts.crashes_allowed: 1``, a container that exits once at start passes)
 - a StatefulSet with OnDelete, image changed -> the rollout notes the pod left on the old
                                                 revision; the digest check fails on it
 - a pod no node can take (nodeSelector)      -> Unschedulable with the scheduler's reason
@@ -56,8 +57,16 @@ class ShopEnvironment:
     manifests: Path
 
 
-def _write(name: str, namespace: str, manifests: Path, services: Sequence[str], contexts: dict[str, Path]) -> str:
+def _write(
+    name: str,
+    namespace: str,
+    manifests: Path,
+    services: Sequence[str],
+    contexts: dict[str, Path],
+    timeouts: dict[str, Any],
+) -> str:
     doc = yaml.safe_load((SHOP / "environment.yaml").read_text())
+    doc["timeouts"].update(timeouts)
     declared = yaml.safe_load((SHOP / "app.yaml").read_text())["services"]
     doc["services"] = [s for s in declared if s["name"] in services]  # self-contained: its own list
     for svc in doc["services"]:
@@ -73,13 +82,15 @@ def _write(name: str, namespace: str, manifests: Path, services: Sequence[str], 
 
 @pytest.fixture
 def shop(admin: Any) -> Iterator[Callable[..., ShopEnvironment]]:
-    """Factory: ``make(services=(...), edit=None, contexts={})`` -> a shop environment of its own."""
+    """Factory: ``make(services=(...), edit=None, contexts={}, timeouts={})`` -> a shop environment
+    of its own (``timeouts`` are set over the shop's)."""
     made: list[ShopEnvironment] = []
 
     def make(
         services: Sequence[str] = ("web", "db", "agent", "migrate"),
         edit: Edit | None = None,
         contexts: dict[str, Path] | None = None,
+        timeouts: dict[str, Any] | None = None,
     ) -> ShopEnvironment:
         ident = uuid.uuid4().hex[:8]
         name, namespace = f"shop-{ident}", f"dbk-shop-{ident}"
@@ -89,7 +100,7 @@ def shop(admin: Any) -> Iterator[Callable[..., ShopEnvironment]]:
             text = src.read_text()
             (manifests / src.name).write_text(edit(src.name, text) if edit else text)
         file = ROOT / "environments" / f"{name}.yaml"
-        file.write_text(_write(name, namespace, manifests, services, contexts or {}))
+        file.write_text(_write(name, namespace, manifests, services, contexts or {}, timeouts or {}))
         env = ShopEnvironment(name, namespace, file, manifests)
         made.append(env)
         return env
@@ -163,6 +174,32 @@ def first_probe_failure(admin: Any, namespace: str) -> datetime:
     events = admin.core.list_namespaced_event(namespace, field_selector="reason=Unhealthy").items
     assert events, f"no Unhealthy event in {namespace}"
     return min(e.first_timestamp or e.event_time for e in events)
+
+
+def exits_once_at_start(file: str, image: str, entrypoint: str) -> Edit:
+    """An edit that makes each pod's container of ``image`` exit 3 on its first start (a
+    dependency not up yet), then run ``entrypoint``; an emptyDir remembers the first start."""
+    line = f"          image: {image}\n"
+    script = f"if [ -e /scratch/started ]; then exec {entrypoint}; fi; touch /scratch/started; exit 3"
+    command = f'          command: ["/bin/sh", "-c", "{script}"]\n'
+    mount = "          volumeMounts:\n            - {name: scratch, mountPath: /scratch}\n"
+    once = replace_in(file, line, line + command + mount)
+    volume = replace_in(
+        file, "      containers:\n", "      volumes:\n        - {name: scratch, emptyDir: {}}\n      containers:\n"
+    )
+    return lambda name, text: volume(name, once(name, text))
+
+
+def test_crashes_allowed_lets_a_service_exit_once_while_a_dependency_comes_up(
+    shop: Any, release_runner: Any, admin: Any
+) -> None:
+    edit = exits_once_at_start("web.yaml", "shop/web", "/bin/httpd -f -p 8080 -h /www")
+    env = shop(services=("web",), edit=edit, timeouts={"crashes_allowed": 1})
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"an allowed exit failed the release ({counts}):\n{out[-4000:]}"
+    pods = admin.core.list_namespaced_pod(env.namespace, label_selector="app=shop-web").items
+    restarts = sorted(cs.restart_count for p in pods for cs in p.status.container_statuses or [])
+    assert restarts and all(n >= 1 for n in restarts), f"no container exited at start: restarts {restarts}"
 
 
 def test_a_readiness_probe_answering_404_ends_the_rollout_within_30_s(

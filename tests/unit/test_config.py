@@ -352,8 +352,16 @@ def test_probe_failure_budget_defaults_to_two_and_is_set_under_timeouts() -> Non
     assert none_allowed.timeouts.rollout == 60  # type: ignore[attr-defined]
 
 
+def test_crashes_allowed_defaults_to_none_and_is_set_under_timeouts() -> None:
+    assert parse(MINIMAL).timeouts.crashes_allowed == 0  # type: ignore[attr-defined]
+    one = parse(MINIMAL + "timeouts:\n  crashes_allowed: 1\n")
+    assert one.timeouts.crashes_allowed == 1  # type: ignore[attr-defined]
+    assert one.timeouts.probe_failures_allowed == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("key", ["probe_failures_allowed", "crashes_allowed"])
 @pytest.mark.parametrize(("value", "message"), [("-1", "below the minimum 0"), ("many", "expected an integer")])
-def test_a_bad_probe_failure_budget_names_file_line_and_key(value: str, message: str) -> None:
-    err = error_of(MINIMAL + f"timeouts:\n  probe_failures_allowed: {value}\n")
-    assert err.key == "timeouts.probe_failures_allowed"
+def test_a_bad_failure_budget_names_file_line_and_key(key: str, value: str, message: str) -> None:
+    err = error_of(MINIMAL + f"timeouts:\n  {key}: {value}\n")
+    assert err.key == f"timeouts.{key}"
     assert "environments/x.yaml:16" in str(err) and message in str(err)

@@ -354,6 +354,29 @@ def test_first_crash_counts_but_a_single_oom_kill_does_not() -> None:
     assert pod_failure(job_pod, judge_crashes=False) is None
 
 
+def test_crashes_allowed_forgives_that_many_exits_per_container() -> None:
+    """timeouts.crashes_allowed: 1 lets a container exit once (a dependency not up yet) and be restarted."""
+    once = pod("p", "1", restarts=1, last={"terminated": {"exitCode": 1}})
+    assert pod_failure(once, crashes_allowed=1) is None
+    backing_off = {"waiting": {"reason": "CrashLoopBackOff"}}
+    assert pod_failure(pod("p", "1", state=backing_off, last=once_last()), crashes_allowed=1) is None
+    again = pod_failure(pod("p", "1", restarts=1, state=backing_off, last=once_last()), crashes_allowed=1)
+    assert again is not None and again[0] == "CrashLoopBackOff"  # restarted once, exited again
+    assert pod_failure(pod("p", "1", state={"terminated": {"exitCode": 1}}), crashes_allowed=1) is None
+    twice = pod_failure(pod("p", "1", restarts=2, last={"terminated": {"exitCode": 1}}), crashes_allowed=1)
+    assert twice is not None and twice[0] == "CrashLoopBackOff" and "timeouts.crashes_allowed: 1" in twice[1]
+    showing = pod("p", "1", restarts=1, state={"terminated": {"exitCode": 1}}, last=once_last())
+    assert pod_failure(showing, crashes_allowed=1) is not None  # the second exit, not yet restarted
+    oom = {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+    assert pod_failure(pod("p", "1", restarts=2, last=oom), crashes_allowed=2) is None
+    thrice = pod_failure(pod("p", "1", restarts=3, last=oom), crashes_allowed=2)
+    assert thrice is not None and thrice[0] == "OOMKilled"
+
+
+def once_last() -> dict[str, Any]:
+    return {"terminated": {"exitCode": 1, "reason": "Error"}}
+
+
 def test_a_pod_being_deleted_is_stopped_not_crashed() -> None:
     killed = pod("p", "1", state={"terminated": {"exitCode": 137, "reason": "Error"}})
     assert pod_failure(killed) is not None  # the same exit on a pod nobody deletes is a crash

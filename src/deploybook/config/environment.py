@@ -250,9 +250,12 @@ def _confinement(n: Node | None) -> Confinement:
 def _timeouts(n: Node | None) -> Timeouts:
     if n is None:
         return Timeouts()
-    n.only("build", "push", "rollout", "http", "probe_failures_allowed")
+    n.only("build", "push", "rollout", "http", "probe_failures_allowed", "crashes_allowed")
     default = Timeouts()
     seconds = {k: n.opt_float(k) or getattr(default, k) for k in ("build", "push", "rollout", "http")}
-    allowed = n.opt_int("probe_failures_allowed", minimum=0)
-    budget = default.probe_failures_allowed if allowed is None else allowed
-    return Timeouts(**seconds, probe_failures_allowed=budget)
+    probes, crashes = (n.opt_int(k, minimum=0) for k in ("probe_failures_allowed", "crashes_allowed"))
+    return Timeouts(
+        **seconds,
+        probe_failures_allowed=default.probe_failures_allowed if probes is None else probes,
+        crashes_allowed=default.crashes_allowed if crashes is None else crashes,
+    )

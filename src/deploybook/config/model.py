@@ -186,6 +186,12 @@ class Timeouts:
     more often than this ends its rollout before the deadline. With the kubelet's default
     probe period (10 s), the default of 2 ends it at the third failure, about 20 s after the
     first.
+
+    ``crashes_allowed`` is how many times each container may exit (non-zero) during a rollout
+    and be restarted without failing it; by default none. One is the setting for a service
+    that exits once when a dependency released beside it is not up yet, as it may under
+    ``kubectl rollout status``; the verdict on a real crash loop then comes at the second exit,
+    after the kubelet's first back-off (about 10 s).
     """
 
     build: float = 600.0
@@ -193,6 +199,7 @@ class Timeouts:
     rollout: float = 300.0
     http: float = 10.0
     probe_failures_allowed: int = 2
+    crashes_allowed: int = 0
 
 
 @dataclass(frozen=True)

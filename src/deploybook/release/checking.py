@@ -102,6 +102,7 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
                     on_progress=_prefixed(say, wl.title),
                     min_generation=wl.generation,
                     probe_failures_allowed=release.context.env.timeouts.probe_failures_allowed,
+                    crashes_allowed=release.context.env.timeouts.crashes_allowed,
                 )
             )
         except RolloutFailed as exc:

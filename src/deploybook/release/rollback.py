@@ -179,6 +179,7 @@ def _prove(
                 name,
                 timeout_s=timeout_s,
                 probe_failures_allowed=environment.timeouts.probe_failures_allowed,
+                crashes_allowed=environment.timeouts.crashes_allowed,
             )
         except RolloutFailed as e:
             problems.append(f"{obj['kind']}/{name}: {e.cause}: {e.detail}")

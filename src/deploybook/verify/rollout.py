@@ -27,10 +27,12 @@ Causes carried by `RolloutFailed.cause`:
     NotFound                    the workload does not exist
 
 A container counts as crash-looping after its FIRST non-zero exit: waiting for the kubelet's
-CrashLoopBackOff state costs a second crash plus back-off. OOM kills are the exception: one
-can be load-related, two are a pattern. Job pods are left to the Job's own backoffLimit and
-judged by its Failed condition. The deadline is the smaller of the configured timeout and
-the workload's progressDeadlineSeconds (Deployments only); the result and the error say which.
+CrashLoopBackOff state costs a second crash plus back-off. An environment whose services may
+exit while a dependency comes up sets ``timeouts.crashes_allowed`` (exits per container that
+are only restarts). OOM kills are the exception: one can be load-related, two are a pattern.
+Job pods are left to the Job's own backoffLimit and judged by its Failed condition. The
+deadline is the smaller of the configured timeout and the workload's progressDeadlineSeconds
+(Deployments only); the result and the error say which.
 A probe that keeps failing is read from the kubelet's ``Unhealthy`` events
 (`deploybook.verify.probes`): more failures on one pod not ready than the environment's
 ``timeouts.probe_failures_allowed`` end the rollout before the deadline, naming the probe,
@@ -126,18 +128,28 @@ class RolloutWatcher:
         on_progress: ProgressCallback | None = None,
         min_generation: int = 0,
         probe_failures_allowed: int | None = None,
+        crashes_allowed: int = 0,
     ) -> RolloutResult:
         """Wait until ``kind`` ``name`` has rolled out; raise `RolloutFailed` with the cause.
 
         ``min_generation`` (the generation an apply just returned) makes an older object,
         seen before the apply's change reached the watch, count as not observed yet.
         ``probe_failures_allowed`` is the probe failure budget per replica (None: no budget;
-        failing probes are then named only when the deadline passes).
+        failing probes are then named only when the deadline passes). ``crashes_allowed`` is
+        how many exits of each container are restarts, not a verdict.
         """
         if kind not in WORKLOAD_KINDS:
             raise ValueError(f"cannot wait for a {kind}: known kinds are {', '.join(WORKLOAD_KINDS)}")
         tracker = RolloutTracker(
-            self.kube, kind, self.namespace, name, timeout_s, on_progress, min_generation, probe_failures_allowed
+            self.kube,
+            kind,
+            self.namespace,
+            name,
+            timeout_s,
+            on_progress,
+            min_generation,
+            probe_failures_allowed,
+            crashes_allowed=crashes_allowed,
         )
         with self._lock:
             # Registered before its stream starts, or seeded from what the streams hold: either
@@ -236,6 +248,7 @@ def wait_for_rollout(
     timeout_s: float,
     on_progress: ProgressCallback | None = None,
     probe_failures_allowed: int | None = None,
+    crashes_allowed: int = 0,
 ) -> RolloutResult:
     """Wait for one workload with a watcher of its own (a rollback, a benchmark trial).
 
@@ -244,5 +257,10 @@ def wait_for_rollout(
     """
     with RolloutWatcher(kube, namespace) as watcher:
         return watcher.watch(
-            kind, name, timeout_s=timeout_s, on_progress=on_progress, probe_failures_allowed=probe_failures_allowed
+            kind,
+            name,
+            timeout_s=timeout_s,
+            on_progress=on_progress,
+            probe_failures_allowed=probe_failures_allowed,
+            crashes_allowed=crashes_allowed,
         )

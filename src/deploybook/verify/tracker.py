@@ -91,9 +91,12 @@ class RolloutTracker:
         on_progress: ProgressCallback | None,
         min_generation: int,
         probe_failures_allowed: int | None = None,
+        *,
+        crashes_allowed: int = 0,
     ) -> None:
         self.kube, self.kind, self.namespace, self.name = kube, kind, namespace, name
         self.probe_failures_allowed = probe_failures_allowed  # None: probe failures only named
+        self.crashes_allowed = crashes_allowed
         self.probes_checked = 0.0
         self.events_readable = True
         self.worst_probe: ProbeFailure | None = None
@@ -181,7 +184,7 @@ class RolloutTracker:
             return None
         now = datetime.now(UTC)
         for pod in self.current_pods():
-            found = pod_failure(pod, judge_crashes=self.kind != "Job")
+            found = pod_failure(pod, judge_crashes=self.kind != "Job", crashes_allowed=self.crashes_allowed)
             if found and not self.pull_retry_pending(pod["metadata"]["name"], *found):
                 raise self.failed(*found)
             if unplaced := pod_unschedulable(pod, now=now, grace_s=UNSCHEDULABLE_GRACE_S):

@@ -136,9 +136,13 @@ def evaluate_workload(kind: str, obj: Mapping[str, Any]) -> Verdict:
     return WORKLOAD_RULES[kind](obj)
 
 
-def pod_failure(pod: Mapping[str, Any], *, judge_crashes: bool = True) -> tuple[str, str] | None:
+def pod_failure(
+    pod: Mapping[str, Any], *, judge_crashes: bool = True, crashes_allowed: int = 0
+) -> tuple[str, str] | None:
     """Return (cause, detail) when a pod shows a failure that waiting will not heal.
 
+    A container crashes when it has exited non-zero more than ``crashes_allowed`` times
+    (``timeouts.crashes_allowed``); an OOM kill is forgiven once whatever that says.
     A pod being deleted shows none: its containers are stopped on purpose, and one that does
     not stop on SIGTERM ends killed (137) at the grace period. With ``Recreate`` the old pods
     go while the Deployment still names their revision as its own.
@@ -155,10 +159,10 @@ def pod_failure(pod: Mapping[str, Any], *, judge_crashes: bool = True) -> tuple[
             return "ImagePullBackOff", f"{where}: {reason}: {message}".rstrip(": ")
         if reason in CONFIG_FAILURES:
             return "CreateContainerConfigError", f"{where}: {reason}: {message}".rstrip(": ")
-        crash = _crash(cs) if judge_crashes else None
+        crash = _crash(cs, crashes_allowed) if judge_crashes else None
         if crash:
             return crash[0], f"{where}: {crash[1]}"
-        if judge_crashes and reason == "CrashLoopBackOff":
+        if judge_crashes and reason == "CrashLoopBackOff" and _exits(cs) > crashes_allowed:
             return "CrashLoopBackOff", f"{where}: {message or reason}"
     return None
 
@@ -168,21 +172,31 @@ def pull_is_retried(cause: str, detail: str) -> bool:
     return cause == "ImagePullBackOff" and any(f": {r}" in detail for r in RETRIED_PULL_FAILURES)
 
 
-def _crash(cs: Mapping[str, Any]) -> tuple[str, str] | None:
+def _crash(cs: Mapping[str, Any], allowed: int) -> tuple[str, str] | None:
     restarts = cs.get("restartCount", 0)
     last = (cs.get("lastState") or {}).get("terminated") or {}
     now = (cs.get("state") or {}).get("terminated") or {}
+    exits = _exits(cs)
     for term in (now, last):
         if term.get("reason") == "OOMKilled":
-            if restarts >= 2 or (term is now and restarts >= 1):
-                return "OOMKilled", f"OOMKilled {restarts + (term is now)} times"
+            if exits > max(1, allowed):
+                return "OOMKilled", f"OOMKilled {exits} times"
             return None
     for term in (now, last):
-        if term.get("exitCode", 0) != 0 and (restarts >= 1 or term is now):
+        if term.get("exitCode", 0) != 0 and exits > allowed:
             return "CrashLoopBackOff", (
-                f"exited with code {term['exitCode']} ({term.get('reason', 'Error')}), restarts {restarts}"
+                f"exited with code {term['exitCode']} ({term.get('reason', 'Error')}), restarts {restarts} "
+                f"(timeouts.crashes_allowed: {allowed})"
             )
     return None
+
+
+def _exits(cs: Mapping[str, Any]) -> int:
+    """How often a container has exited: once before each restart, and once more when its
+    latest exit is not restarted yet (terminated now, or waiting in the kubelet's back-off)."""
+    state = cs.get("state") or {}
+    waiting = (state.get("waiting") or {}).get("reason")
+    return int(cs.get("restartCount", 0)) + (1 if "terminated" in state or waiting == "CrashLoopBackOff" else 0)
 
 
 def pods_of_current_revision(
