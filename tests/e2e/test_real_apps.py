@@ -9,7 +9,8 @@ afterwards). Then each fault is released on its own and must fail with its cause
 - a readiness probe answering 404            -> ReadinessProbeFailed naming the probe and 404,
                                                 within 30 s of the first probe failure
 - a Job whose run fails                      -> JobFailed with the exit code
-  (and with ``timeouts.crashes_allowed: 1``, a container that exits once at start passes)
+  (and with ``timeouts.crashes_allowed: 1``, a container that exits once at start passes;
+  a Deployment scaled to 0 replicas passes, its pods' checks skipped with that reason)
 - a StatefulSet with OnDelete, image changed -> the rollout notes the pod left on the old
                                                 revision; the digest check fails on it
 - a pod no node can take (nodeSelector)      -> Unschedulable with the scheduler's reason
@@ -200,6 +201,15 @@ def test_crashes_allowed_lets_a_service_exit_once_while_a_dependency_comes_up(
     pods = admin.core.list_namespaced_pod(env.namespace, label_selector="app=shop-web").items
     restarts = sorted(cs.restart_count for p in pods for cs in p.status.container_statuses or [])
     assert restarts and all(n >= 1 for n in restarts), f"no container exited at start: restarts {restarts}"
+
+
+def test_a_service_scaled_to_zero_releases_and_its_pod_checks_say_why_they_skip(shop: Any, release_runner: Any) -> None:
+    env = shop(services=("web",), edit=replace_in("web.yaml", "  replicas: 2\n", "  replicas: 0\n"))
+    for folder in ("runbook", "checks"):
+        code, out, counts = released(release_runner(folder, "--env", env.name, "-rfs"))
+        assert code == 0 and counts["failed"] == 0, f"{folder} of web at 0 replicas failed ({counts}):\n{out[-4000:]}"
+        skips = [ln for ln in out.splitlines() if ln.startswith("SKIPPED") and "scaled to 0 replicas" in ln]
+        assert len(skips) == 3, f"endpoints, digests and containers should skip for 0 replicas:\n{out[-4000:]}"
 
 
 def test_a_readiness_probe_answering_404_ends_the_rollout_within_30_s(

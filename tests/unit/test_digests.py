@@ -152,15 +152,16 @@ def test_a_lost_tag_is_named_when_the_digest_is_still_served() -> None:
     assert lost is not None and lost.startswith("registry ") and "lost tag dx29/web:v1" in lost
 
 
-def _check_digests(pods: list[dict[str, Any]], third_party: tuple[dict[str, str], ...]) -> Any:
+def _check_digests(pods: list[dict[str, Any]], third_party: tuple[dict[str, str], ...], replicas: int = 1) -> Any:
     """``deploybook.release.checking.digests`` of one service whose workload runs ``pods``."""
     from types import SimpleNamespace
 
     from deploybook.release.checking import digests
 
+    web = SimpleNamespace(title="Deployment/web", kind="Deployment", name="web", desired=replicas)
     release = SimpleNamespace(
         expected=lambda name: (A, None, "this run"),
-        workloads=lambda service: [SimpleNamespace(title="Deployment/web", kind="Deployment", name="web")],
+        workloads=lambda service: [web],
         reader=SimpleNamespace(pods_of=lambda wl: pods, items=lambda kind: []),
         third_party=lambda name: third_party,
         registry_answers=FakeRegistry({A: A}),
@@ -208,3 +209,12 @@ def test_a_sidecar_of_a_vendor_image_is_checked_against_the_digest_it_was_pinned
 def test_a_sidecar_running_another_digest_is_a_mismatch() -> None:
     report, _ = _check_digests([_sidecar_pod(f"localhost:5000/vendor/cache@{A}")], PINNED_CACHE)
     assert [str(m) for m in report.mismatches] == [f"pod web-1 container cache: running {A}, recorded {B}"]
+
+
+def test_a_service_scaled_to_zero_replicas_has_its_digest_check_skipped_with_the_reason() -> None:
+    from deploybook.release.pipeline import Skipped
+
+    report, _ = _check_digests([], (), replicas=0)
+    assert isinstance(report, Skipped) and report.reason == "Deployment/web scaled to 0 replicas: no pod runs"
+    running, _ = _check_digests([], (), replicas=1)  # one replica wanted and none running is no reason to skip
+    assert not isinstance(running, Skipped) and running.running == ()

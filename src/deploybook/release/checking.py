@@ -67,6 +67,7 @@ __all__ = [
 Say = Callable[[object], None]
 EXEC_ATTEMPTS = 3
 EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process start)
+SCALABLE = ("Deployment", "StatefulSet", "ReplicaSet")  # replicas: 0 means no pod, on purpose
 
 
 # --------------------------------------------------------------------------- the checks
@@ -155,6 +156,8 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     """Ready endpoints on each Service in front of the pods, then every declared HTTP check."""
     namespace = release.context.env.cluster.namespace
     workloads = release.workloads(service) or []
+    if (idle := _runs_no_pod(release, service)) is not None:
+        return idle
     fronts = services_selecting(release.reader.items("Service"), workloads)
     if not fronts and service.port is None:
         return Skipped(f"{service.name} declares no port and no Service selects its pods")
@@ -214,8 +217,8 @@ def _wait_for_other_rollouts(release: ReleaseParts, service: Service, say: Say) 
 
 def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport | Skipped:
     """Each running container's digest against the release's (a sidecar's against its pinned one)."""
-    if (waiting := _only_cronjobs(release, service)) is not None:
-        return waiting
+    if (idle := _runs_no_pod(release, service)) is not None:
+        return idle
     expected, tag, source = release.expected(service.name)
     pods = [pod for wl in release.workloads(service) or [] for pod in release.reader.pods_of(wl)]
     running = containers_in(pods, image_repository=service.image)
@@ -256,8 +259,8 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
     """
     namespace = release.context.env.cluster.namespace
     workloads = release.workloads(service) or []
-    if (waiting := _only_cronjobs(release, service)) is not None:
-        return waiting
+    if (idle := _runs_no_pod(release, service)) is not None:
+        return idle
     if workloads and all(wl.kind == "Job" for wl in workloads):
         return _job_exits(release, workloads, say)
     errors: list[str] = []
@@ -285,12 +288,20 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
     return ContainersReport(problems=("could not look into a container:\n" + "\n".join(errors),))
 
 
-def _only_cronjobs(release: ReleaseParts, service: Service) -> Skipped | None:
+def _runs_no_pod(release: ReleaseParts, service: Service) -> Skipped | None:
+    """The reason to skip a pod's check when no workload of the service runs a pod, and means to:
+    a CronJob until its schedule, a workload scaled to 0 replicas (``replicas: 0``)."""
     workloads = release.workloads(service) or []
-    if not workloads or any(wl.kind != "CronJob" for wl in workloads):
+    cronjobs = [wl.title for wl in workloads if wl.kind == "CronJob"]
+    scaled = [wl.title for wl in workloads if wl.kind in SCALABLE and wl.desired == 0]
+    if not workloads or len(cronjobs) + len(scaled) < len(workloads):
         return None
-    names = ", ".join(wl.title for wl in workloads)
-    return Skipped(f"{names} runs no pod until its schedule: a CronJob is judged by being accepted (see rollout)")
+    reasons = [f"{', '.join(scaled)} scaled to 0 replicas: no pod runs"] if scaled else []
+    if cronjobs:
+        reasons.append(
+            f"{', '.join(cronjobs)} runs no pod until its schedule: a CronJob is judged by being accepted (see rollout)"
+        )
+    return Skipped("; ".join(reasons))
 
 
 def _job_exits(release: ReleaseParts, jobs: list[Workload], say: Say) -> ContainersReport | Skipped:
