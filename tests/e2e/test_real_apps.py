@@ -10,7 +10,8 @@ afterwards). Then each fault is released on its own and must fail with its cause
                                                 within 30 s of the first probe failure
 - a Job whose run fails                      -> JobFailed with the exit code
   (and with ``timeouts.crashes_allowed: 1``, a container that exits once at start passes;
-  a Deployment scaled to 0 replicas passes, its pods' checks skipped with that reason)
+  a Deployment scaled to 0 replicas passes, its pods' checks skipped with that reason; a canary
+  whose pods the stable Deployment's selector selects too is counted once)
 - a StatefulSet with OnDelete, image changed -> the rollout notes the pod left on the old
                                                 revision; the digest check fails on it
 - a pod no node can take (nodeSelector)      -> Unschedulable with the scheduler's reason
@@ -210,6 +211,53 @@ def test_a_service_scaled_to_zero_releases_and_its_pod_checks_say_why_they_skip(
         assert code == 0 and counts["failed"] == 0, f"{folder} of web at 0 replicas failed ({counts}):\n{out[-4000:]}"
         skips = [ln for ln in out.splitlines() if ln.startswith("SKIPPED") and "scaled to 0 replicas" in ln]
         assert len(skips) == 3, f"endpoints, digests and containers should skip for 0 replicas:\n{out[-4000:]}"
+
+
+CANARY = """---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop-web-canary
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: shop-web, track: canary}
+  template:
+    metadata:
+      labels: {app: shop-web, track: canary}
+    spec:
+      securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001}
+      automountServiceAccountToken: false
+      containers:
+        - name: web
+          image: shop/web
+          ports: [{name: http, containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /health, port: http}}
+          resources: {requests: {cpu: 10m, memory: 8Mi}, limits: {memory: 32Mi}}
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+"""
+INIT_OF_OWN_IMAGE = """      initContainers:
+        - name: migrate
+          image: shop/web:1.2.3
+          command: ["/bin/sh", "-c", "echo migrated"]
+          resources: {requests: {cpu: 10m, memory: 8Mi}, limits: {memory: 32Mi}}
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+      containers:
+"""
+
+
+def test_a_canary_the_stable_selector_also_selects_is_counted_once(shop: Any, release_runner: Any) -> None:
+    """Stable (``app: shop-web``, 2 replicas, an init container of its own image written with a
+    tag) and canary (``app: shop-web, track: canary``, 1 replica) behind one Service."""
+
+    def edit(name: str, text: str) -> str:
+        return text.replace("      containers:\n", INIT_OF_OWN_IMAGE, 1) + CANARY if name == "web.yaml" else text
+
+    env = shop(services=("web",), edit=edit)
+    for folder in ("runbook", "checks"):
+        code, out, counts = released(release_runner(folder, "--env", env.name, "-rfs"))
+        assert code == 0 and counts["failed"] == 0, f"{folder} of stable and canary failed ({counts}):\n{out[-4000:]}"
+        assert re.search(r"running sha256:\w+\.\.\. in 3 container\(s\)", out), f"not 3 containers:\n{out[-4000:]}"
 
 
 def test_a_readiness_probe_answering_404_ends_the_rollout_within_30_s(

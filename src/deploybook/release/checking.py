@@ -46,6 +46,7 @@ from deploybook.verify.digests import (
     registry_problem,
 )
 from deploybook.verify.endpoints import http_check, service_port_for, settled_reports
+from deploybook.verify.namespace import pods_of_all
 from deploybook.verify.resources import is_custom, wait_for_resource
 from deploybook.verify.rollout import RolloutResult, rolled_out_in
 from deploybook.verify.workload_status import job_exits
@@ -220,7 +221,7 @@ def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport 
     if (idle := _runs_no_pod(release, service)) is not None:
         return idle
     expected, tag, source = release.expected(service.name)
-    pods = [pod for wl in release.workloads(service) or [] for pod in release.reader.pods_of(wl)]
+    pods = pods_of_all(release.reader, release.workloads(service) or [])
     running = containers_in(pods, image_repository=service.image)
     vendor, vendor_mismatches = pinned_mismatches(release.third_party(service.name), pods)
     if vendor:
@@ -320,9 +321,8 @@ def _job_exits(release: ReleaseParts, jobs: list[Workload], say: Say) -> Contain
 
 def _ready_containers(release: ReleaseParts, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:
     found = []
-    for wl in release.workloads(service) or []:
-        for pod in release.reader.pods_of(wl):
-            found += [(pod, c) for c in containers_in([pod], image_repository=service.image) if c.ready]
+    for pod in pods_of_all(release.reader, release.workloads(service) or []):
+        found += [(pod, c) for c in containers_in([pod], image_repository=service.image) if c.ready]
     return found
 
 

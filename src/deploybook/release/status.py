@@ -22,7 +22,7 @@ from deploybook.evidence.record import ReleaseRecord
 from deploybook.evidence.record_store import load_from_cluster
 from deploybook.release.clients import connect_environment
 from deploybook.verify.digests import containers_in
-from deploybook.verify.namespace import SnapshotReader
+from deploybook.verify.namespace import SnapshotReader, pods_of_all
 from deploybook.verify.workloads import workloads_running
 
 __all__ = ["COLUMNS", "ServiceStatus", "environment_status", "format_status", "gather", "status_of", "verdict"]
@@ -88,7 +88,7 @@ def _row(
     recorded = record.services.get(service.name) if record else None
     named = recorded.workloads if recorded else ()
     workloads = workloads_running(service.image, listed, named=named) or []
-    pods = [p for w in workloads for p in reader.pods_of(w) if not p.get("metadata", {}).get("deletionTimestamp")]
+    pods = [p for p in pods_of_all(reader, workloads) if not p.get("metadata", {}).get("deletionTimestamp")]
     containers = containers_in(pods, image_repository=service.image)
     ready_pods = {c.pod for c in containers if c.ready} - {c.pod for c in containers if not c.ready}
     found = ServiceStatus(

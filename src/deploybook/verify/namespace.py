@@ -7,13 +7,14 @@ apply just changed the namespace (:class:`LiveReader`). Only list calls are made
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from deploybook.cluster.watch import NamespaceSnapshot, list_raw
 from deploybook.verify.rollout import WORKLOAD_KINDS
 from deploybook.verify.workloads import Workload
 
-__all__ = ["LiveReader", "Reader", "SnapshotReader"]
+__all__ = ["LiveReader", "Reader", "SnapshotReader", "pods_of_all"]
 
 
 class Reader(Protocol):
@@ -78,3 +79,13 @@ class LiveReader:
 
     def forget_pods(self) -> None:
         """Nothing is kept: every read lists again."""
+
+
+def pods_of_all(reader: Reader, workloads: Iterable[Workload]) -> list[Any]:
+    """The pods of ``workloads``, each once: selectors may overlap (a stable Deployment whose
+    ``app: web`` selects its canary's pods too, beside the canary's own)."""
+    seen: dict[str, Any] = {}
+    for wl in workloads:
+        for pod in reader.pods_of(wl):
+            seen.setdefault(pod.get("metadata", {}).get("name", ""), pod)
+    return list(seen.values())
