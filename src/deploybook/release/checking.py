@@ -157,7 +157,7 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     """Ready endpoints on each Service in front of the pods, then every declared HTTP check."""
     namespace = release.context.env.cluster.namespace
     workloads = release.workloads(service) or []
-    if (idle := _runs_no_pod(release, service)) is not None:
+    if (idle := _runs_no_pod(workloads)) is not None:
         return idle
     fronts = services_selecting(release.reader.items("Service"), workloads)
     if not fronts and service.port is None:
@@ -218,10 +218,11 @@ def _wait_for_other_rollouts(release: ReleaseParts, service: Service, say: Say) 
 
 def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport | Skipped:
     """Each running container's digest against the release's (a sidecar's against its pinned one)."""
-    if (idle := _runs_no_pod(release, service)) is not None:
+    workloads = release.workloads(service) or []
+    if (idle := _runs_no_pod(workloads)) is not None:
         return idle
     expected, tag, source = release.expected(service.name)
-    pods = pods_of_all(release.reader, release.workloads(service) or [])
+    pods = pods_of_all(release.reader, workloads)
     running = containers_in(pods, image_repository=service.image)
     vendor, vendor_mismatches = pinned_mismatches(release.third_party(service.name), pods)
     if vendor:
@@ -260,13 +261,13 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
     """
     namespace = release.context.env.cluster.namespace
     workloads = release.workloads(service) or []
-    if (idle := _runs_no_pod(release, service)) is not None:
+    if (idle := _runs_no_pod(workloads)) is not None:
         return idle
     if workloads and all(wl.kind == "Job" for wl in workloads):
         return _job_exits(release, workloads, say)
     errors: list[str] = []
     for attempt in range(EXEC_ATTEMPTS):
-        ready = _ready_containers(release, service)
+        ready = _ready_containers(release, workloads, service.image)
         if not ready:
             return ContainersReport(problems=(f"no ready container of {service.name} in {namespace} to look into",))
         pod, target = ready[attempt % len(ready)]
@@ -289,10 +290,9 @@ def containers(release: ReleaseParts, service: Service, say: Say) -> ContainersR
     return ContainersReport(problems=("could not look into a container:\n" + "\n".join(errors),))
 
 
-def _runs_no_pod(release: ReleaseParts, service: Service) -> Skipped | None:
-    """The reason to skip a pod's check when no workload of the service runs a pod, and means to:
+def _runs_no_pod(workloads: list[Workload]) -> Skipped | None:
+    """The reason to skip a pod's check when no workload of a service runs a pod, and means to:
     a CronJob until its schedule, a workload scaled to 0 replicas (``replicas: 0``)."""
-    workloads = release.workloads(service) or []
     cronjobs = [wl.title for wl in workloads if wl.kind == "CronJob"]
     scaled = [wl.title for wl in workloads if wl.kind in SCALABLE and wl.desired == 0]
     if not workloads or len(cronjobs) + len(scaled) < len(workloads):
@@ -319,10 +319,12 @@ def _job_exits(release: ReleaseParts, jobs: list[Workload], say: Say) -> Contain
     return ContainersReport(problems=tuple(problems), exits=tuple(lines))
 
 
-def _ready_containers(release: ReleaseParts, service: Service) -> list[tuple[Mapping[str, Any], RunningContainer]]:
+def _ready_containers(
+    release: ReleaseParts, workloads: list[Workload], image: str
+) -> list[tuple[Mapping[str, Any], RunningContainer]]:
     found = []
-    for pod in pods_of_all(release.reader, release.workloads(service) or []):
-        found += [(pod, c) for c in containers_in([pod], image_repository=service.image) if c.ready]
+    for pod in pods_of_all(release.reader, workloads):
+        found += [(pod, c) for c in containers_in([pod], image_repository=image) if c.ready]
     return found
 
 
