@@ -93,7 +93,7 @@ def test_facts_key_shares_one_exec_between_same_image_and_spec_only() -> None:
 
 def test_workloads_are_found_in_a_list_whose_items_carry_no_kind() -> None:
     """A list's items have no kind; a checks run finds a service's workloads by record or image."""
-    from deploybook.verify.workloads import workloads_running
+    from deploybook.verify.workloads import namespace_workloads, workloads_running
 
     item = {
         "metadata": {"name": "dx29-web"},
@@ -104,7 +104,7 @@ def test_workloads_are_found_in_a_list_whose_items_carry_no_kind() -> None:
             },
         },
     }
-    listed = {"Deployment": [item]}
+    listed = namespace_workloads({"Deployment": [item]})
     assert [w.title for w in workloads_running("dx29/web", listed)] == ["Deployment/dx29-web"]
     assert [w.title for w in workloads_running("dx29/web", listed, named=("Deployment/dx29-web",))] == [
         "Deployment/dx29-web"

@@ -33,7 +33,7 @@ from deploybook.verify.containers import ContainerFacts, FactsCache
 from deploybook.verify.digests import CachedManifests
 from deploybook.verify.namespace import LiveReader, Reader, SnapshotReader
 from deploybook.verify.rollout import RolloutWatcher
-from deploybook.verify.workloads import TEMPLATE_KINDS, Workload, workloads_running
+from deploybook.verify.workloads import Workload, workloads_running
 
 __all__ = ["Release"]
 
@@ -75,6 +75,7 @@ class Release:
         self.manifest_rules: ManifestRules | None = None
         self.exec_slots = threading.BoundedSemaphore(checking.EXEC_AT_ONCE)
         self._facts = FactsCache()
+        self._found: dict[str, list[Workload]] = {}  # checks alone: each service's workloads, found once
         self._shared: dict[str, object] = {}
         self._shared_lock = threading.RLock()
 
@@ -253,10 +254,14 @@ class Release:
         applied = self.outcome(service.name, "apply")
         if isinstance(applied, stages.Applied):
             return list(applied.workloads) or None
+        if service.name in self._found:
+            return list(self._found[service.name])
         recorded = self.context.recorded(service.name)
         named = recorded.workloads if recorded else ()
-        listed = {kind: self.reader.items(kind) for kind in TEMPLATE_KINDS}
-        return workloads_running(service.image, listed, named=named)
+        found = workloads_running(service.image, self.reader.workloads(), named=named)
+        if self.context.mode != "runbook":  # checks alone read one snapshot: the answer holds for the run
+            self._found[service.name] = found
+        return found
 
     def container_facts(self, key: str | None, look: Callable[[], ContainerFacts]) -> ContainerFacts:
         """Facts inside a container, one exec for every container alike (see FactsCache)."""

@@ -30,7 +30,7 @@ from deploybook.release.recording import build_record
 from deploybook.release.rollback import roll_back, to_roll_back
 from deploybook.release.sources import fetch_sources, git_access
 from deploybook.sources.git import Checkout
-from deploybook.verify.workloads import TEMPLATE_KINDS, workloads_running
+from deploybook.verify.workloads import workloads_running
 
 __all__ = ["SOURCE_RECORD_FILE", "abandon", "close_release", "open_release"]
 
@@ -118,9 +118,9 @@ def _open_checks(release: ReleaseParts, kube: KubeClients) -> None:
     if ctx.source_record is None:
         release.context = dataclasses.replace(ctx, source_record=load_from_cluster(kube, env.cluster.namespace))
     record = release.context.source_record
-    listed = {kind: release.reader.items(kind) for kind in TEMPLATE_KINDS}
+    workloads = release.reader.workloads()
     if record is None:
-        if not any(workloads_running(s.image, listed) for s in env.services):
+        if not any(workloads_running(s.image, workloads) for s in env.services):
             raise _nothing_there(
                 release,
                 kube,
@@ -130,7 +130,7 @@ def _open_checks(release: ReleaseParts, kube: KubeClients) -> None:
         return
     named = {s.name: tuple(r.workloads) for s in env.services if (r := record.services.get(s.name)) is not None}
     if any(named.values()) and not any(
-        workloads_running(s.image, listed, named=named.get(s.name, ())) for s in env.services if named.get(s.name)
+        workloads_running(s.image, workloads, named=named.get(s.name, ())) for s in env.services if named.get(s.name)
     ):
         where = "the --release file" if from_file else f"the release record (ConfigMap {CONFIGMAP_NAME})"
         wanted = ", ".join(w for ws in named.values() for w in ws)

@@ -11,7 +11,7 @@ side by side; one that cannot be reached gives rows that say why, not a failure 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -23,7 +23,7 @@ from deploybook.evidence.record_store import load_from_cluster
 from deploybook.release.clients import connect_environment
 from deploybook.verify.digests import containers_in
 from deploybook.verify.namespace import SnapshotReader, pods_of_all
-from deploybook.verify.workloads import workloads_running
+from deploybook.verify.workloads import Workload, namespace_workloads, workloads_running
 
 __all__ = ["COLUMNS", "ServiceStatus", "environment_status", "format_status", "gather", "status_of", "verdict"]
 
@@ -79,15 +79,16 @@ def verdict(row: ServiceStatus) -> str:
 def status_of(env: Environment, record: ReleaseRecord | None, reader: Any) -> list[ServiceStatus]:
     """The rows of ``env`` from its record and a namespace reader (pure given the reader)."""
     listed = {kind: reader.items(kind) for kind in ("Deployment", "StatefulSet", "DaemonSet")}
-    return [_row(env, service, record, reader, listed) for service in env.services]
+    workloads = namespace_workloads(listed)
+    return [_row(env, service, record, reader, workloads) for service in env.services]
 
 
 def _row(
-    env: Environment, service: Service, record: ReleaseRecord | None, reader: Any, listed: Mapping[str, list[Any]]
+    env: Environment, service: Service, record: ReleaseRecord | None, reader: Any, found_in: Sequence[Workload]
 ) -> ServiceStatus:
     recorded = record.services.get(service.name) if record else None
     named = recorded.workloads if recorded else ()
-    workloads = workloads_running(service.image, listed, named=named) or []
+    workloads = workloads_running(service.image, found_in, named=named)
     pods = [p for p in pods_of_all(reader, workloads) if not p.get("metadata", {}).get("deletionTimestamp")]
     containers = containers_in(pods, image_repository=service.image)
     ready_pods = {c.pod for c in containers if c.ready} - {c.pod for c in containers if not c.ready}

@@ -7,12 +7,13 @@ apply just changed the namespace (:class:`LiveReader`). Only list calls are made
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from deploybook.cluster.watch import NamespaceSnapshot, list_raw
 from deploybook.verify.rollout import WORKLOAD_KINDS
-from deploybook.verify.workloads import Workload
+from deploybook.verify.workloads import TEMPLATE_KINDS, Workload, namespace_workloads
 
 __all__ = ["LiveReader", "Reader", "SnapshotReader", "pods_of_all"]
 
@@ -21,6 +22,8 @@ class Reader(Protocol):
     """Where a check reads the namespace from."""
 
     def items(self, kind: str) -> list[Any]: ...
+
+    def workloads(self) -> list[Workload]: ...
 
     def pods_of(self, workload: Workload) -> list[Any]: ...
 
@@ -40,9 +43,18 @@ class SnapshotReader:
             EndpointSlice=kube.discovery.list_namespaced_endpoint_slice,
         )
         self.snapshot = NamespaceSnapshot(namespace, listers)
+        self._workloads: list[Workload] | None = None
+        self._workloads_lock = threading.Lock()
 
     def items(self, kind: str) -> list[Any]:
         return self.snapshot.items(kind)
+
+    def workloads(self) -> list[Workload]:
+        """The namespace's workloads, parsed once: every service's checks look among them."""
+        with self._workloads_lock:
+            if self._workloads is None:
+                self._workloads = namespace_workloads({kind: self.items(kind) for kind in TEMPLATE_KINDS})
+            return self._workloads
 
     def pods_of(self, workload: Workload) -> list[Any]:
         return workload.pods(self.snapshot.items("Pod"))
@@ -65,6 +77,9 @@ class LiveReader:
             return list_raw(self.kube.core.list_namespaced_service, self.namespace)[0]
         group, method = WORKLOAD_KINDS[kind]
         return list_raw(getattr(getattr(self.kube, group), method), self.namespace)[0]
+
+    def workloads(self) -> list[Workload]:
+        return namespace_workloads({kind: self.items(kind) for kind in TEMPLATE_KINDS})
 
     def pods_of(self, workload: Workload) -> list[Any]:
         pods, _ = list_raw(self.kube.core.list_namespaced_pod, self.namespace, label_selector=workload.selector)

@@ -15,7 +15,15 @@ from typing import Any
 from deploybook.cluster.selectors import label_selector, selector_matches
 from deploybook.images.references import image_matches
 
-__all__ = ["TEMPLATE_KINDS", "Workload", "pod_template", "services_selecting", "workloads_in", "workloads_running"]
+__all__ = [
+    "TEMPLATE_KINDS",
+    "Workload",
+    "namespace_workloads",
+    "pod_template",
+    "services_selecting",
+    "workloads_in",
+    "workloads_running",
+]
 
 TEMPLATE_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
@@ -99,22 +107,20 @@ def workloads_in(objs: Iterable[Mapping[str, Any]]) -> list[Workload]:
     return [Workload.from_object(o) for o in objs if o.get("kind") in TEMPLATE_KINDS and pod_template(o)]
 
 
-def workloads_running(
-    image: str, listed: Mapping[str, Sequence[Mapping[str, Any]]], *, named: Sequence[str] = ()
-) -> list[Workload]:
-    """Workloads of the namespace (``listed``: kind -> objects) that belong to a service.
+def namespace_workloads(listed: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Workload]:
+    """The workloads of a namespace listing (``listed``: kind -> objects, items without a kind)."""
+    return [Workload.from_object(obj, kind) for kind in TEMPLATE_KINDS for obj in listed.get(kind, ())]
+
+
+def workloads_running(image: str, workloads: Iterable[Workload], *, named: Sequence[str] = ()) -> list[Workload]:
+    """The workloads among the namespace's (``workloads``) that belong to a service.
 
     ``named`` (``Kind/name`` from a release record) picks them by name; without names, the
     workloads whose pod templates run ``image`` (any registry, tag or digest) are taken.
     """
-    found = []
-    for kind in TEMPLATE_KINDS:
-        for obj in listed.get(kind, ()):
-            workload = Workload.from_object(obj, kind)
-            chosen = workload.title in named if named else any(image_matches(i, image) for i in workload.images)
-            if chosen:
-                found.append(workload)
-    return found
+    if named:
+        return [w for w in workloads if w.title in named]
+    return [w for w in workloads if any(image_matches(i, image) for i in w.images)]
 
 
 def services_selecting(services: Iterable[Mapping[str, Any]], workloads: Sequence[Workload]) -> list[Mapping[str, Any]]:
