@@ -122,6 +122,27 @@ def test_malformed_yaml_names_file_and_line() -> None:
     assert "malformed YAML" in str(err)
 
 
+def test_environment_files_compose_the_same_with_or_without_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libyaml's parser is the fast path; its node lines, and a syntax error's wording, are the pure one's."""
+    import yaml
+
+    from deploybook.config import yamlnode
+
+    def lines(node: yaml.Node) -> list[tuple[int, str]]:
+        found = [(node.start_mark.line, node.tag)]
+        for child in node.value if isinstance(node.value, list) else ():
+            for part in child if isinstance(child, tuple) else (child,):
+                found += lines(part)
+        return found
+
+    broken = MINIMAL.replace("  namespace: ns", "  namespace: [ns")
+    fast, fast_error = yamlnode.compose(MINIMAL), error_of(broken)
+    monkeypatch.delattr(yaml, "CSafeLoader")
+    assert fast is not None and (pure := yamlnode.compose(MINIMAL)) is not None
+    assert lines(fast) == lines(pure) and len(lines(pure)) > 20
+    assert str(error_of(broken)) == str(fast_error)
+
+
 @pytest.mark.parametrize(
     ("change", "key", "line"),
     [

@@ -21,7 +21,7 @@ import yaml
 from deploybook.config.model import HttpCheck, Service
 from deploybook.config.policies import policy_settings
 from deploybook.config.sources import service_source
-from deploybook.config.yamlnode import Node
+from deploybook.config.yamlnode import Node, compose
 from deploybook.errors import ConfigError
 
 __all__ = ["APP_FILE", "OVERRIDABLE", "apply_overrides", "load_app", "services"]
@@ -42,7 +42,7 @@ def load_app(root: Path) -> tuple[Service, ...] | None:
 
 def _document(file: Path) -> Node:
     try:
-        node = yaml.compose(file.read_text(), Loader=yaml.SafeLoader)
+        node = compose(file.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise ConfigError(

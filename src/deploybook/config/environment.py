@@ -34,7 +34,7 @@ from deploybook.config.model import (
 )
 from deploybook.config.policies import policy_settings
 from deploybook.config.sources import git_config, repository_url
-from deploybook.config.yamlnode import Node
+from deploybook.config.yamlnode import Node, compose
 from deploybook.errors import ConfigError, UnknownEnvironment
 
 __all__ = ["ENVIRONMENTS_DIR", "key_line", "known_environments", "load_environment", "parse_environment"]
@@ -67,7 +67,7 @@ def load_environment(name: str, directory: Path | str = ENVIRONMENTS_DIR) -> Env
 def key_line(file: Path, key: str) -> int | None:
     """The 1-based line of a dotted ``key`` (e.g. ``registry.password_env``) in a YAML file."""
     try:
-        node = yaml.compose(file.read_text(), Loader=yaml.SafeLoader)
+        node = compose(file.read_text())
     except (OSError, yaml.YAMLError):
         return None
     for part in key.split("."):
@@ -82,7 +82,7 @@ def key_line(file: Path, key: str) -> int | None:
 def parse_environment(text: str, *, file: Path, name: str, root: Path) -> Environment:
     """Validate the YAML ``text`` of an environment file into an Environment."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = compose(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         problem = getattr(e, "problem", None) or str(e)
