@@ -110,3 +110,46 @@ def test_workloads_are_found_in_a_list_whose_items_carry_no_kind() -> None:
         "Deployment/dx29-web"
     ]
     assert workloads_running("dx29/api", listed) == []
+
+
+def test_a_snapshot_finds_each_workloads_pods_by_label_and_lists_again_when_told() -> None:
+    """Checks alone index the snapshot's pods by label: the same pods as matching every selector
+    against every pod, in listing order, for matchLabels and matchExpressions alike."""
+    import json
+    from types import SimpleNamespace
+
+    from deploybook.verify.namespace import SnapshotReader
+    from deploybook.verify.workloads import Workload
+
+    def pod(name: str, **labels: str) -> dict[str, object]:
+        return {"metadata": {"name": name, "labels": labels}}
+
+    listed = [[pod("web-1", app="web"), pod("web-canary", app="web", track="canary"), pod("api-1", app="api")]]
+    calls: list[str] = []
+
+    def list_pods(namespace: str, **kw: object) -> object:
+        calls.append(namespace)
+        return SimpleNamespace(data=json.dumps({"items": listed[0]}))
+
+    def none(*args: object, **kw: object) -> object:
+        return SimpleNamespace(data='{"items": []}')
+
+    kube = SimpleNamespace(
+        core=SimpleNamespace(list_namespaced_pod=list_pods, list_namespaced_service=none),
+        discovery=SimpleNamespace(list_namespaced_endpoint_slice=none),
+        apps=SimpleNamespace(**{f"list_namespaced_{k}": none for k in ("deployment", "stateful_set", "daemon_set")}),
+        batch=SimpleNamespace(list_namespaced_job=none, list_namespaced_cron_job=none),
+    )
+    reader = SnapshotReader(kube, "ns")
+
+    def names(**match: object) -> list[str]:
+        return [p["metadata"]["name"] for p in reader.pods_of(Workload("Deployment", "x", match=match))]
+
+    assert names(matchLabels={"app": "web"}) == ["web-1", "web-canary"]
+    assert names(matchLabels={"track": "canary", "app": "web"}) == ["web-canary"]
+    assert names(matchLabels={"app": "web", "track": "stable"}) == []
+    assert names(matchExpressions=[{"key": "app", "operator": "In", "values": ["api"]}]) == ["api-1"]
+    assert calls == ["ns"]  # one listing for every question
+    listed[0] = [pod("web-2", app="web")]
+    reader.forget_pods()
+    assert names(matchLabels={"app": "web"}) == ["web-2"] and calls == ["ns", "ns"]

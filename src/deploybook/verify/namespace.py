@@ -44,20 +44,37 @@ class SnapshotReader:
         )
         self.snapshot = NamespaceSnapshot(namespace, listers)
         self._workloads: list[Workload] | None = None
-        self._workloads_lock = threading.Lock()
+        self._pod_index: tuple[list[Any], dict[tuple[str, str], list[Any]]] | None = None
+        self._lock = threading.Lock()  # guards what is parsed or indexed once
 
     def items(self, kind: str) -> list[Any]:
         return self.snapshot.items(kind)
 
     def workloads(self) -> list[Workload]:
         """The namespace's workloads, parsed once: every service's checks look among them."""
-        with self._workloads_lock:
+        with self._lock:
             if self._workloads is None:
                 self._workloads = namespace_workloads({kind: self.items(kind) for kind in TEMPLATE_KINDS})
             return self._workloads
 
     def pods_of(self, workload: Workload) -> list[Any]:
-        return workload.pods(self.snapshot.items("Pod"))
+        pods = self.snapshot.items("Pod")
+        match = workload.match.get("matchLabels") or {}
+        if not match:
+            return workload.pods(pods)
+        # A pod of the workload carries every one of its matchLabels: any one narrows the search.
+        return workload.pods(self._by_label(pods).get(next(iter(match.items())), ()))
+
+    def _by_label(self, pods: list[Any]) -> dict[tuple[str, str], list[Any]]:
+        """The snapshot's pods by each (label, value) they carry, indexed once per listing."""
+        with self._lock:
+            if self._pod_index is None or self._pod_index[0] is not pods:
+                index: dict[tuple[str, str], list[Any]] = {}
+                for pod in pods:
+                    for label in (pod.get("metadata", {}).get("labels") or {}).items():
+                        index.setdefault(label, []).append(pod)
+                self._pod_index = (pods, index)
+            return self._pod_index[1]
 
     def slices_of(self, service: str) -> list[Any]:
         return self.snapshot.items("EndpointSlice")
