@@ -116,3 +116,11 @@ def test_http_checks_wait_for_the_rollouts_of_the_other_services() -> None:
     assert events == ["annotation rolled out", "gateway asked"]
     assert isinstance(pipeline.wait("gateway", "endpoints"), Judged)  # the backend's failure is its own test's
     assert said == ["HTTP checks wait for the rollout of annotation"]  # terms has no rollout in this run
+
+
+def test_the_wait_line_names_a_few_services_then_how_many_more() -> None:
+    # At 100 services each HTTP check said it waited for up to 99 others, a line of 1 000 characters.
+    from deploybook.release.checking import _some
+
+    assert _some(["a", "b", "c", "d"]) == "a, b, c, d"
+    assert _some([f"s{i}" for i in range(99)]) == "s0, s1, s2 and 96 more"

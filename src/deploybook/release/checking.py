@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from deploybook.config.model import Service
@@ -210,10 +210,17 @@ def _wait_for_other_rollouts(release: ReleaseParts, service: Service, say: Say) 
     others = [s.name for s in release.env.services if s.name != service.name and pipeline.has(s.name, "rollout")]
     waiting = [name for name in others if not pipeline.done(name, "rollout")]
     if waiting:
-        say(f"HTTP checks wait for the rollout of {', '.join(waiting)}")
+        say(f"HTTP checks wait for the rollout of {_some(waiting)}")
     for name in waiting:
         with contextlib.suppress(Exception):  # a failed rollout is reported by that service's own test
             pipeline.wait(name, "rollout")
+
+
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """``names`` for a progress line: a few, then how many more (a line per service of 100 stays short)."""
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport | Skipped:
