@@ -41,4 +41,4 @@ def test_apply_manifests(service: Service, release: RunView) -> None:
     diffs = "\n".join(o.diff for o in applied.objects if o.diff)
     allure.attach(f"{summary}\n\n{diffs}", f"diff against the live objects ({verb})", allure.attachment_type.TEXT)
     assert applied.objects, f"{applied.manifest} rendered no object"
-    assert all(o.action in ("created", "configured", "unchanged") for o in applied.objects)
+    assert all(o.action in ("created", "configured", "replaced", "unchanged") for o in applied.objects)

@@ -154,6 +154,10 @@ class OutsideNamespace(ApplyError):
     """An object would be written outside the environment's namespace, which it did not allow."""
 
 
+class JobStillRunning(ApplyError):
+    """A Job of an earlier release must run again for this one, and has not finished yet."""
+
+
 class PreflightFailed(ApplyError):
     """Before anything ran, some service's manifests did not render or were refused by a dry-run."""
 

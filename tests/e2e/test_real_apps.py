@@ -19,7 +19,9 @@ afterwards). Then each fault is released on its own and must fail with its cause
                                                 CRD of the test's own, deleted afterwards)
 
 And a Deployment with ``strategy: Recreate`` whose old pods end killed at their grace period
-(busybox httpd as PID 1 does not stop on SIGTERM) releases a new image and passes.
+(busybox httpd as PID 1 does not stop on SIGTERM) releases a new image and passes; a Job
+released again with a new image is run again (its pod template cannot change: the finished one
+is deleted and created anew).
 
 "One failure per cause": the run's summary counts exactly one failed test (the service's
 later checks are skipped with the rollout's reason).
@@ -395,3 +397,20 @@ def test_recreate_releases_a_new_image_though_the_old_pods_end_killed(
     code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
     assert code == 0 and counts["failed"] == 0, f"the Recreate release failed ({counts}):\n{out[-4000:]}"
     assert "CrashLoopBackOff" not in out, f"a stopped old pod was judged a crash:\n{out[-4000:]}"
+
+
+def test_a_job_released_again_with_a_new_image_runs_again(
+    shop: Any, release_runner: Any, tmp_path: Path, admin: Any
+) -> None:
+    env, context = released_from_own_context(shop, release_runner, tmp_path, "migrate", lambda name, text: text)
+    first = admin.batch.read_namespaced_job("shop-migrate", env.namespace)
+    (context / "rootfs" / "tmp" / "schema-2").write_text("2\n")  # a new image
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the second release of the Job failed ({counts}):\n{out[-4000:]}"
+    assert "Job/shop-migrate: replaced" in out, out[-4000:]
+    again = admin.batch.read_namespaced_job("shop-migrate", env.namespace)
+    assert again.metadata.uid != first.metadata.uid and again.status.succeeded == 1
+    pods = admin.core.list_namespaced_pod(env.namespace, label_selector="job-name=shop-migrate").items
+    image = again.spec.template.spec.containers[0].image
+    assert [p.spec.containers[0].image for p in pods] == [image], "the old run's pod is gone, the new one ran"
+    assert image != first.spec.template.spec.containers[0].image

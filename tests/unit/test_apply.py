@@ -117,6 +117,10 @@ class FakeResource:
         message = self.cluster.reject(body)
         if message:
             raise api_error(422, message)
+        live_job = self.cluster.objects.get((self.kind, namespace, name)) if self.kind == "Job" else None
+        if live_job is not None and live_job["spec"]["template"] != body["spec"]["template"]:
+            message = f'Job.batch "{name}" is invalid: spec.template: Invalid value: "...": field is immutable'
+            raise api_error(422, message)
         if dry_run is None and self.cluster.fail_for_real == self.kind:
             raise api_error(500, "etcdserver: request timed out")
         key = (self.kind, namespace, name)
@@ -135,6 +139,17 @@ class FakeResource:
         if dry_run is None:
             self.cluster.objects[key] = result
         return Instance(result)
+
+    def create(self, *, body: dict[str, Any], namespace: str | None, field_manager: str, dry_run: str) -> Instance:
+        assert dry_run == "All", "only a Job's dry-run creates"
+        self.cluster.calls.append(("create", self.kind, body["metadata"]["generateName"], dry_run))
+        return Instance({**body, "metadata": {**body["metadata"], "name": body["metadata"]["generateName"] + "x1"}})
+
+    def delete(self, *, name: str, namespace: str | None, body: dict[str, Any]) -> None:
+        self.cluster.calls.append(("delete", self.kind, name, None))
+        live = self.cluster.objects[(self.kind, namespace, name)]
+        assert body == {"propagationPolicy": "Foreground", "preconditions": {"uid": live["metadata"]["uid"]}}
+        del self.cluster.objects[(self.kind, namespace, name)]
 
 
 @dataclass
@@ -481,3 +496,39 @@ def test_api_server_lost_while_diffing_is_a_cluster_error(
     monkeypatch.setattr(FakeResource, "get", lost)
     with pytest.raises(ClusterError, match="API server unreachable while diffing"):
         diff_objects(kube, [deployment()])
+
+
+def job(image: str = IMAGE, release: str = "r1") -> dict[str, Any]:
+    template = {
+        "metadata": {"annotations": {"deploybook.io/release-id": release}},
+        "spec": {"containers": [{"name": "migrate", "image": image}], "restartPolicy": "Never"},
+    }
+    metadata = {"name": "migrate", "namespace": NS}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": {"template": template}}
+
+
+def test_a_finished_job_of_an_earlier_release_is_deleted_and_created_again(kube: Any, cluster: FakeCluster) -> None:
+    apply_objects(kube, [job(release="r1")])
+    key = ("Job", NS, "migrate")
+    cluster.objects[key]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    cluster.calls.clear()
+    [planned] = diff_objects(kube, [job(release="r2")])
+    assert planned.action == "update" and planned.validated  # validated by a dry-run create
+    assert ("create", "Job", "migrate-", "All") in cluster.calls and not any(c[0] == "delete" for c in cluster.calls)
+    cluster.calls.clear()
+    [applied] = apply_objects(kube, [job(release="r2")], validated=True)
+    assert applied.action == "replaced"
+    assert [c[0] for c in cluster.calls if c[0] != "get"] == ["apply", "delete", "apply"]
+    assert cluster.objects[key]["spec"]["template"]["metadata"]["annotations"]["deploybook.io/release-id"] == "r2"
+
+
+def test_a_job_still_running_is_refused_by_name_and_nothing_is_deleted(kube: Any, cluster: FakeCluster) -> None:
+    apply_objects(kube, [job(release="r1")])
+    cluster.objects[("Job", NS, "migrate")]["status"] = {"active": 1}
+    cluster.calls.clear()
+    with pytest.raises(ApplyError) as info:
+        apply_objects(kube, [job(release="r2")])
+    text = str(info.value)
+    assert "Job/migrate -n dx29-test of an earlier release is still running" in text, text
+    assert "kubectl wait --for=condition=complete job/migrate -n dx29-test" in text, text
+    assert not [c for c in cluster.calls if c[0] in ("delete", "create") or (c[0] == "apply" and c[3] is None)]

@@ -645,3 +645,26 @@ def test_a_pod_the_scheduler_cannot_place_fails_promptly_with_the_schedulers_rea
     assert time.monotonic() - started < 5
     assert info.value.cause == "Unschedulable"
     assert "pod web-new-1 unschedulable for 30 s: 0/1 nodes are available" in info.value.detail
+
+
+def test_a_job_run_again_is_not_judged_by_the_finished_one_of_its_name() -> None:
+    # The apply deleted the finished Job of the release before and created it again: the watch
+    # may still hold the old one (Complete) and deliver its deletion after the wait began.
+    from deploybook.verify.tracker import RolloutTracker
+
+    def job(uid: str, **status: Any) -> dict[str, Any]:
+        meta = {"name": "migrate", "uid": uid, "generation": 1}
+        return {"metadata": meta, "spec": {"selector": {"matchLabels": {"job-name": "migrate"}}}, "status": status}
+
+    complete = [{"type": "Complete", "status": "True"}]
+    tracker = RolloutTracker(None, "Job", "ns", "migrate", 60, None, 1, uid="new")
+    tracker.see_workload(job("old", succeeded=1, conditions=complete))
+    assert tracker.judge() is None  # the old one does not pass for the new
+    tracker.apply("workload", "DELETED", job("old"))  # not "the workload was deleted while waiting"
+    tracker.apply("workload", "ADDED", job("new", active=1))
+    assert tracker.workload is not None and tracker.workload["metadata"]["uid"] == "new"
+    assert tracker.judge() is None  # running
+    tracker.pods = {}
+    tracker.apply("workload", "MODIFIED", job("new", succeeded=1, conditions=complete))
+    done = tracker.judge()
+    assert done is not None and done.name == "migrate"

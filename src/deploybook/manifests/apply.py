@@ -13,6 +13,12 @@ then applies for real (``validated=True``) and records the diff of the live obje
 what the server stored. Namespace objects of a batch are applied before the others are
 validated, because nothing can be validated in a namespace that does not exist yet.
 
+A Job's pod template cannot change once the Job exists, and a release that changes the Job's
+service changes it (its image, its release id), so such a Job is run again: the Job of the
+earlier release, once finished (Complete or Failed), is deleted, its pods with it, and created
+anew; its dry-run is a create under a generated name. A Job still running is refused, naming
+it: deleting it would stop it mid-way. An unchanged service's Job is left as it is.
+
 Conflicts are forced (``force=true``): the release is the source of truth for
 the fields deploybook renders, so a hand edit (``kubectl edit``, ``kubectl
 scale``) of those fields is taken back, and the diff shown before the apply says
@@ -21,7 +27,9 @@ so. Fields deploybook does not set stay with their owners.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +38,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from deploybook.cluster.connect import KubeClients, api_errors
-from deploybook.errors import ApplyError, ClusterError, OutsideNamespace
+from deploybook.errors import ApplyError, ClusterError, JobStillRunning, OutsideNamespace
 from deploybook.manifests.diff import normalize, unified_diff
 from deploybook.manifests.render import MANAGED_BY, MANAGED_BY_LABEL
 
@@ -105,10 +113,13 @@ class _Plan:
     live: dict[str, Any] | None
     would: dict[str, Any] | None  # the server's dry-run answer (None when not dry-run)
     validated: bool
+    replaces: bool = False  # a finished Job deleted and created again
 
     def action(self, result: Mapping[str, Any]) -> str:
         if self.live is None:
             return "created"
+        if self.replaces:
+            return "replaced"
         return "unchanged" if normalize(self.live) == normalize(result) else "configured"
 
 
@@ -207,7 +218,7 @@ def _preflight(
     for obj in objs:
         try:
             plans.append(_plan(kube, obj, field_manager, allow_missing_namespace))
-        except OutsideNamespace:
+        except (OutsideNamespace, JobStillRunning):
             raise
         except ApplyError as e:
             failures.append(f"{title(obj)}: {e.message}")
@@ -229,6 +240,9 @@ def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_miss
     try:
         would = _server_side_apply(resource, obj, field_manager, dry_run=True)
     except DynamicApiError as e:
+        if _replaced_job(obj, live, e, kube.where):
+            would = _dry_run_create(resource, obj, field_manager)
+            return _Plan(obj=obj, resource=resource, live=live, would=would, validated=True, replaces=True)
         if not _is_missing_namespace(e):
             message = _api_message(e)
             raise ApplyError(message + _known_remedy(obj, message)) from e
@@ -248,7 +262,16 @@ def _apply_plans(kube: KubeClients, plans: list[_Plan], dry_run: bool, field_man
             results.append(_outcome(plan, plan.would, dry_run=True))
             continue
         try:
-            applied = _server_side_apply(plan.resource, plan.obj, field_manager, dry_run=False)
+            if plan.replaces:
+                _delete_finished_job(plan)
+            try:
+                applied = _server_side_apply(plan.resource, plan.obj, field_manager, dry_run=False)
+            except DynamicApiError as e:
+                if plan.replaces or not _replaced_job(plan.obj, plan.live, e, kube.where):
+                    raise
+                plan = dataclasses.replace(plan, replaces=True)
+                _delete_finished_job(plan)
+                applied = _server_side_apply(plan.resource, plan.obj, field_manager, dry_run=False)
         except DynamicApiError as e:
             done = ", ".join(f"{r.kind}/{r.name}" for r in results) or "none"
             raise ApplyError(
@@ -333,6 +356,74 @@ def _status_body(error: ApiException) -> dict[str, Any]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+_IMMUTABLE = "field is immutable"
+JOB_GONE_S = 60.0  # how long a finished Job's deletion may take (its pods go first)
+
+
+def _replaced_job(obj: Mapping[str, Any], live: Mapping[str, Any] | None, error: ApiException, where: str) -> bool:
+    """True when ``obj`` is a Job the server refused to change and the live one has finished;
+    a Job still running raises JobStillRunning naming it (nothing is deleted)."""
+    if obj.get("kind") != "Job" or live is None or error.status != 422 or _IMMUTABLE not in _api_message(error):
+        return False
+    if _job_end(live) is not None:
+        return True
+    meta = obj.get("metadata") or {}
+    raise JobStillRunning(
+        f"{title(obj)} of an earlier release is still running, and a Job's pod template cannot "
+        "change: deploybook replaces a Job only once it has finished (Complete or Failed)",
+        hint=f"wait for it (kubectl wait --for=condition=complete job/{meta.get('name')} -n {meta.get('namespace')}) "
+        "or delete it, then run the release again",
+        source=where,
+    )
+
+
+def _job_end(job: Mapping[str, Any]) -> str | None:
+    """``Complete`` or ``Failed`` once a Job has ended, else None."""
+    for condition in (job.get("status") or {}).get("conditions") or ():
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
+
+
+def _dry_run_create(resource: Any, obj: dict[str, Any], field_manager: str) -> dict[str, Any]:
+    """The server's answer to creating ``obj`` anew (dry-run, under a generated name: its own is taken)."""
+    metadata = obj["metadata"]
+    body = {**obj, "metadata": {k: v for k, v in metadata.items() if k != "name"}}
+    body["metadata"]["generateName"] = f"{metadata['name'][:56]}-"
+    would = _as_dict(
+        resource.create(body=body, namespace=metadata.get("namespace"), field_manager=field_manager, dry_run="All")
+    )
+    return {**would, "metadata": {**(would.get("metadata") or {}), "name": metadata["name"]}}
+
+
+def _delete_finished_job(plan: _Plan) -> None:
+    """Delete the live Job of ``plan`` and its pods (this very Job: its uid is a precondition),
+    then wait until it is gone, so the new one starts with no old pod beside it."""
+    assert plan.live is not None
+    metadata = plan.live["metadata"]
+    name, namespace = metadata["name"], metadata.get("namespace")
+    body = {"propagationPolicy": "Foreground", "preconditions": {"uid": metadata.get("uid")}}
+    try:
+        plan.resource.delete(name=name, namespace=namespace, body=body)
+    except DynamicApiError as e:
+        if e.status not in (404, 409):  # gone already; 409: another Job by that name took its place
+            raise
+    deadline = time.monotonic() + JOB_GONE_S
+    while time.monotonic() < deadline:
+        try:
+            plan.resource.get(name=name, namespace=namespace)
+        except DynamicApiError as e:
+            if e.status == 404:
+                return
+            raise
+        time.sleep(0.2)
+    raise ApplyError(
+        f"Job/{name} -n {namespace} of an earlier release was deleted to run it again, "
+        f"and is still there after {JOB_GONE_S:.0f} s",
+        hint=f"see why it stays (kubectl get job {name} -n {namespace} -o yaml: finalizers), then release again",
+    )
 
 
 _RECREATE_KEEPS_ROLLING_UPDATE = "may not be specified when strategy `type` is 'Recreate'"

@@ -103,6 +103,7 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
                     timeout_s=timeout_s,
                     on_progress=_prefixed(say, wl.title),
                     min_generation=wl.generation,
+                    uid=wl.uid,
                     probe_failures_allowed=release.context.env.timeouts.probe_failures_allowed,
                     crashes_allowed=release.context.env.timeouts.crashes_allowed,
                 )

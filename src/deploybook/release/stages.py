@@ -350,9 +350,12 @@ def apply(release: ReleaseParts, service: Service, say: Say) -> Applied:
 
 
 def _with_generations(workloads: list[Workload], applied: list[AppliedObject]) -> list[Workload]:
-    """The workloads with the generation the apply returned (a wait ignores older objects)."""
-    generations = {(a.kind, a.name): a.generation for a in applied}
-    return [dataclasses.replace(w, generation=generations.get((w.kind, w.name), 0)) for w in workloads]
+    """The workloads with the generation and uid the apply returned (a wait ignores older objects)."""
+    found = {(a.kind, a.name): a for a in applied}
+    return [
+        dataclasses.replace(w, generation=a.generation, uid=a.uid or "") if (a := found.get((w.kind, w.name))) else w
+        for w in workloads
+    ]
 
 
 def _render_keeping_release_id(

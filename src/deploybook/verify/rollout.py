@@ -129,11 +129,14 @@ class RolloutWatcher:
         min_generation: int = 0,
         probe_failures_allowed: int | None = None,
         crashes_allowed: int = 0,
+        uid: str = "",
     ) -> RolloutResult:
         """Wait until ``kind`` ``name`` has rolled out; raise `RolloutFailed` with the cause.
 
         ``min_generation`` (the generation an apply just returned) makes an older object,
-        seen before the apply's change reached the watch, count as not observed yet.
+        seen before the apply's change reached the watch, count as not observed yet; ``uid``
+        (the one the apply returned) makes an object of that name with another uid (a Job of
+        the release before, deleted to run it again) not this workload.
         ``probe_failures_allowed`` is the probe failure budget per replica (None: no budget;
         failing probes are then named only when the deadline passes). ``crashes_allowed`` is
         how many exits of each container are restarts, not a verdict.
@@ -150,6 +153,7 @@ class RolloutWatcher:
             min_generation,
             probe_failures_allowed,
             crashes_allowed=crashes_allowed,
+            uid=uid,
         )
         with self._lock:
             # Registered before its stream starts, or seeded from what the streams hold: either

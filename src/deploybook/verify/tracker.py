@@ -93,6 +93,7 @@ class RolloutTracker:
         probe_failures_allowed: int | None = None,
         *,
         crashes_allowed: int = 0,
+        uid: str = "",
     ) -> None:
         self.kube, self.kind, self.namespace, self.name = kube, kind, namespace, name
         self.probe_failures_allowed = probe_failures_allowed  # None: probe failures only named
@@ -104,6 +105,7 @@ class RolloutTracker:
         self.timeout_s = timeout_s
         self.deadline_s, self.deadline_source = float(timeout_s), "timeout"
         self.min_generation = min_generation
+        self.uid = uid  # set: an object of the name with another uid is an older one, not this
         self.started = time.monotonic()
         self.pods: dict[str, dict[str, Any]] = {}
         self.timeline: list[tuple[float, str]] = []
@@ -124,8 +126,14 @@ class RolloutTracker:
         match = self.workload.get("spec", {}).get("selector") or {}
         return selector_matches(match, _labels(pod))
 
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        """False for an object of the workload's name that is another object (its uid differs)."""
+        return not self.uid or (obj.get("metadata") or {}).get("uid") in (None, self.uid)
+
     def see_workload(self, obj: dict[str, Any]) -> None:
         """Take a newer object of the workload; an older generation (a late event) is ignored."""
+        if not self.owns(obj):
+            return
         if self.workload is not None and _generation(obj) < _generation(self.workload):
             return
         first = self.workload is None
@@ -138,6 +146,8 @@ class RolloutTracker:
             raise self.failed("WatchFailed", f"the {tag} watch stopped: {payload}")
         if etype == "RETRYING":
             self.note(f"API server not answering the {tag} watch, retrying: {payload}")
+        elif tag == "workload" and not self.owns(payload):
+            return  # the object this name had before (a Job deleted to run it again)
         elif tag == "workload" and etype == "DELETED":
             raise self.failed("NotFound", "the workload was deleted while waiting")
         elif tag == "workload":

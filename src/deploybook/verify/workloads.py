@@ -49,6 +49,7 @@ class Workload:
     named_ports: Mapping[str, int] = field(default_factory=dict)  # container port name -> number
     images: tuple[str, ...] = ()
     generation: int = 0  # the generation the apply returned (0: not applied by this run)
+    uid: str = ""  # the uid the apply returned: a Job run again is a new object under the same name
 
     @property
     def title(self) -> str:
