@@ -21,7 +21,8 @@ afterwards). Then each fault is released on its own and must fail with its cause
 And a Deployment with ``strategy: Recreate`` whose old pods end killed at their grace period
 (busybox httpd as PID 1 does not stop on SIGTERM) releases a new image and passes; a Job
 released again with a new image is run again (its pod template cannot change: the finished one
-is deleted and created anew).
+is deleted and created anew); a manifest saved with ``kubectl get -o yaml`` (server-set
+metadata, status) releases.
 
 "One failure per cause": the run's summary counts exactly one failed test (the service's
 later checks are skipped with the rollout's reason).
@@ -414,3 +415,23 @@ def test_a_job_released_again_with_a_new_image_runs_again(
     image = again.spec.template.spec.containers[0].image
     assert [p.spec.containers[0].image for p in pods] == [image], "the old run's pod is gone, the new one ran"
     assert image != first.spec.template.spec.containers[0].image
+
+
+def test_a_manifest_saved_with_kubectl_get_releases(shop: Any, release_runner: Any) -> None:
+    # What the API server sets came back with the export: sent as is, the apply is refused
+    # (metadata.managedFields must be nil) or conflicts (a stale resourceVersion).
+    exported = replace_in(
+        "web.yaml",
+        "  name: shop-web\n",
+        '  name: shop-web\n  uid: 0b7e1f0e-1111-2222-3333-444455556666\n  resourceVersion: "123456"\n'
+        '  generation: 7\n  creationTimestamp: "2025-01-01T00:00:00Z"\n'
+        "  managedFields:\n  - manager: kubectl\n    operation: Update\n    apiVersion: apps/v1\n",
+    )
+    status = "status:\n  loadBalancer: {}\n"  # the Service's, the file's last document
+
+    def edit(name: str, text: str) -> str:
+        return exported(name, text) + (status if name == "web.yaml" else "")
+
+    env = shop(services=("web",), edit=edit)
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the exported manifest did not release ({counts}):\n{out[-4000:]}"

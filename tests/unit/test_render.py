@@ -400,3 +400,23 @@ def test_rendered_text_shows_a_secrets_values_as_sha256_markers_only() -> None:
         assert value not in text
     for plain in ("super-secret-token", "correct-horse-battery"):
         assert f"sha256:{hashlib.sha256(plain.encode()).hexdigest()}" in text.replace("\n", " ").replace("  ", " ")
+
+
+def test_what_only_the_server_sets_is_left_out_of_an_exported_manifest() -> None:
+    """A manifest saved with ``kubectl get -o yaml``: its server-set metadata and status are not applied."""
+    exported = yaml.safe_load(DEPLOYMENT)
+    exported["metadata"].update(
+        uid="0b7e1f0e-1111-2222-3333-444455556666",
+        resourceVersion="123456",
+        generation=7,
+        creationTimestamp="2025-01-01T00:00:00Z",
+        managedFields=[{"manager": "kubectl", "operation": "Update"}],
+        annotations={"team.example/owner": "shop"},
+    )
+    exported["status"] = {"replicas": 1, "readyReplicas": 1}
+    [obj] = render([Manifest(doc=exported, source=Path("app.yaml"), index=1, line=1)])
+    [plain] = render([manifest(DEPLOYMENT)])
+    assert "status" not in obj
+    assert obj["metadata"]["annotations"].pop("team.example/owner") == "shop"  # the team's own kept
+    assert obj == plain
+    assert exported["metadata"]["resourceVersion"] == "123456"  # the input is left untouched

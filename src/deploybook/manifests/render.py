@@ -14,7 +14,9 @@ returns new dictionaries in which
 * objects carry the release labels and annotations; pod templates carry the
   labels (never touching selector keys) and the annotations,
 * pod specs name the image pull secret,
-* per-workload replica overrides are applied.
+* per-workload replica overrides are applied,
+* what only the API server sets (``status``, ``metadata.uid``, ``resourceVersion``,
+  ``managedFields`` ..., in a manifest saved with ``kubectl get -o yaml``) is left out.
 
 Every problem raises :class:`~deploybook.errors.RenderError` naming the file,
 the document and what to do, before anything reaches a cluster.
@@ -103,6 +105,7 @@ def render_manifests(
     rendered = []
     for manifest in manifests:
         obj = copy.deepcopy(manifest.doc)
+        _drop_server_fields(obj)
         _set_metadata(obj, _confined_namespace(manifest, namespace, confinement), all_labels, annotations)
         for pod_spec in _pod_specs(obj):
             _pin_images(pod_spec, images, pins or {}, manifest)
@@ -112,6 +115,29 @@ def render_manifests(
         _set_replicas(obj, manifest, replicas)
         rendered.append(obj)
     return rendered
+
+
+# What the API server sets on a stored object; a manifest saved with `kubectl get -o yaml` has
+# them. None is desired state, and sent back they fail an apply (managedFields must be nil,
+# a stale resourceVersion conflicts), so they are left out of what is applied.
+_SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+
+
+def _drop_server_fields(obj: dict[str, Any]) -> None:
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        for key in _SERVER_METADATA:
+            metadata.pop(key, None)
+    obj.pop("status", None)
 
 
 def _check_labels(labels: Mapping[str, str]) -> None:
