@@ -22,7 +22,8 @@ And a Deployment with ``strategy: Recreate`` whose old pods end killed at their 
 (busybox httpd as PID 1 does not stop on SIGTERM) releases a new image and passes; a Job
 released again with a new image is run again (its pod template cannot change: the finished one
 is deleted and created anew); a manifest saved with ``kubectl get -o yaml`` (server-set
-metadata, status) releases.
+metadata, status) releases; a service's image written with the registry and a tag is pinned
+like the bare name.
 
 "One failure per cause": the run's summary counts exactly one failed test (the service's
 later checks are skipped with the rollout's reason).
@@ -435,3 +436,16 @@ def test_a_manifest_saved_with_kubectl_get_releases(shop: Any, release_runner: A
     env = shop(services=("web",), edit=edit)
     code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
     assert code == 0 and counts["failed"] == 0, f"the exported manifest did not release ({counts}):\n{out[-4000:]}"
+
+
+def test_a_service_image_written_with_the_registry_and_a_tag_is_pinned_to_the_pushed_digest(
+    shop: Any, release_runner: Any, cluster_ready: dict[str, str], admin: Any
+) -> None:
+    registry = cluster_ready["DEPLOYBOOK_REGISTRY"]
+    full = replace_in("web.yaml", "          image: shop/web\n", f"          image: {registry}/shop/web:1.0\n")
+    env = shop(services=("web",), edit=full)
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the release failed ({counts}):\n{out[-4000:]}"
+    web = admin.apps.read_namespaced_deployment("shop-web", env.namespace)
+    image = web.spec.template.spec.containers[0].image
+    assert image.startswith(f"{registry}/shop/web@sha256:"), image

@@ -100,6 +100,33 @@ def test_known_digests_are_used_instead_of_the_placeholder(
     assert sorted(seen) == [f"localhost:5000/dx29/gateway@{digest}", f"localhost:5000/dx29/terms@{PLACEHOLDER_DIGEST}"]
 
 
+def test_a_service_image_written_with_the_environments_registry_is_the_services_own(
+    tmp_path: Path, kube: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # localhost:5000/dx29/gateway:1.0 is what the gateway service builds, not an image to resolve.
+    env, manifests = release(tmp_path, gateway="localhost:5000/dx29/gateway:1.0")
+    digest = "sha256:" + "1" * 64
+    seen: list[str] = []
+    monkeypatch.setattr(
+        preflight_module,
+        "diff_objects",
+        lambda kube, objs: seen.extend(c["image"] for o in objs for c in o["spec"]["template"]["spec"]["containers"]),
+    )
+
+    def resolve(image: str) -> Any:
+        raise AssertionError(f"{image} was resolved as an image no service builds")
+
+    results = run_preflight(
+        kube,
+        env,
+        manifests,
+        {"gateway": f"localhost:5000/dx29/gateway@{digest}"},
+        resolver=type("R", (), {"resolve": staticmethod(resolve)})(),
+    )
+    assert all(r.ok for r in results), [r.problem for r in results]
+    assert f"localhost:5000/dx29/gateway@{digest}" in seen and not any(r.pinned for r in results)
+
+
 def test_an_image_no_service_builds_refuses_the_whole_release(tmp_path: Path, cluster: FakeCluster, kube: Any) -> None:
     env, manifests = release(tmp_path, terms="dx29/payments")
     with pytest.raises(PreflightFailed) as info:

@@ -256,6 +256,16 @@ class Environment:
         """Full repository of a service's image in this environment's registry."""
         return f"{self.registry.address}/{service.image}"
 
+    def written_names(self, service: Service) -> tuple[str, str]:
+        """How a manifest may write the service's image, tag or digest aside: its name
+        (``dx29/web``) or its full repository in this environment's registry."""
+        return service.image, self.image_repository(service)
+
+    @property
+    def built_names(self) -> frozenset[str]:
+        """Every name a manifest may write a service's image as (see ``written_names``)."""
+        return frozenset(name for s in self.services for name in self.written_names(s))
+
     def source_ref(self, service: Service) -> str | None:
         """The ref a git-sourced service is fetched at: its own, else the branch rule's."""
         if service.source is None:

@@ -357,9 +357,14 @@ def render_service(
     replicas = {}
     if service.replicas is not None:
         replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in _SCALABLE_KINDS}
+    # A service's image written with the environment's registry is the service's image too.
+    images = dict(refs)
+    for svc in environment.services:
+        if svc.image in refs:
+            images.update(dict.fromkeys(environment.written_names(svc), refs[svc.image]))
     return render_manifests(
         manifests,
-        images=refs,
+        images=images,
         namespace=environment.cluster.namespace,
         labels={ENVIRONMENT_LABEL: environment.name},
         annotations={RELEASE_ID_ANNOTATION: release_id, GIT_SHA_ANNOTATION: git_sha},

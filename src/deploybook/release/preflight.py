@@ -191,7 +191,7 @@ def _judge_policies(env: Environment, service: Service, manifests: list[Manifest
     """The enforced pre-apply policies, on the manifests as written; PolicyError names each breach."""
     problems = manifest_policy_problems(
         manifests,
-        built={s.image for s in env.services},
+        built=env.built_names,
         settings=env.policies_for(service),
         service=service.name,
         environment_file=str(env.file),
@@ -202,7 +202,7 @@ def _judge_policies(env: Environment, service: Service, manifests: list[Manifest
 
 def _pin_unbuilt(env: Environment, manifests: list[Manifest], resolver: Resolver) -> tuple[PinnedImage, ...]:
     """Every image of ``manifests`` that no service builds, resolved to its registry's digest."""
-    built = {s.image for s in env.services}
+    built = env.built_names
     pinned = []
     for manifest in manifests:
         for container, image in unbuilt_images(manifest, built):

@@ -216,7 +216,7 @@ class Release:
         """Image as written in manifests -> pinned ref, for every service image in ``images``."""
         refs = {}
         for svc in self.env.services:
-            if svc.image not in images:
+            if not set(self.env.written_names(svc)) & set(images):
                 continue
             ref = self.ref(svc.name)
             if ref is None:
