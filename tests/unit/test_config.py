@@ -169,6 +169,14 @@ def test_bad_values_are_located(change: tuple[str, str], key: str, line: int) ->
     assert f"environments/x.yaml:{line}" in str(err)
 
 
+def test_two_services_building_one_image_are_refused_at_the_second() -> None:
+    text = MINIMAL + "  - name: worker\n    context: apps/api\n    image: app/api\n    manifest: worker.yaml\n"
+    err = error_of(text)
+    assert (err.key, err.line) == ("services[1].image", 17), err
+    assert "service 'api' already builds image 'app/api'" in str(err)
+    assert "put them all in the manifest of 'api'" in str(err)
+
+
 def test_two_credential_sources_refused() -> None:
     text = MINIMAL.replace(
         "  address: reg.example:5000\n",

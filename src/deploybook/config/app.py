@@ -57,14 +57,24 @@ def _document(file: Path) -> Node:
 
 
 def services(n: Node, root: Path) -> tuple[Service, ...]:
-    """Service entries (a YAML list), each validated; names must be unique."""
+    """Service entries (a YAML list), each validated; names and images must be unique."""
     seen: set[str] = set()
+    builds: dict[str, str] = {}  # image -> the service that builds it
     found = []
     for item in n.items():
         svc = _service(item, root)
         if svc.name in seen:
             item.fail("name", f"duplicate service name {svc.name!r}")
+        if (first := builds.get(svc.image)) is not None:
+            # Its pushed digest, its manifests' pinning and its checks are the service's: two
+            # services of one image would each pin and check the other's.
+            item.fail(
+                "image",
+                f"service {first!r} already builds image {svc.image!r}",
+                hint=f"workloads that run one image are one service: put them all in the manifest of {first!r}",
+            )
         seen.add(svc.name)
+        builds[svc.image] = svc.name
         found.append(svc)
     if not found:
         n.fail("", "at least one service is required")
