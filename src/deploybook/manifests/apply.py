@@ -408,7 +408,12 @@ def _delete_finished_job(plan: _Plan) -> None:
     try:
         plan.resource.delete(name=name, namespace=namespace, body=body)
     except DynamicApiError as e:
-        if e.status not in (404, 409):  # gone already; 409: another Job by that name took its place
+        if e.status == 409:  # the uid precondition: another Job by that name took its place
+            raise ApplyError(
+                f"Job/{name} -n {namespace} was replaced by someone else while this release ran it again",
+                hint="see who runs it (kubectl get job -o yaml), then run the release again",
+            ) from e
+        if e.status != 404:  # 404: gone already
             raise
     deadline = time.monotonic() + JOB_GONE_S
     while time.monotonic() < deadline:
