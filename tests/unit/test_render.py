@@ -93,6 +93,25 @@ class TestLoadManifests:
         ]
         assert loaded[1].where == f"{path}, document 2 (line {DEPLOYMENT.count(chr(10)) + 2})"
 
+    def test_what_helm_runs_only_under_helm_test_is_left_out(self, tmp_path: Path) -> None:
+        # As `helm template` writes a `helm create` chart: its connection check is a test hook;
+        # a migration Job hooked to upgrades is a release's object and stays.
+        hooked = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: shop-test-connection
+  annotations:
+    "helm.sh/hook": {hooks}
+spec:
+  containers: [{{name: wget, image: busybox}}]
+  restartPolicy: Never
+"""
+        text = "---\n".join([DEPLOYMENT, hooked.format(hooks="test"), hooked.format(hooks="test-success, test")])
+        text += "---\n" + hooked.format(hooks="pre-upgrade,post-install").replace("Pod\n", "Job\n", 1)
+        loaded = load_manifests(write(tmp_path, "chart.yaml", text))
+        assert [(m.doc["kind"], m.index) for m in loaded] == [("Deployment", 1), ("Job", 4)]
+
     def test_directory_is_read_recursively_in_sorted_order(self, tmp_path: Path) -> None:
         (tmp_path / "sub").mkdir()
         write(tmp_path, "b.yml", SERVICE)

@@ -5,7 +5,10 @@ A manifest file is input nobody here wrote: it is read within the limits of
 document must be a mapping with ``apiVersion``, ``kind`` and ``metadata.name``; every problem is one
 :class:`~deploybook.errors.RenderError` naming the file, the document and its line. A ``v1``
 ``List`` (what ``kubectl get -o yaml`` writes) stands for its items, as ``kubectl apply`` reads
-it: each item is a manifest of its own, named by its place in the list.
+it: each item is a manifest of its own, named by its place in the list. What ``helm template``
+writes for ``helm test`` alone (an object whose ``helm.sh/hook`` annotation names only test
+hooks: the connection check of every ``helm create`` chart) is left out, as Helm leaves it out
+of an install or upgrade.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def _load_file(file: Path) -> Iterator[Manifest]:
         _validate_kind(manifest)
         if not _is_list(doc):
             _validate_name(manifest)
-            yield manifest
+            if not _helm_test(doc):
+                yield manifest
             continue
         items = doc.get("items")
         if not isinstance(items, list):
@@ -95,7 +99,20 @@ def _load_file(file: Path) -> Iterator[Manifest]:
             if _is_list(item):
                 raise RenderError("a List inside a List is not read; list its items instead", source=member.where)
             _validate_name(member)
-            yield member
+            if not _helm_test(item):
+                yield member
+
+
+_HELM_TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
+
+
+def _helm_test(doc: dict[str, Any]) -> bool:
+    """True for an object Helm runs only under ``helm test`` (every hook it names is a test hook)."""
+    annotations = (doc.get("metadata") or {}).get("annotations") or {}
+    hooks = annotations.get("helm.sh/hook") if isinstance(annotations, dict) else None
+    if not isinstance(hooks, str) or not hooks.strip():
+        return False
+    return {h.strip() for h in hooks.split(",")} <= _HELM_TEST_HOOKS
 
 
 def _is_list(doc: dict[str, Any]) -> bool:
