@@ -15,8 +15,10 @@ returns new dictionaries in which
   labels (never touching selector keys) and the annotations,
 * pod specs name the image pull secret,
 * per-workload replica overrides are applied,
-* what only the API server sets (``status``, ``metadata.uid``, ``resourceVersion``,
-  ``managedFields`` ..., in a manifest saved with ``kubectl get -o yaml``) is left out.
+* the metadata only the API server sets (``uid``, ``resourceVersion``, ``managedFields`` ...,
+  in a manifest saved with ``kubectl get -o yaml``) is left out; ``status`` stays (the API
+  server ignores it where a kind has a status subresource, and it is the object's own where a
+  custom kind has none).
 
 Every problem raises :class:`~deploybook.errors.RenderError` naming the file,
 the document and what to do, before anything reaches a cluster.
@@ -117,9 +119,9 @@ def render_manifests(
     return rendered
 
 
-# What the API server sets on a stored object; a manifest saved with `kubectl get -o yaml` has
-# them. None is desired state, and sent back they fail an apply (managedFields must be nil,
-# a stale resourceVersion conflicts), so they are left out of what is applied.
+# The metadata the API server sets on a stored object; a manifest saved with `kubectl get -o
+# yaml` has it. None is desired state, and sent back it fails an apply (managedFields must be
+# nil, a stale resourceVersion conflicts), so it is left out of what is applied.
 _SERVER_METADATA = (
     "uid",
     "resourceVersion",
@@ -137,7 +139,6 @@ def _drop_server_fields(obj: dict[str, Any]) -> None:
     if isinstance(metadata, dict):
         for key in _SERVER_METADATA:
             metadata.pop(key, None)
-    obj.pop("status", None)
 
 
 def _check_labels(labels: Mapping[str, str]) -> None:
