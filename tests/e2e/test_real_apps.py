@@ -22,8 +22,8 @@ And a Deployment with ``strategy: Recreate`` whose old pods end killed at their 
 (busybox httpd as PID 1 does not stop on SIGTERM) releases a new image and passes; a Job
 released again with a new image is run again (its pod template cannot change: the finished one
 is deleted and created anew); a manifest saved with ``kubectl get -o yaml`` (server-set
-metadata, status) releases; a service's image written with the registry and a tag is pinned
-like the bare name.
+metadata, a status) releases; a service's image written with the registry and a tag is pinned
+like the bare name; ``helm template`` output's test hook Pod is not applied.
 
 "One failure per cause": the run's summary counts exactly one failed test (the service's
 later checks are skipped with the rollout's reason).
@@ -419,8 +419,9 @@ def test_a_job_released_again_with_a_new_image_runs_again(
 
 
 def test_a_manifest_saved_with_kubectl_get_releases(shop: Any, release_runner: Any) -> None:
-    # What the API server sets came back with the export: sent as is, the apply is refused
-    # (metadata.managedFields must be nil) or conflicts (a stale resourceVersion).
+    # The metadata the API server sets came back with the export: sent as is, the apply is
+    # refused (metadata.managedFields must be nil) or conflicts (a stale resourceVersion). The
+    # status is sent, and ignored: a Service has a status subresource.
     exported = replace_in(
         "web.yaml",
         "  name: shop-web\n",
@@ -449,3 +450,18 @@ def test_a_service_image_written_with_the_registry_and_a_tag_is_pinned_to_the_pu
     web = admin.apps.read_namespaced_deployment("shop-web", env.namespace)
     image = web.spec.template.spec.containers[0].image
     assert image.startswith(f"{registry}/shop/web@sha256:"), image
+
+
+def test_the_test_hook_pod_of_helm_template_output_is_not_applied(shop: Any, release_runner: Any, admin: Any) -> None:
+    # `helm create` puts this Pod in every chart; `helm install` and `helm upgrade` leave it out.
+    hook = (
+        "---\n# Source: shop/templates/tests/test-connection.yaml\napiVersion: v1\nkind: Pod\nmetadata:\n"
+        '  name: shop-test-connection\n  annotations:\n    "helm.sh/hook": test\nspec:\n'
+        "  containers:\n    - name: wget\n      image: busybox\n      command: [wget, shop-web:80]\n"
+        "  restartPolicy: Never\n"
+    )
+    env = shop(services=("web",), edit=lambda name, text: text + hook if name == "web.yaml" else text)
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the release failed ({counts}):\n{out[-4000:]}"
+    pods = [p.metadata.name for p in admin.core.list_namespaced_pod(env.namespace).items]
+    assert pods and "shop-test-connection" not in pods, pods
