@@ -67,7 +67,7 @@ CLUSTER_SCOPED_KINDS = frozenset(
     }
 )
 _TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
-_SCALABLE_KINDS = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
+SCALABLE_KINDS = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})  # kinds with spec.replicas
 STRICT = Confinement()  # nothing outside the namespace
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -167,7 +167,7 @@ def _check_pinned(images: Mapping[str, str]) -> None:
 
 
 def _check_replica_keys(manifests: list[Manifest], replicas: Mapping[str, int]) -> None:
-    known = {key for m in manifests if m.doc["kind"] in _SCALABLE_KINDS for key in _workload_keys(m)}
+    known = {key for m in manifests if m.doc["kind"] in SCALABLE_KINDS for key in _workload_keys(m)}
     for key, count in replicas.items():
         if key not in known:
             raise RenderError(
@@ -327,7 +327,7 @@ def _selector_labels(obj: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _set_replicas(obj: dict[str, Any], manifest: Manifest, replicas: Mapping[str, int]) -> None:
-    if obj["kind"] not in _SCALABLE_KINDS:
+    if obj["kind"] not in SCALABLE_KINDS:
         return
     # The most specific name wins: workload name, then app name label, then file stem.
     metadata = manifest.doc["metadata"]
@@ -357,7 +357,7 @@ def render_service(
     """
     replicas = {}
     if service.replicas is not None:
-        replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in _SCALABLE_KINDS}
+        replicas = {m.doc["metadata"]["name"]: service.replicas for m in manifests if m.doc["kind"] in SCALABLE_KINDS}
     # A service's image written with the environment's registry is the service's image too.
     images = dict(refs)
     for svc in environment.services:

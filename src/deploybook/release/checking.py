@@ -26,6 +26,7 @@ from deploybook.config.model import Service
 from deploybook.errors import CheckFailed, DeploybookError, ExecFailed, ExecForbidden, RolloutFailed
 from deploybook.images.references import repository_path
 from deploybook.manifests.apply import AppliedObject
+from deploybook.manifests.render import SCALABLE_KINDS
 from deploybook.release.check_reports import (
     ContainersReport,
     DigestsReport,
@@ -68,7 +69,6 @@ __all__ = [
 Say = Callable[[object], None]
 EXEC_ATTEMPTS = 3
 EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process start)
-SCALABLE = ("Deployment", "StatefulSet", "ReplicaSet")  # replicas: 0 means no pod, on purpose
 
 
 # --------------------------------------------------------------------------- the checks
@@ -302,7 +302,7 @@ def _runs_no_pod(workloads: list[Workload]) -> Skipped | None:
     """The reason to skip a pod's check when no workload of a service runs a pod, and means to:
     a CronJob until its schedule, a workload scaled to 0 replicas (``replicas: 0``)."""
     cronjobs = [wl.title for wl in workloads if wl.kind == "CronJob"]
-    scaled = [wl.title for wl in workloads if wl.kind in SCALABLE and wl.desired == 0]
+    scaled = [wl.title for wl in workloads if wl.kind in SCALABLE_KINDS and wl.desired == 0]
     if not workloads or len(cronjobs) + len(scaled) < len(workloads):
         return None
     reasons = [f"{', '.join(scaled)} scaled to 0 replicas: no pod runs"] if scaled else []
