@@ -15,6 +15,8 @@ afterwards). Then each fault is released on its own and must fail with its cause
 - a StatefulSet with OnDelete, image changed -> the rollout notes the pod left on the old
                                                 revision; the digest check fails on it
 - a pod no node can take (nodeSelector)      -> Unschedulable with the scheduler's reason
+- a PersistentVolumeClaim of a class the     -> Unschedulable naming the claim, that the class
+  cluster does not have                         is not there, and the claim's event
 - a custom resource whose status is Stalled -> its reason, by the kstatus generic rules (a
                                                 CRD of the test's own, deleted afterwards)
 
@@ -465,3 +467,24 @@ def test_the_test_hook_pod_of_helm_template_output_is_not_applied(shop: Any, rel
     assert code == 0 and counts["failed"] == 0, f"the release failed ({counts}):\n{out[-4000:]}"
     pods = [p.metadata.name for p in admin.core.list_namespaced_pod(env.namespace).items]
     assert pods and "shop-test-connection" not in pods, pods
+
+
+def test_a_claim_that_cannot_bind_is_named_with_its_storage_class_and_event(shop: Any, release_runner: Any) -> None:
+    """The scheduler says only "unbound immediate PersistentVolumeClaims"; the verdict names the
+    claim, its class and the claim's own event (a class the cluster does not have)."""
+    claim = (
+        "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: shop-web-data}\n"
+        "spec: {accessModes: [ReadWriteOnce], storageClassName: dbk-no-such-class, resources: {requests: {storage: 1Mi}}}\n"
+    )
+    mounted = replace_in(
+        "web.yaml",
+        "      containers:\n",
+        "      volumes:\n        - {name: data, persistentVolumeClaim: {claimName: shop-web-data}}\n      containers:\n",
+    )
+    env = shop(services=("web",), edit=lambda name, text: mounted(name, text) + (claim if name == "web.yaml" else ""))
+    assert_one_failure(
+        release_runner("runbook", "--env", env.name),
+        "Unschedulable",
+        "PersistentVolumeClaim shop-web-data is Pending: the cluster has no StorageClass dbk-no-such-class",
+        'storageclass.storage.k8s.io "dbk-no-such-class" not found',
+    )

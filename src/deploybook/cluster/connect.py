@@ -57,6 +57,7 @@ class KubeClients:
     batch: k8s.BatchV1Api
     coordination: k8s.CoordinationV1Api
     discovery: k8s.DiscoveryV1Api
+    storage: k8s.StorageV1Api
     dynamic: DynamicClient
     server: str
     context: str | None
@@ -275,6 +276,7 @@ def _clients(api_client: k8s.ApiClient, server: str, context: str | None, files:
         batch=k8s.BatchV1Api(api_client),
         coordination=k8s.CoordinationV1Api(api_client),
         discovery=k8s.DiscoveryV1Api(api_client),
+        storage=k8s.StorageV1Api(api_client),
         dynamic=dynamic,
         server=server,
         context=context,

@@ -26,6 +26,7 @@ from deploybook.verify.evidence import collect_evidence
 from deploybook.verify.nodes import node_problem, pod_ready
 from deploybook.verify.probes import ProbeFailure, budget_exceeded, describe, probe_failures
 from deploybook.verify.verdicts import judge
+from deploybook.verify.volumes import claim_problems
 from deploybook.verify.workload_status import (
     job_exits,
     pod_failure,
@@ -198,7 +199,8 @@ class RolloutTracker:
             if found and not self.pull_retry_pending(pod["metadata"]["name"], *found):
                 raise self.failed(*found)
             if unplaced := pod_unschedulable(pod, now=now, grace_s=UNSCHEDULABLE_GRACE_S):
-                raise self.failed(*unplaced)
+                cause, detail = unplaced
+                raise self.failed(cause, "; ".join([detail, *claim_problems(self.kube, self.namespace, pod)]))
         self.judge_nodes()
         self.judge_probes()
         self.note(verdict.message)
