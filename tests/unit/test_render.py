@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from pathlib import Path
 from textwrap import dedent, indent
 from typing import Any
@@ -119,6 +120,36 @@ spec:
         write(tmp_path, "notes.txt", "not a manifest")
         names = [m.source.name for m in load_manifests(tmp_path)]
         assert names == ["b.yml", "a.yaml"]  # "b.yml" < "sub/a.yaml"
+
+    def test_a_json_file_is_read_as_json_tabs_and_exponents_too(self, tmp_path: Path) -> None:
+        doc = yaml.safe_load(DEPLOYMENT)
+        doc["spec"]["template"]["metadata"]["annotations"] = {"ratio": 1e3}
+        write(tmp_path, "a.json", json.dumps(doc, indent="\t"))  # PyYAML refuses tab indentation
+        write(tmp_path, "b.yaml", SERVICE)
+        write(tmp_path, "c.json", json.dumps({"apiVersion": "v1", "kind": "List", "items": [yaml.safe_load(SERVICE)]}))
+        loaded = load_manifests(tmp_path)
+        assert [(m.source.name, m.doc["kind"], m.item) for m in loaded] == [
+            ("a.json", "Deployment", None),
+            ("b.yaml", "Service", None),
+            ("c.json", "Service", 1),
+        ]
+        assert loaded[0].doc == doc and loaded[0].where == f"{tmp_path / 'a.json'}, document 1 (line 1)"
+
+    @pytest.mark.parametrize(
+        ("text", "problem"),
+        [
+            ('{"apiVersion": "v1",\n "kind": }', "malformed JSON at line 2, column 10: Expecting value"),
+            ('{"kind": "ConfigMap", "metadata": {"name": "x"}}', "missing or empty 'apiVersion'"),
+            ('{"a": ' * 150 + "1" + "}" * 150, "nests deeper than 100 levels (limit max_depth)"),
+            ("[" * 5000 + "]" * 5000, "nests deeper than 100 levels"),
+        ],
+        ids=["malformed", "no-apiVersion", "deep", "deeper-than-recursion"],
+    )
+    def test_a_bad_json_file_names_the_file_and_the_problem(self, tmp_path: Path, text: str, problem: str) -> None:
+        path = write(tmp_path, "bad.json", text)
+        with pytest.raises(RenderError) as info:
+            load_manifests(path)
+        assert problem in str(info.value) and str(path) in str(info.value)
 
     def test_empty_documents_are_skipped_but_counted(self, tmp_path: Path) -> None:
         path = write(tmp_path, "x.yaml", "---\n# only a comment\n---\n" + SERVICE)

@@ -30,6 +30,7 @@ empty documents, 1-based line of the document's root node); every manifest is re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ from yaml.nodes import Node
 
 from deploybook.errors import RenderError
 
-__all__ = ["DEFAULT_LIMITS", "YamlLimits", "check_file_size", "load_documents"]
+__all__ = ["DEFAULT_LIMITS", "YamlLimits", "check_file_size", "load_documents", "load_json_document"]
 
 MIB = 1024 * 1024
 _BOMB_HINT = (
@@ -219,6 +220,49 @@ def load_documents(text: str, *, source: str, limits: YamlLimits = DEFAULT_LIMIT
         raise _malformed(e, reading, source) from e
     finally:
         loader.dispose()
+
+
+def load_json_document(text: str, *, source: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
+    """The one JSON value of a ``.json`` manifest file, within the same size and depth limits.
+
+    JSON is read as JSON, not as YAML: PyYAML refuses a tab-indented JSON file and reads
+    ``1e3`` as a string. Malformed JSON raises RenderError naming the line and column.
+    """
+    check_file_size(len(text.encode("utf-8")), source=source, limits=limits)
+    if len(text.encode("utf-8")) > limits.max_document_bytes:
+        raise RenderError(
+            f"document is larger than {limits.max_document_bytes:,} bytes (limit max_document_bytes)",
+            source=f"{source}, document 1 (line 1)",
+            hint=_SIZE_HINT,
+        )
+    too_deep = RenderError(
+        f"document nests deeper than {limits.max_depth} levels (limit max_depth)",
+        source=f"{source}, document 1 (line 1)",
+        hint="no object the API server stores nests this deep; flatten the data",
+    )
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RenderError(f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}", source=source) from None
+    except RecursionError:  # deeper than the interpreter's recursion limit, so than max_depth too
+        raise too_deep from None
+    if _json_depth(doc, limits.max_depth) > limits.max_depth:
+        raise too_deep
+    return doc
+
+
+def _json_depth(doc: Any, stop_at: int) -> int:
+    """How deep ``doc`` nests (a scalar is 0), counted no further than ``stop_at + 1``."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= stop_at:
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _compose(loader: _CountingLoader, text: str, index: int, source: str) -> Node | None:

@@ -1,4 +1,4 @@
-"""Manifests loaded from YAML files: every document, where it came from, checked for shape.
+"""Manifests loaded from YAML (and JSON) files: every document, where it came from, checked for shape.
 
 A manifest file is input nobody here wrote: it is read within the limits of
 ``deploybook.manifests.limits`` (alias expansion, nesting, document and file size), and each
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from deploybook.errors import RenderError
-from deploybook.manifests.limits import check_file_size, load_documents
+from deploybook.manifests.limits import check_file_size, load_documents, load_json_document
 
 __all__ = ["Manifest", "load_manifests"]
 
-_MANIFEST_SUFFIXES = (".yaml", ".yml")
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")  # what `kubectl apply -f DIR` reads
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def load_manifests(path: str | Path) -> list[Manifest]:
             "manifest path does not exist", source=str(root), hint="check the environment's manifest source"
         )
     if not files:
-        raise RenderError("no manifest files (*.yaml, *.yml) found", source=str(root))
+        raise RenderError("no manifest files (*.yaml, *.yml, *.json) found", source=str(root))
     manifests: list[Manifest] = []
     for file in files:
         manifests.extend(_load_file(file))
@@ -80,7 +80,11 @@ def _load_file(file: Path) -> Iterator[Manifest]:
         raise RenderError(f"cannot read manifest file: {e}", source=str(file)) from e
     # Counted while composed: an alias bomb or an oversized document is refused here, at once,
     # naming the file, the document and the limit, before anything is built from it.
-    for index, line, doc in load_documents(text, source=str(file)):
+    if file.suffix == ".json":
+        documents: Iterator[tuple[int, int, Any]] = iter([(1, 1, load_json_document(text, source=str(file)))])
+    else:
+        documents = load_documents(text, source=str(file))
+    for index, line, doc in documents:
         if doc is None:
             continue
         manifest = Manifest(doc=doc, source=file, index=index, line=line)
