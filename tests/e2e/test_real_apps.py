@@ -474,13 +474,11 @@ def test_a_claim_that_cannot_bind_is_named_with_its_storage_class_and_event(shop
     claim, its class and the claim's own event (a class the cluster does not have)."""
     claim = (
         "---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: shop-web-data}\n"
-        "spec: {accessModes: [ReadWriteOnce], storageClassName: dbk-no-such-class, resources: {requests: {storage: 1Mi}}}\n"
+        "spec: {accessModes: [ReadWriteOnce], storageClassName: dbk-no-such-class,"
+        " resources: {requests: {storage: 1Mi}}}\n"
     )
-    mounted = replace_in(
-        "web.yaml",
-        "      containers:\n",
-        "      volumes:\n        - {name: data, persistentVolumeClaim: {claimName: shop-web-data}}\n      containers:\n",
-    )
+    volume = "      volumes:\n        - {name: data, persistentVolumeClaim: {claimName: shop-web-data}}\n"
+    mounted = replace_in("web.yaml", "      containers:\n", volume + "      containers:\n")
     env = shop(services=("web",), edit=lambda name, text: mounted(name, text) + (claim if name == "web.yaml" else ""))
     assert_one_failure(
         release_runner("runbook", "--env", env.name),
