@@ -375,6 +375,66 @@ def test_labels_reach_the_image_and_the_context_is_the_one_docker_build_sends(
             assert fs.extractfile("ctx/.dockerignore").read().decode() == ignore  # type: ignore[union-attr]
 
 
+STAGES = """\
+FROM scratch AS base
+ARG FLAVOUR=plain
+COPY a /a
+LABEL flavour=$FLAVOUR
+FROM base AS runtime
+COPY b /b
+FROM runtime AS debug
+COPY c /c
+"""
+
+
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_build_args_and_target_reach_the_build_and_its_inputs(
+    builder: str,
+    engine: docker.DockerClient,
+    tmp_path: Path,
+    run_id: str,
+    cleanup_images: list[str],
+    containers: list[Any],
+) -> None:
+    (tmp_path / "Dockerfile").write_text((CLASSIC if builder == "classic" else "") + STAGES)
+    for name in "abc":
+        (tmp_path / name).write_text(f"{name} {run_id}\n")
+    tag = f"dx29/stages:{run_id}-{builder}"
+    cleanup_images.append(tag)
+
+    def build(target: str | None, flavour: str) -> tuple[BuildResult, list[str], set[str]]:
+        seen: list[str] = []
+        result = build_image(
+            engine,
+            context=tmp_path,
+            dockerfile="Dockerfile",
+            tag=tag,
+            labels={},
+            build_args={"FLAVOUR": flavour},
+            target=target,
+            on_line=seen.append,
+        )
+        container = engine.containers.create(tag, command=["/none"])
+        containers.append(container)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(container.export()))) as fs:
+            files = {m.name for m in fs if m.isfile() and m.name in ("a", "b", "c")}
+        return result, seen, files
+
+    runtime, _, files = build("runtime", "spicy")
+    labels = engine.api.inspect_image(tag)["Config"]["Labels"]
+    assert files == {"a", "b"} and labels["flavour"] == "spicy"
+    assert labels["io.deploybook.build-input"] == runtime.labels["io.deploybook.build-input"]  # on the target
+    again, lines, _ = build("runtime", "spicy")
+    assert again.image_id == runtime.image_id and lines[0].startswith(f"not built: {tag} is")
+    # Another arg or another target is another build, not the image the tag holds.
+    mild, lines, files = build("runtime", "mild")
+    assert (
+        not lines[0].startswith("not built") and engine.api.inspect_image(tag)["Config"]["Labels"]["flavour"] == "mild"
+    )
+    last, lines, files = build(None, "mild")
+    assert not lines[0].startswith("not built") and files == {"a", "b", "c"} and last.image_id != mild.image_id
+
+
 def test_credentials_as_docker_login_leaves_them(stack: Stack, tmp_path: Path) -> None:
     """`docker login` writes config.json; resolve_credentials reads it and the registry accepts it."""
     password = Path(stack.password_file).read_text().strip()

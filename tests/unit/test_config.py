@@ -300,6 +300,46 @@ def test_a_bad_app_definition_is_located_in_app_yaml(tmp_path: Path) -> None:
     assert f"{tmp_path / 'app.yaml'}:7: key 'services[0].port'" in str(info.value)
 
 
+def test_build_args_and_target_are_the_apps_with_variables_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOP_API_URL", "https://api.shop.example")
+    app = APP.replace(
+        "    port: 8080\n",
+        "    port: 8080\n    target: runtime\n"
+        "    build_args: {NODE_ENV: production, API_URL: '${SHOP_API_URL}', WORKERS: 4, EMPTY: ''}\n",
+    )
+    env = load_environment("prod", project(tmp_path, OVERLAY, app=app))
+    api = env.service("api")
+    assert api.target == "runtime"
+    assert api.build_args == (
+        ("NODE_ENV", "production"),
+        ("API_URL", "https://api.shop.example"),
+        ("WORKERS", "4"),
+        ("EMPTY", ""),
+    )
+    assert env.service("worker").build_args == () and env.service("worker").target is None
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "message"),
+    [
+        ("{1ST: a}", "services[0].build_args.1ST", "'1ST' is not a build arg name"),
+        ("{VERSION: '2'}", "services[0].build_args.VERSION", "VERSION is set by deploybook from the release"),
+        ("{NPM_TOKEN: abc}", "services[0].build_args.NPM_TOKEN", "NPM_TOKEN looks like a secret"),
+        ("{db_password: x}", "services[0].build_args.db_password", "a build arg is kept in the image"),
+        ("{DEBUG: true}", "services[0].build_args.DEBUG", "expected a string or a number, got True"),
+        ("{LIST: [a]}", "services[0].build_args.LIST", "expected a string or a number"),
+        ("[a]", "services[0].build_args", "must be a mapping"),
+    ],
+)
+def test_a_bad_build_arg_is_located_in_app_yaml(tmp_path: Path, args: str, key: str, message: str) -> None:
+    app = APP.replace("    port: 8080\n", f"    port: 8080\n    build_args: {args}\n")
+    with pytest.raises(ConfigError) as info:
+        load_environment("prod", project(tmp_path, OVERLAY, app=app))
+    assert f"{tmp_path / 'app.yaml'}:8: key '{key}'" in str(info.value) and message in str(info.value)
+
+
 # --------------------------------------------------------------------------- sources and git
 
 SOURCED = OVERLAY + "services:\n  api:\n    source: {git: 'https://git.example/api.git', prepare: ./prepare}\n"

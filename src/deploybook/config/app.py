@@ -12,6 +12,7 @@ is then complete on its own (a small project, or a test's throwaway environment)
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import replace
 from pathlib import Path
@@ -122,6 +123,8 @@ def _service(n: Node, root: Path) -> Service:
         "prepare",
         "source",
         "policies",
+        "build_args",
+        "target",
     )
     source = service_source(n.child("source")) if n.has("source") else None
     # With a git source the code is in its checkout, and a context here is optional.
@@ -144,7 +147,40 @@ def _service(n: Node, root: Path) -> Service:
         prepare=tuple(shlex.split(n.opt_str("prepare") or "")),
         source=source,
         policies=policy_settings(n.opt_child("policies")),
+        build_args=_build_args(n.opt_child("build_args")),
+        target=n.opt_str("target"),
     )
+
+
+# An ARG name as the Dockerfile reference has it; the two deploybook sets from the release.
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_RELEASE_ARGS = ("VERSION", "REVISION")
+_SECRET_WORDS = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY)", re.IGNORECASE)
+
+
+def _build_args(n: Node | None) -> tuple[tuple[str, str], ...]:
+    """``build_args: {NAME: value}``: strings or numbers, ``${VAR}`` expanded; never a secret."""
+    if n is None:
+        return ()
+    args = []
+    for name, value in n.entries():
+        if not _ARG_NAME.match(name):
+            n.fail(name, f"{name!r} is not a build arg name (letters, digits and '_', not first a digit)")
+        if name in _RELEASE_ARGS:
+            n.fail(name, f"{name} is set by deploybook from the release (the image's OCI version and revision labels)")
+        if _SECRET_WORDS.search(name):
+            n.fail(
+                name,
+                f"{name} looks like a secret, and a build arg is kept in the image for anyone who can pull it "
+                "(docker history shows it)",
+                hint="give the secret to the running container instead (a Secret in the manifests, as env or a file)",
+            )
+        raw = value.value()
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            n.fail(name, f"expected a string or a number, got {raw!r}", hint='quote it: "true", "1.0"')
+        text = n.opt_str(name, expand=True) if isinstance(raw, str) else str(raw)
+        args.append((name, text or ""))
+    return tuple(args)
 
 
 def _http_check(n: Node) -> HttpCheck:

@@ -163,6 +163,8 @@ class Service:
     # not used; the source's own are, inside its checkout.
     source: ServiceSource | None = None
     policies: tuple[PolicySetting, ...] = ()  # this service's own settings, over the environment's
+    build_args: tuple[tuple[str, str], ...] = ()  # docker build --build-arg NAME=VALUE, in file order
+    target: str | None = None  # docker build --target: the Dockerfile stage the image ends at
 
 
 @dataclass(frozen=True)

@@ -127,13 +127,15 @@ def build_image(
     labels: Mapping[str, str],
     on_line: LineCallback | None = None,
     build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
     registry: tuple[str, RegistryAuth] | None = None,
 ) -> BuildResult:
     """Build ``context`` with ``dockerfile`` into ``tag``, labelled with ``labels``.
 
     Every log line goes to ``on_line`` as it arrives and into the result's ``log``. The OCI
     version and revision labels are also passed as build args ``VERSION`` and ``REVISION``
-    (``build_args`` adds or overrides). ``registry`` is the release's registry and credentials:
+    (``build_args`` adds or overrides). ``target`` is the Dockerfile stage the image ends at
+    (``--target``; None: the last). ``registry`` is the release's registry and credentials:
     bases kept there that the engine lacks are pulled with them first
     (`deploybook.images.bases`). Raises `BuildError` for a missing context or
     Dockerfile (before calling the engine), a failing step (with the log's last lines) or an
@@ -160,6 +162,7 @@ def build_image(
                     dockerfile_in_archive=in_archive,
                     build_args=args,
                     labels=labels,
+                    target=target,
                 )
             held = image_built_from(client, inputs, tag) if inputs else None
             if inputs and held:
@@ -170,11 +173,18 @@ def build_image(
             if inputs and _buildkit_can_build(client, text, in_archive, ignored, archive):
                 say("BuildKit builds it: the engine holds every image it builds on")
                 buildkit.build(
-                    client, archive, dockerfile=in_archive, tag=tag, labels=labels, build_args=args, on_line=say
+                    client,
+                    archive,
+                    dockerfile=in_archive,
+                    tag=tag,
+                    labels=labels,
+                    build_args=args,
+                    target=target,
+                    on_line=say,
                 )
             else:
                 _classic_build(
-                    client, context, relative_dockerfile, archive, in_archive, ignored, tag, labels, args, say
+                    client, context, relative_dockerfile, archive, in_archive, ignored, tag, labels, args, target, say
                 )
         image_id = client.api.inspect_image(tag)["Id"]
     except StepFailed as e:
@@ -241,10 +251,11 @@ def _classic_build(
     tag: str,
     labels: Mapping[str, str],
     args: Mapping[str, str],
+    target: str | None,
     say: LineCallback,
 ) -> None:
     """The classic builder through the SDK (it pulls a missing base with the engine's credentials)."""
-    labelled = _dockerfile_with_labels(context / dockerfile, ignored, labels)
+    labelled = _dockerfile_with_labels(context / dockerfile, ignored, labels, target)
     sending: contextlib.AbstractContextManager[IO[bytes]]
     if labelled is None:
         sending, sent_dockerfile = contextlib.nullcontext(archive), in_archive
@@ -259,6 +270,7 @@ def _classic_build(
             tag=tag,
             labels=labels if labelled is None else None,
             buildargs=dict(args),
+            target=target,
             rm=True,
             forcerm=True,
             decode=True,
@@ -349,7 +361,9 @@ def _write_archive(archive: IO[bytes], context: Path, files: list[str], extra: l
 _ESCAPE_DIRECTIVE = re.compile(r"^\s*#\s*escape\s*=", re.IGNORECASE | re.MULTILINE)
 
 
-def _dockerfile_with_labels(dockerfile: Path, ignored: list[str] | None, labels: Mapping[str, str]) -> str | None:
+def _dockerfile_with_labels(
+    dockerfile: Path, ignored: list[str] | None, labels: Mapping[str, str], target: str | None
+) -> str | None:
     """The Dockerfile's text with ``labels`` as one ``LABEL`` instruction at its end, or None.
 
     The instruction applies to the last stage, the image the build tags, as labels passed beside
@@ -357,9 +371,10 @@ def _dockerfile_with_labels(dockerfile: Path, ignored: list[str] | None, labels:
     the engine drops it from the context; docker-py writes that ``.dockerignore`` over the
     context's own, so a context whose ``.dockerignore`` keeps itself (a ``COPY .`` would carry it)
     keeps the labels beside the build. So does a Dockerfile that changes the escape character,
-    ends inside a line continuation or is not UTF-8 text, and a label holding a line break.
+    ends inside a line continuation or is not UTF-8 text, and a label holding a line break; and
+    a build with a ``target``, whose image is a stage that need not be the last.
     """
-    if not labels or (ignored is not None and not _ignores_itself(ignored)):
+    if not labels or target or (ignored is not None and not _ignores_itself(ignored)):
         return None
     try:
         text = dockerfile.read_text(encoding="utf-8")

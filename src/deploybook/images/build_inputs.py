@@ -111,6 +111,7 @@ def build_inputs(
     dockerfile_in_archive: str,
     build_args: Mapping[str, str],
     labels: Mapping[str, str],
+    target: str | None = None,
 ) -> str | None:
     """``sha256:...`` of everything the build is made from, or None when that cannot be known
     (``dockerfile`` is the Dockerfile's text)."""
@@ -127,6 +128,7 @@ def build_inputs(
     settings = {
         "dockerfile": dockerfile_in_archive,
         "build_args": dict(sorted(build_args.items())),
+        "target": target,
         "labels": dict(sorted(labels.items())),
         "bases": base_ids,
     }

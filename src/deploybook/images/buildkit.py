@@ -49,6 +49,7 @@ def build(
     labels: Mapping[str, str],
     build_args: Mapping[str, str],
     on_line: Callable[[str], None],
+    target: str | None = None,
 ) -> None:
     """Build the context ``archive`` with BuildKit into ``tag``; every progress line to ``on_line``.
 
@@ -63,6 +64,8 @@ def build(
         "rm": "1",
         "forcerm": "1",
     }
+    if target:
+        params["target"] = target
     api = client.api
     response = api._post(  # the SDK's own request path (its build() has no version)
         api._url("/build"),

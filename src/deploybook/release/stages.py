@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shlex
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -112,13 +113,22 @@ def build(release: ReleaseParts, service: Service, say: Say) -> Built | Skipped:
     version = release.tag_of(service.name)
     tag = f"{repository}:{version}"
     labels = oci_labels(revision=code.revision, source=code.url, version=version, created=code.created)
-    command = f"docker build {code.context} -f {code.dockerfile} -t {tag}"
+    args = dict(service.build_args)
+    command = " ".join(
+        [
+            f"docker build {code.context} -f {code.dockerfile} -t {tag}",
+            *(shlex.quote(f"--build-arg={name}={value}") for name, value in args.items()),
+            *([f"--target={shlex.quote(service.target)}"] if service.target else []),
+        ]
+    )
     result = build_image(
         release.clients.docker,
         context=code.context,
         dockerfile=code.dockerfile,
         tag=tag,
         labels=labels,
+        build_args=args,
+        target=service.target,
         on_line=say,
         registry=_registry_for_bases(release),
     )
