@@ -25,7 +25,8 @@ And a Deployment with ``strategy: Recreate`` whose old pods end killed at their 
 released again with a new image is run again (its pod template cannot change: the finished one
 is deleted and created anew); a manifest saved with ``kubectl get -o yaml`` (server-set
 metadata, a status) releases; a service's image written with the registry and a tag is pinned
-like the bare name; ``helm template`` output's test hook Pod is not applied.
+like the bare name; ``helm template`` output's test hook Pod is not applied; build args and a
+target stage that is not the last make the image that is released.
 
 "One failure per cause": the run's summary counts exactly one failed test (the service's
 later checks are skipped with the rollout's reason).
@@ -486,3 +487,36 @@ def test_a_claim_that_cannot_bind_is_named_with_its_storage_class_and_event(shop
         "PersistentVolumeClaim shop-web-data is Pending: the cluster has no StorageClass dbk-no-such-class",
         'storageclass.storage.k8s.io "dbk-no-such-class" not found',
     )
+
+
+STAGED_WEB = """\
+FROM scratch AS runtime
+COPY rootfs/ /
+ARG FLAVOUR=unset
+COPY www-${FLAVOUR}/ /www/
+USER 10001:10001
+ENTRYPOINT ["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]
+FROM runtime AS debug
+COPY www-debug/ /www/
+"""
+
+
+def test_build_args_and_a_target_that_is_not_the_last_stage_make_the_image_released(
+    shop: Any, release_runner: Any, tmp_path: Path
+) -> None:
+    """The build arg picks the files the image serves (unset, the build fails: no www-unset/),
+    and the target stops before the last stage, whose /health would fail the HTTP check."""
+    subprocess.run([str(SHOP / "prepare"), "web"], check=True, capture_output=True)
+    context = tmp_path / "web"
+    shutil.copytree(SHOP / "web", context, symlinks=True)
+    (context / "Dockerfile").write_text(STAGED_WEB)
+    for flavour, service in (("good", "web"), ("debug", "debug")):
+        (context / f"www-{flavour}").mkdir()
+        (context / f"www-{flavour}" / "health").write_text(f'{{"service":"{service}"}}\n')
+    env = shop(services=("web",), contexts={"web": context})
+    doc = yaml.safe_load(env.file.read_text())
+    doc["services"][0].update(build_args={"FLAVOUR": "good"}, target="runtime")
+    env.file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the staged build's release failed ({counts}):\n{out[-6000:]}"
+    assert "GET /health on shop-web: 200" in out, out[-4000:]
