@@ -268,7 +268,7 @@ def test_an_environment_overrides_replicas_and_http_checks_only(tmp_path: Path) 
         (
             "  api: {image: other/api}\n",
             ":11: key 'services.api.image'",
-            "unknown key (allowed: replicas, http, source, policies)",
+            "unknown key (allowed: replicas, http, source, policies, build_args)",
         ),
         ("  api: {replicas: -1}\n", ":11: key 'services.api.replicas'", "below the minimum 0"),
         ("  worker:\n    http: [{path: /h}]\n", ":12: key 'services.worker.http'", "http checks need a port"),
@@ -319,6 +319,16 @@ def test_build_args_and_target_are_the_apps_with_variables_expanded(
         ("EMPTY", ""),
     )
     assert env.service("worker").build_args == () and env.service("worker").target is None
+    overlay = OVERLAY + "services:\n  api:\n    build_args: {NODE_ENV: test, DEBUG: '1'}\n"
+    (tmp_path / "overlaid").mkdir()
+    api = load_environment("prod", project(tmp_path / "overlaid", overlay, app=app)).service("api")
+    assert dict(api.build_args) == {
+        "NODE_ENV": "test",
+        "API_URL": "https://api.shop.example",
+        "WORKERS": "4",
+        "EMPTY": "",
+        "DEBUG": "1",
+    }
 
 
 @pytest.mark.parametrize(

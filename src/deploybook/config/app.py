@@ -28,7 +28,7 @@ from deploybook.errors import ConfigError
 __all__ = ["APP_FILE", "OVERRIDABLE", "apply_overrides", "load_app", "services"]
 
 APP_FILE = "app.yaml"
-OVERRIDABLE = ("replicas", "http", "source", "policies")
+OVERRIDABLE = ("replicas", "http", "source", "policies", "build_args")
 
 
 def load_app(root: Path) -> tuple[Service, ...] | None:
@@ -85,8 +85,9 @@ def services(n: Node, root: Path) -> tuple[Service, ...]:
 def apply_overrides(declared: tuple[Service, ...], n: Node) -> tuple[Service, ...]:
     """The app's services with an environment's per-service overrides (name -> fields).
 
-    Only ``replicas``, ``http``, ``source`` and ``policies`` may differ per environment; an override of a service the
-    app does not declare, or of another field, names the environment file, line and key.
+    Only ``replicas``, ``http``, ``source``, ``policies`` and ``build_args`` (arg by arg) may differ
+    per environment; an override of a service the app does not declare, or of another field,
+    names the environment file, line and key.
     """
     by_name = {s.name: s for s in declared}
     for name, override in n.entries():
@@ -106,6 +107,9 @@ def apply_overrides(declared: tuple[Service, ...], n: Node) -> tuple[Service, ..
             own = {s.policy: s for s in svc.policies}
             own.update({s.policy: s for s in policy_settings(override.child("policies"))})
             svc = replace(svc, policies=tuple(own.values()))
+        if override.has("build_args"):  # arg by arg over the app's
+            args = dict(svc.build_args) | dict(_build_args(override.child("build_args")))
+            svc = replace(svc, build_args=tuple(args.items()))
         by_name[name] = svc
     return tuple(by_name[s.name] for s in declared)
 
