@@ -17,6 +17,7 @@ afterwards). Then each fault is released on its own and must fail with its cause
 - a pod no node can take (nodeSelector)      -> Unschedulable with the scheduler's reason
 - a PersistentVolumeClaim of a class the     -> Unschedulable naming the claim, that the class
   cluster does not have                         is not there, and the claim's event
+- a bare Pod (restartPolicy Never) exiting 3 -> PodFailed with the exit code
 - a custom resource whose status is Stalled -> its reason, by the kstatus generic rules (a
                                                 CRD of the test's own, deleted afterwards)
 
@@ -520,3 +521,28 @@ def test_build_args_and_a_target_that_is_not_the_last_stage_make_the_image_relea
     code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
     assert code == 0 and counts["failed"] == 0, f"the staged build's release failed ({counts}):\n{out[-6000:]}"
     assert "GET /health on shop-web: 200" in out, out[-4000:]
+
+
+ONESHOT = """---
+apiVersion: v1
+kind: Pod
+metadata: {name: shop-web-oneshot}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, runAsUser: 10001}
+  containers:
+    - name: oneshot
+      image: shop/web
+      command: ["/bin/sh", "-c", "echo seeding failed >&2; exit 3"]
+      resources: {requests: {cpu: 10m, memory: 8Mi}}
+"""
+
+
+def test_a_bare_pod_that_exits_non_zero_is_one_failure_with_its_exit_code(shop: Any, release_runner: Any) -> None:
+    """A Pod of the manifests that no controller owns is judged by its own restartPolicy."""
+    env = shop(services=("web",), edit=lambda name, text: text + ONESHOT if name == "web.yaml" else text)
+    assert_one_failure(
+        release_runner("runbook", "--env", env.name, "-rfs"),
+        f"Pod {env.namespace}/shop-web-oneshot",
+        "PodFailed: pod shop-web-oneshot Failed: container oneshot exited with code 3",
+    )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from deploybook.errors import RolloutFailed
 from deploybook.verify import resources
-from deploybook.verify.resources import is_custom, wait_for_resource
+from deploybook.verify.resources import is_custom, is_polled, wait_for_resource
 from deploybook.verify.rollout import rolled_out_in
 from deploybook.verify.verdicts import judge
+from deploybook.verify.workload_status import bare_pod_failure
 from deploybook.verify.workloads import workloads_in
 
 CRONJOB = {
@@ -130,3 +132,86 @@ def test_a_job_written_without_a_selector_owns_the_pods_its_controller_labels() 
     other = {"metadata": {"name": "other-x", "labels": {"job-name": "other"}}}
     assert workload.pods([mine, other]) == [mine]
     assert workload.selector == "job-name=migrate"
+
+
+# --------------------------------------------------------------------------- bare Pods
+
+
+def bare_pod(policy: str, phase: str, *statuses: dict[str, Any], **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "oneshot"},
+        "spec": {"restartPolicy": policy, "containers": [{"name": "task", "image": "r/shop/task@sha256:" + "a" * 64}]},
+        "status": {"phase": phase, "containerStatuses": list(statuses), **status},
+    }
+
+
+def exited(code: int, restarts: int = 0) -> dict[str, Any]:
+    terminated = {"exitCode": code, "reason": "Error" if code else "Completed"}
+    return {"name": "task", "restartCount": restarts, "ready": False, "state": {"terminated": terminated}}
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+CRASHED = "pod oneshot container task: exited with code 3 (Error), restarts {n} (timeouts.crashes_allowed: {n})"
+BAD_IMAGE = {"name": "task", "state": {"waiting": {"reason": "InvalidImageName"}}}
+
+
+@pytest.mark.parametrize(
+    ("pod", "crashes_allowed", "found"),
+    [
+        (
+            bare_pod("Never", "Failed", exited(3)),
+            0,
+            ("PodFailed", "pod oneshot Failed: container task exited with code 3 (Error)"),
+        ),
+        (
+            bare_pod("Never", "Failed", reason="Evicted", message="low on memory"),
+            0,
+            ("PodFailed", "pod oneshot Failed: Evicted: low on memory"),
+        ),
+        (bare_pod("Never", "Succeeded", exited(0)), 0, None),
+        (bare_pod("Always", "Running", exited(3)), 0, ("CrashLoopBackOff", CRASHED.format(n=0))),
+        (bare_pod("Always", "Running", exited(3)), 1, None),
+        (bare_pod("OnFailure", "Running", exited(3, restarts=1)), 1, ("CrashLoopBackOff", CRASHED.format(n=1))),
+        (
+            bare_pod("Never", "Pending", BAD_IMAGE),
+            0,
+            ("ImagePullBackOff", "pod oneshot container task: InvalidImageName"),
+        ),
+    ],
+    ids=["never-exit-3", "evicted", "succeeded", "always-exit-3", "allowed-exit", "on-failure-2nd-exit", "bad-image"],
+)
+def test_a_bare_pod_fails_by_its_own_restart_policy(
+    pod: dict[str, Any], crashes_allowed: int, found: tuple[str, str] | None
+) -> None:
+    assert bare_pod_failure(pod, now=NOW, crashes_allowed=crashes_allowed) == found
+
+
+class FakeCore:
+    """The reads evidence makes: the namespace's events and a container's log tail."""
+
+    def list_namespaced_event(self, namespace: str, **kw: Any) -> Any:
+        return type("Answer", (), {"data": b'{"items": [], "metadata": {}}'})()
+
+    def read_namespaced_pod_log(self, *args: Any, **kw: Any) -> str:
+        return "migration 7 failed: table exists\n"
+
+
+def test_a_bare_pod_is_waited_for_until_ready_and_fails_with_its_exit_and_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resources, "POLL_S", 0.01)
+    ready = bare_pod("Always", "Running", conditions=[{"type": "Ready", "status": "True"}])
+    kube = type("Kube", (), {"dynamic": FakeDynamic([bare_pod("Always", "Pending"), ready]), "core": FakeCore()})()
+    assert wait_for_resource(kube, "v1", "Pod", "shop", "oneshot", timeout_s=5).timeline[-1][1] == "Pod is Ready"
+
+    kube.dynamic = FakeDynamic([bare_pod("Never", "Running"), bare_pod("Never", "Failed", exited(7))])
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_resource(kube, "v1", "Pod", "shop", "oneshot", timeout_s=5)
+    assert info.value.cause == "PodFailed" and "container task exited with code 7" in info.value.detail
+    assert "migration 7 failed: table exists" in info.value.evidence
+
+
+def test_bare_pods_and_custom_resources_are_polled_other_builtin_kinds_are_not() -> None:
+    assert is_polled("v1", "Pod") and is_polled("shop.example.com/v1", "Widget")
+    assert not any(is_polled("v1", kind) for kind in ("Service", "ConfigMap", "PersistentVolumeClaim"))
+    assert not is_polled("apps/v1", "Deployment")

@@ -48,7 +48,7 @@ from deploybook.verify.digests import (
 )
 from deploybook.verify.endpoints import http_check, service_port_for, settled_reports
 from deploybook.verify.namespace import pods_of_all
-from deploybook.verify.resources import is_custom, wait_for_resource
+from deploybook.verify.resources import is_polled, wait_for_resource
 from deploybook.verify.rollout import RolloutResult, rolled_out_in
 from deploybook.verify.workload_status import job_exits
 from deploybook.verify.workloads import Workload, services_selecting
@@ -77,10 +77,10 @@ EXEC_AT_ONCE = 4  # kubectl processes started at once (each costs a process star
 def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport | Skipped:
     """Each workload of the service has rolled out, or says why not."""
     workloads = release.workloads(service)
-    if workloads is None and not _custom_resources(release, service):
+    if workloads is None and not _polled_objects(release, service):
         return Skipped(f"{service.name}'s manifests hold no workload to roll out")
     workloads = workloads or []
-    if not workloads and not _custom_resources(release, service):
+    if not workloads and not _polled_objects(release, service):
         raise CheckFailed(
             f"no workload in namespace {release.env.cluster.namespace} runs image {service.image}",
             service=service.name,
@@ -113,7 +113,7 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
             failures.append(exc)
     if waited:
         release.reader.forget_pods()  # pods moved on while waiting
-    for obj in _custom_resources(release, service):
+    for obj in _polled_objects(release, service):
         try:
             results.append(
                 wait_for_resource(
@@ -124,6 +124,7 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
                     obj.name,
                     timeout_s=timeout_s,
                     on_progress=_prefixed(say, f"{obj.kind}/{obj.name}"),
+                    crashes_allowed=release.context.env.timeouts.crashes_allowed,
                 )
             )
         except RolloutFailed as exc:
@@ -132,12 +133,13 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
     return RolloutReport(tuple(results), tuple(failures))
 
 
-def _custom_resources(release: ReleaseParts, service: Service) -> list[AppliedObject]:
-    """The custom resources this run applied for ``service`` (a checks run knows only workloads)."""
+def _polled_objects(release: ReleaseParts, service: Service) -> list[AppliedObject]:
+    """The custom resources and bare Pods this run applied for ``service`` (a checks run knows
+    only workloads)."""
     applied = release.outcome(service.name, "apply")
     if not isinstance(applied, Applied) or applied.dry_run:
         return []
-    return [o for o in applied.objects if is_custom(o.api_version)]
+    return [o for o in applied.objects if is_polled(o.api_version, o.kind)]
 
 
 def _prefixed(say: Say, prefix: str) -> Callable[[str], None]:

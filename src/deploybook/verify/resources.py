@@ -1,16 +1,20 @@
-"""Custom resources a release applied, judged by the kstatus generic rules until they settle.
+"""Custom resources and bare Pods a release applied, judged until they settle.
 
-A custom resource has no watcher of its own here: it is read (one GET through the dynamic
-client) every POLL_S and judged by ``deploybook.verify.verdicts.judge`` (observedGeneration,
-Reconciling, Stalled, Ready conditions) until it is Current, Stalled, or the deadline passes.
-Built-in kinds without a rollout (Service, ConfigMap, Secret, ...) are not waited for: the
-endpoint and digest checks cover what they serve. Reads only.
+Neither has a watcher of its own here: each is read (one GET through the dynamic client)
+every POLL_S. A custom resource is judged by ``deploybook.verify.verdicts.judge`` (the kstatus
+generic rules: observedGeneration, Reconciling, Stalled, Ready conditions) until it is
+Current, Stalled, or the deadline passes. A Pod that no controller owns (a one-off task, a
+debug pod) is done once Ready or Succeeded, and fails as a workload's pod does, by its own
+``restartPolicy`` (``deploybook.verify.workload_status.bare_pod_failure``), with the same
+evidence. Built-in kinds without a rollout (Service, ConfigMap, Secret, ...) are not waited
+for: the endpoint and digest checks cover what they serve. Reads only.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -18,10 +22,13 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
 from deploybook.errors import RolloutFailed
-from deploybook.verify.tracker import RolloutResult
+from deploybook.verify.evidence import collect_evidence
+from deploybook.verify.tracker import PULL_GRACE_S, UNSCHEDULABLE_GRACE_S, RolloutResult
 from deploybook.verify.verdicts import judge
+from deploybook.verify.volumes import claim_problems
+from deploybook.verify.workload_status import bare_pod_failure, pull_is_retried
 
-__all__ = ["POLL_S", "is_custom", "wait_for_resource"]
+__all__ = ["POLL_S", "is_custom", "is_polled", "wait_for_resource"]
 
 POLL_S = 2.0
 
@@ -30,6 +37,11 @@ def is_custom(api_version: str) -> bool:
     """True for a custom resource's apiVersion: a dotted group that is not one of Kubernetes' own."""
     group = api_version.rpartition("/")[0]
     return "." in group and not group.endswith(".k8s.io")
+
+
+def is_polled(api_version: str, kind: str) -> bool:
+    """True for what `wait_for_resource` judges: a custom resource, or a bare Pod."""
+    return is_custom(api_version) or (api_version == "v1" and kind == "Pod")
 
 
 def _read(kube: Any, api_version: str, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -52,16 +64,36 @@ def wait_for_resource(
     *,
     timeout_s: float,
     on_progress: Callable[[str], None] | None = None,
+    crashes_allowed: int = 0,
 ) -> RolloutResult:
-    """Wait until the object is Current by the kstatus rules; raise RolloutFailed with its cause."""
-    started, timeline = time.monotonic(), list[tuple[float, str]]()
+    """Wait until the object is Current by the kstatus rules; raise RolloutFailed with its cause.
 
-    def fail(cause: str, detail: str) -> RolloutFailed:
+    ``crashes_allowed`` (a bare Pod's) is how many exits of each container are restarts."""
+    started, timeline = time.monotonic(), list[tuple[float, str]]()
+    pull_failed_at: float | None = None
+
+    def fail(cause: str, detail: str, evidence: str = "") -> RolloutFailed:
         elapsed = round(time.monotonic() - started, 3)
         return RolloutFailed(
-            kind=kind, namespace=namespace, name=name, cause=cause, detail=detail,
+            kind=kind, namespace=namespace, name=name, cause=cause, detail=detail, evidence=evidence,
             deadline_s=timeout_s, elapsed_s=elapsed, timeline=tuple(timeline),
         )  # fmt: skip
+
+    def pod_failed(pod: Mapping[str, Any]) -> RolloutFailed | None:
+        nonlocal pull_failed_at
+        found = bare_pod_failure(
+            pod, now=datetime.now(UTC), crashes_allowed=crashes_allowed, grace_s=UNSCHEDULABLE_GRACE_S
+        )
+        if found is None:
+            return None
+        cause, detail = found
+        if pull_is_retried(cause, detail):  # as for a workload's pod: one kubelet retry first
+            pull_failed_at = time.monotonic() if pull_failed_at is None else pull_failed_at
+            if time.monotonic() - pull_failed_at < PULL_GRACE_S:
+                return None
+        if cause == "Unschedulable":
+            detail = "; ".join([detail, *claim_problems(kube, namespace, pod)])
+        return fail(cause, detail, collect_evidence(kube, kind, namespace, pod, [pod]).as_text())
 
     while True:
         elapsed = time.monotonic() - started
@@ -75,6 +107,8 @@ def wait_for_resource(
             obj, message = {}, f"not readable, retrying: {type(exc).__name__}"
         if obj is None:
             raise fail("NotFound", f"no {kind} named {name} in namespace {namespace}")
+        if kind == "Pod" and obj and (failed := pod_failed(obj)) is not None:
+            raise failed
         verdict = judge(kind, obj) if obj else None
         message = verdict.message if verdict else message
         if not timeline or timeline[-1][1] != message:

@@ -16,6 +16,7 @@ __all__ = [
     "WORKLOAD_RULES",
     "Verdict",
     "api_time",
+    "bare_pod_failure",
     "container_exits",
     "evaluate_workload",
     "job_exits",
@@ -254,6 +255,29 @@ def job_exits(job: str, pods: Sequence[Mapping[str, Any]], completions: int) -> 
     if failed:
         return lines, [f"Job {job}: {len(failed)} pod(s) failed, {succeeded} of {completions} succeeded", *failed]
     return lines, [f"Job {job}: {succeeded} of {completions} pods succeeded; the others have not finished"]
+
+
+def bare_pod_failure(
+    pod: Mapping[str, Any], *, now: datetime, crashes_allowed: int = 0, grace_s: float = 15.0
+) -> tuple[str, str] | None:
+    """(cause, detail) when a Pod of the manifests, owned by no controller, has failed.
+
+    Its own ``restartPolicy`` says what an exit is: with ``Never`` a pod that ended Failed is
+    the verdict (``PodFailed``, with each container's exit code, or the kubelet's reason, such
+    as an eviction); with ``Always`` or ``OnFailure`` a container that exits non-zero is judged
+    as a workload's pod is (``crashes_allowed``). A pull or config failure, or a pod the
+    scheduler cannot place for ``grace_s``, fails it as it fails a workload's pod.
+    """
+    name = (pod.get("metadata") or {}).get("name", "?")
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed":
+        _, problems = job_exits(name, [pod], 1)
+        why = ": ".join(str(part) for part in (status.get("reason"), status.get("message")) if part)
+        ended = [line for line in problems[1:] if not line.endswith("no container terminated")]
+        return "PodFailed", "; ".join(ended) or f"pod {name} Failed: {why or 'no reason given'}"
+    never = (pod.get("spec") or {}).get("restartPolicy") == "Never"
+    found = pod_failure(pod, judge_crashes=not never, crashes_allowed=crashes_allowed)
+    return found or pod_unschedulable(pod, now=now, grace_s=grace_s)
 
 
 def pod_unschedulable(pod: Mapping[str, Any], *, now: datetime, grace_s: float = 15.0) -> tuple[str, str] | None:
