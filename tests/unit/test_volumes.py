@@ -86,7 +86,7 @@ class Answer:
 class FakeKube:
     """The API answers claim_problems reads: claims by name, their events, StorageClasses."""
 
-    def __init__(self, claims: dict[str, Any], classes: list[Any] | None) -> None:
+    def __init__(self, claims: dict[str, Any], classes: list[Any] | None, events: bool = True) -> None:
         self.asked: list[tuple[str, str]] = []
         kube = self
 
@@ -98,6 +98,8 @@ class FakeKube:
 
             def list_namespaced_event(self, ns: str, **kw: Any) -> Answer:
                 kube.asked.append(("events", kw["field_selector"]))
+                if not events:
+                    raise ApiException(status=403, reason="Forbidden")
                 return Answer({"items": [FAILED_BINDING], "metadata": {}})
 
         class Storage:
@@ -129,4 +131,12 @@ def test_a_context_that_may_not_read_storage_classes_still_names_the_claim() -> 
     assert problems == [
         "PersistentVolumeClaim web-data is Pending (storage class the cluster's default); "
         "its latest event: FailedBinding: " + FAILED_BINDING["message"]
+    ]
+
+
+def test_a_context_that_may_not_list_events_still_names_the_claim_and_its_class() -> None:
+    kube = FakeKube({"web-data": pending("fast")}, [{"metadata": {"name": "local"}}], events=False)
+    assert claim_problems(kube, "ns", {**POD, "spec": {"volumes": POD["spec"]["volumes"][:1]}}) == [
+        "PersistentVolumeClaim web-data is Pending: the cluster has no StorageClass fast (it has local); "
+        "name one of its classes in storageClassName"
     ]

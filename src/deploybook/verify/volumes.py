@@ -103,13 +103,16 @@ def claim_problems(kube: Any, namespace: str, pod: Mapping[str, Any]) -> list[st
     for name in dict.fromkeys(names):
         try:
             claim = _read_claim(kube, namespace, name)
+        except (ApiException, OSError, HTTPError):
+            continue
+        try:
             events, _ = list_raw(
                 kube.core.list_namespaced_event,
                 namespace,
                 field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={name}",
             )
         except (ApiException, OSError, HTTPError):
-            continue
+            events = []  # a context that may not list events: the claim is described without
         events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         if text := describe_claim(name, claim, events, classes):
             problems.append(text)
