@@ -18,6 +18,7 @@ afterwards). Then each fault is released on its own and must fail with its cause
 - a PersistentVolumeClaim of a class the     -> Unschedulable naming the claim, that the class
   cluster does not have                         is not there, and the claim's event
 - a bare Pod (restartPolicy Never) exiting 3 -> PodFailed with the exit code
+- a second Service whose selector has a typo -> "selects no pod", naming it and the selector
 - a custom resource whose status is Stalled -> its reason, by the kstatus generic rules (a
                                                 CRD of the test's own, deleted afterwards)
 
@@ -545,4 +546,25 @@ def test_a_bare_pod_that_exits_non_zero_is_one_failure_with_its_exit_code(shop: 
         release_runner("runbook", "--env", env.name, "-rfs"),
         f"Pod {env.namespace}/shop-web-oneshot",
         "PodFailed: pod shop-web-oneshot Failed: container oneshot exited with code 3",
+    )
+
+
+METRICS_TYPO = """---
+apiVersion: v1
+kind: Service
+metadata: {name: shop-web-metrics}
+spec:
+  selector: {app: shop-wbe}
+  ports: [{name: metrics, port: 9100, targetPort: 8080}]
+"""
+
+
+def test_a_service_whose_selector_matches_no_pod_is_one_failure_naming_it(shop: Any, release_runner: Any) -> None:
+    """A second Service in web's manifests with a typo in its selector: the first one answers,
+    and the release says the second fronts nothing."""
+    env = shop(services=("web",), edit=lambda name, text: text + METRICS_TYPO if name == "web.yaml" else text)
+    assert_one_failure(
+        release_runner("runbook", "--env", env.name, "-rfs"),
+        f"Service {env.namespace}/shop-web-metrics (web.yaml) selects no pod",
+        "app=shop-wbe",
     )

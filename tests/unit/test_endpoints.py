@@ -14,6 +14,7 @@ import urllib3
 from kubernetes import client as k8s
 
 from deploybook.verify.endpoints import http_check, proxy_path, ready_endpoints, service_port_for
+from deploybook.verify.workloads import services_selecting_nothing, workloads_in
 
 
 @dataclass(frozen=True)
@@ -213,3 +214,19 @@ def test_a_slice_not_yet_ready_after_a_rollout_is_read_again_until_it_is() -> No
     assert report.ready == ("10.1.0.9 (pod db-0)",) and asked == ["db", "db", "db"]
     (alone,) = settled_reports("shop", ["db"], lambda _: answer(False), wait_s=0.0)  # checks alone: as found
     assert not alone.ready
+
+
+def test_a_service_whose_selector_matches_no_pod_and_no_workload_is_named() -> None:
+    def service(name: str, selector: dict[str, str] | None) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "spec": {"selector": selector} if selector is not None else {}}
+
+    web = service("web", {"app": "web"})
+    typo = service("metrics", {"app": "wbe"})
+    external = {"metadata": {"name": "db"}, "spec": {"type": "ExternalName", "externalName": "db.example"}}
+    later = service("worker", {"app": "worker", "tier": "jobs"})
+    pods = [{"metadata": {"name": "web-1", "labels": {"app": "web", "pod-template-hash": "abc"}}}]
+    template = {"metadata": {"labels": {"app": "worker", "tier": "jobs"}}, "spec": {"containers": []}}
+    worker = {"kind": "Deployment", "metadata": {"name": "worker"}, "spec": {"template": template}}
+    found = services_selecting_nothing([web, typo, external, later], pods, workloads_in([worker]))
+    assert [s["metadata"]["name"] for s in found] == ["metrics"]  # no pod yet, but a workload's template: kept
+    assert services_selecting_nothing([later], pods, []) == [later]

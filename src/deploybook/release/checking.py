@@ -51,7 +51,7 @@ from deploybook.verify.namespace import pods_of_all
 from deploybook.verify.resources import is_polled, wait_for_resource
 from deploybook.verify.rollout import RolloutResult, rolled_out_in
 from deploybook.verify.workload_status import job_exits
-from deploybook.verify.workloads import Workload, services_selecting
+from deploybook.verify.workloads import Workload, services_selecting, services_selecting_nothing
 
 __all__ = [
     "AFTER_ROLLOUT",
@@ -163,14 +163,17 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     if (idle := _runs_no_pod(workloads)) is not None:
         return idle
     fronts = services_selecting(release.reader.items("Service"), workloads)
+    strays = _selecting_nothing(release, service, say)
     if not fronts and service.port is None:
+        if strays:
+            return EndpointsReport(problems=tuple(strays))
         return Skipped(f"{service.name} declares no port and no Service selects its pods")
     if not fronts:
-        return EndpointsReport(problems=(f"no Service in {namespace} selects the pods of {service.name}",))
+        return EndpointsReport(problems=(f"no Service in {namespace} selects the pods of {service.name}", *strays))
     names = [s["metadata"]["name"] for s in fronts]
     wait_s = release.context.env.timeouts.http if release.context.mode == "runbook" else 0.0  # alone: as found
     reports = settled_reports(namespace, names, release.reader.slices_of, wait_s=wait_s)
-    problems = [
+    problems = strays + [
         f"Service {namespace}/{r.service} has no ready endpoints "
         f"({r.verdict}; not ready: {', '.join(r.not_ready) or '-'})"
         for r in reports
@@ -202,6 +205,34 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
             return EndpointsReport(tuple(reports), tuple(answers), tuple(problems), reason)
         problems += [f"GET {check.path} on {target}: {p}" for p in result.problems]
     return EndpointsReport(tuple(reports), tuple(answers), tuple(problems))
+
+
+def _selecting_nothing(release: ReleaseParts, service: Service, say: Say) -> list[str]:
+    """A problem for each Service this run applied for ``service`` whose selector matches no pod
+    and no workload of the namespace (asked again once the other services have rolled out:
+    the Service may front one of theirs). A checks run knows no applied Services."""
+    applied = release.outcome(service.name, "apply")
+    if not isinstance(applied, Applied) or applied.dry_run:
+        return []
+    names = {o.name for o in applied.objects if o.kind == "Service"}
+    if not names:
+        return []
+
+    def strays() -> list[Mapping[str, Any]]:
+        mine = [s for s in release.reader.items("Service") if s["metadata"]["name"] in names]
+        left = services_selecting_nothing(mine, release.reader.items("Pod"), []) if mine else []
+        return services_selecting_nothing(left, [], release.reader.workloads()) if left else []
+
+    if strays():
+        _wait_for_other_rollouts(release, service, say)
+        release.reader.forget_pods()
+    namespace = release.context.env.cluster.namespace
+    return [
+        f"Service {namespace}/{s['metadata']['name']} ({service.manifest}) selects no pod: nothing in {namespace} "
+        f"carries {', '.join(f'{k}={v}' for k, v in s['spec']['selector'].items())} (a typo in its selector, "
+        "or pods whose labels changed?)"
+        for s in strays()
+    ]
 
 
 def _wait_for_other_rollouts(release: ReleaseParts, service: Service, say: Say) -> None:

@@ -92,6 +92,8 @@ class LiveReader:
     def items(self, kind: str) -> list[Any]:
         if kind == "Service":
             return list_raw(self.kube.core.list_namespaced_service, self.namespace)[0]
+        if kind == "Pod":
+            return list_raw(self.kube.core.list_namespaced_pod, self.namespace)[0]
         group, method = WORKLOAD_KINDS[kind]
         return list_raw(getattr(getattr(self.kube, group), method), self.namespace)[0]
 

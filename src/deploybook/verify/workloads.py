@@ -21,6 +21,7 @@ __all__ = [
     "namespace_workloads",
     "pod_template",
     "services_selecting",
+    "services_selecting_nothing",
     "workloads_in",
     "workloads_running",
 ]
@@ -122,6 +123,21 @@ def workloads_running(image: str, workloads: Iterable[Workload], *, named: Seque
     if named:
         return [w for w in workloads if w.title in named]
     return [w for w in workloads if any(image_matches(i, image) for i in w.images)]
+
+
+def services_selecting_nothing(
+    services: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], workloads: Sequence[Workload]
+) -> list[Mapping[str, Any]]:
+    """The Services with a selector that matches no pod of ``pods`` and no pod template of
+    ``workloads``: a typo in the selector, or pods whose labels changed. A Service without a
+    selector (ExternalName, Endpoints kept by hand) selects nothing on purpose."""
+    labels = [(p.get("metadata") or {}).get("labels") or {} for p in pods] + [w.pod_labels for w in workloads]
+    return [
+        s
+        for s in services
+        if (sel := (s.get("spec") or {}).get("selector"))
+        and not any(all(have.get(k) == v for k, v in sel.items()) for have in labels)
+    ]
 
 
 def services_selecting(services: Iterable[Mapping[str, Any]], workloads: Sequence[Workload]) -> list[Mapping[str, Any]]:
