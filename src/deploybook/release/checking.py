@@ -162,8 +162,9 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     workloads = release.workloads(service) or []
     if (idle := _runs_no_pod(workloads)) is not None:
         return idle
-    fronts = services_selecting(release.reader.items("Service"), workloads)
-    strays = _selecting_nothing(release, service, say)
+    listed = release.reader.items("Service")
+    fronts = services_selecting(listed, workloads)
+    strays = _selecting_nothing(release, service, say, listed)
     if not fronts and service.port is None:
         if strays:
             return EndpointsReport(problems=tuple(strays))
@@ -207,7 +208,7 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
     return EndpointsReport(tuple(reports), tuple(answers), tuple(problems))
 
 
-def _selecting_nothing(release: ReleaseParts, service: Service, say: Say) -> list[str]:
+def _selecting_nothing(release: ReleaseParts, service: Service, say: Say, listed: list[Any]) -> list[str]:
     """A problem for each Service this run applied for ``service`` whose selector matches no pod
     and no workload of the namespace (asked again once the other services have rolled out:
     the Service may front one of theirs). A checks run knows no applied Services."""
@@ -218,20 +219,22 @@ def _selecting_nothing(release: ReleaseParts, service: Service, say: Say) -> lis
     if not names:
         return []
 
-    def strays() -> list[Mapping[str, Any]]:
-        mine = [s for s in release.reader.items("Service") if s["metadata"]["name"] in names]
+    def strays(services: list[Any]) -> list[Mapping[str, Any]]:
+        mine = [s for s in services if s["metadata"]["name"] in names]
         left = services_selecting_nothing(mine, release.reader.items("Pod"), []) if mine else []
         return services_selecting_nothing(left, [], release.reader.workloads()) if left else []
 
-    if strays():
+    found = strays(listed)
+    if found:
         _wait_for_other_rollouts(release, service, say)
         release.reader.forget_pods()
+        found = strays(release.reader.items("Service"))
     namespace = release.context.env.cluster.namespace
     return [
         f"Service {namespace}/{s['metadata']['name']} ({service.manifest}) selects no pod: nothing in {namespace} "
         f"carries {', '.join(f'{k}={v}' for k, v in s['spec']['selector'].items())} (a typo in its selector, "
         "or pods whose labels changed?)"
-        for s in strays()
+        for s in found
     ]
 
 
