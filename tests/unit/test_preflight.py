@@ -215,3 +215,33 @@ def test_an_image_that_cannot_be_resolved_is_one_error_naming_file_container_and
     assert real_writes(cluster) == [] and not [
         c for c in cluster.calls if c[3] == "All" and c[2] == "dx29-gateway-deployment"
     ]
+
+
+SHARED = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: dx29-settings}\ndata: {level: '1'}\n"
+
+
+def test_an_object_in_two_services_manifests_refuses_the_release_naming_both(
+    tmp_path: Path, cluster: FakeCluster, kube: Any
+) -> None:
+    env, manifests = release(tmp_path)
+    for name in ("gateway", "terms"):
+        with (manifests / f"{name}.yaml").open("a") as f:
+            f.write(SHARED)
+    with pytest.raises(PreflightFailed) as info:
+        run_preflight(kube, env, manifests)
+    text = info.value.one_line()
+    assert "1 of 2 services' manifests refused" in text
+    assert f"{manifests / 'terms.yaml'}: ConfigMap/dx29-settings (also in the manifests of gateway)" in text
+    assert real_writes(cluster) == []
+
+
+def test_an_object_twice_in_one_services_manifests_is_refused_with_both_places(tmp_path: Path, kube: Any) -> None:
+    env, manifests = release(tmp_path)
+    with (manifests / "terms.yaml").open("a") as f:
+        f.write(SHARED + SHARED.replace("'1'", "'2'"))
+    with pytest.raises(PreflightFailed) as info:
+        run_preflight(kube, env, manifests)
+    text = info.value.one_line()
+    assert "ConfigMap/dx29-settings is in the manifests twice" in text
+    assert f"{manifests / 'terms.yaml'}, document 2 (line 13) and here" in text
+    assert f"{manifests / 'terms.yaml'}, document 3 (line 18)" in text

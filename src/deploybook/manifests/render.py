@@ -105,10 +105,20 @@ def render_manifests(
     manifests = list(manifests)
     _check_replica_keys(manifests, replicas)
     rendered = []
+    seen: dict[tuple[str, str | None, str], Manifest] = {}
     for manifest in manifests:
         obj = copy.deepcopy(manifest.doc)
         _drop_server_fields(obj)
-        _set_metadata(obj, _confined_namespace(manifest, namespace, confinement), all_labels, annotations)
+        target = _confined_namespace(manifest, namespace, confinement)
+        key = (str(obj["kind"]), target, str(obj["metadata"]["name"]))
+        if (first := seen.setdefault(key, manifest)) is not manifest:
+            raise RenderError(
+                f"{manifest.title} is in the manifests twice: {first.where} and here; applied in turn, the "
+                "second would overwrite the first",
+                source=manifest.where,
+                hint="keep one of them",
+            )
+        _set_metadata(obj, target, all_labels, annotations)
         for pod_spec in _pod_specs(obj):
             _pin_images(pod_spec, images, pins or {}, manifest)
             if pull_secret:

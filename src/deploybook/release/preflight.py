@@ -20,6 +20,7 @@ server-side dry-run, and the one it makes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ def preflight_release(
         return _check_service(kube, env, service, manifest_dir, refs, pull_secret, release_id, git_sha, resolver, rules)
 
     with ThreadPoolExecutor(max_workers=min(8, len(env.services)) or 1) as pool:
-        results = list(pool.map(check, env.services))
+        results = _one_owner_each(list(pool.map(check, env.services)))
     for result in results:
         if say is not None:
             for p in result.pinned:
@@ -129,6 +130,30 @@ def preflight_release(
             say(f"preflight {result.service}: {result.manifest.name}: {_verdict(result, dry_run=kube is not None)}")
     _raise_for(results)
     return results
+
+
+def _one_owner_each(results: list[ServicePreflight]) -> list[ServicePreflight]:
+    """The results, with a problem for each service whose manifests hold an object that an
+    earlier service's hold too: each release of one would overwrite the other's, and which
+    record and rollback own it could not be said."""
+    owner: dict[tuple[str, str, str], str] = {}
+    checked = []
+    for result in results:
+        shared = []
+        for obj in result.objects:
+            meta = obj.get("metadata") or {}
+            key = (str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+            first = owner.setdefault(key, result.service)
+            if first != result.service:
+                shared.append(f"{key[0]}/{key[2]} (also in the manifests of {first})")
+        if shared and result.ok:
+            result = dataclasses.replace(
+                result,
+                problem=f"{result.manifest}: {', '.join(shared)}: an object belongs to one service's manifests; "
+                "keep it in one (the other service's pods may use it all the same)",
+            )
+        checked.append(result)
+    return checked
 
 
 def _verdict(result: ServicePreflight, *, dry_run: bool) -> str:
