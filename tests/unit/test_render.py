@@ -173,6 +173,7 @@ spec:
             ("kind: Service\nmetadata: {name: x}\n", "'apiVersion'"),
             ("apiVersion: v1\nkind: Service\nmetadata: {}\n", "'metadata.name'"),
             ("apiVersion: v1\nkind: Service\n", "'metadata.name'"),
+            ("apiVersion: batch/v1\nkind: Job\nmetadata: {generateName: seed-}\n", "generateName 'seed-'"),
         ],
     )
     def test_missing_required_keys_name_the_document(self, tmp_path: Path, text: str, missing: str) -> None:

@@ -152,4 +152,12 @@ def _validate_name(manifest: Manifest) -> None:
     doc = manifest.doc
     metadata = doc.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
-        raise RenderError(f"missing or empty 'metadata.name' in {doc['kind']}", source=manifest.where)
+        generated = isinstance(metadata, dict) and metadata.get("generateName")
+        raise RenderError(
+            f"missing or empty 'metadata.name' in {doc['kind']}"
+            + (f" (it has generateName {generated!r}, which an apply cannot use)" if generated else ""),
+            source=manifest.where,
+            hint="give it a metadata.name: a release applies each object by its name, as kubectl apply does"
+            if generated
+            else None,
+        )
