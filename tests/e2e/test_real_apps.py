@@ -568,3 +568,16 @@ def test_a_service_whose_selector_matches_no_pod_is_one_failure_naming_it(shop: 
         f"Service {env.namespace}/shop-web-metrics (web.yaml) selects no pod",
         "app=shop-wbe",
     )
+
+
+def test_a_bare_pod_that_runs_is_rolled_out_and_its_digest_checked(shop: Any, release_runner: Any) -> None:
+    """The bare Pod runs the service's image: rolled out once Ready, its container counted by
+    the digest check beside the Deployment's two."""
+    running = ONESHOT.replace("restartPolicy: Never", "restartPolicy: Always").replace(
+        '["/bin/sh", "-c", "echo seeding failed >&2; exit 3"]', '["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]'
+    )
+    env = shop(services=("web",), edit=lambda name, text: text + running if name == "web.yaml" else text)
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"a running bare Pod failed the release ({counts}):\n{out[-4000:]}"
+    assert "Pod/shop-web-oneshot: Pod is Ready" in out, out[-4000:]
+    assert re.search(r"digests \| running sha256:[0-9a-f]{12}\.\.\. in 3 container\(s\)", out), out[-4000:]

@@ -266,7 +266,7 @@ def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport 
     if (idle := _runs_no_pod(workloads)) is not None:
         return idle
     expected, tag, source = release.expected(service.name)
-    pods = pods_of_all(release.reader, workloads)
+    pods = pods_of_all(release.reader, workloads) + _bare_pods(release, service)
     running = containers_in(pods, image_repository=service.image)
     vendor, vendor_mismatches = pinned_mismatches(release.third_party(service.name), pods)
     if vendor:
@@ -279,6 +279,12 @@ def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport 
     problem = registry_problem(registry, repository_path(running[0].image, registry.address), expected, tag)
     say(f"running {expected[:19]}... in {len(running)} container(s)" if not mismatches else "digest mismatch")
     return DigestsReport(expected, source, tuple(running), tuple(mismatches), problem, tuple(vendor), note)
+
+
+def _bare_pods(release: ReleaseParts, service: Service) -> list[Any]:
+    """The Pods this run applied for ``service`` that no controller owns, as they are now."""
+    names = {o.name for o in _polled_objects(release, service) if o.kind == "Pod"}
+    return [p for p in release.reader.items("Pod") if p["metadata"]["name"] in names] if names else []
 
 
 def _on_delete_note(release: ReleaseParts, service: Service) -> str:
