@@ -165,6 +165,7 @@ def _check_digests(pods: list[dict[str, Any]], third_party: tuple[dict[str, str]
         reader=SimpleNamespace(pods_of=lambda wl: pods, items=lambda kind: []),
         third_party=lambda name: third_party,
         registry_answers=FakeRegistry({A: A}),
+        outcome=lambda name, task: None,  # a checks run: nothing applied, so no bare Pod
     )
     service = SimpleNamespace(name="web", image="dx29/web")
     said: list[object] = []
