@@ -414,6 +414,17 @@ class TestOtherKinds:
         pod["status"] = {"phase": "Succeeded"}
         assert generic_verdict(pod).done
 
+    @pytest.mark.parametrize("policy", ["Never", "OnFailure"])
+    def test_a_bare_pod_that_runs_to_completion_is_done_once_succeeded_not_once_ready(self, policy: str) -> None:
+        pod = pending_pod()
+        pod["spec"]["restartPolicy"] = policy
+        pod["status"] = {"phase": "Running", "conditions": [condition("Ready", "True")]}
+        assert generic_verdict(pod) == Verdict(
+            False, f"Pod is running; restartPolicy {policy}: done once it has Succeeded", None
+        )
+        pod["status"] = {"phase": "Succeeded"}
+        assert generic_verdict(pod).done
+
 
 SCHEDULER_MESSAGE = (
     "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: "

@@ -298,12 +298,16 @@ def _replicaset(obj: Mapping[str, Any]) -> StatusResult:
 
 
 def _pod(obj: Mapping[str, Any]) -> StatusResult:
-    # Unlike kstatus (Current: "completed, but not successfully"), a failed Pod fails a release.
+    # Unlike kstatus (Current: "completed, but not successfully"), a failed Pod fails a release,
+    # and a Pod with restartPolicy Never or OnFailure (a task) is current once Succeeded only.
     phase = _mapping(obj, "status").get("phase")
     if phase == "Succeeded":
         return _current("Pod has completed successfully")
     if phase == "Failed":
         return StatusResult(Status.FAILED, "Pod has completed, but not successfully", "PodFailed")
+    policy = _mapping(obj, "spec").get("restartPolicy") or "Always"
+    if phase == "Running" and policy != "Always":  # a task: Ready for a moment is not done
+        return _in_progress("PodRunning", f"Pod is running; restartPolicy {policy}: done once it has Succeeded")
     if phase == "Running":
         return _running_pod(obj)
     scheduled = _condition(obj, "PodScheduled")
