@@ -307,7 +307,7 @@ def test_build_args_and_target_are_the_apps_with_variables_expanded(
     app = APP.replace(
         "    port: 8080\n",
         "    port: 8080\n    target: runtime\n"
-        "    build_args: {NODE_ENV: production, API_URL: '${SHOP_API_URL}', WORKERS: 4, EMPTY: ''}\n",
+        "    build_args: {NODE_ENV: production, API_URL: '${SHOP_API_URL}', WORKERS: 4, EMPTY: '', TOKENIZER: bpe}\n",
     )
     env = load_environment("prod", project(tmp_path, OVERLAY, app=app))
     api = env.service("api")
@@ -317,6 +317,7 @@ def test_build_args_and_target_are_the_apps_with_variables_expanded(
         ("API_URL", "https://api.shop.example"),
         ("WORKERS", "4"),
         ("EMPTY", ""),
+        ("TOKENIZER", "bpe"),  # a word that only starts like a secret's
     )
     assert env.service("worker").build_args == () and env.service("worker").target is None
     overlay = OVERLAY + "services:\n  api:\n    build_args: {NODE_ENV: test, DEBUG: '1'}\n"
@@ -327,6 +328,7 @@ def test_build_args_and_target_are_the_apps_with_variables_expanded(
         "API_URL": "https://api.shop.example",
         "WORKERS": "4",
         "EMPTY": "",
+        "TOKENIZER": "bpe",
         "DEBUG": "1",
     }
 
@@ -338,6 +340,8 @@ def test_build_args_and_target_are_the_apps_with_variables_expanded(
         ("{VERSION: '2'}", "services[0].build_args.VERSION", "VERSION is set by deploybook from the release"),
         ("{NPM_TOKEN: abc}", "services[0].build_args.NPM_TOKEN", "NPM_TOKEN looks like a secret"),
         ("{db_password: x}", "services[0].build_args.db_password", "a build arg is kept in the image"),
+        ("{npmToken: x}", "services[0].build_args.npmToken", "npmToken looks like a secret"),
+        ("{AWS_ACCESS_KEY_ID: x}", "services[0].build_args.AWS_ACCESS_KEY_ID", "looks like a secret"),
         ("{DEBUG: true}", "services[0].build_args.DEBUG", "expected a string or a number, got True"),
         ("{LIST: [a]}", "services[0].build_args.LIST", "expected a string or a number"),
         ("[a]", "services[0].build_args", "must be a mapping"),

@@ -159,7 +159,14 @@ def _service(n: Node, root: Path) -> Service:
 # An ARG name as the Dockerfile reference has it; the two deploybook sets from the release.
 _ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RELEASE_ARGS = ("VERSION", "REVISION")
-_SECRET_WORDS = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY)", re.IGNORECASE)
+# A word of the name (npmToken reads as npm_Token) that says secret, or a kind of key.
+_SECRET_WORDS = re.compile(
+    r"(?:^|_)(?:PASSWORD|PASSWD|SECRETS?|TOKEN|CREDENTIALS?|APIKEY)(?:_|$)|(?:API|ACCESS|PRIVATE)_?KEY", re.IGNORECASE
+)
+
+
+def _looks_secret(name: str) -> bool:
+    return bool(_SECRET_WORDS.search(re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)))
 
 
 def _build_args(n: Node | None) -> tuple[tuple[str, str], ...]:
@@ -172,7 +179,7 @@ def _build_args(n: Node | None) -> tuple[tuple[str, str], ...]:
             n.fail(name, f"{name!r} is not a build arg name (letters, digits and '_', not first a digit)")
         if name in _RELEASE_ARGS:
             n.fail(name, f"{name} is set by deploybook from the release (the image's OCI version and revision labels)")
-        if _SECRET_WORDS.search(name):
+        if _looks_secret(name):
             n.fail(
                 name,
                 f"{name} looks like a secret, and a build arg is kept in the image for anyone who can pull it "

@@ -228,8 +228,9 @@ def load_json_document(text: str, *, source: str, limits: YamlLimits = DEFAULT_L
     JSON is read as JSON, not as YAML: PyYAML refuses a tab-indented JSON file and reads
     ``1e3`` as a string. Malformed JSON raises RenderError naming the line and column.
     """
-    check_file_size(len(text.encode("utf-8")), source=source, limits=limits)
-    if len(text.encode("utf-8")) > limits.max_document_bytes:
+    size = len(text.encode("utf-8"))
+    check_file_size(size, source=source, limits=limits)
+    if size > limits.max_document_bytes:
         raise RenderError(
             f"document is larger than {limits.max_document_bytes:,} bytes (limit max_document_bytes)",
             source=f"{source}, document 1 (line 1)",

@@ -4,10 +4,11 @@ Neither has a watcher of its own here: each is read (one GET through the dynamic
 every POLL_S. A custom resource is judged by ``deploybook.verify.verdicts.judge`` (the kstatus
 generic rules: observedGeneration, Reconciling, Stalled, Ready conditions) until it is
 Current, Stalled, or the deadline passes. A Pod that no controller owns (a one-off task, a
-debug pod) is done once Ready or Succeeded, and fails as a workload's pod does, by its own
-``restartPolicy`` (``deploybook.verify.workload_status.bare_pod_failure``), with the same
-evidence. Built-in kinds without a rollout (Service, ConfigMap, Secret, ...) are not waited
-for: the endpoint and digest checks cover what they serve. Reads only.
+debug pod) is judged by its own ``restartPolicy``: done once Ready (``Always``) or once
+Succeeded (``Never``, ``OnFailure``: a task), failed as a workload's pod is
+(``deploybook.verify.workload_status.bare_pod_failure``), with the same evidence. Built-in
+kinds without a rollout (Service, ConfigMap, Secret, ...) are not waited for: the endpoint
+and digest checks cover what they serve. Reads only.
 """
 
 from __future__ import annotations
