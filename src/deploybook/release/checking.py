@@ -133,13 +133,16 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
     return RolloutReport(tuple(results), tuple(failures))
 
 
-def _polled_objects(release: ReleaseParts, service: Service) -> list[AppliedObject]:
-    """The custom resources and bare Pods this run applied for ``service`` (a checks run knows
-    only workloads)."""
+def _applied(release: ReleaseParts, service: Service) -> tuple[AppliedObject, ...]:
+    """What this run applied for ``service``: none in a dry run or a checks run (it knows only
+    the record's workloads)."""
     applied = release.outcome(service.name, "apply")
-    if not isinstance(applied, Applied) or applied.dry_run:
-        return []
-    return [o for o in applied.objects if is_polled(o.api_version, o.kind)]
+    return applied.objects if isinstance(applied, Applied) and not applied.dry_run else ()
+
+
+def _polled_objects(release: ReleaseParts, service: Service) -> list[AppliedObject]:
+    """The custom resources and bare Pods this run applied for ``service``."""
+    return [o for o in _applied(release, service) if is_polled(o.api_version, o.kind)]
 
 
 def _prefixed(say: Say, prefix: str) -> Callable[[str], None]:
@@ -212,10 +215,7 @@ def _selecting_nothing(release: ReleaseParts, service: Service, say: Say, listed
     """A problem for each Service this run applied for ``service`` whose selector matches no pod
     and no workload of the namespace (asked again once the other services have rolled out:
     the Service may front one of theirs). A checks run knows no applied Services."""
-    applied = release.outcome(service.name, "apply")
-    if not isinstance(applied, Applied) or applied.dry_run:
-        return []
-    names = {o.name for o in applied.objects if o.kind == "Service"}
+    names = {o.name for o in _applied(release, service) if o.kind == "Service"}
     if not names:
         return []
 
