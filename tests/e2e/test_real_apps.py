@@ -391,8 +391,9 @@ def test_a_custom_resource_is_judged_by_the_kstatus_generic_rules(
         )
 
     env = shop(services=("web",), edit=with_widgets)
-    out = assert_one_failure(release_runner("runbook", "--env", env.name), "Widget", "stuck-widget", "NoCapacity")
-    assert "ready-widget failed" not in out, f"the Ready widget was failed too:\n{out[-3000:]}"
+    for folder in ("runbook", "checks"):  # checks alone: the record names the widgets
+        out = assert_one_failure(release_runner(folder, "--env", env.name), "Widget", "stuck-widget", "NoCapacity")
+        assert "ready-widget failed" not in out, f"the Ready widget was failed too:\n{out[-3000:]}"
 
 
 def test_recreate_releases_a_new_image_though_the_old_pods_end_killed(
@@ -542,11 +543,9 @@ spec:
 def test_a_bare_pod_that_exits_non_zero_is_one_failure_with_its_exit_code(shop: Any, release_runner: Any) -> None:
     """A Pod of the manifests that no controller owns is judged by its own restartPolicy."""
     env = shop(services=("web",), edit=lambda name, text: text + ONESHOT if name == "web.yaml" else text)
-    assert_one_failure(
-        release_runner("runbook", "--env", env.name, "-rfs"),
-        f"Pod {env.namespace}/shop-web-oneshot",
-        "PodFailed: pod shop-web-oneshot Failed: container oneshot exited with code 3",
-    )
+    causes = (f"Pod {env.namespace}/shop-web-oneshot", "PodFailed: pod shop-web-oneshot Failed: container oneshot")
+    assert_one_failure(release_runner("runbook", "--env", env.name, "-rfs"), *causes, "exited with code 3")
+    assert_one_failure(release_runner("checks", "--env", env.name, "-rfs"), *causes)  # the record names the Pod
 
 
 METRICS_TYPO = """---
@@ -563,11 +562,9 @@ def test_a_service_whose_selector_matches_no_pod_is_one_failure_naming_it(shop: 
     """A second Service in web's manifests with a typo in its selector: the first one answers,
     and the release says the second fronts nothing."""
     env = shop(services=("web",), edit=lambda name, text: text + METRICS_TYPO if name == "web.yaml" else text)
-    assert_one_failure(
-        release_runner("runbook", "--env", env.name, "-rfs"),
-        f"Service {env.namespace}/shop-web-metrics (web.yaml) selects no pod",
-        "app=shop-wbe",
-    )
+    causes = (f"Service {env.namespace}/shop-web-metrics (web.yaml) selects no pod", "app=shop-wbe")
+    for folder in ("runbook", "checks"):  # checks alone: the record names the Services web applied
+        assert_one_failure(release_runner(folder, "--env", env.name, "-rfs"), *causes)
 
 
 def test_a_bare_pod_that_runs_is_rolled_out_and_its_digest_checked(shop: Any, release_runner: Any) -> None:
@@ -577,7 +574,8 @@ def test_a_bare_pod_that_runs_is_rolled_out_and_its_digest_checked(shop: Any, re
         '["/bin/sh", "-c", "echo seeding failed >&2; exit 3"]', '["/bin/httpd", "-f", "-p", "8080", "-h", "/www"]'
     )
     env = shop(services=("web",), edit=lambda name, text: text + running if name == "web.yaml" else text)
-    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
-    assert code == 0 and counts["failed"] == 0, f"a running bare Pod failed the release ({counts}):\n{out[-4000:]}"
-    assert "Pod/shop-web-oneshot: Pod is Ready" in out, out[-4000:]
-    assert re.search(r"digests \| running sha256:[0-9a-f]{12}\.\.\. in 3 container\(s\)", out), out[-4000:]
+    for folder in ("runbook", "checks"):  # checks alone: the record names the Pod
+        code, out, counts = released(release_runner(folder, "--env", env.name, "-rfs"))
+        assert code == 0 and counts["failed"] == 0, f"a running bare Pod failed {folder} ({counts}):\n{out[-4000:]}"
+        assert "Pod/shop-web-oneshot: Pod is Ready" in out, out[-4000:]
+        assert re.search(r"digests \| running sha256:[0-9a-f]{12}\.\.\. in 3 container\(s\)", out), out[-4000:]

@@ -152,8 +152,15 @@ def test_a_lost_tag_is_named_when_the_digest_is_still_served() -> None:
     assert lost is not None and lost.startswith("registry ") and "lost tag dx29/web:v1" in lost
 
 
-def _check_digests(pods: list[dict[str, Any]], third_party: tuple[dict[str, str], ...], replicas: int = 1) -> Any:
-    """``deploybook.release.checking.digests`` of one service whose workload runs ``pods``."""
+def _check_digests(
+    pods: list[dict[str, Any]],
+    third_party: tuple[dict[str, str], ...],
+    replicas: int = 1,
+    objects: tuple[Any, ...] = (),
+    listed: list[dict[str, Any]] | None = None,
+) -> Any:
+    """``deploybook.release.checking.digests`` of one service whose workload runs ``pods``
+    (``objects``: what the service applied; ``listed``: the namespace's Pods)."""
     from types import SimpleNamespace
 
     from deploybook.release.checking import digests
@@ -162,10 +169,10 @@ def _check_digests(pods: list[dict[str, Any]], third_party: tuple[dict[str, str]
     release = SimpleNamespace(
         expected=lambda name: (A, None, "this run"),
         workloads=lambda service: [web],
-        reader=SimpleNamespace(pods_of=lambda wl: pods, items=lambda kind: []),
+        reader=SimpleNamespace(pods_of=lambda wl: pods, items=lambda kind: listed or []),
         third_party=lambda name: third_party,
         registry_answers=FakeRegistry({A: A}),
-        outcome=lambda name, task: None,  # a checks run: nothing applied, so no bare Pod
+        applied_objects=lambda name: objects,
     )
     service = SimpleNamespace(name="web", image="dx29/web")
     said: list[object] = []
@@ -219,3 +226,15 @@ def test_a_service_scaled_to_zero_replicas_has_its_digest_check_skipped_with_the
     assert isinstance(report, Skipped) and report.reason == "Deployment/web scaled to 0 replicas: no pod runs"
     running, _ = _check_digests([], (), replicas=1)  # one replica wanted and none running is no reason to skip
     assert not isinstance(running, Skipped) and running.running == ()
+
+
+def test_a_checks_run_counts_the_containers_of_the_bare_pod_the_record_names() -> None:
+    from deploybook.manifests.apply import AppliedObject
+
+    seed = _sidecar_pod(f"localhost:5000/vendor/cache@{B}")
+    seed["metadata"]["name"] = "web-seed"
+    other = {**seed, "metadata": {"name": "not-ours"}}
+    recorded = (AppliedObject("Pod", "ns", "web-seed", "recorded", False, api_version="v1"),)
+    report, said = _check_digests([], PINNED_CACHE, objects=recorded, listed=[seed, other])
+    assert [(c.pod, c.container) for c in report.running] == [("web-seed", "app")] and report.mismatches == ()
+    assert "running sha256:" in said[-1] and "in 1 container(s)" in str(said[-1])

@@ -13,6 +13,7 @@ from deploybook.config.environment import parse_environment
 from deploybook.errors import BuildError, ClusterError, RecordError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord, load_file, write_record
 from deploybook.evidence.record_store import save_to_cluster
+from deploybook.manifests.apply import AppliedObject
 from deploybook.release.context import RunContext
 from deploybook.release.pipeline import Pipeline
 from deploybook.release.recording import build_record
@@ -34,11 +35,11 @@ DIGEST = "sha256:" + "3" * 64
 GIT = GitState(branch="main", commit="c" * 40, dirty=False, commit_time="2026-01-01T00:00:00Z")
 
 
-def make_release(tmp_path: Path, source: ReleaseRecord | None = None) -> Release:
+def make_release(tmp_path: Path, source: ReleaseRecord | None = None, mode: str = "runbook") -> Release:
     env = parse_environment(ENV_TEXT, file=Path("environments/x.yaml"), name="x", root=Path("/r"))
     context = RunContext(
         env=env,
-        mode="runbook",
+        mode=mode,
         run_id="20260101T000000Z-abc",
         run_dir=tmp_path / "run",
         started="2026-01-01T00:00:00Z",
@@ -145,6 +146,48 @@ def test_third_party_images_round_trip_through_the_file(tmp_path: Path) -> None:
     path = write_record(tmp_path, rec)
     assert json.loads(path.read_text())["services"]["api"]["third_party"] == [entry]
     assert load_file(path).services["api"].third_party == (entry,)
+
+
+POD = AppliedObject("Pod", "ns", "api-seed", "created", False, api_version="v1")
+SERVICE = AppliedObject("Service", "ns", "api", "unchanged", False, api_version="v1")
+
+
+def test_the_objects_a_service_applied_are_recorded_for_a_checks_run_to_judge(tmp_path: Path) -> None:
+    release = make_release(tmp_path)
+    applied = Applied("api.yaml", "20260101T000000Z-abc", "kind: X\n", "ab", (POD, SERVICE), ())
+    run_tasks(release, {("api", "apply"): applied})
+    path = write_record(tmp_path / "run", build_record(release, outcome="failed"))
+    objects = load_file(path).services["api"].objects
+    assert objects == (
+        {"apiVersion": "v1", "kind": "Pod", "name": "api-seed", "namespace": "ns"},
+        {"apiVersion": "v1", "kind": "Service", "name": "api", "namespace": "ns"},
+    )
+    checks = make_release(tmp_path, source=load_file(path), mode="checks")
+    assert [(o.kind, o.name, o.api_version, o.action) for o in checks.applied_objects("api")] == [
+        ("Pod", "api-seed", "v1", "recorded"),
+        ("Service", "api", "v1", "recorded"),
+    ]
+    assert checks.applied_objects("web") == ()  # the record names no object of web
+
+
+def test_a_run_that_did_not_apply_keeps_the_records_objects_and_a_dry_run_has_none(tmp_path: Path) -> None:
+    entry = {"apiVersion": "v1", "kind": "Pod", "name": "api-seed", "namespace": "ns"}
+    previous = ReleaseRecord(
+        "r0",
+        "x",
+        "ns",
+        "passed",
+        "",
+        "",
+        services={"api": ServiceRecord("api", digest=DIGEST, workloads=("Deployment/api",), objects=(entry,))},
+    )
+    resumed = make_release(tmp_path, source=previous)
+    resumed.note_stage("api", "rollout", "passed", 0.1)
+    api = build_record(resumed, outcome="passed").services["api"]
+    assert api.workloads == ("Deployment/api",) and api.objects == (entry,)  # what the cluster still holds
+    dry = make_release(tmp_path, source=previous)
+    run_tasks(dry, {("api", "apply"): Applied("api.yaml", "r", "kind: X\n", "ab", (POD,), (), dry_run=True)})
+    assert dry.applied_objects("api") == ()  # a dry run applied nothing: not even the record's count
 
 
 def test_relaxed_policies_are_recorded_with_their_reason(tmp_path: Path) -> None:

@@ -35,7 +35,9 @@ class ServiceRecord:
 
     ``source`` names the code the image was built from (repository, ref, commit);
     ``workloads`` the ``Kind/name`` of every workload its manifests hold, so a checks run
-    knows what to look at without guessing from images. ``third_party`` lists every image its
+    knows what to look at without guessing from images; ``objects`` every object its manifests
+    applied (``apiVersion``, ``kind``, ``name``, ``namespace``), so a checks run also judges the
+    bare Pods, custom resources and Services among them. ``third_party`` lists every image its
     manifests run that no service builds: the manifest and container, the image as written, the
     reference resolved, the registry asked, the digest and the pinned reference.
     """
@@ -51,6 +53,7 @@ class ServiceRecord:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     workloads: tuple[str, ...] = ()
+    objects: tuple[dict[str, str], ...] = ()
     third_party: tuple[dict[str, str], ...] = ()
 
     @property
@@ -67,6 +70,7 @@ class ServiceRecord:
         """Plain dict for JSON, including the pinned ``ref``."""
         data = asdict(self)
         data["workloads"] = list(self.workloads)
+        data["objects"] = [dict(entry) for entry in self.objects]
         data["third_party"] = [dict(entry) for entry in self.third_party]
         return {**data, "ref": self.ref}
 
@@ -75,6 +79,7 @@ class ServiceRecord:
         """Inverse of :meth:`to_dict` (unknown keys ignored)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["workloads"] = tuple(known.get("workloads") or ())
+        known["objects"] = tuple(dict(e) for e in known.get("objects") or () if isinstance(e, dict))
         known["third_party"] = tuple(dict(e) for e in known.get("third_party") or () if isinstance(e, dict))
         return cls(**known)
 

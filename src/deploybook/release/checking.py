@@ -36,7 +36,6 @@ from deploybook.release.check_reports import (
 )
 from deploybook.release.parts import ReleaseParts
 from deploybook.release.pipeline import Skipped
-from deploybook.release.stages import Applied
 from deploybook.verify.containers import ContainerFacts, facts_key, inspect_container, judge_container
 from deploybook.verify.digests import (
     CachedManifests,
@@ -133,16 +132,9 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
     return RolloutReport(tuple(results), tuple(failures))
 
 
-def _applied(release: ReleaseParts, service: Service) -> tuple[AppliedObject, ...]:
-    """What this run applied for ``service``: none in a dry run or a checks run (it knows only
-    the record's workloads)."""
-    applied = release.outcome(service.name, "apply")
-    return applied.objects if isinstance(applied, Applied) and not applied.dry_run else ()
-
-
 def _polled_objects(release: ReleaseParts, service: Service) -> list[AppliedObject]:
-    """The custom resources and bare Pods this run applied for ``service``."""
-    return [o for o in _applied(release, service) if is_polled(o.api_version, o.kind)]
+    """The custom resources and bare Pods of ``service``'s manifests (this run's, or the record's)."""
+    return [o for o in release.applied_objects(service.name) if is_polled(o.api_version, o.kind)]
 
 
 def _prefixed(say: Say, prefix: str) -> Callable[[str], None]:
@@ -212,10 +204,10 @@ def endpoints(release: ReleaseParts, service: Service, say: Say) -> EndpointsRep
 
 
 def _selecting_nothing(release: ReleaseParts, service: Service, say: Say, listed: list[Any]) -> list[str]:
-    """A problem for each Service this run applied for ``service`` whose selector matches no pod
-    and no workload of the namespace (asked again once the other services have rolled out:
-    the Service may front one of theirs). A checks run knows no applied Services."""
-    names = {o.name for o in _applied(release, service) if o.kind == "Service"}
+    """A problem for each Service of ``service``'s manifests (this run's, or the record's) whose
+    selector matches no pod and no workload of the namespace (asked again once the other
+    services have rolled out: the Service may front one of theirs)."""
+    names = {o.name for o in release.applied_objects(service.name) if o.kind == "Service"}
     if not names:
         return []
 
@@ -282,7 +274,7 @@ def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport 
 
 
 def _bare_pods(release: ReleaseParts, service: Service) -> list[Any]:
-    """The Pods this run applied for ``service`` that no controller owns, as they are now."""
+    """The Pods of ``service``'s manifests that no controller owns, as they are now."""
     names = {o.name for o in _polled_objects(release, service) if o.kind == "Pod"}
     return [p for p in release.reader.items("Pod") if p["metadata"]["name"] in names] if names else []
 

@@ -3,7 +3,7 @@
 Per service: the code it was built from (repository, ref and commit, or the project's
 folder and commit), the image and the digest deployed (this run's push, or for a stage a
 resumed or promoting release did not run, the record it builds on), the release id and the sha256
-of the rendered manifests, the workloads applied, and each stage's outcome as its test
+of the rendered manifests, the workloads and every object applied, and each stage's outcome as its test
 reported it (so a stage whose test failed on an assertion is recorded as failed; a stage
 whose test never ran, as after Ctrl-C, is recorded as the engine finished it). ``applied``
 lists the services whose objects the engine applied, whatever their tests showed: the
@@ -20,6 +20,7 @@ from typing import Any
 
 from deploybook.config.model import Confinement
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
+from deploybook.manifests.apply import AppliedObject
 from deploybook.release.context import utc_now
 from deploybook.release.names import STAGES
 from deploybook.release.parts import ReleaseParts
@@ -90,12 +91,20 @@ def _service_record(release: ReleaseParts, name: str) -> ServiceRecord:
             deployed_by=applied.release_id,
             manifests={applied.manifest: applied.sha256},
             workloads=tuple(w.title for w in applied.workloads),
+            objects=tuple(_object_entry(o) for o in applied.objects),
         )
+    elif recorded is not None and not isinstance(applied, Applied):  # not applied now: the cluster holds the record's
+        fields.update(workloads=recorded.workloads, objects=recorded.objects)
     pinned = release.pinned_images.get(name)
     if pinned:
         fields["third_party"] = tuple(p.to_dict() for p in pinned)
     stages = {stage: entry for stage in STAGES if (entry := _stage_entry(release, name, stage))}
     return ServiceRecord(name=name, stages=stages, source=_source(release, name, recorded), **fields)
+
+
+def _object_entry(obj: AppliedObject) -> dict[str, str]:
+    entry = {"apiVersion": obj.api_version, "kind": obj.kind, "name": obj.name}
+    return {**entry, "namespace": obj.namespace} if obj.namespace else entry
 
 
 def _source(release: ReleaseParts, name: str, recorded: ServiceRecord | None) -> dict[str, Any]:

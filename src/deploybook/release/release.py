@@ -20,6 +20,7 @@ from deploybook.cluster.lock import LeaseRenewer, Lock
 from deploybook.config.model import Environment, Service
 from deploybook.errors import RenderError
 from deploybook.evidence.record import ReleaseRecord, ServiceRecord
+from deploybook.manifests.apply import AppliedObject
 from deploybook.manifests.pull_secret import ensure_pull_secret
 from deploybook.manifests.source import ManifestCheckout
 from deploybook.release import checking, session, stages
@@ -239,6 +240,15 @@ class Release:
             return recorded.digest, recorded.tag, f"release record {self.context.source_record.run_id}"  # type: ignore[union-attr]
         return None, None, "no release record"
 
+    def applied_objects(self, service: str) -> tuple[AppliedObject, ...]:
+        """What ``service``'s manifests applied: this run's apply (none in a dry run), else the
+        objects the record names (a checks run, or a resumed run that did not apply)."""
+        applied = self.outcome(service, "apply")
+        if isinstance(applied, stages.Applied):
+            return () if applied.dry_run else applied.objects
+        recorded = self.context.recorded(service)
+        return tuple(_recorded_object(entry) for entry in recorded.objects) if recorded is not None else ()
+
     def third_party(self, service: str) -> tuple[dict[str, str], ...]:
         """The images no service builds that ``service``'s manifests run, as pinned (container,
         written, pinned, digest, ...): this run's preflight, else the record's."""
@@ -288,3 +298,15 @@ class Release:
     def registry_answers(self) -> CachedManifests:
         """The registry, asked once per (repository, reference) in this run."""
         return self._shared_once("registry", lambda: CachedManifests(self.clients.registry))  # type: ignore[no-any-return]
+
+
+def _recorded_object(entry: Mapping[str, str]) -> AppliedObject:
+    """An object of a service as the record names it (applied by the release recorded)."""
+    return AppliedObject(
+        kind=str(entry.get("kind", "")),
+        namespace=entry.get("namespace"),
+        name=str(entry.get("name", "")),
+        action="recorded",
+        dry_run=False,
+        api_version=str(entry.get("apiVersion", "")),
+    )
