@@ -154,8 +154,8 @@ class OutsideNamespace(ApplyError):
     """An object would be written outside the environment's namespace, which it did not allow."""
 
 
-class JobStillRunning(ApplyError):
-    """A Job of an earlier release must run again for this one, and has not finished yet."""
+class StillRunning(ApplyError):
+    """A Job or bare Pod of an earlier release must run again for this one, and has not finished yet."""
 
 
 class PreflightFailed(ApplyError):

@@ -540,12 +540,23 @@ spec:
 """
 
 
-def test_a_bare_pod_that_exits_non_zero_is_one_failure_with_its_exit_code(shop: Any, release_runner: Any) -> None:
-    """A Pod of the manifests that no controller owns is judged by its own restartPolicy."""
+def test_a_bare_pod_that_exits_non_zero_is_one_failure_and_runs_again_once_fixed(
+    shop: Any, release_runner: Any, admin: Any
+) -> None:
+    """A Pod of the manifests that no controller owns is judged by its own restartPolicy; fixed,
+    the ended Pod is replaced (its spec cannot change, and an ended Pod would not run again)."""
     env = shop(services=("web",), edit=lambda name, text: text + ONESHOT if name == "web.yaml" else text)
     causes = (f"Pod {env.namespace}/shop-web-oneshot", "PodFailed: pod shop-web-oneshot Failed: container oneshot")
     assert_one_failure(release_runner("runbook", "--env", env.name, "-rfs"), *causes, "exited with code 3")
     assert_one_failure(release_runner("checks", "--env", env.name, "-rfs"), *causes)  # the record names the Pod
+    failed = admin.core.read_namespaced_pod("shop-web-oneshot", env.namespace)
+    web = env.manifests / "web.yaml"
+    web.write_text(web.read_text().replace("echo seeding failed >&2; exit 3", "echo seeded"))
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))
+    assert code == 0 and counts["failed"] == 0, f"the fixed bare Pod's release failed ({counts}):\n{out[-4000:]}"
+    assert "Pod/shop-web-oneshot: replaced" in out, out[-4000:]
+    again = admin.core.read_namespaced_pod("shop-web-oneshot", env.namespace)
+    assert again.metadata.uid != failed.metadata.uid and again.status.phase == "Succeeded"
 
 
 METRICS_TYPO = """---

@@ -121,6 +121,10 @@ class FakeResource:
         if live_job is not None and live_job["spec"]["template"] != body["spec"]["template"]:
             message = f'Job.batch "{name}" is invalid: spec.template: Invalid value: "...": field is immutable'
             raise api_error(422, message)
+        live_pod = self.cluster.objects.get((self.kind, namespace, name)) if self.kind == "Pod" else None
+        if live_pod is not None and _without_images(live_pod["spec"]) != _without_images(body["spec"]):
+            message = f'Pod "{name}" is invalid: spec: Forbidden: pod updates may not change fields other than ...'
+            raise api_error(422, message)
         if dry_run is None and self.cluster.fail_for_real == self.kind:
             raise api_error(500, "etcdserver: request timed out")
         key = (self.kind, namespace, name)
@@ -141,7 +145,7 @@ class FakeResource:
         return Instance(result)
 
     def create(self, *, body: dict[str, Any], namespace: str | None, field_manager: str, dry_run: str) -> Instance:
-        assert dry_run == "All", "only a Job's dry-run creates"
+        assert dry_run == "All", "only the dry-run of a Job or Pod run again creates"
         self.cluster.calls.append(("create", self.kind, body["metadata"]["generateName"], dry_run))
         return Instance({**body, "metadata": {**body["metadata"], "name": body["metadata"]["generateName"] + "x1"}})
 
@@ -150,6 +154,11 @@ class FakeResource:
         live = self.cluster.objects[(self.kind, namespace, name)]
         assert body == {"propagationPolicy": "Foreground", "preconditions": {"uid": live["metadata"]["uid"]}}
         del self.cluster.objects[(self.kind, namespace, name)]
+
+
+def _without_images(spec: dict[str, Any]) -> dict[str, Any]:
+    """A Pod's spec but for its containers' images: what a live Pod may not change."""
+    return {**spec, "containers": [{k: v for k, v in c.items() if k != "image"} for c in spec.get("containers", [])]}
 
 
 @dataclass
@@ -532,3 +541,58 @@ def test_a_job_still_running_is_refused_by_name_and_nothing_is_deleted(kube: Any
     assert "Job/migrate -n dx29-test of an earlier release is still running" in text, text
     assert "kubectl wait --for=condition=complete job/migrate -n dx29-test" in text, text
     assert not [c for c in cluster.calls if c[0] in ("delete", "create") or (c[0] == "apply" and c[3] is None)]
+
+
+def bare_pod(image: str = IMAGE, release: str = "r1", command: str = "seed") -> dict[str, Any]:
+    metadata = {"name": "seed", "namespace": NS, "annotations": {"deploybook.io/release-id": release}}
+    containers = [{"name": "seed", "image": image, "command": [command]}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {"containers": containers}}
+
+
+def _pod_in(cluster: FakeCluster, phase: str) -> None:
+    cluster.objects[("Pod", NS, "seed")]["status"] = {"phase": phase}
+    cluster.calls.clear()
+
+
+def deleted(cluster: FakeCluster) -> list[str]:
+    return [name for verb, _, name, _ in cluster.calls if verb == "delete"]
+
+
+@pytest.mark.parametrize("change", [{"release": "r2"}, {"command": "seed --again"}], ids=["in-place", "refused"])
+def test_an_ended_bare_pod_whose_rendering_changed_is_deleted_and_created_again(
+    kube: Any, cluster: FakeCluster, change: dict[str, str]
+) -> None:
+    """Updated in place, an ended Pod would not run again; a spec change the server refuses
+    (a command) is a replacement too."""
+    apply_objects(kube, [bare_pod()])
+    _pod_in(cluster, "Failed")
+    [planned] = diff_objects(kube, [bare_pod(**change)])
+    assert planned.action == "update" and planned.validated and deleted(cluster) == []
+    _pod_in(cluster, "Failed")
+    [applied] = apply_objects(kube, [bare_pod(**change)], validated=True)
+    assert applied.action == "replaced" and deleted(cluster) == ["seed"]
+    assert "status" not in cluster.objects[("Pod", NS, "seed")]  # a new Pod, not the ended one changed
+
+
+def test_an_ended_bare_pod_of_an_unchanged_service_is_left_as_it_is(kube: Any, cluster: FakeCluster) -> None:
+    apply_objects(kube, [bare_pod()])
+    _pod_in(cluster, "Succeeded")
+    [applied] = apply_objects(kube, [bare_pod()], validated=True)
+    assert applied.action == "unchanged" and deleted(cluster) == []
+    assert cluster.objects[("Pod", NS, "seed")]["status"] == {"phase": "Succeeded"}
+
+
+def test_a_running_bare_pod_takes_a_new_image_in_place_and_a_refused_change_names_it(
+    kube: Any, cluster: FakeCluster
+) -> None:
+    apply_objects(kube, [bare_pod()])
+    _pod_in(cluster, "Running")
+    [applied] = apply_objects(kube, [bare_pod(image=IMAGE + "-2")], validated=True)
+    assert applied.action == "configured" and deleted(cluster) == []  # the kubelet restarts it on the new image
+    with pytest.raises(ApplyError) as info:
+        apply_objects(kube, [bare_pod(command="seed --again")])
+    text = str(info.value)
+    assert "Pod/seed -n dx29-test of an earlier release is still running" in text, text
+    assert "kubectl delete pod seed -n dx29-test" in text, text
+    [container] = cluster.objects[("Pod", NS, "seed")]["spec"]["containers"]
+    assert deleted(cluster) == [] and container["image"] == IMAGE + "-2"

@@ -17,7 +17,11 @@ A Job's pod template cannot change once the Job exists, and a release that chang
 service changes it (its image, its release id), so such a Job is run again: the Job of the
 earlier release, once finished (Complete or Failed), is deleted, its pods with it, and created
 anew; its dry-run is a create under a generated name. A Job still running is refused, naming
-it: deleting it would stop it mid-way. An unchanged service's Job is left as it is.
+it: deleting it would stop it mid-way. An unchanged service's Job is left as it is. A bare Pod
+(a one-off task) is run again the same way: one that has ended (Succeeded or Failed) and whose
+rendering changed is replaced, since a finished Pod updated in place never runs again; one still
+running whose change the server refuses (a Pod's spec is immutable but for its images) is
+refused, naming it.
 
 Conflicts are forced (``force=true``): the release is the source of truth for
 the fields deploybook renders, so a hand edit (``kubectl edit``, ``kubectl
@@ -38,7 +42,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from deploybook.cluster.connect import KubeClients, api_errors
-from deploybook.errors import ApplyError, ClusterError, JobStillRunning, OutsideNamespace
+from deploybook.errors import ApplyError, ClusterError, OutsideNamespace, StillRunning
 from deploybook.manifests.diff import normalize, unified_diff
 from deploybook.manifests.render import MANAGED_BY, MANAGED_BY_LABEL
 
@@ -113,7 +117,7 @@ class _Plan:
     live: dict[str, Any] | None
     would: dict[str, Any] | None  # the server's dry-run answer (None when not dry-run)
     validated: bool
-    replaces: bool = False  # a finished Job deleted and created again
+    replaces: bool = False  # a finished Job or bare Pod deleted and created again
 
     def action(self, result: Mapping[str, Any]) -> str:
         if self.live is None:
@@ -173,13 +177,16 @@ def _plans(
     kube: KubeClients, objs: list[dict[str, Any]], field_manager: str, dry_run: bool, validated: bool
 ) -> list[_Plan]:
     if validated and not dry_run:
-        return [_read_plan(kube, obj) for obj in objs]
+        return [_read_plan(kube, obj, field_manager) for obj in objs]
     return _preflight(kube, objs, field_manager, allow_missing_namespace=dry_run)
 
 
-def _read_plan(kube: KubeClients, obj: dict[str, Any]) -> _Plan:
+def _read_plan(kube: KubeClients, obj: dict[str, Any], field_manager: str) -> _Plan:
     resource = _confined(_resource(kube, obj.get("apiVersion", ""), obj.get("kind", "")), obj, kube.where)
-    return _Plan(obj=obj, resource=resource, live=_get_live(kube, resource, obj), would=None, validated=True)
+    live = _get_live(kube, resource, obj)
+    if obj.get("kind") == "Pod" and live is not None and _finished(live) is not None:
+        return _plan(kube, obj, field_manager, allow_missing_namespace=False)  # ended: changed means replaced
+    return _Plan(obj=obj, resource=resource, live=live, would=None, validated=True)
 
 
 def ensure_namespace(kube: KubeClients, name: str, *, dry_run: bool = False) -> AppliedObject:
@@ -218,7 +225,7 @@ def _preflight(
     for obj in objs:
         try:
             plans.append(_plan(kube, obj, field_manager, allow_missing_namespace))
-        except (OutsideNamespace, JobStillRunning):
+        except (OutsideNamespace, StillRunning):
             raise
         except ApplyError as e:
             failures.append(f"{title(obj)}: {e.message}")
@@ -240,7 +247,7 @@ def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_miss
     try:
         would = _server_side_apply(resource, obj, field_manager, dry_run=True)
     except DynamicApiError as e:
-        if _replaced_job(obj, live, e, kube.where):
+        if _runs_again(obj, live, e, kube.where):
             would = _dry_run_create(resource, obj, field_manager)
             return _Plan(obj=obj, resource=resource, live=live, would=would, validated=True, replaces=True)
         if not _is_missing_namespace(e):
@@ -251,6 +258,9 @@ def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_miss
         raise ApplyError(
             f"namespace {obj['metadata'].get('namespace')} does not exist (create it first: ensure_namespace)"
         ) from e
+    if _finished_pod_changed(obj, live, would):
+        would = _dry_run_create(resource, obj, field_manager)
+        return _Plan(obj=obj, resource=resource, live=live, would=would, validated=True, replaces=True)
     return _Plan(obj=obj, resource=resource, live=live, would=would, validated=True)
 
 
@@ -263,14 +273,14 @@ def _apply_plans(kube: KubeClients, plans: list[_Plan], dry_run: bool, field_man
             continue
         try:
             if plan.replaces:
-                _delete_finished_job(plan)
+                _delete_finished(plan)
             try:
                 applied = _server_side_apply(plan.resource, plan.obj, field_manager, dry_run=False)
             except DynamicApiError as e:
-                if plan.replaces or not _replaced_job(plan.obj, plan.live, e, kube.where):
+                if plan.replaces or not _runs_again(plan.obj, plan.live, e, kube.where):
                     raise
                 plan = dataclasses.replace(plan, replaces=True)
-                _delete_finished_job(plan)
+                _delete_finished(plan)
                 applied = _server_side_apply(plan.resource, plan.obj, field_manager, dry_run=False)
         except DynamicApiError as e:
             done = ", ".join(f"{r.kind}/{r.name}" for r in results) or "none"
@@ -358,25 +368,55 @@ def _status_body(error: ApiException) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-_IMMUTABLE = "field is immutable"
-JOB_GONE_S = 60.0  # how long a finished Job's deletion may take (its pods go first)
+_REFUSALS = {  # kind -> what the API server says when a live object of it cannot take the change
+    "Job": "field is immutable",
+    "Pod": "pod updates may not change fields",
+}
+GONE_S = 60.0  # how long a finished Job's or Pod's deletion may take (a Job's pods go first)
 
 
-def _replaced_job(obj: Mapping[str, Any], live: Mapping[str, Any] | None, error: ApiException, where: str) -> bool:
-    """True when ``obj`` is a Job the server refused to change and the live one has finished;
-    a Job still running raises JobStillRunning naming it (nothing is deleted)."""
-    if obj.get("kind") != "Job" or live is None or error.status != 422 or _IMMUTABLE not in _api_message(error):
+def _runs_again(obj: Mapping[str, Any], live: Mapping[str, Any] | None, error: ApiException, where: str) -> bool:
+    """True when ``obj`` is a Job or bare Pod the server refused to change and the live one has
+    finished; one still running raises StillRunning naming it (nothing is deleted)."""
+    kind = obj.get("kind", "")
+    refusal = _REFUSALS.get(kind)
+    if refusal is None or live is None or error.status != 422 or refusal not in _api_message(error):
         return False
-    if _job_end(live) is not None:
+    if _finished(live) is not None:
         return True
     meta = obj.get("metadata") or {}
-    raise JobStillRunning(
-        f"{title(obj)} of an earlier release is still running, and a Job's pod template cannot "
-        "change: deploybook replaces a Job only once it has finished (Complete or Failed)",
-        hint=f"wait for it (kubectl wait --for=condition=complete job/{meta.get('name')} -n {meta.get('namespace')}) "
-        "or delete it, then run the release again",
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if kind == "Job":
+        raise StillRunning(
+            f"{title(obj)} of an earlier release is still running, and a Job's pod template cannot "
+            "change: deploybook replaces a Job only once it has finished (Complete or Failed)",
+            hint=f"wait for it (kubectl wait --for=condition=complete job/{name} -n {namespace}) "
+            "or delete it, then run the release again",
+            source=where,
+        )
+    raise StillRunning(
+        f"{title(obj)} of an earlier release is still running, and a Pod's spec cannot change but for "
+        "its images: deploybook replaces a bare Pod only once it has ended (Succeeded or Failed)",
+        hint=f"wait for it to end, or delete it (kubectl delete pod {name} -n {namespace}), then run the release again",
         source=where,
     )
+
+
+def _finished_pod_changed(obj: Mapping[str, Any], live: Mapping[str, Any] | None, would: Mapping[str, Any]) -> bool:
+    """True for a bare Pod that has ended and that this rendering changes: updated in place,
+    its containers would not run again (an ended Pod stays ended), so it is replaced."""
+    if obj.get("kind") != "Pod" or live is None or _finished(live) is None:
+        return False
+    return normalize(live) != normalize(would)
+
+
+def _finished(obj: Mapping[str, Any]) -> str | None:
+    """How a Job (``Complete``, ``Failed``) or a Pod (``Succeeded``, ``Failed``) ended, else None."""
+    status = obj.get("status") or {}
+    if obj.get("kind") == "Pod":
+        phase = status.get("phase")
+        return str(phase) if phase in ("Succeeded", "Failed") else None
+    return _job_end(obj)
 
 
 def _job_end(job: Mapping[str, Any]) -> str | None:
@@ -398,24 +438,25 @@ def _dry_run_create(resource: Any, obj: dict[str, Any], field_manager: str) -> d
     return {**would, "metadata": {**(would.get("metadata") or {}), "name": metadata["name"]}}
 
 
-def _delete_finished_job(plan: _Plan) -> None:
-    """Delete the live Job of ``plan`` and its pods (this very Job: its uid is a precondition),
-    then wait until it is gone, so the new one starts with no old pod beside it."""
+def _delete_finished(plan: _Plan) -> None:
+    """Delete the live Job (and its pods) or Pod of ``plan`` (this very one: its uid is a
+    precondition), then wait until it is gone, so the new one starts with no old pod beside it."""
     assert plan.live is not None
     metadata = plan.live["metadata"]
-    name, namespace = metadata["name"], metadata.get("namespace")
+    name, namespace, kind = metadata["name"], metadata.get("namespace"), plan.obj["kind"]
     body = {"propagationPolicy": "Foreground", "preconditions": {"uid": metadata.get("uid")}}
     try:
         plan.resource.delete(name=name, namespace=namespace, body=body)
     except DynamicApiError as e:
-        if e.status == 409:  # the uid precondition: another Job by that name took its place
+        if e.status == 409:  # the uid precondition: another object by that name took its place
             raise ApplyError(
-                f"Job/{name} -n {namespace} was replaced by someone else while this release ran it again",
-                hint="see who runs it (kubectl get job -o yaml), then run the release again",
+                f"{kind}/{name} -n {namespace} was replaced by someone else while this release ran it again",
+                hint=f"see who runs it (kubectl get {kind.lower()} {name} -n {namespace} -o yaml), "
+                "then run the release again",
             ) from e
         if e.status != 404:  # 404: gone already
             raise
-    deadline = time.monotonic() + JOB_GONE_S
+    deadline = time.monotonic() + GONE_S
     while time.monotonic() < deadline:
         try:
             plan.resource.get(name=name, namespace=namespace)
@@ -425,9 +466,10 @@ def _delete_finished_job(plan: _Plan) -> None:
             raise
         time.sleep(0.2)
     raise ApplyError(
-        f"Job/{name} -n {namespace} of an earlier release was deleted to run it again, "
-        f"and is still there after {JOB_GONE_S:.0f} s",
-        hint=f"see why it stays (kubectl get job {name} -n {namespace} -o yaml: finalizers), then release again",
+        f"{kind}/{name} -n {namespace} of an earlier release was deleted to run it again, "
+        f"and is still there after {GONE_S:.0f} s",
+        hint=f"see why it stays (kubectl get {kind.lower()} {name} -n {namespace} -o yaml: finalizers), "
+        "then release again",
     )
 
 
