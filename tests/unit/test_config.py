@@ -448,3 +448,28 @@ def test_a_bad_failure_budget_names_file_line_and_key(key: str, value: str, mess
     err = error_of(MINIMAL + f"timeouts:\n  {key}: {value}\n")
     assert err.key == f"timeouts.{key}"
     assert "environments/x.yaml:16" in str(err) and message in str(err)
+
+
+SECOND = "  - {name: web, context: apps/web, image: app/web, manifest: %s}\n"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "named"),
+    [("api.yaml", "'api.yaml'"), ("./api.yaml", "'api.yaml'"), (".", "'api.yaml' and '.'")],
+    ids=["same-file", "same-file-written-otherwise", "a-folder-holding-the-file"],
+)
+def test_two_services_taking_their_manifests_from_one_place_are_refused(manifest: str, named: str) -> None:
+    error = error_of(MINIMAL + SECOND % manifest)
+    assert f"services 'api' and 'web' both take their manifests from {named}" in str(error), str(error)
+    assert error.file == "environments/x.yaml" and error.line == 9 and "its own file or folder" in str(error)
+
+
+def test_each_services_own_repository_may_hold_its_manifests_at_the_same_path() -> None:
+    text = MINIMAL.replace("  path: manifests", "  service_source: k8s").replace("services:\n", "") + (
+        "services:\n"
+        "  - {name: api, context: ., image: app/api, manifest: app.yaml, source: {git: 'https://g.example/api.git'}}\n"
+        "  - {name: web, context: ., image: app/web, manifest: app.yaml, source: {git: 'https://g.example/web.git'}}\n"
+    )
+    text = text.replace("  - name: api\n    context: apps/api\n    image: app/api\n    manifest: api.yaml\n", "")
+    env = parse(text)
+    assert [s.manifest for s in env.services] == ["app.yaml", "app.yaml"]  # type: ignore[attr-defined]

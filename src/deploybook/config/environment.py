@@ -16,7 +16,7 @@ or taken from the Docker config.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -120,6 +120,7 @@ def _environment(doc: Node, *, name: str, file: Path, root: Path) -> Environment
     manifests = _manifests(doc.child("manifests"), root)
     declared = _services(doc, root)
     _check_service_sources(doc.child("manifests"), manifests, declared)
+    _one_manifest_each(doc.child("manifests"), manifests, declared)
     return Environment(
         name=name,
         file=file,
@@ -224,6 +225,27 @@ def _check_service_sources(n: Node, manifests: ManifestSource, declared: tuple[S
             f"needs a git source for every service; none for: {', '.join(missing)}",
             hint="give each service a 'source' (app.yaml, or under services: here), or read the manifests from a path",
         )
+
+
+def _one_manifest_each(n: Node, manifests: ManifestSource, declared: tuple[Service, ...]) -> None:
+    """Manifests read from one place: no two services may name the same file or folder (nor a
+    folder and a file in it). Every object would be in two services' manifests, each release of
+    one overwriting the other's pins. From each service's own repository, one path is two files."""
+    if manifests.service_path is not None:
+        return
+    seen: list[tuple[PurePosixPath, str]] = []
+    for svc in declared:
+        mine = PurePosixPath(svc.manifest)
+        for theirs, first in seen:
+            if mine == theirs or theirs in mine.parents or mine in theirs.parents:
+                n.fail(
+                    "",
+                    f"services {first!r} and {svc.name!r} both take their manifests from "
+                    + (f"{str(mine)!r}" if mine == theirs else f"{str(theirs)!r} and {str(mine)!r}"),
+                    hint="an object belongs to one service's manifests: give each service its own file or folder "
+                    "(the other service's pods may use its ConfigMaps and Services all the same)",
+                )
+        seen.append((mine, svc.name))
 
 
 _OBJECT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*/[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$")
