@@ -110,6 +110,12 @@ def case_env_unknown_key(c: Ctx) -> Invocation:
     return Invocation(release())
 
 
+@case("a key written twice named with both lines", r"local\.yaml:\d+", "key 'lock_duration_s'", "first at line")
+def case_env_key_twice(c: Ctx) -> Invocation:
+    c.box.edit("environments/local.yaml", ("lock_duration_s: 1800", "lock_duration_s: 1800\nlock_duration_s: 60"))
+    return Invocation(release())
+
+
 @case("wrong type named with key and line", r"local\.yaml:\d+", "key 'lock_duration_s'", "integer")
 def case_env_wrong_type(c: Ctx) -> Invocation:
     c.box.edit("environments/local.yaml", ("lock_duration_s: 1800", "lock_duration_s: half an hour"))
@@ -297,6 +303,17 @@ def case_manifest_alias_bomb(c: Ctx) -> Invocation:
         levels.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
     bomb = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  " + "\n  ".join(levels) + "\n"
     c.box.write("manifests/gateway.yaml", (c.box.root / "manifests/gateway.yaml").read_text() + "---\n" + bomb)
+    return Invocation(release(env="solo"))
+
+
+@case(
+    "a manifest key written twice named with both lines (kubectl keeps the second silently)",
+    r"manifests/gateway\.yaml",
+    "key 'env' written twice in one mapping",
+    locks=True,
+)
+def case_manifest_key_twice(c: Ctx) -> Invocation:
+    c.box.edit("manifests/gateway.yaml", ("          env:\n", "          env: []\n          env:\n"))
     return Invocation(release(env="solo"))
 
 

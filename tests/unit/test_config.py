@@ -473,3 +473,19 @@ def test_each_services_own_repository_may_hold_its_manifests_at_the_same_path() 
     text = text.replace("  - name: api\n    context: apps/api\n    image: app/api\n    manifest: api.yaml\n", "")
     env = parse(text)
     assert [s.manifest for s in env.services] == ["app.yaml", "app.yaml"]  # type: ignore[attr-defined]
+
+
+IMAGE_KEY = "services[0].image"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),  # the line of the second
+    [
+        (MINIMAL + "branch:\n  name: main\n", 15, "branch"),
+        (MINIMAL.replace("    manifest: api.yaml\n", "    manifest: api.yaml\n    image: app/b\n"), 15, IMAGE_KEY),
+    ],
+    ids=["top-level", "in-a-service"],
+)
+def test_a_key_written_twice_is_refused_naming_both_lines(text: str, line: int, key: str) -> None:
+    error = error_of(text)
+    assert error.line == line and error.key == key and "key written twice (first at line" in str(error), str(error)

@@ -286,3 +286,22 @@ class TestMalformedYaml:
         error = refused(text)
         assert error.message.startswith("malformed YAML in document 2 at line 3, column 4: ")
         assert "python/object:os.system" in error.message
+
+
+class TestKeysWrittenTwice:
+    def test_a_key_written_twice_names_both_lines(self) -> None:
+        text = "a: 1\n---\nkind: ConfigMap\ndata:\n  LOG_LEVEL: info\n  LOG_LEVEL: debug\n"
+        error = refused(text)
+        assert error.message.startswith("malformed YAML in document 2 at line 6, column 3: "), error.message
+        assert "key 'LOG_LEVEL' written twice in one mapping (first at line 5)" in error.message
+
+    def test_in_a_flow_mapping_too(self) -> None:
+        assert "key 'a' written twice" in refused("x: {a: 1, a: 2}\n").message
+
+    def test_a_key_overriding_a_merged_one_is_allowed(self) -> None:
+        docs = [doc for _, _, doc in load_documents("base: &b {k: 1, j: 1}\nmine:\n  <<: *b\n  k: 2\n", source="m")]
+        assert docs == [{"base": {"k": 1, "j": 1}, "mine": {"k": 2, "j": 1}}]
+
+    def test_the_same_text_of_another_type_is_another_key(self) -> None:
+        [(_, _, doc)] = load_documents("ports: {80: a, '80': b}\n", source="m")
+        assert doc == {"ports": {80: "a", "80": "b"}}

@@ -142,8 +142,9 @@ spec:
             ('{"kind": "ConfigMap", "metadata": {"name": "x"}}', "missing or empty 'apiVersion'"),
             ('{"a": ' * 150 + "1" + "}" * 150, "nests deeper than 100 levels (limit max_depth)"),
             ("[" * 5000 + "]" * 5000, "nests deeper than 100 levels"),
+            ('{"kind": "ConfigMap", "data": {"A": "1", "A": "2"}}', "key 'A' written twice in one JSON object"),
         ],
-        ids=["malformed", "no-apiVersion", "deep", "deeper-than-recursion"],
+        ids=["malformed", "no-apiVersion", "deep", "deeper-than-recursion", "a-key-twice"],
     )
     def test_a_bad_json_file_names_the_file_and_the_problem(self, tmp_path: Path, text: str, problem: str) -> None:
         path = write(tmp_path, "bad.json", text)

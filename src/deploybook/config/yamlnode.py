@@ -70,9 +70,19 @@ class Node:
             raise ConfigError(
                 "must be a mapping", file=self.file, line=self.node.start_mark.line + 1, key=self.key or None
             )
+        self._once_each()
         for k, _ in self.node.value:
             if k.value not in allowed:
                 self.fail(k.value, f"unknown key (allowed: {', '.join(allowed)})", k)
+
+    def _once_each(self) -> None:
+        """A key written twice in one mapping is an error: YAML loaders differ on which one counts."""
+        first: dict[str, int] = {}
+        for k, _ in self.node.value:
+            key = str(k.value)
+            if key in first:
+                self.fail(key, f"key written twice (first at line {first[key]})", k)
+            first[key] = k.start_mark.line + 1
 
     def has(self, name: str) -> bool:
         return self._entry(name)[1] is not None
@@ -91,6 +101,7 @@ class Node:
         """The (key, value) pairs of a mapping, in file order."""
         if not isinstance(self.node, yaml.MappingNode):
             raise ConfigError("must be a mapping", file=self.file, line=self.node.start_mark.line + 1, key=self.key)
+        self._once_each()
         return [(str(k.value), Node(v, self.file, self._path(str(k.value)))) for k, v in self.node.value]
 
     def items(self) -> list[Node]:

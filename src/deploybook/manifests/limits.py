@@ -112,6 +112,25 @@ class _CountingLoader(yaml.SafeLoader):
         finally:
             self.expansions = {}
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refused when it writes a key twice (``<<`` merges aside: a key of the
+        mapping itself may override a merged one): kubectl keeps the last one silently."""
+        first: dict[tuple[str, str], int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key_node.value!r} written twice in one mapping (first at line {first[key]}): "
+                    "kubectl would keep the second silently; keep one",
+                    key_node.start_mark,
+                )
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self._peek()
         if parent is None:
@@ -242,7 +261,12 @@ def load_json_document(text: str, *, source: str, limits: YamlLimits = DEFAULT_L
         hint="no object the API server stores nests this deep; flatten the data",
     )
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=_once_each)
+    except _DuplicateKey as e:
+        raise RenderError(
+            f"key {e.key!r} written twice in one JSON object: kubectl would keep the second silently; keep one",
+            source=f"{source}, document 1 (line 1)",
+        ) from None
     except json.JSONDecodeError as e:
         raise RenderError(f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}", source=source) from None
     except RecursionError:  # deeper than the interpreter's recursion limit, so than max_depth too
@@ -250,6 +274,22 @@ def load_json_document(text: str, *, source: str, limits: YamlLimits = DEFAULT_L
     if _json_depth(doc, limits.max_depth) > limits.max_depth:
         raise too_deep
     return doc
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key written twice raises _DuplicateKey."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
 
 
 def _json_depth(doc: Any, stop_at: int) -> int:
