@@ -36,5 +36,8 @@ def test_workloads_rolled_out(service: Service, release: RunView, status: Callab
         )
     for failure in report.failures:
         allure.attach(failure.evidence, f"{failure.name} evidence", allure.attachment_type.TEXT)
+    if report.not_judged:
+        text = "\n".join(report.not_judged)
+        allure.attach(text, "not judged (the context may not read them)", allure.attachment_type.TEXT)
     status(replicas=",".join(f"{r.ready}/{r.desired}" for r in report.results) or "0")
     assert not report.failures, "\n".join(failure.one_line() for failure in report.failures)

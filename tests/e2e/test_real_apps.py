@@ -394,6 +394,10 @@ def test_a_custom_resource_is_judged_by_the_kstatus_generic_rules(
     for folder in ("runbook", "checks"):  # checks alone: the record names the widgets
         out = assert_one_failure(release_runner(folder, "--env", env.name), "Widget", "stuck-widget", "NoCapacity")
         assert "ready-widget failed" not in out, f"the Ready widget was failed too:\n{out[-3000:]}"
+    # The view role reads no Widget (its CRD is not aggregated to it): noted as not judged, not waited for.
+    code, out, counts = released(release_runner("checks", "--env", env.name, "--kube-context", "deploybook-view"))
+    assert code == 0 and counts["failed"] == 0, f"checks under the view context failed ({counts}):\n{out[-4000:]}"
+    assert "Widget/stuck-widget: not judged: context deploybook-view may not get Widget stuck-widget" in out, out[-4000:]
 
 
 def test_recreate_releases_a_new_image_though_the_old_pods_end_killed(
@@ -557,6 +561,9 @@ def test_a_bare_pod_that_exits_non_zero_is_one_failure_and_runs_again_once_fixed
     assert "Pod/shop-web-oneshot: replaced" in out, out[-4000:]
     again = admin.core.read_namespaced_pod("shop-web-oneshot", env.namespace)
     assert again.metadata.uid != failed.metadata.uid and again.status.phase == "Succeeded"
+    code, out, counts = released(release_runner("runbook", "--env", env.name, "-rfs"))  # nothing changed
+    assert code == 0 and "Pod/shop-web-oneshot: unchanged" in out, f"{counts}\n{out[-4000:]}"
+    assert admin.core.read_namespaced_pod("shop-web-oneshot", env.namespace).metadata.uid == again.metadata.uid
 
 
 METRICS_TYPO = """---

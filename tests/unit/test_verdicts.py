@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ForbiddenError
 
 from deploybook.errors import RolloutFailed
 from deploybook.verify import resources
@@ -125,6 +129,28 @@ def test_a_stalled_custom_resource_fails_with_its_reason(monkeypatch: pytest.Mon
     assert info.value.cause == "BadSpec" and "size < 0" in str(info.value)
 
 
+class RefusingDynamic(FakeDynamic):
+    """A context that may not get the kind (the view role, for a CRD not aggregated to it)."""
+
+    def get(self, **kw: Any) -> Any:
+        if "api_version" in kw:
+            return self
+        refusal = ApiException(status=403, reason="Forbidden")
+        refusal.body = json.dumps({"kind": "Status", "message": 'widgets.shop.example.com "w" is forbidden: no get'})
+        raise ForbiddenError(refusal)
+
+
+def test_an_object_the_context_may_not_get_fails_at_once_naming_the_context() -> None:
+    kube = type("Kube", (), {"dynamic": RefusingDynamic([]), "context": "deploybook-view"})()
+    started = time.monotonic()
+    with pytest.raises(RolloutFailed) as info:
+        wait_for_resource(kube, "shop.example.com/v1", "Widget", "shop", "w", timeout_s=60)
+    assert time.monotonic() - started < 1, "waiting changes no permission"
+    assert info.value.cause == "Forbidden"
+    refusal = 'widgets.shop.example.com "w" is forbidden: no get'
+    assert info.value.detail == f"context deploybook-view may not get Widget w: {refusal}"
+
+
 def test_a_job_written_without_a_selector_owns_the_pods_its_controller_labels() -> None:
     job = {"kind": "Job", "metadata": {"name": "migrate"}, "spec": {"template": {"spec": {"containers": []}}}}
     (workload,) = workloads_in([job])
@@ -215,3 +241,32 @@ def test_bare_pods_and_custom_resources_are_polled_other_builtin_kinds_are_not()
     assert is_polled("v1", "Pod") and is_polled("shop.example.com/v1", "Widget")
     assert not any(is_polled("v1", kind) for kind in ("Service", "ConfigMap", "PersistentVolumeClaim"))
     assert not is_polled("apps/v1", "Deployment")
+
+
+@pytest.mark.parametrize("mode", ["checks", "runbook"])
+def test_checks_alone_note_a_resource_the_read_only_context_may_not_get_and_a_release_fails_it(mode: str) -> None:
+    from types import SimpleNamespace
+
+    from deploybook.manifests.apply import AppliedObject
+    from deploybook.release.checking import rollout
+
+    kube = type("Kube", (), {"dynamic": RefusingDynamic([]), "context": "deploybook-view"})()
+    env = SimpleNamespace(
+        cluster=SimpleNamespace(namespace="shop"), timeouts=SimpleNamespace(rollout=60, crashes_allowed=0)
+    )
+    release = SimpleNamespace(
+        workloads=lambda service: [],
+        applied_objects=lambda name: (AppliedObject("Widget", "shop", "w", "recorded", False, api_version="x.io/v1"),),
+        context=SimpleNamespace(mode=mode, env=env),
+        clients=SimpleNamespace(kube=kube),
+    )
+    said: list[str] = []
+    report = rollout(release, SimpleNamespace(name="web", image="shop/web"), said.append)  # type: ignore[arg-type]
+    if mode == "checks":
+        assert report.failures == () and report.not_judged == (  # type: ignore[union-attr]
+            'Widget/w: context deploybook-view may not get Widget w: widgets.shop.example.com "w" is forbidden: no get',
+        )
+        assert said == [f"{report.not_judged[0].replace(': context', ': not judged: context', 1)}"]  # type: ignore[union-attr]
+    else:
+        [failure] = report.failures  # type: ignore[union-attr]
+        assert failure.cause == "Forbidden" and report.not_judged == ()  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ class RolloutReport:
 
     results: tuple[RolloutResult, ...] = ()
     failures: tuple[RolloutFailed, ...] = ()
+    not_judged: tuple[str, ...] = ()  # checks alone: objects the read-only context may not get, and why
 
     @property
     def blocks(self) -> str | None:

@@ -112,6 +112,7 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
             failures.append(exc)
     if waited:
         release.reader.forget_pods()  # pods moved on while waiting
+    not_judged = []
     for obj in _polled_objects(release, service):
         try:
             results.append(
@@ -127,9 +128,13 @@ def rollout(release: ReleaseParts, service: Service, say: Say) -> RolloutReport 
                 )
             )
         except RolloutFailed as exc:
+            if exc.cause == "Forbidden" and release.context.mode != "runbook":  # alone, under a read-only context
+                say(f"{obj.kind}/{obj.name}: not judged: {exc.detail}")
+                not_judged.append(f"{obj.kind}/{obj.name}: {exc.detail}")
+                continue
             exc.service = service.name
             failures.append(exc)
-    return RolloutReport(tuple(results), tuple(failures))
+    return RolloutReport(tuple(results), tuple(failures), tuple(not_judged))
 
 
 def _polled_objects(release: ReleaseParts, service: Service) -> list[AppliedObject]:
