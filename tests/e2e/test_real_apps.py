@@ -397,7 +397,8 @@ def test_a_custom_resource_is_judged_by_the_kstatus_generic_rules(
     # The view role reads no Widget (its CRD is not aggregated to it): noted as not judged, not waited for.
     code, out, counts = released(release_runner("checks", "--env", env.name, "--kube-context", "deploybook-view"))
     assert code == 0 and counts["failed"] == 0, f"checks under the view context failed ({counts}):\n{out[-4000:]}"
-    assert "Widget/stuck-widget: not judged: context deploybook-view may not get Widget stuck-widget" in out, out[-4000:]
+    noted = "Widget/stuck-widget: not judged: context deploybook-view may not get Widget stuck-widget"
+    assert noted in out, out[-4000:]
 
 
 def test_recreate_releases_a_new_image_though_the_old_pods_end_killed(
