@@ -49,6 +49,11 @@ def make_release(tmp_path: Path, source: ReleaseRecord | None = None, mode: str 
     return Release(context, say=lambda text: None)
 
 
+def earlier_release(services: dict[str, ServiceRecord]) -> ReleaseRecord:
+    """The passed release ``r0`` of environment ``x``, holding ``services``."""
+    return ReleaseRecord("r0", "x", "ns", "passed", "", "", services=services)
+
+
 def run_tasks(release: Release, outcomes: dict[tuple[str, str], object]) -> None:
     """Run a pipeline whose tasks return (or raise) the given outcomes, as the stages would."""
 
@@ -109,15 +114,7 @@ def test_a_resumed_release_records_the_digest_it_was_resumed_from(tmp_path: Path
 
 def test_what_a_service_must_run_is_this_runs_push_else_the_record(tmp_path: Path) -> None:
     older = "sha256:" + "9" * 64
-    previous = ReleaseRecord(
-        "r0",
-        "x",
-        "ns",
-        "passed",
-        "",
-        "",
-        services={n: ServiceRecord(n, digest=older, tag="old") for n in ("api", "web")},
-    )
+    previous = earlier_release({n: ServiceRecord(n, digest=older, tag="old") for n in ("api", "web")})
     release = make_release(tmp_path, source=previous)
     run_tasks(release, {("api", "push"): Pushed("reg.example/app/api", DIGEST, "push", "t")})
     assert release.expected("api") == (DIGEST, "t", "this run")
@@ -172,14 +169,8 @@ def test_the_objects_a_service_applied_are_recorded_for_a_checks_run_to_judge(tm
 
 def test_a_run_that_did_not_apply_keeps_the_records_objects_and_a_dry_run_has_none(tmp_path: Path) -> None:
     entry = {"apiVersion": "v1", "kind": "Pod", "name": "api-seed", "namespace": "ns"}
-    previous = ReleaseRecord(
-        "r0",
-        "x",
-        "ns",
-        "passed",
-        "",
-        "",
-        services={"api": ServiceRecord("api", digest=DIGEST, workloads=("Deployment/api",), objects=(entry,))},
+    previous = earlier_release(
+        {"api": ServiceRecord("api", digest=DIGEST, workloads=("Deployment/api",), objects=(entry,))}
     )
     resumed = make_release(tmp_path, source=previous)
     resumed.note_stage("api", "rollout", "passed", 0.1)
