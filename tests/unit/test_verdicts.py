@@ -148,7 +148,7 @@ def test_an_object_the_context_may_not_get_fails_at_once_naming_the_context() ->
     assert time.monotonic() - started < 1, "waiting changes no permission"
     assert info.value.cause == "Forbidden"
     refusal = 'widgets.shop.example.com "w" is forbidden: no get'
-    assert info.value.detail == f"context deploybook-view may not get Widget w: {refusal}"
+    assert info.value.detail == f"context deploybook-view may not get Widget w: {refusal} (HTTP 403)"
 
 
 def test_a_job_written_without_a_selector_owns_the_pods_its_controller_labels() -> None:
@@ -264,7 +264,8 @@ def test_checks_alone_note_a_resource_the_read_only_context_may_not_get_and_a_re
     report = rollout(release, SimpleNamespace(name="web", image="shop/web"), said.append)  # type: ignore[arg-type]
     if mode == "checks":
         assert report.failures == () and report.not_judged == (  # type: ignore[union-attr]
-            'Widget/w: context deploybook-view may not get Widget w: widgets.shop.example.com "w" is forbidden: no get',
+            'Widget/w: context deploybook-view may not get Widget w: widgets.shop.example.com "w" is forbidden: '
+            "no get (HTTP 403)",
         )
         assert said == [f"{report.not_judged[0].replace(': context', ': not judged: context', 1)}"]  # type: ignore[union-attr]
     else:

@@ -17,11 +17,13 @@ one :class:`~deploybook.errors.ClusterError` before anything else runs.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import urllib3
 import yaml
@@ -243,6 +245,22 @@ def _root_cause(error: BaseException) -> str:
         if known.lower() in text.lower():
             return known.lower()
     return text.split(">: ", 1)[-1]
+
+
+def status_body(error: ApiException) -> dict[str, Any]:
+    """The Status the API server answered an error with (``{}`` when it sent none)."""
+    body = error.body.decode() if isinstance(error.body, bytes) else error.body
+    try:
+        parsed = json.loads(body or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own message (a Status), never the request body."""
+    message = status_body(error).get("message")
+    return f"{message} (HTTP {error.status})" if message else f"HTTP {error.status} {error.reason}"
 
 
 @contextmanager

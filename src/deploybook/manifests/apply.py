@@ -32,7 +32,6 @@ so. Fields deploybook does not set stay with their owners.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
-from deploybook.cluster.connect import KubeClients, api_errors
+from deploybook.cluster.connect import KubeClients, api_errors, api_message, status_body
 from deploybook.errors import ApplyError, ClusterError, OutsideNamespace, StillRunning
 from deploybook.manifests.diff import normalize, unified_diff
 from deploybook.manifests.render import MANAGED_BY, MANAGED_BY_LABEL
@@ -184,8 +183,8 @@ def _plans(
 def _read_plan(kube: KubeClients, obj: dict[str, Any], field_manager: str) -> _Plan:
     resource = _confined(_resource(kube, obj.get("apiVersion", ""), obj.get("kind", "")), obj, kube.where)
     live = _get_live(kube, resource, obj)
-    if obj.get("kind") == "Pod" and live is not None and _finished(live) is not None:
-        return _plan(kube, obj, field_manager, allow_missing_namespace=False)  # ended: changed means replaced
+    if obj.get("kind") == "Pod" and live is not None and _finished(live) is not None:  # changed: replaced
+        return _dry_run_plan(kube, obj, resource, live, field_manager, allow_missing_namespace=False)
     return _Plan(obj=obj, resource=resource, live=live, would=None, validated=True)
 
 
@@ -243,7 +242,18 @@ def _preflight(
 
 def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_missing_namespace: bool) -> _Plan:
     resource = _confined(_resource(kube, obj.get("apiVersion", ""), obj.get("kind", "")), obj, kube.where)
-    live = _get_live(kube, resource, obj)
+    return _dry_run_plan(kube, obj, resource, _get_live(kube, resource, obj), field_manager, allow_missing_namespace)
+
+
+def _dry_run_plan(
+    kube: KubeClients,
+    obj: dict[str, Any],
+    resource: Any,
+    live: dict[str, Any] | None,
+    field_manager: str,
+    allow_missing_namespace: bool,
+) -> _Plan:
+    """The plan of ``obj`` from the server's dry-run answer (a create when it runs again)."""
     try:
         would = _server_side_apply(resource, obj, field_manager, dry_run=True)
     except DynamicApiError as e:
@@ -251,7 +261,7 @@ def _plan(kube: KubeClients, obj: dict[str, Any], field_manager: str, allow_miss
             would = _dry_run_create(resource, obj, field_manager)
             return _Plan(obj=obj, resource=resource, live=live, would=would, validated=True, replaces=True)
         if not _is_missing_namespace(e):
-            message = _api_message(e)
+            message = api_message(e)
             raise ApplyError(message + _known_remedy(obj, message)) from e
         if allow_missing_namespace:
             return _Plan(obj=obj, resource=resource, live=None, would=obj, validated=False)
@@ -285,7 +295,7 @@ def _apply_plans(kube: KubeClients, plans: list[_Plan], dry_run: bool, field_man
         except DynamicApiError as e:
             done = ", ".join(f"{r.kind}/{r.name}" for r in results) or "none"
             raise ApplyError(
-                f"{title(plan.obj)}: {_api_message(e)} (already applied: {done})",
+                f"{title(plan.obj)}: {api_message(e)} (already applied: {done})",
                 source=kube.where,
                 hint="fix the cause and run the release again; applying is idempotent",
             ) from e
@@ -331,7 +341,7 @@ def _get_live(kube: KubeClients, resource: Any, obj: Mapping[str, Any]) -> dict[
     except DynamicApiError as e:
         if e.status == 404:
             return None
-        raise ClusterError(f"cannot read {title(obj)}: {_api_message(e)}", source=kube.where) from e
+        raise ClusterError(f"cannot read {title(obj)}: {api_message(e)}", source=kube.where) from e
 
 
 def _server_side_apply(resource: Any, obj: dict[str, Any], field_manager: str, *, dry_run: bool) -> dict[str, Any]:
@@ -355,17 +365,8 @@ def _as_dict(instance: Any) -> dict[str, Any]:
 def _is_missing_namespace(error: ApiException) -> bool:
     if error.status != 404:
         return False
-    details = _status_body(error).get("details") or {}
+    details = status_body(error).get("details") or {}
     return details.get("kind") == "namespaces"
-
-
-def _status_body(error: ApiException) -> dict[str, Any]:
-    body = error.body.decode() if isinstance(error.body, bytes) else error.body
-    try:
-        parsed = json.loads(body or "{}")
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
 
 
 _REFUSALS = {  # kind -> what the API server says when a live object of it cannot take the change
@@ -380,7 +381,7 @@ def _runs_again(obj: Mapping[str, Any], live: Mapping[str, Any] | None, error: A
     finished; one still running raises StillRunning naming it (nothing is deleted)."""
     kind = obj.get("kind", "")
     refusal = _REFUSALS.get(kind)
-    if refusal is None or live is None or error.status != 422 or refusal not in _api_message(error):
+    if refusal is None or live is None or error.status != 422 or refusal not in api_message(error):
         return False
     if _finished(live) is not None:
         return True
@@ -489,12 +490,6 @@ def _known_remedy(obj: Mapping[str, Any], message: str) -> str:
             f"-n {meta.get('namespace')} --type=merge -p '{patch}'`, then release again"
         )
     return ""
-
-
-def _api_message(error: ApiException) -> str:
-    """The API server's own message (a Status), never the request body."""
-    message = _status_body(error).get("message")
-    return f"{message} (HTTP {error.status})" if message else f"HTTP {error.status} {error.reason}"
 
 
 def _outcome(plan: _Plan, result: Mapping[str, Any], *, dry_run: bool) -> AppliedObject:

@@ -13,7 +13,6 @@ and digest checks cover what they serve. Reads only.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
+from deploybook.cluster.connect import api_message
 from deploybook.errors import RolloutFailed
 from deploybook.verify.evidence import collect_evidence
 from deploybook.verify.tracker import PULL_GRACE_S, UNSCHEDULABLE_GRACE_S, RolloutResult
@@ -55,18 +55,6 @@ def _read(kube: Any, api_version: str, kind: str, namespace: str, name: str) -> 
             return None
         raise
     return obj.to_dict()  # type: ignore[no-any-return]
-
-
-def _reason(error: BaseException) -> str:
-    """The API server's reason for a refusal (its status message, else the HTTP reason)."""
-    body = getattr(error, "body", None)
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    try:
-        message = json.loads(body).get("message") if isinstance(body, str) else None
-    except (ValueError, AttributeError):
-        message = None
-    return str(message or getattr(error, "reason", None) or type(error).__name__)
 
 
 def wait_for_resource(
@@ -120,7 +108,7 @@ def wait_for_resource(
         except (ApiException, DynamicApiError, OSError, HTTPError) as exc:
             if getattr(exc, "status", None) in (401, 403):  # waiting changes no permission
                 context = getattr(kube, "context", None) or "in-cluster"
-                raise fail("Forbidden", f"context {context} may not get {kind} {name}: {_reason(exc)}") from exc
+                raise fail("Forbidden", f"context {context} may not get {kind} {name}: {api_message(exc)}") from exc
             obj, message = {}, f"not readable, retrying: {type(exc).__name__}"
         if obj is None:
             raise fail("NotFound", f"no {kind} named {name} in namespace {namespace}")
