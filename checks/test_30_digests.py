@@ -1,4 +1,4 @@
-"""Digests: every running container runs exactly the digest recorded for its service.
+"""Digests: every container (init containers too) runs exactly the digest recorded for its service.
 
 The recorded digest comes from this run, `--release FILE`, or the release record in the
 cluster. The registry must still serve that digest, and the release's tag must point at it.

@@ -598,3 +598,24 @@ def test_a_bare_pod_that_runs_is_rolled_out_and_its_digest_checked(shop: Any, re
         assert code == 0 and counts["failed"] == 0, f"a running bare Pod failed {folder} ({counts}):\n{out[-4000:]}"
         assert "Pod/shop-web-oneshot: Pod is Ready" in out, out[-4000:]
         assert re.search(r"digests \| running sha256:[0-9a-f]{12}\.\.\. in 3 container\(s\)", out), out[-4000:]
+
+
+MIGRATE_STEP = """      initContainers:
+        - name: migrate
+          image: shop/web
+          command: ["/bin/sh", "-c", "echo migrated"]
+          resources: {requests: {cpu: 10m, memory: 8Mi}}
+      containers:
+"""
+
+
+def test_an_init_container_of_the_services_image_is_pinned_and_its_digest_checked(
+    shop: Any, release_runner: Any
+) -> None:
+    """A migration step in an init container runs the pushed digest: the digest check counts it
+    beside the app container of each of web's two pods, in a release and in checks alone."""
+    env = shop(services=("web",), edit=replace_in("web.yaml", "      containers:\n", MIGRATE_STEP))
+    for folder in ("runbook", "checks"):
+        code, out, counts = released(release_runner(folder, "--env", env.name, "-rfs"))
+        assert code == 0 and counts["failed"] == 0, f"{folder} with an init container failed ({counts}):\n{out[-4000:]}"
+        assert re.search(r"digests \| running sha256:[0-9a-f]{12}\.\.\. in 4 container\(s\)", out), out[-4000:]

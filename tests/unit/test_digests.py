@@ -7,7 +7,7 @@ from typing import Any
 
 from deploybook.errors import RegistryError
 from deploybook.images.references import digest_of, repository_path
-from deploybook.verify.digests import digest_mismatches, registry_problem, running_images
+from deploybook.verify.digests import containers_in, digest_mismatches, registry_problem, running_images
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64
@@ -238,3 +238,36 @@ def test_a_checks_run_counts_the_containers_of_the_bare_pod_the_record_names() -
     report, said = _check_digests([], PINNED_CACHE, objects=recorded, listed=[seed, other])
     assert [(c.pod, c.container) for c in report.running] == [("web-seed", "app")] and report.mismatches == ()
     assert "running sha256:" in said[-1] and "in 1 container(s)" in str(said[-1])
+
+
+def _with_init_containers(pod: dict[str, Any], web_id: str, cache_id: str) -> dict[str, Any]:
+    """``pod`` with a migration step of the service's image and a native sidecar of the vendor's."""
+    spec = {
+        **pod["spec"],
+        "initContainers": [
+            {"name": "migrate", "image": f"localhost:5000/dx29/web@{A}"},
+            {"name": "cache-sidecar", "image": f"localhost:5000/vendor/cache@{B}", "restartPolicy": "Always"},
+        ],
+    }
+    statuses = [{"name": "migrate", "imageID": web_id, "ready": False}, {"name": "cache-sidecar", "imageID": cache_id}]
+    return {**pod, "spec": spec, "status": {**pod["status"], "initContainerStatuses": statuses}}
+
+
+def test_init_containers_are_checked_against_the_digests_they_were_pinned_to() -> None:
+    pod = _with_init_containers(
+        _sidecar_pod(f"localhost:5000/vendor/cache@{B}"), f"localhost:5000/dx29/web@{A}", f"x@{B}"
+    )
+    report, _ = _check_digests([pod], PINNED_CACHE)
+    assert [c.container for c in report.running] == ["migrate", "app"] and report.mismatches == ()
+    assert [c.container for c in report.third_party] == ["cache-sidecar", "cache"]
+    stale = _with_init_containers(_sidecar_pod(f"localhost:5000/vendor/cache@{B}"), f"x@{B}", f"x@{A}")
+    report, _ = _check_digests([stale], PINNED_CACHE)
+    assert [str(m) for m in report.mismatches] == [
+        f"pod web-1 container migrate: running {B}, recorded {A}",
+        f"pod web-1 container cache-sidecar: running {A}, recorded {B}",
+    ]
+
+
+def test_init_containers_are_left_out_unless_asked_for() -> None:
+    pod = _with_init_containers(_sidecar_pod(f"x@{B}"), f"x@{A}", f"x@{B}")
+    assert [c.container for c in containers_in([pod])] == ["app", "cache"]  # what an exec may target

@@ -264,7 +264,7 @@ def digests(release: ReleaseParts, service: Service, say: Say) -> DigestsReport 
         return idle
     expected, tag, source = release.expected(service.name)
     pods = pods_of_all(release.reader, workloads) + _bare_pods(release, service)
-    running = containers_in(pods, image_repository=service.image)
+    running = containers_in(pods, image_repository=service.image, init=True)
     vendor, vendor_mismatches = pinned_mismatches(release.third_party(service.name), pods)
     if vendor:
         say(f"{len(vendor)} container(s) of images no service builds: {len(vendor_mismatches) or 'no'} mismatch(es)")

@@ -78,18 +78,27 @@ def running_images(
     return containers_in(pods, image_repository=image_repository)
 
 
-def containers_in(pods: Iterable[Mapping[str, Any]], *, image_repository: str | None = None) -> list[RunningContainer]:
-    """The containers of `pods` (raw JSON) as `running_images` reports them, without a request.
+def containers_in(
+    pods: Iterable[Mapping[str, Any]], *, image_repository: str | None = None, init: bool = False
+) -> list[RunningContainer]:
+    """The containers of `pods` (raw JSON) as `running_images` reports them, without a request;
+    with ``init``, their init containers first (a native sidecar, a migration step), which ran
+    an image too.
 
     Pods being deleted are left out: they belong to a revision on its way out.
     """
+    fields = (("initContainers", "initContainerStatuses"),) if init else ()
     found: list[RunningContainer] = []
     for pod in pods:
         meta = pod.get("metadata", {})
         if meta.get("deletionTimestamp"):
             continue
-        specs = {c["name"]: c.get("image", "") for c in pod.get("spec", {}).get("containers", [])}
-        statuses = {c["name"]: c for c in pod.get("status", {}).get("containerStatuses") or ()}
+        spec, status = pod.get("spec", {}), pod.get("status", {})
+        specs: dict[str, str] = {}
+        statuses: dict[str, Mapping[str, Any]] = {}
+        for field, status_field in (*fields, ("containers", "containerStatuses")):
+            specs.update((c["name"], c.get("image", "")) for c in spec.get(field) or ())
+            statuses.update((c["name"], c) for c in status.get(status_field) or ())
         for name, image in specs.items():
             if image_repository and not image_matches(image, image_repository):
                 continue
@@ -145,7 +154,7 @@ def pinned_mismatches(
 ) -> tuple[list[RunningContainer], list[DigestMismatch]]:
     """The containers running an image no service builds (``pinned``: record entries with the
     ``pinned`` reference and its ``digest``), and those whose digest is not the pinned one."""
-    listed = containers_in(pods)
+    listed = containers_in(pods, init=True)
     found: list[RunningContainer] = []
     mismatches: list[DigestMismatch] = []
     for entry in pinned:
