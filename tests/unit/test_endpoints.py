@@ -7,12 +7,17 @@ wire) is replaced, so the URL, the auth header and the TLS settings are the real
 from __future__ import annotations
 
 import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import urllib3
 from kubernetes import client as k8s
 
+from deploybook.verify import endpoints
 from deploybook.verify.endpoints import http_check, proxy_path, ready_endpoints, service_port_for
 from deploybook.verify.workloads import services_selecting_nothing, workloads_in
 
@@ -68,6 +73,38 @@ def test_http_check_through_proxy_passes_and_sends_bearer_token() -> None:
     assert method == "GET"
     assert url == "https://127.0.0.1:6443/api/v1/namespaces/dx29/services/gateway:8080/proxy/health"
     assert headers["authorization"] == "Bearer t0ken"
+
+
+class SlowWire(Wire):
+    """Answers after ``delay_s``, counting the requests in flight at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(200, b"ok")
+        self.delay_s, self.in_flight, self.most = delay_s, 0, 0
+        self._lock = threading.Lock()
+
+    def request(self, method: str, url: str, **kw: Any) -> urllib3.HTTPResponse:
+        with self._lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        time.sleep(self.delay_s)
+        with self._lock:
+            self.in_flight -= 1
+        return super().request(method, url, **kw)
+
+
+def test_checks_through_the_proxy_wait_for_a_slot_and_their_latency_leaves_the_wait_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(endpoints, "_PROXY_SLOTS", threading.BoundedSemaphore(2))
+    wire = SlowWire(0.1)
+    kube = kube_with(wire)
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda i: http_check(kube, "dx29", Check(), service=f"s{i}", port=80), range(6)))
+    assert all(r.ok for r in results)
+    assert wire.most == 2  # six checks at once, two in flight: the rest waited for a slot
+    # Each waited up to 0.2 s for its slot; the latency judged is the answer's alone.
+    assert max(r.latency_ms for r in results) < 190, [r.latency_ms for r in results]
 
 
 def test_http_check_reports_every_problem_side_by_side() -> None:

@@ -6,7 +6,9 @@ import base64
 import json
 import os
 import stat
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +240,28 @@ def test_bearer_token_flow_with_scope_and_cache() -> None:
     assert client.manifest_digest("dx29/terms", "abc") == DIGEST
     assert client.manifest_digest("dx29/terms", "abc") == DIGEST
     assert tokens_issued == ["t1"]
+
+
+def test_requests_to_one_registry_are_bounded_so_kept_open_connections_are_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry_module, "AT_ONCE", 3)
+    lock, in_flight, most = threading.Lock(), [0], [0]
+
+    def handler(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        threading.Event().wait(0.05)  # time.sleep is patched away here (no_backoff)
+        with lock:
+            in_flight[0] -= 1
+        return 200, {"Docker-Content-Digest": DIGEST}, b""
+
+    client = RegistryClient("localhost:5000", None, transport=FakeTransport(handler))
+    with ThreadPoolExecutor(10) as pool:
+        digests = list(pool.map(lambda i: client.manifest_digest(f"dx29/s{i}", "t"), range(10)))
+    assert digests == [DIGEST] * 10
+    assert most[0] == 3
 
 
 def test_bearer_access_token_field_accepted() -> None:
