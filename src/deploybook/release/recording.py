@@ -16,6 +16,7 @@ Each image no service builds is listed with the digest the preflight pinned it t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from deploybook.config.model import Confinement
@@ -28,7 +29,7 @@ from deploybook.release.pipeline import Skipped
 from deploybook.release.sources import source_info
 from deploybook.release.stages import Applied, Built, Pushed
 
-__all__ = ["allowed_outside", "build_record"]
+__all__ = ["allowed_outside", "build_record", "recorded_object"]
 
 
 def build_record(
@@ -105,6 +106,19 @@ def _service_record(release: ReleaseParts, name: str) -> ServiceRecord:
 def _object_entry(obj: AppliedObject) -> dict[str, str]:
     entry = {"apiVersion": obj.api_version, "kind": obj.kind, "name": obj.name}
     return {**entry, "namespace": obj.namespace} if obj.namespace else entry
+
+
+def recorded_object(entry: Mapping[str, str]) -> AppliedObject:
+    """An object of a service as the record names it (applied by the release recorded): what
+    ``_object_entry`` wrote, read back."""
+    return AppliedObject(
+        kind=str(entry.get("kind", "")),
+        namespace=entry.get("namespace"),
+        name=str(entry.get("name", "")),
+        action="recorded",
+        dry_run=False,
+        api_version=str(entry.get("apiVersion", "")),
+    )
 
 
 def _source(release: ReleaseParts, name: str, recorded: ServiceRecord | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from deploybook.release.context import RunContext
 from deploybook.release.names import STAGES
 from deploybook.release.pipeline import Pipeline, Skipped
 from deploybook.release.preflight import ManifestRules, PinnedImage
+from deploybook.release.recording import recorded_object
 from deploybook.sources.git import Checkout
 from deploybook.verify.containers import ContainerFacts, FactsCache
 from deploybook.verify.digests import CachedManifests
@@ -247,7 +248,7 @@ class Release:
         if isinstance(applied, stages.Applied):
             return () if applied.dry_run else applied.objects
         recorded = self.context.recorded(service)
-        return tuple(_recorded_object(entry) for entry in recorded.objects) if recorded is not None else ()
+        return tuple(recorded_object(entry) for entry in recorded.objects) if recorded is not None else ()
 
     def third_party(self, service: str) -> tuple[dict[str, str], ...]:
         """The images no service builds that ``service``'s manifests run, as pinned (container,
@@ -298,15 +299,3 @@ class Release:
     def registry_answers(self) -> CachedManifests:
         """The registry, asked once per (repository, reference) in this run."""
         return self._shared_once("registry", lambda: CachedManifests(self.clients.registry))  # type: ignore[no-any-return]
-
-
-def _recorded_object(entry: Mapping[str, str]) -> AppliedObject:
-    """An object of a service as the record names it (applied by the release recorded)."""
-    return AppliedObject(
-        kind=str(entry.get("kind", "")),
-        namespace=entry.get("namespace"),
-        name=str(entry.get("name", "")),
-        action="recorded",
-        dry_run=False,
-        api_version=str(entry.get("apiVersion", "")),
-    )
