@@ -133,7 +133,8 @@ def _release(ws: Any, env: dict[str, str], args: argparse.Namespace, *, helm: bo
 
 
 def _checks_scale(ws: Any, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
-    sizes = checks_scale.measure_sizes(ws, env, dict(zip(checks_scale.SIZES, args.scale_runs, strict=True)))
+    runs = dict(zip(checks_scale.SIZES, args.scale_runs, strict=True))
+    sizes = checks_scale.measure_sizes(ws, env, runs, keep=args.keep)
     return {"sizes": sizes, "growth_per_deployment": checks_scale.growth(sizes)}
 
 

@@ -6,7 +6,7 @@ image pushed under its own repository (``bench-scale/tiny-NNN``, one digest for 
 every service's digest check has its own repository to ask. Sizes grow cumulatively; each is
 measured with ``pytest checks --env scale-N --release FILE`` (the file records the pushed
 digests) and with ``bench/baseline_checks.sh``, interleaved. Requests are counted in-process
-by ``bench.count_requests``; the namespace is deleted at the end.
+by ``bench.count_requests``; the namespace is deleted at the end (kept with ``--keep``).
 """
 
 from __future__ import annotations
@@ -103,8 +103,9 @@ def deploy(ws: Workspace, n: int, refs: dict[str, str], secret: str) -> Path:
     return record
 
 
-def measure_sizes(ws: Workspace, env: dict[str, str], runs: dict[int, int]) -> dict[str, Any]:
-    """Per size (with its number of runs): deploybook and baseline times, request counts, ratio."""
+def measure_sizes(ws: Workspace, env: dict[str, str], runs: dict[int, int], *, keep: bool = False) -> dict[str, Any]:
+    """Per size (with its number of runs): deploybook and baseline times, request counts, ratio.
+    With ``keep`` the namespace stays, holding the largest size's Deployments, for a look."""
     refs, secret = prepare(ws)
     env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
     figures: dict[str, Any] = {}
@@ -121,7 +122,8 @@ def measure_sizes(ws: Workspace, env: dict[str, str], runs: dict[int, int]) -> d
                 continue
             figures[str(n)] = _measure_size(ws, env, n, record, count)
     finally:
-        delete_namespace(NAMESPACE)
+        if not keep:
+            delete_namespace(NAMESPACE)
     return figures
 
 
