@@ -368,6 +368,43 @@ def test_plugin_writes_report_junit_metadata_and_history(
     assert [point["data"]["total"] for point in json.loads(trend)] == [3, 3]
 
 
+DEFERRED_SUITE = """
+from pathlib import Path
+
+import allure
+
+RESULTS = Path({results!r})
+
+
+def test_first():
+    allure.attach("kept until the verdict", name="log")
+
+
+def test_the_first_is_not_on_disk_yet():
+    # allure-pytest alone would have written test_first's result and its container by now;
+    # the attachment is written at once.
+    assert [p.name.split("-")[-1] for p in RESULTS.iterdir()] == ["attachment.attach"]
+"""
+
+
+@needs_allure
+def test_allure_results_are_written_after_the_tests_every_one(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    reports = tmp_path / "reports"
+    results = reports / "local" / "r1" / "allure-results"
+    pytester.makeconftest(CONFTEST.format(reports=str(reports), digest=DIGEST, project=str(REPO)))
+    pytester.makepyfile(test_deferred=DEFERRED_SUITE.format(results=str(results)))
+    run = pytester.runpytest_subprocess("--run-id", "r1", "-p", "no:cacheprovider", "-p", "no:deploybook")
+    run.assert_outcomes(passed=2)
+    written = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    assert sorted(r["name"] for r in written) == ["test_first", "test_the_first_is_not_on_disk_yet"]
+    attached = [a["source"] for r in written for a in r.get("attachments", [])]
+    assert [(results / name).read_text() for name in attached] == ["kept until the verdict"]
+    assert (reports / "local" / "r1" / "index.html").is_file()
+
+
 def test_the_report_names_each_image_no_service_builds_and_where_its_digest_came_from() -> None:
     from deploybook.evidence.record import ReleaseRecord, ServiceRecord
     from deploybook.plugin.evidence import _extra

@@ -2,10 +2,12 @@
 
 :class:`EvidencePlugin` is registered in deploybook's ``pytest_configure``, before allure-pytest
 and pytest's JUnit writer configure themselves, so it can point them into the run folder
-(``RUN_DIR/allure-results``, ``RUN_DIR/junit.xml``). At the end of the session, after the
-release record is written, it builds the single-file report (``deploybook.evidence.report``)
-and, for a release, packs the bundle (``deploybook.evidence.bundle``), then prints both paths.
-A checks run writes no record of its own and so has no bundle.
+(``RUN_DIR/allure-results``, ``RUN_DIR/junit.xml``). Allure's result files are kept during the
+tests and written once the verdict is said (``deploybook.evidence.deferred_results``). At the
+end of the session, after the release record is written, it builds the single-file report
+(``deploybook.evidence.report``) and, for a release, packs the bundle
+(``deploybook.evidence.bundle``), then prints both paths. A checks run writes no record of its
+own and so has no bundle.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from deploybook.config.model import Environment
 from deploybook.errors import DeploybookError
 from deploybook.evidence.bundle import create_bundle
+from deploybook.evidence.deferred_results import DeferredResults
 from deploybook.evidence.record import RECORD_FILE, ReleaseRecord
 from deploybook.evidence.report import JUNIT_FILENAME, RESULTS_DIRNAME, ReportFacts, ReportGenerator, build_report
 from deploybook.release.context import RunContext
@@ -125,6 +128,7 @@ class EvidencePlugin:
         self.html: Path | None = None
         self.archive: Path | None = None
         self.error: DeploybookError | None = None
+        self.deferred: DeferredResults | None = None
 
     @property
     def results_dir(self) -> Path:
@@ -151,6 +155,7 @@ class EvidencePlugin:
                 "allure-pytest configured itself; register it in pytest_configure (tryfirst) or pass "
                 "--alluredir RUN_DIR/allure-results"
             )
+        self.deferred = DeferredResults.install()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
@@ -160,7 +165,9 @@ class EvidencePlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Build the report (and bundle) after everything else, the release record included."""
+        """Write Allure's results, then build the report (and bundle): after everything else,
+        the verdict and the release record included."""
+        self._flush_results()
         if session.config.option.collectonly:
             return
         try:
@@ -183,8 +190,14 @@ class EvidencePlugin:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """End Allure's engine if no report was asked of it (a session stopped early)."""
+        """End Allure's engine if no report was asked of it (a session stopped early); write
+        the results kept for a session that never reached its end."""
+        self._flush_results()
         self.generator.close()
+
+    def _flush_results(self) -> None:
+        if self.deferred is not None:
+            self.deferred.flush()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Print where the evidence is, or why there is none."""
