@@ -1,16 +1,16 @@
 """Allure's result files written after the verdict instead of one by one during the tests.
 
-allure-pytest writes two JSON files per test (its result and its fixtures' container) the
-moment the test ends, on the thread that runs the tests: at 100 services, 1,000 files, each
-made of a fresh uuid, a dict of the result and a JSON dump, before the next test may start.
+allure-pytest writes a test's files (its result, its fixtures' containers, what it attached)
+the moment the test ends, on the thread that runs the tests: at 100 services, 1,800 files,
+each made of a fresh uuid, a dict of the result and a JSON dump, before the next test starts.
 :class:`DeferredResults` stands in for allure-pytest's file logger during the session and
 keeps what it is given; :meth:`DeferredResults.flush` hands it all to that logger, unchanged
 and in order, once the verdict is said and before the report is made from the files. The
 command still ends only after every file is written; what moves is the verdict.
 
-Attachments (a build log, a rendered manifest) are written at once, as before: they are few,
-they can be large, and a file's source may be gone by the end of the session. After ``flush``
-the logger is itself again and writes as it always does.
+Attached text (a rollout's timeline, a check's details) is kept the same way; an attached file
+is copied at once, as before, since its source may be gone by the end of the session. After
+``flush`` the logger is itself again and writes as it always does.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class DeferredResults:
 
     @allure_commons.hookimpl
     def report_attached_data(self, body: Any, file_name: str) -> None:
-        self._write("report_attached_data", body=body, file_name=file_name)
+        self._keep("report_attached_data", body=body, file_name=file_name)
 
     @allure_commons.hookimpl
     def report_attached_file(self, source: Any, file_name: str) -> None:
