@@ -329,9 +329,9 @@ def test_digest_api():
 '''
 
 
-def run_suite(pytester: pytest.Pytester, reports: Path, run_id: str) -> pytest.RunResult:
+def run_suite(pytester: pytest.Pytester, reports: Path, run_id: str, suite: str = SUITE) -> pytest.RunResult:
     pytester.makeconftest(CONFTEST.format(reports=str(reports), digest=DIGEST, project=str(REPO)))
-    pytester.makepyfile(test_release=SUITE)
+    pytester.makepyfile(test_release=suite)
     return pytester.runpytest_subprocess("--run-id", run_id, "-p", "no:cacheprovider", "-p", "no:deploybook")
 
 
@@ -393,9 +393,7 @@ def test_allure_results_are_written_after_the_tests_every_one(
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     reports = tmp_path / "reports"
     results = reports / "local" / "r1" / "allure-results"
-    pytester.makeconftest(CONFTEST.format(reports=str(reports), digest=DIGEST, project=str(REPO)))
-    pytester.makepyfile(test_deferred=DEFERRED_SUITE.format(results=str(results)))
-    run = pytester.runpytest_subprocess("--run-id", "r1", "-p", "no:cacheprovider", "-p", "no:deploybook")
+    run = run_suite(pytester, reports, "r1", DEFERRED_SUITE.format(results=str(results)))
     run.assert_outcomes(passed=2)
     written = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
     assert sorted(r["name"] for r in written) == ["test_first", "test_the_first_is_not_on_disk_yet"]
