@@ -16,7 +16,8 @@ import pytest
 from urllib3.exceptions import ProtocolError
 
 from deploybook.errors import RolloutFailed
-from deploybook.verify.rollout import wait_for_rollout
+from deploybook.verify.rollout import RolloutWatcher, wait_for_rollout
+from deploybook.verify.tracker import RolloutTracker
 from deploybook.verify.verdicts import judge
 from deploybook.verify.workload_status import evaluate_workload, pod_failure, pods_of_current_revision, pull_is_retried
 
@@ -668,3 +669,28 @@ def test_a_job_run_again_is_not_judged_by_the_finished_one_of_its_name() -> None
     tracker.apply("workload", "MODIFIED", job("new", succeeded=1, conditions=complete))
     done = tracker.judge()
     assert done is not None and done.name == "migrate"
+
+
+def test_a_pods_first_event_reaches_a_wait_whose_thread_has_not_read_its_workload_yet() -> None:
+    # The dispatcher forwards a pod by the workload's selector. A wait takes its own copy of the
+    # workload on its own thread; before it has, the pod's ADDED must still be sent to it: an
+    # unschedulable pod sends no later event, and the wait would time out instead of naming it.
+    watcher = RolloutWatcher(kube=None, namespace="shop")
+    try:
+        tracker = RolloutTracker(None, "Deployment", "shop", "web", 60.0, None, 0)
+        with watcher._lock:  # the streams of a started watcher, without their threads
+            for tag in ("Deployment", "pods"):
+                watcher._objects[tag], watcher._listed[tag] = {}, threading.Event()
+            watcher._trackers.append(tracker)
+        deployment = {
+            "metadata": {"name": "web", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}},
+        }
+        pod = {"metadata": {"name": "web-1", "labels": {"app": "web"}}, "status": {"phase": "Pending"}}
+        watcher._sink.put(("Deployment", "ADDED", deployment))
+        watcher._sink.put(("pods", "ADDED", pod))
+        got = [tracker.events.get(timeout=5) for _ in range(3)]
+        assert tracker.workload is None  # nothing read on the tracker's side
+        assert got == [("workload", "ADDED", deployment), ("pods", "LIST", []), ("pods", "ADDED", pod)]
+    finally:
+        watcher.close()

@@ -213,18 +213,28 @@ class RolloutWatcher:
                 return
             tracker.events.put(("workload", "MODIFIED" if etype == "LIST" else etype, mine))
             if etype != "DELETED":  # the pods as they are now, by this object's selector
-                match = mine.get("spec", {}).get("selector") or {}
-                pods = [
-                    p
-                    for p in self._objects["pods"].values()
-                    if selector_matches(match, p.get("metadata", {}).get("labels") or {})
-                ]
+                pods = [p for p in self._objects["pods"].values() if _selected_by(mine, p)]
                 tracker.events.put(("pods", "LIST", pods))
         elif tag == "pods":
             if etype == "LIST":
-                tracker.events.put(("pods", "LIST", [p for p in payload if tracker.selects(p)]))
-            elif tracker.selects(payload) or payload["metadata"]["name"] in tracker.pods:
+                tracker.events.put(("pods", "LIST", [p for p in payload if self._selects(tracker, p)]))
+            elif self._selects(tracker, payload) or payload["metadata"]["name"] in tracker.pods:
                 tracker.events.put(("pods", etype, payload))
+
+    def _selects(self, tracker: RolloutTracker, pod: Mapping[str, Any]) -> bool:
+        """Whether ``pod`` is the tracker's, by its workload as this dispatcher last saw it. The
+        tracker's own copy is taken on the tracker's thread, which may not have read the
+        workload's event yet when the pods' first events come: dropped then, they are not sent
+        again while the pod stays as it is (an unschedulable pod does)."""
+        obj = self._objects.get(tracker.kind, {}).get(tracker.name)
+        if obj is None or not tracker.owns(obj):
+            return tracker.selects(pod)
+        return _selected_by(obj, pod)
+
+
+def _selected_by(workload: Mapping[str, Any], pod: Mapping[str, Any]) -> bool:
+    match = workload.get("spec", {}).get("selector") or {}
+    return selector_matches(match, pod.get("metadata", {}).get("labels") or {})
 
 
 def rolled_out_in(kind: str, namespace: str, obj: Mapping[str, Any], *, timeout_s: float) -> RolloutResult | None:
