@@ -50,9 +50,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from deploybook.cluster.selectors import selector_matches
 from deploybook.cluster.watch import EventStream
-from deploybook.verify.tracker import Event, ProgressCallback, RolloutResult, RolloutTracker, deadline
+from deploybook.verify.tracker import Event, ProgressCallback, RolloutResult, RolloutTracker, deadline, selects_pod
 from deploybook.verify.verdicts import judge
 
 __all__ = ["WORKLOAD_KINDS", "RolloutResult", "RolloutWatcher", "rolled_out_in", "wait_for_rollout"]
@@ -213,7 +212,7 @@ class RolloutWatcher:
                 return
             tracker.events.put(("workload", "MODIFIED" if etype == "LIST" else etype, mine))
             if etype != "DELETED":  # the pods as they are now, by this object's selector
-                pods = [p for p in self._objects["pods"].values() if _selected_by(mine, p)]
+                pods = [p for p in self._objects["pods"].values() if selects_pod(mine, p)]
                 tracker.events.put(("pods", "LIST", pods))
         elif tag == "pods":
             if etype == "LIST":
@@ -229,12 +228,7 @@ class RolloutWatcher:
         obj = self._objects.get(tracker.kind, {}).get(tracker.name)
         if obj is None or not tracker.owns(obj):
             return tracker.selects(pod)
-        return _selected_by(obj, pod)
-
-
-def _selected_by(workload: Mapping[str, Any], pod: Mapping[str, Any]) -> bool:
-    match = workload.get("spec", {}).get("selector") or {}
-    return selector_matches(match, pod.get("metadata", {}).get("labels") or {})
+        return selects_pod(obj, pod)
 
 
 def rolled_out_in(kind: str, namespace: str, obj: Mapping[str, Any], *, timeout_s: float) -> RolloutResult | None:

@@ -36,7 +36,7 @@ from deploybook.verify.workload_status import (
     spec_observed,
 )
 
-__all__ = ["Event", "ProgressCallback", "RolloutResult", "RolloutTracker", "deadline"]
+__all__ = ["Event", "ProgressCallback", "RolloutResult", "RolloutTracker", "deadline", "selects_pod"]
 
 PULL_GRACE_S = 20.0  # a failed pull must outlast one kubelet retry before it fails a rollout
 NODE_CHECK_S = 5.0  # how often the nodes of waiting pods are looked at (also a wake-up)
@@ -51,6 +51,11 @@ Event = tuple[str, str, Any]  # (tag, type, payload) as EventStream sends them
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return obj.get("metadata", {}).get("labels") or {}
+
+
+def selects_pod(workload: Mapping[str, Any], pod: Mapping[str, Any]) -> bool:
+    """True when ``workload``'s selector matches ``pod``'s labels."""
+    return selector_matches(workload.get("spec", {}).get("selector") or {}, _labels(pod))
 
 
 @dataclass(frozen=True)
@@ -122,10 +127,7 @@ class RolloutTracker:
 
     def selects(self, pod: Mapping[str, Any]) -> bool:
         """True when ``pod`` belongs to this workload (its selector matches the pod's labels)."""
-        if self.workload is None:
-            return False
-        match = self.workload.get("spec", {}).get("selector") or {}
-        return selector_matches(match, _labels(pod))
+        return self.workload is not None and selects_pod(self.workload, pod)
 
     def owns(self, obj: Mapping[str, Any]) -> bool:
         """False for an object of the workload's name that is another object (its uid differs)."""
